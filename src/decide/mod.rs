@@ -1,0 +1,116 @@
+//! The program's rules, as pure functions: facts and policies in, actions out.
+//!
+//! Nothing here does IO. The rules are level-triggered: they compute the wanted state of a merge
+//! request (labels present, a Contributor Success reviewer, one welcome note) and emit only the
+//! difference from what the facts say is there, so a redelivered or replayed event yields no
+//! action at all.
+
+mod recognize;
+mod reviewer;
+mod routing;
+
+use serde::Serialize;
+
+pub use recognize::{recognize, Evidence, Recognition};
+pub use reviewer::{choose_reviewer, ReviewerChoice, RosterFacts, RosterMember};
+pub use routing::{decide_merge_request, MrFacts, MrState};
+
+use crate::domain::{MrRef, UserId};
+use crate::messages::Marker;
+
+/// Where a note goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum NoteTarget {
+    MergeRequest(MrRef),
+}
+
+/// One write to GitLab. The executor is the only code that turns these into API calls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// One `PUT /projects/:id/merge_requests/:iid`: labels are added (never overwritten) and,
+    /// when `reviewer_ids` is set, the whole reviewer list is replaced by it (it already holds
+    /// the reviewers people chose, plus ours).
+    EditMergeRequest {
+        mr: MrRef,
+        add_labels: Vec<String>,
+        remove_labels: Vec<String>,
+        reviewer_ids: Option<Vec<UserId>>,
+        /// For humans reading a plan: who we add as reviewer.
+        added_reviewer: Option<String>,
+    },
+    /// A note whose body begins with its hidden marker.
+    PostNote {
+        target: NoteTarget,
+        marker: Marker,
+        body: String,
+    },
+}
+
+impl Action {
+    /// One line for logs and `plan` output.
+    pub fn summary(&self) -> String {
+        match self {
+            Action::EditMergeRequest {
+                mr,
+                add_labels,
+                remove_labels,
+                reviewer_ids,
+                added_reviewer,
+            } => {
+                let mut parts = Vec::new();
+                if !add_labels.is_empty() {
+                    parts.push(format!("add labels {add_labels:?}"));
+                }
+                if !remove_labels.is_empty() {
+                    parts.push(format!("remove labels {remove_labels:?}"));
+                }
+                if let Some(ids) = reviewer_ids {
+                    match added_reviewer {
+                        Some(name) => parts.push(format!("add reviewer @{name} (reviewer_ids {ids:?})")),
+                        None => parts.push(format!("set reviewer_ids {ids:?}")),
+                    }
+                }
+                format!("edit {mr}: {}", parts.join(", "))
+            }
+            Action::PostNote { target, marker, .. } => {
+                let NoteTarget::MergeRequest(mr) = target;
+                format!("post {marker:?} note on {mr}")
+            }
+        }
+    }
+}
+
+/// Why an event leads to no action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Skip {
+    /// The event was caused by the bot itself.
+    OwnEvent,
+    /// The MR's author is a bot account.
+    BotAuthor,
+    /// The author is not recognised as a member of any Co-Create organization.
+    NotCoCreate,
+    /// Closed, merged or locked MRs are left alone.
+    NotOpen { state: String },
+}
+
+/// The outcome of deciding on one event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// The organization the MR belongs to, when recognised.
+    pub org: Option<Recognition>,
+    pub skip: Option<Skip>,
+    pub actions: Vec<Action>,
+}
+
+impl Decision {
+    pub fn skipped(skip: Skip, org: Option<Recognition>) -> Self {
+        Self {
+            org,
+            skip: Some(skip),
+            actions: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Typed webhook payloads: only the fields we use; unknown fields are ignored.
+//!
+//! Parsing errors name the JSON path (`object_attributes.iid: missing field`), so an operator
+//! can tell a GitLab change from a broken sender.
+
+use serde::Deserialize;
+
+use crate::domain::{MrRef, UserId};
+
+/// The `X-Gitlab-Event` header values we know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    MergeRequest,
+    /// Instance-wide system hook; only its `merge_request` events are handled.
+    System,
+    Issue,
+    ConfidentialIssue,
+    Note,
+    ConfidentialNote,
+    Other,
+}
+
+impl EventKind {
+    pub fn from_header(value: &str) -> Self {
+        match value {
+            "Merge Request Hook" => Self::MergeRequest,
+            "System Hook" => Self::System,
+            "Issue Hook" => Self::Issue,
+            "Confidential Issue Hook" => Self::ConfidentialIssue,
+            "Note Hook" => Self::Note,
+            "Confidential Note Hook" => Self::ConfidentialNote,
+            _ => Self::Other,
+        }
+    }
+
+    pub fn header(self) -> &'static str {
+        match self {
+            Self::MergeRequest => "Merge Request Hook",
+            Self::System => "System Hook",
+            Self::Issue => "Issue Hook",
+            Self::ConfidentialIssue => "Confidential Issue Hook",
+            Self::Note => "Note Hook",
+            Self::ConfidentialNote => "Confidential Note Hook",
+            Self::Other => "Other",
+        }
+    }
+}
+
+/// An error in a payload, with the JSON path where it happened.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind} payload: at `{path}`: {message}")]
+pub struct PayloadError {
+    pub kind: &'static str,
+    pub path: String,
+    pub message: String,
+}
+
+/// A webhook we act on, parsed from its body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    MergeRequest(MergeRequestEvent),
+}
+
+/// Why a delivery is accepted but not acted on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ignored {
+    UnsupportedKind(String),
+    SystemHookObject(String),
+}
+
+/// Parses a delivery: `Ok(Ok(event))` to act on, `Ok(Err(ignored))` for kinds we skip,
+/// `Err` for a supported kind whose body is malformed.
+pub fn parse(kind: EventKind, body: &[u8]) -> Result<Result<Event, Ignored>, PayloadError> {
+    match kind {
+        EventKind::MergeRequest => parse_as(kind, body).map(|e| Ok(Event::MergeRequest(e))),
+        EventKind::System => {
+            #[derive(Deserialize)]
+            struct Probe {
+                object_kind: Option<String>,
+                event_name: Option<String>,
+            }
+            let probe: Probe = parse_as(kind, body)?;
+            match probe.object_kind.as_deref() {
+                Some("merge_request") => parse_as(kind, body).map(|e| Ok(Event::MergeRequest(e))),
+                other => Ok(Err(Ignored::SystemHookObject(
+                    other
+                        .or(probe.event_name.as_deref())
+                        .unwrap_or("unknown")
+                        .to_owned(),
+                ))),
+            }
+        }
+        other => Ok(Err(Ignored::UnsupportedKind(other.header().to_owned()))),
+    }
+}
+
+fn parse_as<T: for<'de> Deserialize<'de>>(kind: EventKind, body: &[u8]) -> Result<T, PayloadError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| PayloadError {
+        kind: kind.header(),
+        path: e.path().to_string(),
+        message: e.inner().to_string(),
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PayloadUser {
+    #[serde(default)]
+    pub id: Option<UserId>,
+    pub username: String,
+    #[serde(default)]
+    pub name: String,
+    /// Usually `[REDACTED]` in recent GitLab versions; never trusted for recognition.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PayloadProject {
+    pub id: u64,
+    #[serde(default)]
+    pub path_with_namespace: String,
+    #[serde(default)]
+    pub web_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PayloadLabel {
+    pub title: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PayloadReviewer {
+    pub id: UserId,
+    pub username: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct MergeRequestAttributes {
+    pub id: u64,
+    pub iid: u64,
+    pub title: String,
+    pub author_id: UserId,
+    pub state: String,
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub draft: bool,
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub target_project_id: Option<u64>,
+    #[serde(default)]
+    pub reviewer_ids: Vec<UserId>,
+}
+
+/// `Merge Request Hook` (and the `merge_request` system hook).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct MergeRequestEvent {
+    pub object_kind: String,
+    pub user: PayloadUser,
+    pub project: PayloadProject,
+    pub object_attributes: MergeRequestAttributes,
+    #[serde(default)]
+    pub labels: Vec<PayloadLabel>,
+    #[serde(default)]
+    pub reviewers: Vec<PayloadReviewer>,
+}
+
+impl MergeRequestEvent {
+    /// The MR this event is about (the target project holds it).
+    pub fn mr(&self) -> MrRef {
+        MrRef {
+            project_id: self
+                .object_attributes
+                .target_project_id
+                .unwrap_or(self.project.id),
+            iid: self.object_attributes.iid,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/tests/fixtures/gitlab/payloads/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn parses_gitlab_documented_merge_request_open() {
+        let ev = parse(EventKind::MergeRequest, &fixture("merge_request_open.json"))
+            .expect("valid")
+            .expect("supported");
+        let Event::MergeRequest(mr) = ev;
+        assert_eq!(mr.mr(), MrRef { project_id: 2, iid: 16 });
+        assert_eq!(mr.object_attributes.action.as_deref(), Some("open"));
+        assert_eq!(mr.object_attributes.author_id, 1);
+        assert_eq!(mr.labels[0].title, "enhancement");
+        assert_eq!(mr.reviewers[0].username, "sjones");
+    }
+
+    #[test]
+    fn parses_system_hook_merge_request_and_ignores_other_system_events() {
+        let ev = parse(EventKind::System, &fixture("system_hook_merge_request.json"))
+            .expect("valid")
+            .expect("supported");
+        let Event::MergeRequest(mr) = ev;
+        assert_eq!(mr.mr(), MrRef { project_id: 14, iid: 1 });
+        let ignored = parse(EventKind::System, br#"{"event_name":"project_create"}"#)
+            .expect("valid JSON");
+        assert_eq!(ignored, Err(Ignored::SystemHookObject("project_create".into())));
+    }
+
+    #[test]
+    fn unsupported_kinds_are_ignored_even_with_garbage_bodies() {
+        let r = parse(EventKind::Other, b"not json").expect("not parsed at all");
+        assert!(matches!(r, Err(Ignored::UnsupportedKind(_))));
+    }
+
+    #[test]
+    fn malformed_payload_errors_name_the_json_path() {
+        let err = parse(
+            EventKind::MergeRequest,
+            br#"{"object_kind":"merge_request","user":{"username":"a"},"project":{"id":1},"object_attributes":{"id":1,"title":"t","author_id":1,"state":"opened"}}"#,
+        )
+        .expect_err("iid missing");
+        assert_eq!(err.path, "object_attributes");
+        assert!(err.message.contains("iid"), "{err}");
+        let err = parse(EventKind::MergeRequest, br#"{"object_kind":"merge_request","user":{"username":"a"},"project":{"id":"x"}}"#)
+            .expect_err("bad type");
+        assert_eq!(err.path, "project.id");
+        let err = parse(EventKind::MergeRequest, b"{").expect_err("truncated");
+        assert!(err.to_string().contains("Merge Request Hook payload"), "{err}");
+    }
+}

@@ -1,0 +1,281 @@
+//! The user-facing configuration: `policies/*.yml`.
+//!
+//! Each file has its own module with serde types (`deny_unknown_fields`, so a typo is an error,
+//! not a silently ignored key) and a validation step that turns the raw document into checked
+//! domain types. Every error names the file, line and column, and says what to do.
+
+mod organizations;
+mod routing;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use organizations::{AccountTeam, Organization, Organizations, Tier};
+pub use routing::{Labels, Roster, Routing, Strategy, Tracking, Watch};
+
+/// The example policies shipped in `policies/`, embedded so the binary runs on a fresh machine.
+pub const EMBEDDED: &[(&str, &str)] = &[
+    (
+        "organizations.yml",
+        include_str!("../../policies/organizations.yml"),
+    ),
+    ("routing.yml", include_str!("../../policies/routing.yml")),
+];
+
+/// Every policy, loaded and validated.
+#[derive(Debug, Clone)]
+pub struct Policies {
+    pub organizations: Organizations,
+    pub routing: Routing,
+    /// Where they came from (a directory, or "embedded examples"), for logs and `/readyz`.
+    pub source: String,
+}
+
+/// One problem in one policy file, with its position when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    pub file: PathBuf,
+    pub line: Option<u64>,
+    pub column: Option<u64>,
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// All the problems found in a policy directory (we report every one, not just the first).
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct PolicyErrors(pub Vec<PolicyError>);
+
+impl fmt::Display for PolicyErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A validation error found after parsing, located by a `Spanned` value.
+pub(crate) struct Located {
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+impl Located {
+    pub(crate) fn at<T>(span: &serde_saphyr::Spanned<T>, message: impl Into<String>) -> Self {
+        Self {
+            line: span.referenced.line(),
+            column: span.referenced.column(),
+            message: message.into(),
+        }
+    }
+}
+
+fn parse_file<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    text: &str,
+) -> Result<T, PolicyError> {
+    serde_saphyr::from_str::<T>(text).map_err(|e| {
+        let loc = e.location();
+        PolicyError {
+            file: file.to_owned(),
+            line: loc.as_ref().map(|l| l.line()),
+            column: loc.as_ref().map(|l| l.column()),
+            message: first_line(&e.to_string()),
+        }
+    })
+}
+
+/// saphyr renders a source snippet after the message; keep the message, the position is ours.
+fn first_line(rendered: &str) -> String {
+    rendered
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(rendered)
+        .trim()
+        .to_owned()
+}
+
+impl Policies {
+    /// Loads and validates `organizations.yml` and `routing.yml` from `dir`.
+    pub fn load(dir: &Path) -> Result<Self, PolicyErrors> {
+        if !dir.is_dir() {
+            return Err(PolicyErrors(vec![PolicyError {
+                file: dir.to_owned(),
+                line: None,
+                column: None,
+                message: "is not a directory; point COCREATE_POLICIES (or --policies) at the directory holding organizations.yml and routing.yml".into(),
+            }]));
+        }
+        let read = |name: &str| -> Result<(PathBuf, String), PolicyError> {
+            let path = dir.join(name);
+            std::fs::read_to_string(&path)
+                .map(|t| (path.clone(), t))
+                .map_err(|e| PolicyError {
+                    file: path,
+                    line: None,
+                    column: None,
+                    message: format!("cannot be read ({e}); every policy directory needs this file, copy it from the examples in the cocreate repository"),
+                })
+        };
+        let files = [read("organizations.yml"), read("routing.yml")];
+        let mut errors = Vec::new();
+        let mut texts = Vec::new();
+        for f in files {
+            match f {
+                Ok(t) => texts.push(t),
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(PolicyErrors(errors));
+        }
+        let sources: Vec<(PathBuf, &str)> =
+            texts.iter().map(|(p, t)| (p.clone(), t.as_str())).collect();
+        Self::from_sources(&sources, dir.display().to_string())
+    }
+
+    /// The example policies compiled into the binary.
+    pub fn embedded() -> Result<Self, PolicyErrors> {
+        let sources: Vec<(PathBuf, &str)> = EMBEDDED
+            .iter()
+            .map(|(n, t)| (PathBuf::from(format!("policies/{n}")), *t))
+            .collect();
+        Self::from_sources(&sources, "embedded example policies".into())
+    }
+
+    /// Parses and validates named sources, e.g. `("organizations.yml", text)`.
+    pub fn from_sources(sources: &[(PathBuf, &str)], source: String) -> Result<Self, PolicyErrors> {
+        let find = |name: &str| {
+            sources
+                .iter()
+                .find(|(p, _)| p.file_name().is_some_and(|f| f == name))
+        };
+        let mut errors = Vec::new();
+        let missing = |name: &str| PolicyError {
+            file: PathBuf::from(name),
+            line: None,
+            column: None,
+            message: "is missing".into(),
+        };
+        let orgs = match find("organizations.yml") {
+            Some((path, text)) => parse_file::<organizations::OrganizationsDoc>(path, text)
+                .map_err(|e| vec![e])
+                .and_then(|doc| organizations::validate(doc).map_err(|ls| locate(path, ls)))
+                .map_err(|es| errors.extend(es))
+                .ok(),
+            None => {
+                errors.push(missing("organizations.yml"));
+                None
+            }
+        };
+        let routing = match find("routing.yml") {
+            Some((path, text)) => parse_file::<routing::RoutingDoc>(path, text)
+                .map_err(|e| vec![e])
+                .and_then(|doc| routing::validate(doc).map_err(|ls| locate(path, ls)))
+                .map_err(|es| errors.extend(es))
+                .ok(),
+            None => {
+                errors.push(missing("routing.yml"));
+                None
+            }
+        };
+        match (orgs, routing) {
+            (Some(organizations), Some(routing)) if errors.is_empty() => Ok(Self {
+                organizations,
+                routing,
+                source,
+            }),
+            _ => Err(PolicyErrors(errors)),
+        }
+    }
+}
+
+fn locate(path: &Path, located: Vec<Located>) -> Vec<PolicyError> {
+    located
+        .into_iter()
+        .map(|l| PolicyError {
+            file: path.to_owned(),
+            line: Some(l.line),
+            column: Some(l.column),
+            message: l.message,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_examples_are_valid() {
+        let p = Policies::embedded().expect("the shipped example policies must validate");
+        assert!(!p.organizations.all().is_empty());
+        assert!(!p.routing.roster.reviewers.is_empty());
+    }
+
+    #[test]
+    fn repository_policies_dir_is_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        Policies::load(&dir).expect("policies/ must pass `policies check`");
+    }
+
+    fn errors_of(org_yaml: &str) -> Vec<String> {
+        let routing = EMBEDDED[1].1;
+        let sources = vec![
+            (PathBuf::from("organizations.yml"), org_yaml),
+            (PathBuf::from("routing.yml"), routing),
+        ];
+        match Policies::from_sources(&sources, "test".into()) {
+            Ok(_) => vec![],
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_column() {
+        let errs = errors_of(
+            "organizations:\n  - slug: example-aero\n    name: Example Aero\n    tier: 1\n    usernmes: [a]\n",
+        );
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].starts_with("organizations.yml:5:5: "), "{errs:?}");
+        assert!(errs[0].contains("usernmes"), "{errs:?}");
+    }
+
+    #[test]
+    fn bad_slug_and_duplicate_and_tier_are_all_reported_with_positions() {
+        let errs = errors_of(concat!(
+            "organizations:\n",
+            "  - slug: Example_Aero\n    name: A\n    tier: 1\n    usernames: [a]\n",
+            "  - slug: dup\n    name: B\n    tier: 4\n    usernames: [b]\n",
+            "  - slug: dup\n    name: C\n    tier: 2\n    usernames: [a]\n",
+        ));
+        assert_eq!(errs.len(), 4, "{errs:?}");
+        assert!(errs[0].starts_with("organizations.yml:2:11: slug `Example_Aero`"), "{errs:?}");
+        assert!(errs[1].starts_with("organizations.yml:8:11: tier must be 1, 2 or 3"), "{errs:?}");
+        assert!(errs[2].starts_with("organizations.yml:10:11: slug `dup` is used twice"), "{errs:?}");
+        assert!(errs[3].contains("username `a` is claimed by both"), "{errs:?}");
+    }
+
+    #[test]
+    fn organization_without_any_recognition_rule_is_an_error() {
+        let errs = errors_of("organizations:\n  - slug: lonely\n    name: L\n    tier: 2\n");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].contains("no way to recognise its people"), "{errs:?}");
+    }
+}
