@@ -98,7 +98,10 @@ fn parse_as<T: for<'de> Deserialize<'de>>(kind: EventKind, body: &[u8]) -> Resul
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| PayloadError {
         kind: kind.header(),
-        path: e.path().to_string(),
+        path: match e.path().to_string() {
+            p if p == "?" => "(document)".to_owned(),
+            p => p,
+        },
         message: e.inner().to_string(),
     })
 }

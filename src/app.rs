@@ -1,0 +1,209 @@
+//! Wiring: from settings to a running receiver and worker. Used by `cocreate serve` and by the
+//! end-to-end tests, so both run exactly the same code.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+
+use crate::gitlab::{ConnectError, Executor, FactSource, Get, GitlabClient, RetryPolicy};
+use crate::handlers::{Context, KeyedLocks, Live};
+use crate::messages::{Messages, TemplateError};
+use crate::policy::{Policies, PolicyErrors};
+use crate::queue::{Queue, QueueError, SqliteQueue};
+use crate::server::{self, AppState};
+use crate::webhook::{SigningKey, Verifier};
+use crate::worker::{self, WorkerConfig};
+
+/// Where policies and templates come from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    Dir(PathBuf),
+    Embedded,
+}
+
+/// A GitLab connection's settings; no token means dry run.
+#[derive(Clone, Default)]
+pub struct GitlabSettings {
+    pub url: String,
+    pub token: Option<String>,
+    pub retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for GitlabSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitlabSettings")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub listen: SocketAddr,
+    pub gitlab: GitlabSettings,
+    pub webhook_secrets: Vec<String>,
+    pub signing_keys: Vec<SigningKey>,
+    pub signature_window: Duration,
+    pub policies: ConfigSource,
+    pub templates: ConfigSource,
+    pub data_dir: PathBuf,
+    pub body_limit: usize,
+    pub worker: WorkerConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("policies are invalid:\n{0}")]
+    Policies(#[from] PolicyErrors),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("cannot open the queue: {0}")]
+    Queue(#[from] QueueError),
+    #[error("cannot connect to GitLab at {url}: {source}")]
+    Gitlab { url: String, source: ConnectError },
+    #[error("cannot read the bot's identity (GET /user): {0}")]
+    BotIdentity(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("refusing to start: a GitLab token is set but no webhook secret (COCREATE_WEBHOOK_SECRET) or signing key (COCREATE_SIGNING_KEY); anyone could send events")]
+    NoSecret,
+}
+
+pub fn load_policies(src: &ConfigSource) -> Result<Policies, PolicyErrors> {
+    match src {
+        ConfigSource::Dir(d) => Policies::load(d),
+        ConfigSource::Embedded => Policies::embedded(),
+    }
+}
+
+pub fn load_messages(src: &ConfigSource) -> Result<Messages, TemplateError> {
+    match src {
+        ConfigSource::Dir(d) => Messages::load(d),
+        ConfigSource::Embedded => Messages::embedded(),
+    }
+}
+
+/// Builds the handler context: connects to GitLab when a token is given, else a dry run.
+pub async fn build_context(
+    gitlab: &GitlabSettings,
+    policies: Policies,
+    messages: Messages,
+) -> Result<Context, StartError> {
+    let configured_bot = policies.routing.bot_username.clone();
+    let (live, bot_username, executor) = match &gitlab.token {
+        Some(token) => {
+            let client = GitlabClient::connect(&gitlab.url, token, gitlab.retry.clone())
+                .await
+                .map_err(|source| StartError::Gitlab { url: gitlab.url.clone(), source })?;
+            let bot = match configured_bot {
+                Some(b) => b,
+                None => {
+                    #[derive(serde::Deserialize)]
+                    struct Me {
+                        username: String,
+                    }
+                    let me: Me = Get::new("user")
+                        .one(&client)
+                        .await
+                        .map_err(|e| StartError::BotIdentity(e.to_string()))?;
+                    me.username.to_ascii_lowercase()
+                }
+            };
+            let facts = Arc::new(FactSource::new(bot.clone()));
+            (Some(Live { client, facts }), bot, Executor::Live)
+        }
+        None => (None, configured_bot.unwrap_or_else(|| "cocreate-bot".into()), Executor::DryRun),
+    };
+    Ok(Context {
+        policies: Arc::new(policies),
+        messages: Arc::new(messages),
+        gitlab: live,
+        executor,
+        bot_username,
+        locks: KeyedLocks::default(),
+    })
+}
+
+/// A running receiver + worker.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub queue: Arc<dyn Queue>,
+    shutdown: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+    worker: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Graceful stop: no new connections, in-flight work finished or released.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        let _ = self.worker.await;
+    }
+
+    /// Resolves when the server stops on its own (e.g. after a signal).
+    pub async fn wait(self) {
+        let Running { shutdown, server, worker, .. } = self;
+        let _ = server.await;
+        let _ = shutdown.send(true);
+        let _ = worker.await;
+    }
+
+    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Starts `serve`: loads and checks everything first, then binds and spawns.
+pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
+    // Install the metrics recorder before anything is counted.
+    let _ = crate::metrics::handle();
+    let policies = load_policies(&s.policies)?;
+    let messages = load_messages(&s.templates)?;
+    let verifier = Verifier::new(s.webhook_secrets.clone(), s.signing_keys.clone(), s.signature_window);
+    if verifier.is_open() {
+        if s.gitlab.token.is_some() {
+            return Err(StartError::NoSecret);
+        }
+        tracing::warn!("no webhook secret configured: accepting unauthenticated webhooks (allowed only in a dry run)");
+    }
+    let source = policies.source.clone();
+    let ctx = build_context(&s.gitlab, policies, messages).await?;
+    if ctx.gitlab.is_none() {
+        tracing::warn!("DRY RUN: no GITLAB_TOKEN set; planned actions are logged, nothing is written to GitLab");
+    }
+    let queue: Arc<dyn Queue> = Arc::new(SqliteQueue::open(&s.data_dir)?);
+    let wake = Arc::new(Notify::new());
+    let (tx, rx) = watch::channel(false);
+    let state = AppState {
+        queue: queue.clone(),
+        verifier,
+        wake: wake.clone(),
+        policies_source: Some(source.clone()),
+        now_ms: server::system_now_ms,
+    };
+    let listener = tokio::net::TcpListener::bind(s.listen)
+        .await
+        .map_err(|source| StartError::Listen { addr: s.listen, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Listen { addr: s.listen, source })?;
+    let app = server::router(state, s.body_limit);
+    let mut srx = rx.clone();
+    let server = tokio::spawn(async move {
+        let stop = async move {
+            let _ = srx.wait_for(|v| *v).await;
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    let worker = tokio::spawn(worker::run(ctx, queue.clone(), s.worker.clone(), wake, rx));
+    tracing::info!(%addr, policies = %source, data = %s.data_dir.display(), "cocreate serve is listening");
+    Ok(Running { addr, queue, shutdown: tx, server, worker })
+}

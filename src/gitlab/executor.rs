@@ -1,0 +1,104 @@
+//! The executor: the only code that writes to GitLab. It turns the actions `decide` computed into
+//! API calls, or, in a dry run, into log lines.
+
+use gitlab::api::{self, AsyncQuery};
+use gitlab::api::projects::merge_requests::notes::CreateMergeRequestNote;
+use gitlab::api::projects::merge_requests::EditMergeRequest;
+
+use super::{Context, GitlabClient, GitlabError};
+use crate::decide::{Action, NoteTarget};
+
+/// Where actions go.
+#[derive(Debug, Clone)]
+pub enum Executor {
+    Live,
+    /// No token: log what would be written.
+    DryRun,
+}
+
+/// What was written.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ExecutionReport {
+    pub writes: usize,
+}
+
+/// An action could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    #[error(transparent)]
+    Gitlab(#[from] GitlabError),
+    #[error("cannot {0}: building the request failed: {1}")]
+    Build(String, String),
+}
+
+impl Executor {
+    /// Runs the actions in order; stops at the first failure (the event is retried, and the
+    /// level-triggered rules then skip what already succeeded).
+    pub async fn run(
+        &self,
+        client: Option<&GitlabClient>,
+        actions: &[Action],
+    ) -> Result<ExecutionReport, ExecuteError> {
+        let mut report = ExecutionReport::default();
+        let client = match (self, client) {
+            (Executor::Live, Some(c)) => c,
+            _ => {
+                for a in actions {
+                    tracing::info!(action = %a.summary(), "dry run: would write to GitLab");
+                }
+                return Ok(report);
+            }
+        };
+        for action in actions {
+            let what = action.summary();
+            match action {
+                Action::EditMergeRequest {
+                    mr,
+                    add_labels,
+                    remove_labels,
+                    reviewer_ids,
+                    ..
+                } => {
+                    let mut b = EditMergeRequest::builder();
+                    b.project(mr.project_id).merge_request(mr.iid);
+                    for l in add_labels {
+                        b.add_label(l.as_str());
+                    }
+                    for l in remove_labels {
+                        b.remove_label(l.as_str());
+                    }
+                    if let Some(ids) = reviewer_ids {
+                        if ids.is_empty() {
+                            b.without_reviewer();
+                        } else {
+                            b.reviewers(ids.iter().copied());
+                        }
+                    }
+                    let endpoint = b
+                        .build()
+                        .map_err(|e| ExecuteError::Build(what.clone(), e.to_string()))?;
+                    api::ignore(endpoint)
+                        .query_async(client)
+                        .await
+                        .doing(|| what.clone())?;
+                }
+                Action::PostNote { target, body, .. } => {
+                    let NoteTarget::MergeRequest(mr) = target;
+                    let endpoint = CreateMergeRequestNote::builder()
+                        .project(mr.project_id)
+                        .merge_request(mr.iid)
+                        .body(body.as_str())
+                        .build()
+                        .map_err(|e| ExecuteError::Build(what.clone(), e.to_string()))?;
+                    api::ignore(endpoint)
+                        .query_async(client)
+                        .await
+                        .doing(|| what.clone())?;
+                }
+            }
+            tracing::info!(action = %what, "wrote to GitLab");
+            report.writes += 1;
+        }
+        Ok(report)
+    }
+}

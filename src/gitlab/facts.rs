@@ -1,0 +1,259 @@
+//! Reading the facts the rules need from GitLab.
+//!
+//! User profiles, customer-group member lists, roster ids and statuses are cached (they change
+//! rarely, and GitLab rate-limits user reads); merge requests and notes are always read fresh,
+//! because the rules are level-triggered on their current state.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::endpoints::{path_id, ApiMergeRequest, ApiNote, ApiStatus, ApiUser, Get};
+use super::{Context, GitlabClient, GitlabError, TtlCache};
+use crate::decide::{RosterFacts, RosterMember};
+use crate::domain::{Availability, MrRef, OrgSlug, UserFacts, UserId};
+use crate::messages::Marker;
+use crate::policy::Policies;
+
+/// Cached fact reads over one GitLab instance.
+#[derive(Debug)]
+pub struct FactSource {
+    bot_username: String,
+    users: TtlCache<UserId, ApiUser>,
+    group_members: TtlCache<String, Arc<HashSet<UserId>>>,
+    user_ids: TtlCache<String, UserId>,
+    statuses: TtlCache<String, Availability>,
+}
+
+impl FactSource {
+    pub fn new(bot_username: String) -> Self {
+        Self {
+            bot_username,
+            users: TtlCache::new(Duration::from_secs(3600), 50_000),
+            group_members: TtlCache::new(Duration::from_secs(600), 1_000),
+            user_ids: TtlCache::new(Duration::from_secs(3600), 10_000),
+            statuses: TtlCache::new(Duration::from_secs(300), 10_000),
+        }
+    }
+
+    pub fn bot_username(&self) -> &str {
+        &self.bot_username
+    }
+
+    /// A user's profile plus the customer groups (from the policies) they belong to.
+    pub async fn user(
+        &self,
+        c: &GitlabClient,
+        id: UserId,
+        policies: &Policies,
+    ) -> Result<UserFacts, GitlabError> {
+        let user = match self.users.get(&id) {
+            Some(u) => u,
+            None => {
+                let u: ApiUser = Get::new(format!("users/{id}"))
+                    .one(c)
+                    .await
+                    .doing(|| format!("reading user {id}"))?;
+                self.users.put(id, u.clone());
+                u
+            }
+        };
+        let mut member_of = Vec::new();
+        for group in policies.organizations.all_groups() {
+            if self.group_members(c, &group).await?.contains(&id) {
+                member_of.push(group);
+            }
+        }
+        Ok(UserFacts {
+            id: user.id,
+            username: user.username,
+            name: user.name,
+            bot: user.bot,
+            public_email: user.public_email.filter(|e| !e.is_empty()),
+            organization: user.organization.filter(|o| !o.is_empty()),
+            member_of,
+        })
+    }
+
+    async fn group_members(
+        &self,
+        c: &GitlabClient,
+        group: &str,
+    ) -> Result<Arc<HashSet<UserId>>, GitlabError> {
+        if let Some(m) = self.group_members.get(&group.to_owned()) {
+            return Ok(m);
+        }
+        #[derive(serde::Deserialize)]
+        struct Member {
+            id: UserId,
+        }
+        let members: Vec<Member> = Get::new(format!("groups/{}/members/all", path_id(group)))
+            .all(c)
+            .await
+            .doing(|| format!("listing members of customer group `{group}`"))?;
+        let set = Arc::new(members.into_iter().map(|m| m.id).collect::<HashSet<_>>());
+        self.group_members.put(group.to_owned(), set.clone());
+        Ok(set)
+    }
+
+    /// The MR as it is now; `None` if it no longer exists.
+    pub async fn merge_request(
+        &self,
+        c: &GitlabClient,
+        mr: MrRef,
+    ) -> Result<Option<ApiMergeRequest>, GitlabError> {
+        match Get::new(format!("projects/{}/merge_requests/{}", mr.project_id, mr.iid))
+            .one(c)
+            .await
+            .doing(|| format!("reading {mr}"))
+        {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Has the bot already written a note carrying `marker` on this MR?
+    pub async fn has_marked_note(
+        &self,
+        c: &GitlabClient,
+        mr: MrRef,
+        marker: Marker,
+    ) -> Result<bool, GitlabError> {
+        let notes: Vec<ApiNote> = Get::new(format!(
+            "projects/{}/merge_requests/{}/notes",
+            mr.project_id, mr.iid
+        ))
+        .param("sort", "asc")
+        .param("order_by", "created_at")
+        .all(c)
+        .await
+        .doing(|| format!("listing notes of {mr}"))?;
+        Ok(notes.iter().any(|n| {
+            !n.system
+                && n.author.username.eq_ignore_ascii_case(&self.bot_username)
+                && marker.is_in(&n.body)
+        }))
+    }
+
+    /// The roster's ids, statuses and current Co-Create review load.
+    pub async fn roster(
+        &self,
+        c: &GitlabClient,
+        policies: &Policies,
+        org: &OrgSlug,
+    ) -> Result<RosterFacts, GitlabError> {
+        let routing = &policies.routing;
+        let open = self.open_cocreate_mrs(c, policies).await?;
+        let org_label = routing.labels.org(org);
+        let mut members = Vec::new();
+        for username in &routing.roster.reviewers {
+            let id = self.user_id(c, username).await?;
+            let availability = match id {
+                Some(_) if routing.roster.skip_busy => self.status(c, username).await?,
+                _ => Availability::Available,
+            };
+            let reviews: Vec<&ApiMergeRequest> = open
+                .values()
+                .filter(|m| m.reviewers.iter().any(|r| r.username.eq_ignore_ascii_case(username)))
+                .collect();
+            members.push(RosterMember {
+                username: username.clone(),
+                id,
+                availability,
+                open_reviews: reviews.len(),
+                org_reviews: reviews.iter().filter(|m| m.labels.contains(&org_label)).count(),
+            });
+        }
+        // A roster name GitLab does not know cannot be assigned: keep it out of the choice.
+        members.retain(|m| {
+            if m.id.is_none() {
+                tracing::warn!(username = %m.username, "roster member not found on GitLab; check routing.yml");
+            }
+            m.id.is_some()
+        });
+        Ok(RosterFacts { members })
+    }
+
+    /// Open MRs labelled Co-Create in the watched scope (the whole instance when none is set).
+    pub async fn open_cocreate_mrs(
+        &self,
+        c: &GitlabClient,
+        policies: &Policies,
+    ) -> Result<BTreeMap<MrRef, ApiMergeRequest>, GitlabError> {
+        let routing = &policies.routing;
+        let label = routing.labels.cocreate.clone();
+        let list = |path: String| {
+            Get::new(path)
+                .param("state", "opened")
+                .param("labels", label.clone())
+        };
+        let mut queries = Vec::new();
+        if routing.watch.groups.is_empty() && routing.watch.projects.is_empty() {
+            queries.push(list("merge_requests".into()).param("scope", "all"));
+        }
+        for g in &routing.watch.groups {
+            queries.push(list(format!("groups/{}/merge_requests", path_id(g))));
+        }
+        for p in &routing.watch.projects {
+            queries.push(list(format!("projects/{}/merge_requests", path_id(p))));
+        }
+        let mut all = BTreeMap::new();
+        for q in queries {
+            let mrs: Vec<ApiMergeRequest> = q
+                .all(c)
+                .await
+                .doing(|| "listing open Co-Create merge requests".to_string())?;
+            for m in mrs {
+                all.insert(
+                    MrRef {
+                        project_id: m.project_id,
+                        iid: m.iid,
+                    },
+                    m,
+                );
+            }
+        }
+        Ok(all)
+    }
+
+    async fn user_id(&self, c: &GitlabClient, username: &str) -> Result<Option<UserId>, GitlabError> {
+        if let Some(id) = self.user_ids.get(&username.to_owned()) {
+            return Ok(Some(id));
+        }
+        #[derive(serde::Deserialize)]
+        struct U {
+            id: UserId,
+            username: String,
+        }
+        let found: Vec<U> = Get::new("users")
+            .param("username", username)
+            .one(c)
+            .await
+            .doing(|| format!("looking up user `{username}`"))?;
+        let id = found
+            .into_iter()
+            .find(|u| u.username.eq_ignore_ascii_case(username))
+            .map(|u| u.id);
+        if let Some(id) = id {
+            self.user_ids.put(username.to_owned(), id);
+        }
+        Ok(id)
+    }
+
+    async fn status(&self, c: &GitlabClient, username: &str) -> Result<Availability, GitlabError> {
+        if let Some(a) = self.statuses.get(&username.to_owned()) {
+            return Ok(a);
+        }
+        let s: ApiStatus = Get::new(format!("users/{}/status", path_id(username)))
+            .one(c)
+            .await
+            .doing(|| format!("reading the status of `{username}`"))?;
+        let a = match s.availability.as_deref() {
+            Some("busy") => Availability::Busy,
+            _ => Availability::Available,
+        };
+        self.statuses.put(username.to_owned(), a);
+        Ok(a)
+    }
+}

@@ -1,0 +1,103 @@
+//! One handler per feature. Each splits into `parse` (event → `Option<Input>`, pure) and
+//! `handle` (gather facts → `decide` → executor).
+
+pub mod merge_request;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::events::{self, Event, EventKind, Ignored, PayloadError};
+use crate::gitlab::{ExecuteError, Executor, FactSource, GitlabClient, GitlabError};
+use crate::messages::{Messages, TemplateError};
+use crate::policy::Policies;
+
+/// Everything a handler needs; shared by the worker, the scheduled jobs and `plan`.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub policies: Arc<Policies>,
+    pub messages: Arc<Messages>,
+    /// `None` in a dry run without a token: facts come from the payload alone.
+    pub gitlab: Option<Live>,
+    pub executor: Executor,
+    pub bot_username: String,
+    pub locks: KeyedLocks,
+}
+
+/// A connected GitLab: the client and the cached fact reads.
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub client: GitlabClient,
+    pub facts: Arc<FactSource>,
+}
+
+/// What happened to one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing to do, and why.
+    Skipped(String),
+    /// Acted: how many writes went to GitLab (0 when everything was already in place).
+    Done { writes: usize, planned: usize },
+}
+
+/// Why handling failed. `Payload` and `Template` are permanent; GitLab errors are retried.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Gitlab(#[from] GitlabError),
+    #[error(transparent)]
+    Execute(#[from] ExecuteError),
+}
+
+impl HandleError {
+    /// Retrying cannot help (a fixed parser or template plus `queue replay` can).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, HandleError::Payload(_) | HandleError::Template(_))
+    }
+}
+
+/// Routes one stored delivery to its handler.
+pub async fn dispatch(
+    ctx: &Context,
+    kind: EventKind,
+    body: &[u8],
+    event_uuid: Option<&str>,
+) -> Result<Outcome, HandleError> {
+    match events::parse(kind, body)? {
+        Err(Ignored::UnsupportedKind(k)) => Ok(Outcome::Skipped(format!("event kind `{k}` is not handled"))),
+        Err(Ignored::SystemHookObject(k)) => Ok(Outcome::Skipped(format!("system hook `{k}` is not handled"))),
+        Ok(event @ Event::MergeRequest(_)) => match merge_request::parse(&event) {
+            Some(input) => merge_request::handle(ctx, input, event_uuid).await,
+            None => Ok(Outcome::Skipped("merge request action is not routed".into())),
+        },
+    }
+}
+
+/// Serializes work per key (an organization): two events of one organization never run their
+/// decide → execute step at the same time, so they cannot both open or post the same thing.
+#[derive(Debug, Clone, Default)]
+pub struct KeyedLocks {
+    inner: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl KeyedLocks {
+    pub async fn lock(&self, key: &str) -> KeyGuard {
+        let m = {
+            let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            // Drop locks nobody holds or waits for, so the map stays small.
+            map.retain(|_, m| Arc::strong_count(m) > 1);
+            map.entry(key.to_owned()).or_default().clone()
+        };
+        KeyGuard {
+            _guard: m.lock_owned().await,
+        }
+    }
+}
+
+/// Held while one organization's work runs.
+pub struct KeyGuard {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}

@@ -1,0 +1,333 @@
+//! The `cocreate` command line. Parses settings, then calls one command; all logic is in the library.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use cocreate::app::{self, ConfigSource, GitlabSettings, ServeSettings};
+use cocreate::decide::decide_merge_request;
+use cocreate::events::{self, Event, EventKind};
+use cocreate::handlers::merge_request;
+use cocreate::server::DEFAULT_BODY_LIMIT;
+use cocreate::webhook::SigningKey;
+use cocreate::worker::WorkerConfig;
+
+/// Runs the Co-Create program inside GitLab: routes Co-Create merge requests (labels, a
+/// Contributor Success reviewer, one welcome note) from GitLab webhooks, driven by policies/*.yml.
+///
+/// Without GITLAB_TOKEN every command is a dry run: it logs what it would write and writes nothing.
+#[derive(Parser, Debug)]
+#[command(name = "cocreate", version, propagate_version = true)]
+struct Cli {
+    /// Log format: human-readable lines or one JSON object per line.
+    #[arg(long, global = true, env = "COCREATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+
+    /// Directory with organizations.yml and routing.yml. When unset and ./policies does not
+    /// exist, the example policies built into the binary are used (and the log says so).
+    #[arg(long, global = true, env = "COCREATE_POLICIES")]
+    policies: Option<PathBuf>,
+
+    /// Directory with note templates (welcome.md, …); missing files fall back to the built-in ones.
+    #[arg(long, global = true, env = "COCREATE_TEMPLATES")]
+    templates: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Receive GitLab webhooks, store them durably, and route Co-Create merge requests.
+    Serve(ServeArgs),
+    /// Print what cocreate would do for one webhook payload, touching nothing (payload facts only).
+    Plan(PlanArgs),
+    /// Work with the policies directory.
+    Policies {
+        #[command(subcommand)]
+        command: PoliciesCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PoliciesCommand {
+    /// Validate the policies; errors name file, line and column. Exit code 1 when invalid.
+    Check,
+}
+
+#[derive(Args, Debug)]
+struct GitlabArgs {
+    /// GitLab base URL.
+    #[arg(long, env = "GITLAB_URL", default_value = "https://gitlab.com")]
+    gitlab_url: String,
+
+    /// API token of the bot account (scope `api`). Without it, a dry run.
+    #[arg(long, env = "GITLAB_TOKEN", hide_env_values = true)]
+    gitlab_token: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    #[command(flatten)]
+    gitlab: GitlabArgs,
+
+    /// Address to listen on.
+    #[arg(long, env = "COCREATE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+
+    /// Accepted X-Gitlab-Token values, comma-separated (several while a secret is rotated).
+    /// Required when GITLAB_TOKEN is set, unless a signing key is.
+    #[arg(long, env = "COCREATE_WEBHOOK_SECRET", hide_env_values = true, value_delimiter = ',')]
+    webhook_secret: Vec<String>,
+
+    /// Standard Webhooks signing keys (`whsec_…`), comma-separated. When set, every delivery
+    /// must carry a valid webhook-signature within the time window.
+    #[arg(long, env = "COCREATE_SIGNING_KEY", hide_env_values = true, value_delimiter = ',')]
+    signing_key: Vec<String>,
+
+    /// Accepted clock difference for webhook-timestamp, in seconds.
+    #[arg(long, env = "COCREATE_SIGNATURE_WINDOW", default_value_t = 300)]
+    signature_window_secs: u64,
+
+    /// Directory of the durable queue (SQLite, created if missing).
+    #[arg(long, env = "COCREATE_DATA", default_value = "./data")]
+    data: PathBuf,
+
+    /// Largest accepted webhook body in bytes (GitLab's own limit is 25 MiB).
+    #[arg(long, env = "COCREATE_BODY_LIMIT", default_value_t = DEFAULT_BODY_LIMIT)]
+    body_limit: usize,
+
+    /// Events processed at once.
+    #[arg(long, env = "COCREATE_CONCURRENCY", default_value_t = 8)]
+    concurrency: usize,
+
+    /// Attempts before an event is parked in the dead-letter table.
+    #[arg(long, env = "COCREATE_MAX_ATTEMPTS", default_value_t = 8)]
+    max_attempts: u32,
+
+    /// First retry delay of a failed event, in seconds (doubles each attempt, with jitter).
+    #[arg(long, env = "COCREATE_RETRY_BASE", default_value_t = 2.0)]
+    retry_base_secs: f64,
+
+    /// Longest retry delay of a failed event, in seconds.
+    #[arg(long, env = "COCREATE_RETRY_CAP", default_value_t = 600.0)]
+    retry_cap_secs: f64,
+
+    /// Days processed events are kept (dedupe of redeliveries, inspection) before pruning.
+    #[arg(long, env = "COCREATE_RETENTION_DAYS", default_value_t = 7)]
+    retention_days: u64,
+}
+
+#[derive(Args, Debug)]
+struct PlanArgs {
+    /// A webhook body (JSON), as GitLab sends it.
+    #[arg(long)]
+    event: PathBuf,
+
+    /// The X-Gitlab-Event header value; inferred from `object_kind` when omitted.
+    #[arg(long)]
+    event_type: Option<String>,
+
+    /// Print the decision as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn config_source(explicit: Option<&Path>, default_dir: &str, what: &str) -> anyhow::Result<ConfigSource> {
+    match explicit {
+        Some(p) if p.is_dir() => Ok(ConfigSource::Dir(p.to_owned())),
+        Some(p) => bail!("{what} directory `{}` does not exist", p.display()),
+        None if Path::new(default_dir).is_dir() => Ok(ConfigSource::Dir(PathBuf::from(default_dir))),
+        None => {
+            tracing::warn!("no ./{default_dir} directory: using the example {what} built into the binary");
+            Ok(ConfigSource::Embedded)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let policies = config_source(cli.policies.as_deref(), "policies", "policies")?;
+    let templates = config_source(cli.templates.as_deref(), "templates", "templates")?;
+    match cli.command {
+        Command::Serve(args) => serve(args, policies, templates).await,
+        Command::Plan(args) => plan(args, policies, templates),
+        Command::Policies { command: PoliciesCommand::Check } => match app::load_policies(&policies) {
+            Ok(p) => {
+                println!(
+                    "ok: {} organizations, {} Contributor Success reviewers ({})",
+                    p.organizations.all().len(),
+                    p.routing.roster.reviewers.len(),
+                    p.source
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                for e in &errors.0 {
+                    println!("{e}");
+                }
+                println!("{} error(s)", errors.0.len());
+                Ok(ExitCode::FAILURE)
+            }
+        },
+    }
+}
+
+async fn serve(args: ServeArgs, policies: ConfigSource, templates: ConfigSource) -> anyhow::Result<ExitCode> {
+    let signing_keys = args
+        .signing_key
+        .iter()
+        .filter(|k| !k.trim().is_empty())
+        .map(|k| SigningKey::parse(k).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let secs = |s: f64, name: &str| {
+        Duration::try_from_secs_f64(s).with_context(|| format!("{name} must be a positive number of seconds"))
+    };
+    let settings = ServeSettings {
+        listen: args.listen,
+        gitlab: GitlabSettings {
+            url: args.gitlab.gitlab_url,
+            token: args.gitlab.gitlab_token.filter(|t| !t.trim().is_empty()),
+            retry: Default::default(),
+        },
+        webhook_secrets: args.webhook_secret,
+        signing_keys,
+        signature_window: Duration::from_secs(args.signature_window_secs),
+        policies,
+        templates,
+        data_dir: args.data,
+        body_limit: args.body_limit,
+        worker: WorkerConfig {
+            concurrency: args.concurrency.max(1),
+            max_attempts: args.max_attempts.max(1),
+            backoff_base: secs(args.retry_base_secs, "--retry-base-secs")?,
+            backoff_cap: secs(args.retry_cap_secs, "--retry-cap-secs")?,
+            retention: Duration::from_secs(args.retention_days * 24 * 3600),
+            ..WorkerConfig::default()
+        },
+    };
+    let running = app::start(settings).await?;
+    let stop = running.shutdown_handle();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested: no new deliveries, finishing in-flight events");
+        let _ = stop.send(true);
+    });
+    running.wait().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+fn plan(args: PlanArgs, policies: ConfigSource, templates: ConfigSource) -> anyhow::Result<ExitCode> {
+    let body = std::fs::read(&args.event).with_context(|| format!("cannot read {}", args.event.display()))?;
+    let kind_header = match args.event_type {
+        Some(k) => k,
+        None => {
+            let v: serde_json::Value = serde_json::from_slice(&body)
+                .with_context(|| format!("{} is not JSON", args.event.display()))?;
+            match v.get("object_kind").and_then(|k| k.as_str()) {
+                Some("merge_request") => "Merge Request Hook".to_owned(),
+                Some("issue") => "Issue Hook".to_owned(),
+                Some("note") => "Note Hook".to_owned(),
+                other => bail!("cannot tell the event type from object_kind {other:?}; pass --event-type"),
+            }
+        }
+    };
+    let policies = app::load_policies(&policies).map_err(|e| anyhow::anyhow!("policies are invalid:\n{e}"))?;
+    let messages = app::load_messages(&templates)?;
+    let kind = EventKind::from_header(&kind_header);
+    let event = match events::parse(kind, &body)? {
+        Ok(e) => e,
+        Err(ignored) => {
+            println!("ignored: {ignored:?}");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let ctx_bot = policies.routing.bot_username.clone().unwrap_or_else(|| "cocreate-bot".into());
+    let ctx = cocreate::handlers::Context {
+        policies: std::sync::Arc::new(policies),
+        messages: std::sync::Arc::new(messages),
+        gitlab: None,
+        executor: cocreate::gitlab::Executor::DryRun,
+        bot_username: ctx_bot,
+        locks: Default::default(),
+    };
+    let Event::MergeRequest(_) = &event;
+    let Some(input) = merge_request::parse(&event) else {
+        println!("ignored: this merge request action is not routed");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let facts = merge_request::payload_facts(&input, &ctx);
+    let decision = decide_merge_request(&facts, &ctx.policies, &ctx.messages)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&decision)?);
+    } else {
+        println!("plan for {} (payload facts only; nothing is written)", input.mr);
+        match (&decision.org, &decision.skip) {
+            (_, Some(skip)) => println!("skip: {skip:?}"),
+            (Some(org), None) => println!("organization: {} ({:?})", org.slug, org.evidence),
+            (None, None) => {}
+        }
+        for a in &decision.actions {
+            println!("- {}", a.summary());
+            if let cocreate::decide::Action::PostNote { body, .. } = a {
+                for line in body.lines() {
+                    println!("    | {line}");
+                }
+            }
+        }
+        if decision.actions.is_empty() && decision.skip.is_none() {
+            println!("nothing to do: everything is in place");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

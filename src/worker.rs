@@ -1,0 +1,184 @@
+//! The worker: claims stored events with a lease, runs each through its handler, and acks,
+//! retries with backoff, or parks it as a dead letter after too many attempts.
+//!
+//! After a crash, events whose lease expired are claimed again, so everything acknowledged to
+//! GitLab is processed at least once; the level-triggered handlers make "more than once" safe.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+
+use crate::events::EventKind;
+use crate::handlers::{self, Context, Outcome};
+use crate::queue::{backoff_delay, ClaimedEvent, Queue};
+
+/// Worker settings.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Events processed at once (different organizations run in parallel; one organization's
+    /// events are serialized by the handlers).
+    pub concurrency: usize,
+    /// How long a claim lasts before another worker may take the event.
+    pub lease: Duration,
+    /// Attempts before an event becomes a dead letter.
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    /// Poll interval when nothing wakes the worker (retries come due on their own).
+    pub poll: Duration,
+    /// Processed events are kept this long (for dedupe and inspection), then pruned.
+    pub retention: Duration,
+    /// On shutdown, how long in-flight events may finish before they are released.
+    pub drain: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            lease: Duration::from_secs(300),
+            max_attempts: 8,
+            backoff_base: Duration::from_secs(2),
+            backoff_cap: Duration::from_secs(600),
+            poll: Duration::from_secs(1),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            drain: Duration::from_secs(20),
+        }
+    }
+}
+
+fn header<'a>(ev: &'a ClaimedEvent, name: &str) -> Option<&'a str> {
+    ev.headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Processes one claimed event and records the result in the queue.
+pub async fn process(ctx: &Context, queue: &dyn Queue, cfg: &WorkerConfig, ev: ClaimedEvent) {
+    let kind = EventKind::from_header(header(&ev, "x-gitlab-event").unwrap_or(""));
+    let uuid = header(&ev, "x-gitlab-event-uuid").map(str::to_owned);
+    let span = tracing::info_span!("event", id = ev.id, kind = kind.header(), attempt = ev.attempts);
+    let result = tracing::Instrument::instrument(
+        handlers::dispatch(ctx, kind, &ev.body, uuid.as_deref()),
+        span.clone(),
+    )
+    .await;
+    let now = crate::server::system_now_ms();
+    let recorded = match result {
+        Ok(outcome) => {
+            let label = match &outcome {
+                Outcome::Skipped(_) => "skipped",
+                Outcome::Done { writes: 0, .. } => "unchanged",
+                Outcome::Done { .. } => "written",
+            };
+            metrics::counter!("cocreate_events_processed_total", "outcome" => label).increment(1);
+            queue.ack(ev.id).await
+        }
+        Err(e) if e.is_permanent() || ev.attempts >= cfg.max_attempts => {
+            metrics::counter!("cocreate_events_dead_lettered_total").increment(1);
+            tracing::error!(parent: &span, error = %e, attempts = ev.attempts, "event moved to the dead-letter table");
+            queue.fail(ev.id, &e.to_string(), None).await
+        }
+        Err(e) => {
+            let delay = backoff_delay(ev.attempts, cfg.backoff_base, cfg.backoff_cap);
+            metrics::counter!("cocreate_events_retried_total").increment(1);
+            tracing::warn!(parent: &span, error = %e, retry_in_ms = delay.as_millis() as u64, "event failed; will retry");
+            queue
+                .fail(ev.id, &e.to_string(), Some(now + delay.as_millis() as i64))
+                .await
+        }
+    };
+    if let Err(e) = recorded {
+        // The lease will expire and the event will be claimed again: nothing is lost.
+        tracing::error!(parent: &span, error = %e, "could not record the event's outcome");
+    }
+}
+
+/// Runs until `shutdown` turns true; then stops claiming, lets in-flight events finish for
+/// `cfg.drain`, and releases the rest so the next start picks them up at once.
+pub async fn run(
+    ctx: Context,
+    queue: Arc<dyn Queue>,
+    cfg: WorkerConfig,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let ctx = Arc::new(ctx);
+    let cfg = Arc::new(cfg);
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    let mut in_flight: std::collections::HashMap<tokio::task::Id, i64> = Default::default();
+    let mut last_prune = std::time::Instant::now() - Duration::from_secs(3600);
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        while let Some(done) = tasks.try_join_next_with_id() {
+            let id = match &done {
+                Ok((id, ())) => *id,
+                Err(e) => e.id(),
+            };
+            in_flight.remove(&id);
+        }
+        let free = cfg.concurrency.saturating_sub(tasks.len());
+        let mut claimed_any = false;
+        if free > 0 {
+            match queue.claim(free, cfg.lease).await {
+                Ok(events) => {
+                    claimed_any = !events.is_empty();
+                    for ev in events {
+                        let (ctx, queue, cfg) = (ctx.clone(), queue.clone(), cfg.clone());
+                        let event_id = ev.id;
+                        let handle = tasks.spawn(async move { process(&ctx, &*queue, &cfg, ev).await });
+                        in_flight.insert(handle.id(), event_id);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "could not claim events"),
+            }
+        }
+        if last_prune.elapsed() > Duration::from_secs(600) {
+            last_prune = std::time::Instant::now();
+            match queue.prune_done(cfg.retention).await {
+                Ok(n) if n > 0 => tracing::info!(pruned = n, "pruned processed events past retention"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not prune processed events"),
+            }
+        }
+        if claimed_any && tasks.len() < cfg.concurrency {
+            continue;
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(cfg.poll) => {}
+            Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                let id = match &done { Ok((id, ())) => *id, Err(e) => e.id() };
+                in_flight.remove(&id);
+            }
+            _ = shutdown.changed() => {}
+        }
+    }
+    tracing::info!(in_flight = tasks.len(), "worker stopping; finishing in-flight events");
+    let deadline = tokio::time::sleep(cfg.drain);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            done = tasks.join_next_with_id() => match done {
+                None => break,
+                Some(Ok((id, ()))) => { in_flight.remove(&id); }
+                Some(Err(e)) => { in_flight.remove(&e.id()); }
+            },
+            _ = &mut deadline => {
+                tasks.abort_all();
+                for (_, event_id) in in_flight.drain() {
+                    if let Err(e) = queue.release(event_id).await {
+                        tracing::warn!(error = %e, event_id, "could not release event; its lease will expire");
+                    }
+                }
+                break;
+            }
+        }
+    }
+    tracing::info!("worker stopped");
+}
