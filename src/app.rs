@@ -69,7 +69,10 @@ pub enum StartError {
     #[error("cannot read the bot's identity (GET /user): {0}")]
     BotIdentity(String),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("refusing to start: a GitLab token is set but no webhook secret (COCREATE_WEBHOOK_SECRET) or signing key (COCREATE_SIGNING_KEY); anyone could send events")]
     NoSecret,
 }
@@ -99,7 +102,10 @@ pub async fn build_context(
         Some(token) => {
             let client = GitlabClient::connect(&gitlab.url, token, gitlab.retry.clone())
                 .await
-                .map_err(|source| StartError::Gitlab { url: gitlab.url.clone(), source })?;
+                .map_err(|source| StartError::Gitlab {
+                    url: gitlab.url.clone(),
+                    source,
+                })?;
             let bot = match configured_bot {
                 Some(b) => b,
                 None => {
@@ -117,7 +123,11 @@ pub async fn build_context(
             let facts = Arc::new(FactSource::new(bot.clone()));
             (Some(Live { client, facts }), bot, Executor::Live)
         }
-        None => (None, configured_bot.unwrap_or_else(|| "cocreate-bot".into()), Executor::DryRun),
+        None => (
+            None,
+            configured_bot.unwrap_or_else(|| "cocreate-bot".into()),
+            Executor::DryRun,
+        ),
     };
     Ok(Context {
         policies: Arc::new(policies),
@@ -148,7 +158,12 @@ impl Running {
 
     /// Resolves when the server stops on its own (e.g. after a signal).
     pub async fn wait(self) {
-        let Running { shutdown, server, worker, .. } = self;
+        let Running {
+            shutdown,
+            server,
+            worker,
+            ..
+        } = self;
         let _ = server.await;
         let _ = shutdown.send(true);
         let _ = worker.await;
@@ -165,7 +180,11 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
     let _ = crate::metrics::handle();
     let policies = load_policies(&s.policies)?;
     let messages = load_messages(&s.templates)?;
-    let verifier = Verifier::new(s.webhook_secrets.clone(), s.signing_keys.clone(), s.signature_window);
+    let verifier = Verifier::new(
+        s.webhook_secrets.clone(),
+        s.signing_keys.clone(),
+        s.signature_window,
+    );
     if verifier.is_open() {
         if s.gitlab.token.is_some() {
             return Err(StartError::NoSecret);
@@ -189,21 +208,34 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
     };
     let listener = tokio::net::TcpListener::bind(s.listen)
         .await
-        .map_err(|source| StartError::Listen { addr: s.listen, source })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| StartError::Listen { addr: s.listen, source })?;
+        .map_err(|source| StartError::Listen {
+            addr: s.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: s.listen,
+        source,
+    })?;
     let app = server::router(state, s.body_limit);
     let mut srx = rx.clone();
     let server = tokio::spawn(async move {
         let stop = async move {
             let _ = srx.wait_for(|v| *v).await;
         };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
     let worker = tokio::spawn(worker::run(ctx, queue.clone(), s.worker.clone(), wake, rx));
     tracing::info!(%addr, policies = %source, data = %s.data_dir.display(), "cocreate serve is listening");
-    Ok(Running { addr, queue, shutdown: tx, server, worker })
+    Ok(Running {
+        addr,
+        queue,
+        shutdown: tx,
+        server,
+        worker,
+    })
 }

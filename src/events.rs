@@ -201,7 +201,13 @@ mod tests {
             .expect("valid")
             .expect("supported");
         let Event::MergeRequest(mr) = ev;
-        assert_eq!(mr.mr(), MrRef { project_id: 2, iid: 16 });
+        assert_eq!(
+            mr.mr(),
+            MrRef {
+                project_id: 2,
+                iid: 16
+            }
+        );
         assert_eq!(mr.object_attributes.action.as_deref(), Some("open"));
         assert_eq!(mr.object_attributes.author_id, 1);
         assert_eq!(mr.labels[0].title, "enhancement");
@@ -210,14 +216,26 @@ mod tests {
 
     #[test]
     fn parses_system_hook_merge_request_and_ignores_other_system_events() {
-        let ev = parse(EventKind::System, &fixture("system_hook_merge_request.json"))
-            .expect("valid")
-            .expect("supported");
+        let ev = parse(
+            EventKind::System,
+            &fixture("system_hook_merge_request.json"),
+        )
+        .expect("valid")
+        .expect("supported");
         let Event::MergeRequest(mr) = ev;
-        assert_eq!(mr.mr(), MrRef { project_id: 14, iid: 1 });
-        let ignored = parse(EventKind::System, br#"{"event_name":"project_create"}"#)
-            .expect("valid JSON");
-        assert_eq!(ignored, Err(Ignored::SystemHookObject("project_create".into())));
+        assert_eq!(
+            mr.mr(),
+            MrRef {
+                project_id: 14,
+                iid: 1
+            }
+        );
+        let ignored =
+            parse(EventKind::System, br#"{"event_name":"project_create"}"#).expect("valid JSON");
+        assert_eq!(
+            ignored,
+            Err(Ignored::SystemHookObject("project_create".into()))
+        );
     }
 
     #[test]
@@ -235,10 +253,16 @@ mod tests {
         .expect_err("iid missing");
         assert_eq!(err.path, "object_attributes");
         assert!(err.message.contains("iid"), "{err}");
-        let err = parse(EventKind::MergeRequest, br#"{"object_kind":"merge_request","user":{"username":"a"},"project":{"id":"x"}}"#)
-            .expect_err("bad type");
+        let err = parse(
+            EventKind::MergeRequest,
+            br#"{"object_kind":"merge_request","user":{"username":"a"},"project":{"id":"x"}}"#,
+        )
+        .expect_err("bad type");
         assert_eq!(err.path, "project.id");
         let err = parse(EventKind::MergeRequest, b"{").expect_err("truncated");
-        assert!(err.to_string().contains("Merge Request Hook payload"), "{err}");
+        assert!(
+            err.to_string().contains("Merge Request Hook payload"),
+            "{err}"
+        );
     }
 }

@@ -7,16 +7,16 @@
 //!   rules in [`decide`] (driven by [`policy`] and the [`messages`] templates) what to do, and
 //!   gives the resulting actions to the one [`gitlab::Executor`] that writes to GitLab.
 
+pub mod app;
 pub mod decide;
 pub mod domain;
 pub mod events;
-pub mod messages;
-pub mod neutralize;
-pub mod policy;
-pub mod app;
 pub mod gitlab;
 pub mod handlers;
+pub mod messages;
 pub mod metrics;
+pub mod neutralize;
+pub mod policy;
 pub mod queue;
 pub mod server;
 pub mod webhook;

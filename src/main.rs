@@ -87,12 +87,22 @@ struct ServeArgs {
 
     /// Accepted X-Gitlab-Token values, comma-separated (several while a secret is rotated).
     /// Required when GITLAB_TOKEN is set, unless a signing key is.
-    #[arg(long, env = "COCREATE_WEBHOOK_SECRET", hide_env_values = true, value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "COCREATE_WEBHOOK_SECRET",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
     webhook_secret: Vec<String>,
 
     /// Standard Webhooks signing keys (`whsec_…`), comma-separated. When set, every delivery
     /// must carry a valid webhook-signature within the time window.
-    #[arg(long, env = "COCREATE_SIGNING_KEY", hide_env_values = true, value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "COCREATE_SIGNING_KEY",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
     signing_key: Vec<String>,
 
     /// Accepted clock difference for webhook-timestamp, in seconds.
@@ -123,6 +133,11 @@ struct ServeArgs {
     #[arg(long, env = "COCREATE_RETRY_CAP", default_value_t = 600.0)]
     retry_cap_secs: f64,
 
+    /// Seconds a claimed event stays leased to this worker; after a crash it is claimed again
+    /// once its lease expires. Keep it above the longest time one event can take.
+    #[arg(long, env = "COCREATE_LEASE_SECS", default_value_t = 300)]
+    lease_secs: u64,
+
     /// Days processed events are kept (dedupe of redeliveries, inspection) before pruning.
     #[arg(long, env = "COCREATE_RETENTION_DAYS", default_value_t = 7)]
     retention_days: u64,
@@ -146,20 +161,30 @@ struct PlanArgs {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
 }
 
-fn config_source(explicit: Option<&Path>, default_dir: &str, what: &str) -> anyhow::Result<ConfigSource> {
+fn config_source(
+    explicit: Option<&Path>,
+    default_dir: &str,
+    what: &str,
+) -> anyhow::Result<ConfigSource> {
     match explicit {
         Some(p) if p.is_dir() => Ok(ConfigSource::Dir(p.to_owned())),
         Some(p) => bail!("{what} directory `{}` does not exist", p.display()),
-        None if Path::new(default_dir).is_dir() => Ok(ConfigSource::Dir(PathBuf::from(default_dir))),
+        None if Path::new(default_dir).is_dir() => {
+            Ok(ConfigSource::Dir(PathBuf::from(default_dir)))
+        }
         None => {
-            tracing::warn!("no ./{default_dir} directory: using the example {what} built into the binary");
+            tracing::warn!(
+                "no ./{default_dir} directory: using the example {what} built into the binary"
+            );
             Ok(ConfigSource::Embedded)
         }
     }
@@ -184,7 +209,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(args, policies, templates).await,
         Command::Plan(args) => plan(args, policies, templates),
-        Command::Policies { command: PoliciesCommand::Check } => match app::load_policies(&policies) {
+        Command::Policies {
+            command: PoliciesCommand::Check,
+        } => match app::load_policies(&policies) {
             Ok(p) => {
                 println!(
                     "ok: {} organizations, {} Contributor Success reviewers ({})",
@@ -205,7 +232,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn serve(args: ServeArgs, policies: ConfigSource, templates: ConfigSource) -> anyhow::Result<ExitCode> {
+async fn serve(
+    args: ServeArgs,
+    policies: ConfigSource,
+    templates: ConfigSource,
+) -> anyhow::Result<ExitCode> {
     let signing_keys = args
         .signing_key
         .iter()
@@ -213,7 +244,8 @@ async fn serve(args: ServeArgs, policies: ConfigSource, templates: ConfigSource)
         .map(|k| SigningKey::parse(k).map_err(anyhow::Error::msg))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let secs = |s: f64, name: &str| {
-        Duration::try_from_secs_f64(s).with_context(|| format!("{name} must be a positive number of seconds"))
+        Duration::try_from_secs_f64(s)
+            .with_context(|| format!("{name} must be a positive number of seconds"))
     };
     let settings = ServeSettings {
         listen: args.listen,
@@ -235,6 +267,7 @@ async fn serve(args: ServeArgs, policies: ConfigSource, templates: ConfigSource)
             backoff_base: secs(args.retry_base_secs, "--retry-base-secs")?,
             backoff_cap: secs(args.retry_cap_secs, "--retry-cap-secs")?,
             retention: Duration::from_secs(args.retention_days * 24 * 3600),
+            lease: Duration::from_secs(args.lease_secs.max(1)),
             ..WorkerConfig::default()
         },
     };
@@ -267,8 +300,13 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
-fn plan(args: PlanArgs, policies: ConfigSource, templates: ConfigSource) -> anyhow::Result<ExitCode> {
-    let body = std::fs::read(&args.event).with_context(|| format!("cannot read {}", args.event.display()))?;
+fn plan(
+    args: PlanArgs,
+    policies: ConfigSource,
+    templates: ConfigSource,
+) -> anyhow::Result<ExitCode> {
+    let body = std::fs::read(&args.event)
+        .with_context(|| format!("cannot read {}", args.event.display()))?;
     let kind_header = match args.event_type {
         Some(k) => k,
         None => {
@@ -278,11 +316,14 @@ fn plan(args: PlanArgs, policies: ConfigSource, templates: ConfigSource) -> anyh
                 Some("merge_request") => "Merge Request Hook".to_owned(),
                 Some("issue") => "Issue Hook".to_owned(),
                 Some("note") => "Note Hook".to_owned(),
-                other => bail!("cannot tell the event type from object_kind {other:?}; pass --event-type"),
+                other => bail!(
+                    "cannot tell the event type from object_kind {other:?}; pass --event-type"
+                ),
             }
         }
     };
-    let policies = app::load_policies(&policies).map_err(|e| anyhow::anyhow!("policies are invalid:\n{e}"))?;
+    let policies =
+        app::load_policies(&policies).map_err(|e| anyhow::anyhow!("policies are invalid:\n{e}"))?;
     let messages = app::load_messages(&templates)?;
     let kind = EventKind::from_header(&kind_header);
     let event = match events::parse(kind, &body)? {
@@ -292,7 +333,11 @@ fn plan(args: PlanArgs, policies: ConfigSource, templates: ConfigSource) -> anyh
             return Ok(ExitCode::SUCCESS);
         }
     };
-    let ctx_bot = policies.routing.bot_username.clone().unwrap_or_else(|| "cocreate-bot".into());
+    let ctx_bot = policies
+        .routing
+        .bot_username
+        .clone()
+        .unwrap_or_else(|| "cocreate-bot".into());
     let ctx = cocreate::handlers::Context {
         policies: std::sync::Arc::new(policies),
         messages: std::sync::Arc::new(messages),
@@ -311,7 +356,10 @@ fn plan(args: PlanArgs, policies: ConfigSource, templates: ConfigSource) -> anyh
     if args.json {
         println!("{}", serde_json::to_string_pretty(&decision)?);
     } else {
-        println!("plan for {} (payload facts only; nothing is written)", input.mr);
+        println!(
+            "plan for {} (payload facts only; nothing is written)",
+            input.mr
+        );
         match (&decision.org, &decision.skip) {
             (_, Some(skip)) => println!("skip: {skip:?}"),
             (Some(org), None) => println!("organization: {} ({:?})", org.slug, org.evidence),

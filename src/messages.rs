@@ -46,7 +46,10 @@ impl From<minijinja::Error> for TemplateError {
         Self {
             name: e.name().unwrap_or("?").to_owned(),
             line: e.line(),
-            message: e.detail().map(str::to_owned).unwrap_or_else(|| e.kind().to_string()),
+            message: e
+                .detail()
+                .map(str::to_owned)
+                .unwrap_or_else(|| e.kind().to_string()),
         }
     }
 }
@@ -93,7 +96,9 @@ impl Messages {
         Self::from_sources(sources.into_iter())
     }
 
-    fn from_sources(sources: impl Iterator<Item = (String, String)>) -> Result<Self, TemplateError> {
+    fn from_sources(
+        sources: impl Iterator<Item = (String, String)>,
+    ) -> Result<Self, TemplateError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);

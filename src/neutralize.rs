@@ -27,8 +27,8 @@ pub fn inline(text: &str) -> String {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '/' | '\\' | '`' | '*' | '_' | '[' | ']' | '(' | ')' | '#' | '|' | '~' | '!' | '$' | '{'
-            | '}' | ':' | '"' => {
+            '/' | '\\' | '`' | '*' | '_' | '[' | ']' | '(' | ')' | '#' | '|' | '~' | '!' | '$'
+            | '{' | '}' | ':' | '"' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -77,9 +77,18 @@ mod tests {
             ("@all please look", "@\u{2060}all please look"),
             ("/close", "\\/close"),
             ("title\n/merge\n/approve", "title \\/merge \\/approve"),
-            ("<script>alert(1)</script>", "&lt;script&gt;alert\\(1\\)&lt;\\/script&gt;"),
-            ("<!-- cocreate:welcome -->", "&lt;\\!-- cocreate\\:welcome --&gt;"),
-            ("[click](https://evil.example.com)", "\\[click\\]\\(https\\:\\/\\/evil.example.com\\)"),
+            (
+                "<script>alert(1)</script>",
+                "&lt;script&gt;alert\\(1\\)&lt;\\/script&gt;",
+            ),
+            (
+                "<!-- cocreate:welcome -->",
+                "&lt;\\!-- cocreate\\:welcome --&gt;",
+            ),
+            (
+                "[click](https://evil.example.com)",
+                "\\[click\\]\\(https\\:\\/\\/evil.example.com\\)",
+            ),
             ("![img](x)", "\\!\\[img\\]\\(x\\)"),
             ("`code` *b* _i_", "\\`code\\` \\*b\\* \\_i\\_"),
             ("a\u{202E}b", "ab"),
@@ -97,7 +106,8 @@ mod tests {
             assert!(!out.contains('\n') && !out.contains('\r'), "{out:?}");
             assert!(!out.starts_with('/'), "{out:?}");
             assert!(
-                out.match_indices('@').all(|(i, _)| out[i + 1..].starts_with('\u{2060}')),
+                out.match_indices('@')
+                    .all(|(i, _)| out[i + 1..].starts_with('\u{2060}')),
                 "{out:?}"
             );
         }

@@ -54,7 +54,10 @@ pub fn system_now_ms() -> i64 {
 
 pub fn router(state: AppState, body_limit: usize) -> Router {
     Router::new()
-        .route("/webhook", post(webhook).layer(DefaultBodyLimit::max(body_limit)))
+        .route(
+            "/webhook",
+            post(webhook).layer(DefaultBodyLimit::max(body_limit)),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -78,7 +81,10 @@ pub fn dedupe_key(headers: &HeaderMap, kind: &str, body: &[u8]) -> String {
         ("webhook-id", "whid"),
         ("x-gitlab-event-uuid", "uuid"),
     ] {
-        if let Some(v) = header(headers, name).map(str::trim).filter(|v| !v.is_empty()) {
+        if let Some(v) = header(headers, name)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+        {
             return format!("{prefix}:{v}");
         }
     }
@@ -133,16 +139,28 @@ async fn webhook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
     match s.queue.enqueue(event).await {
         Ok(Enqueued::New(id)) => {
             s.wake.notify_one();
-            (StatusCode::OK, Json(json!({ "status": "queued", "id": id }))).into_response()
+            (
+                StatusCode::OK,
+                Json(json!({ "status": "queued", "id": id })),
+            )
+                .into_response()
         }
         Ok(Enqueued::Duplicate(id)) => {
             metrics::counter!("cocreate_webhooks_duplicate_total").increment(1);
-            (StatusCode::OK, Json(json!({ "status": "duplicate", "id": id }))).into_response()
+            (
+                StatusCode::OK,
+                Json(json!({ "status": "duplicate", "id": id })),
+            )
+                .into_response()
         }
         Err(e) => {
             // Not stored, so not acknowledged: GitLab records the failure.
             tracing::error!(error = %e, "could not store webhook");
-            reject(StatusCode::SERVICE_UNAVAILABLE, "queue_error", "could not store the event")
+            reject(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue_error",
+                "could not store the event",
+            )
         }
     }
 }
@@ -168,10 +186,17 @@ async fn metrics_text(State(s): State<AppState>) -> Response {
     }
     match crate::metrics::handle() {
         Some(h) => (
-            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
             h.render(),
         )
             .into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "metrics recorder unavailable").into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder unavailable",
+        )
+            .into_response(),
     }
 }

@@ -60,7 +60,12 @@ fn header<'a>(ev: &'a ClaimedEvent, name: &str) -> Option<&'a str> {
 pub async fn process(ctx: &Context, queue: &dyn Queue, cfg: &WorkerConfig, ev: ClaimedEvent) {
     let kind = EventKind::from_header(header(&ev, "x-gitlab-event").unwrap_or(""));
     let uuid = header(&ev, "x-gitlab-event-uuid").map(str::to_owned);
-    let span = tracing::info_span!("event", id = ev.id, kind = kind.header(), attempt = ev.attempts);
+    let span = tracing::info_span!(
+        "event",
+        id = ev.id,
+        kind = kind.header(),
+        attempt = ev.attempts
+    );
     let result = tracing::Instrument::instrument(
         handlers::dispatch(ctx, kind, &ev.body, uuid.as_deref()),
         span.clone(),
@@ -131,7 +136,8 @@ pub async fn run(
                     for ev in events {
                         let (ctx, queue, cfg) = (ctx.clone(), queue.clone(), cfg.clone());
                         let event_id = ev.id;
-                        let handle = tasks.spawn(async move { process(&ctx, &*queue, &cfg, ev).await });
+                        let handle =
+                            tasks.spawn(async move { process(&ctx, &*queue, &cfg, ev).await });
                         in_flight.insert(handle.id(), event_id);
                     }
                 }
@@ -141,7 +147,9 @@ pub async fn run(
         if last_prune.elapsed() > Duration::from_secs(600) {
             last_prune = std::time::Instant::now();
             match queue.prune_done(cfg.retention).await {
-                Ok(n) if n > 0 => tracing::info!(pruned = n, "pruned processed events past retention"),
+                Ok(n) if n > 0 => {
+                    tracing::info!(pruned = n, "pruned processed events past retention")
+                }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "could not prune processed events"),
             }
@@ -159,7 +167,10 @@ pub async fn run(
             _ = shutdown.changed() => {}
         }
     }
-    tracing::info!(in_flight = tasks.len(), "worker stopping; finishing in-flight events");
+    tracing::info!(
+        in_flight = tasks.len(),
+        "worker stopping; finishing in-flight events"
+    );
     let deadline = tokio::time::sleep(cfg.drain);
     tokio::pin!(deadline);
     loop {

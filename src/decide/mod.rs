@@ -68,7 +68,9 @@ impl Action {
                 }
                 if let Some(ids) = reviewer_ids {
                     match added_reviewer {
-                        Some(name) => parts.push(format!("add reviewer @{name} (reviewer_ids {ids:?})")),
+                        Some(name) => {
+                            parts.push(format!("add reviewer @{name} (reviewer_ids {ids:?})"))
+                        }
                         None => parts.push(format!("set reviewer_ids {ids:?}")),
                     }
                 }

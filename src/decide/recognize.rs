@@ -50,7 +50,11 @@ pub fn recognize(user: &UserFacts, orgs: &Organizations) -> Option<Recognition> 
         .and_then(|e| e.rsplit_once('@'))
         .map(|(_, d)| d.to_ascii_lowercase())
     {
-        if let Some(o) = orgs.all().iter().find(|o| o.email_domains.contains(&domain)) {
+        if let Some(o) = orgs
+            .all()
+            .iter()
+            .find(|o| o.email_domains.contains(&domain))
+        {
             return Some(Recognition {
                 slug: o.slug.clone(),
                 evidence: Evidence::EmailDomain(domain),
@@ -91,7 +95,7 @@ mod tests {
 
     #[test]
     fn recognition_table() {
-                // Give example-telco a customer group for the group rows.
+        // Give example-telco a customer group for the group rows.
         let orgs_yaml = concat!(
             "organizations:\n",
             "  - slug: example-aero\n    name: A\n    tier: 1\n    usernames: [Aero-Dev-1]\n    email_domains: [aero.example.com]\n",
@@ -109,26 +113,47 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         let slug = |s: &str| OrgSlug::parse(s).expect("slug");
         let rows: Vec<(UserFacts, Option<(OrgSlug, Evidence)>)> = vec![
-            (user("aero-dev-1", None, None, &[]), Some((slug("example-aero"), Evidence::Username))),
-            (user("AERO-DEV-1", None, None, &[]), Some((slug("example-aero"), Evidence::Username))),
+            (
+                user("aero-dev-1", None, None, &[]),
+                Some((slug("example-aero"), Evidence::Username)),
+            ),
+            (
+                user("AERO-DEV-1", None, None, &[]),
+                Some((slug("example-aero"), Evidence::Username)),
+            ),
             (
                 user("someone", None, None, &["customers/telco"]),
-                Some((slug("example-telco"), Evidence::Group("customers/telco".into()))),
+                Some((
+                    slug("example-telco"),
+                    Evidence::Group("customers/telco".into()),
+                )),
             ),
             (
                 user("someone", Some("x@AERO.example.com"), None, &[]),
-                Some((slug("example-aero"), Evidence::EmailDomain("aero.example.com".into()))),
+                Some((
+                    slug("example-aero"),
+                    Evidence::EmailDomain("aero.example.com".into()),
+                )),
             ),
             // Subdomains and look-alikes do not match.
-            (user("someone", Some("x@evil.aero.example.com"), None, &[]), None),
-            (user("someone", Some("x@aero.example.com.evil.test"), None, &[]), None),
+            (
+                user("someone", Some("x@evil.aero.example.com"), None, &[]),
+                None,
+            ),
+            (
+                user("someone", Some("x@aero.example.com.evil.test"), None, &[]),
+                None,
+            ),
             // Profile organization counts only where the policy opts in.
             (
                 user("someone", None, Some(" example bank "), &[]),
                 Some((slug("example-bank"), Evidence::ProfileOrganization)),
             ),
             (user("someone", None, Some("H"), &[]), None),
-            (user("outsider", Some("o@example.com"), Some("Example Aero"), &[]), None),
+            (
+                user("outsider", Some("o@example.com"), Some("Example Aero"), &[]),
+                None,
+            ),
             // Username beats a group of another organization.
             (
                 user("aero-dev-1", None, None, &["customers/telco"]),

@@ -111,23 +111,84 @@ mod tests {
     fn reviewer_table() {
         use Strategy::*;
         let rows: Vec<(&str, Roster, Vec<RosterMember>, Option<&str>)> = vec![
-            ("least loaded wins", roster(StickyThenLeastLoaded, None),
-             vec![m("a", Available, 3, 0), m("b", Available, 1, 0), m("c", Available, 2, 0)], Some("b")),
-            ("ties go to roster order", roster(StickyThenLeastLoaded, None),
-             vec![m("a", Available, 1, 0), m("b", Available, 1, 0), m("c", Available, 1, 0)], Some("a")),
-            ("sticky beats load", roster(StickyThenLeastLoaded, None),
-             vec![m("a", Available, 0, 0), m("b", Available, 9, 2), m("c", Available, 5, 1)], Some("b")),
-            ("sticky tie goes to roster order", roster(StickyThenLeastLoaded, None),
-             vec![m("a", Available, 0, 0), m("b", Available, 9, 2), m("c", Available, 5, 2)], Some("b")),
-            ("busy sticky reviewer is skipped", roster(StickyThenLeastLoaded, None),
-             vec![m("a", Available, 4, 0), m("b", Busy, 1, 3), m("c", Available, 2, 0)], Some("c")),
-            ("least_loaded ignores stickiness", roster(LeastLoaded, None),
-             vec![m("a", Available, 0, 0), m("b", Available, 9, 2), m("c", Available, 5, 1)], Some("a")),
-            ("all busy: the lead", roster(StickyThenLeastLoaded, Some("lead")),
-             vec![m("a", Busy, 0, 0), m("b", Busy, 0, 0)], Some("lead")),
-            ("all busy, no lead: least loaded anyway", roster(StickyThenLeastLoaded, None),
-             vec![m("a", Busy, 2, 0), m("b", Busy, 1, 0)], Some("b")),
-            ("empty roster facts", roster(StickyThenLeastLoaded, None), vec![], None),
+            (
+                "least loaded wins",
+                roster(StickyThenLeastLoaded, None),
+                vec![
+                    m("a", Available, 3, 0),
+                    m("b", Available, 1, 0),
+                    m("c", Available, 2, 0),
+                ],
+                Some("b"),
+            ),
+            (
+                "ties go to roster order",
+                roster(StickyThenLeastLoaded, None),
+                vec![
+                    m("a", Available, 1, 0),
+                    m("b", Available, 1, 0),
+                    m("c", Available, 1, 0),
+                ],
+                Some("a"),
+            ),
+            (
+                "sticky beats load",
+                roster(StickyThenLeastLoaded, None),
+                vec![
+                    m("a", Available, 0, 0),
+                    m("b", Available, 9, 2),
+                    m("c", Available, 5, 1),
+                ],
+                Some("b"),
+            ),
+            (
+                "sticky tie goes to roster order",
+                roster(StickyThenLeastLoaded, None),
+                vec![
+                    m("a", Available, 0, 0),
+                    m("b", Available, 9, 2),
+                    m("c", Available, 5, 2),
+                ],
+                Some("b"),
+            ),
+            (
+                "busy sticky reviewer is skipped",
+                roster(StickyThenLeastLoaded, None),
+                vec![
+                    m("a", Available, 4, 0),
+                    m("b", Busy, 1, 3),
+                    m("c", Available, 2, 0),
+                ],
+                Some("c"),
+            ),
+            (
+                "least_loaded ignores stickiness",
+                roster(LeastLoaded, None),
+                vec![
+                    m("a", Available, 0, 0),
+                    m("b", Available, 9, 2),
+                    m("c", Available, 5, 1),
+                ],
+                Some("a"),
+            ),
+            (
+                "all busy: the lead",
+                roster(StickyThenLeastLoaded, Some("lead")),
+                vec![m("a", Busy, 0, 0), m("b", Busy, 0, 0)],
+                Some("lead"),
+            ),
+            (
+                "all busy, no lead: least loaded anyway",
+                roster(StickyThenLeastLoaded, None),
+                vec![m("a", Busy, 2, 0), m("b", Busy, 1, 0)],
+                Some("b"),
+            ),
+            (
+                "empty roster facts",
+                roster(StickyThenLeastLoaded, None),
+                vec![],
+                None,
+            ),
         ];
         for (name, r, members, want) in rows {
             let got = choose_reviewer(&r, &RosterFacts { members });
@@ -139,7 +200,12 @@ mod tests {
     fn busy_members_count_when_skip_busy_is_off() {
         let mut r = roster(Strategy::LeastLoaded, None);
         r.skip_busy = false;
-        let got = choose_reviewer(&r, &RosterFacts { members: vec![m("a", Available, 3, 0), m("b", Busy, 1, 0)] });
+        let got = choose_reviewer(
+            &r,
+            &RosterFacts {
+                members: vec![m("a", Available, 3, 0), m("b", Busy, 1, 0)],
+            },
+        );
         assert_eq!(got.map(|c| c.username), Some("b".into()));
     }
 }

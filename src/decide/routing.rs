@@ -51,9 +51,13 @@ pub struct MrFacts {
 impl MrFacts {
     /// The MR already has a reviewer from the Contributor Success roster.
     pub fn has_roster_reviewer(&self, policies: &Policies) -> bool {
-        self.reviewers
-            .iter()
-            .any(|(_, u)| policies.routing.roster.reviewers.contains(&u.to_ascii_lowercase()))
+        self.reviewers.iter().any(|(_, u)| {
+            policies
+                .routing
+                .roster
+                .reviewers
+                .contains(&u.to_ascii_lowercase())
+        })
     }
 }
 
@@ -100,7 +104,13 @@ pub fn decide_merge_request(
     let existing_roster_reviewer = facts
         .reviewers
         .iter()
-        .find(|(_, u)| policies.routing.roster.reviewers.contains(&u.to_ascii_lowercase()))
+        .find(|(_, u)| {
+            policies
+                .routing
+                .roster
+                .reviewers
+                .contains(&u.to_ascii_lowercase())
+        })
         .map(|(_, u)| u.clone());
     let choice = match (&existing_roster_reviewer, &facts.roster) {
         (None, Some(roster)) => choose_reviewer(&policies.routing.roster, roster),
@@ -185,7 +195,10 @@ mod tests {
 
     fn facts() -> MrFacts {
         MrFacts {
-            mr: MrRef { project_id: 2, iid: 16 },
+            mr: MrRef {
+                project_id: 2,
+                iid: 16,
+            },
             state: MrState::Opened,
             title: "Add input validation".into(),
             author: author("aero-dev-1"),
@@ -199,56 +212,129 @@ mod tests {
     }
 
     fn run(f: &MrFacts) -> Decision {
-        decide_merge_request(f, &policies(), &Messages::embedded().expect("templates")).expect("renders")
+        decide_merge_request(f, &policies(), &Messages::embedded().expect("templates"))
+            .expect("renders")
     }
 
     #[test]
     fn new_cocreate_mr_gets_labels_reviewer_and_welcome() {
         let d = run(&facts());
         assert_eq!(d.skip, None);
-        assert_eq!(d.org.as_ref().map(|o| o.slug.as_str()), Some("example-aero"));
+        assert_eq!(
+            d.org.as_ref().map(|o| o.slug.as_str()),
+            Some("example-aero")
+        );
         assert_eq!(d.actions.len(), 2, "{:#?}", d.actions);
         assert_eq!(
             d.actions[0],
             Action::EditMergeRequest {
-                mr: MrRef { project_id: 2, iid: 16 },
-                add_labels: vec!["Co-Create".into(), "Community contribution".into(), "Co-Create org::example-aero".into()],
+                mr: MrRef {
+                    project_id: 2,
+                    iid: 16
+                },
+                add_labels: vec![
+                    "Co-Create".into(),
+                    "Community contribution".into(),
+                    "Co-Create org::example-aero".into()
+                ],
                 remove_labels: vec![],
                 // The reviewer a person chose (25) stays; ours (least loaded: cs-reviewer-2) is added.
                 reviewer_ids: Some(vec![25, 101]),
                 added_reviewer: Some("cs-reviewer-2".into()),
             }
         );
-        let Action::PostNote { body, marker, .. } = &d.actions[1] else { panic!("note expected") };
+        let Action::PostNote { body, marker, .. } = &d.actions[1] else {
+            panic!("note expected")
+        };
         assert_eq!(*marker, Marker::Welcome);
-        assert!(body.contains("@cs-reviewer-2 from the Contributor Success team"), "{body}");
+        assert!(
+            body.contains("@cs-reviewer-2 from the Contributor Success team"),
+            "{body}"
+        );
     }
 
     #[test]
     fn table_of_cases() {
         type Case = (&'static str, fn(&mut MrFacts), Option<Skip>, usize);
         let cases: Vec<Case> = vec![
-            ("everything in place: nothing to do (redelivery)", |f| {
-                f.labels = vec!["Co-Create".into(), "Community contribution".into(), "Co-Create org::example-aero".into()];
-                f.reviewers.push((101, "cs-reviewer-2".into()));
-                f.welcome_posted = true;
-                f.roster = None;
-            }, None, 0),
-            ("only a label missing", |f| {
-                f.labels = vec!["Co-Create".into(), "Community contribution".into()];
-                f.reviewers.push((101, "CS-Reviewer-2".into()));
-                f.welcome_posted = true;
-            }, None, 1),
-            ("only the note missing", |f| {
-                f.labels = vec!["Co-Create".into(), "Community contribution".into(), "Co-Create org::example-aero".into()];
-                f.reviewers = vec![(100, "cs-reviewer-1".into())];
-            }, None, 1),
-            ("outsider", |f| f.author = author("outsider"), Some(Skip::NotCoCreate), 0),
-            ("bot's own event", |f| f.actor = Some("CoCreate-Bot".into()), Some(Skip::OwnEvent), 0),
-            ("bot author", |f| f.author.bot = true, Some(Skip::BotAuthor), 0),
-            ("merged", |f| f.state = MrState::Merged, Some(Skip::NotOpen { state: "merged".into() }), 0),
-            ("closed", |f| f.state = MrState::Closed, Some(Skip::NotOpen { state: "closed".into() }), 0),
-            ("someone else updates a Co-Create MR: still routed", |f| f.actor = Some("maintainer".into()), None, 2),
+            (
+                "everything in place: nothing to do (redelivery)",
+                |f| {
+                    f.labels = vec![
+                        "Co-Create".into(),
+                        "Community contribution".into(),
+                        "Co-Create org::example-aero".into(),
+                    ];
+                    f.reviewers.push((101, "cs-reviewer-2".into()));
+                    f.welcome_posted = true;
+                    f.roster = None;
+                },
+                None,
+                0,
+            ),
+            (
+                "only a label missing",
+                |f| {
+                    f.labels = vec!["Co-Create".into(), "Community contribution".into()];
+                    f.reviewers.push((101, "CS-Reviewer-2".into()));
+                    f.welcome_posted = true;
+                },
+                None,
+                1,
+            ),
+            (
+                "only the note missing",
+                |f| {
+                    f.labels = vec![
+                        "Co-Create".into(),
+                        "Community contribution".into(),
+                        "Co-Create org::example-aero".into(),
+                    ];
+                    f.reviewers = vec![(100, "cs-reviewer-1".into())];
+                },
+                None,
+                1,
+            ),
+            (
+                "outsider",
+                |f| f.author = author("outsider"),
+                Some(Skip::NotCoCreate),
+                0,
+            ),
+            (
+                "bot's own event",
+                |f| f.actor = Some("CoCreate-Bot".into()),
+                Some(Skip::OwnEvent),
+                0,
+            ),
+            (
+                "bot author",
+                |f| f.author.bot = true,
+                Some(Skip::BotAuthor),
+                0,
+            ),
+            (
+                "merged",
+                |f| f.state = MrState::Merged,
+                Some(Skip::NotOpen {
+                    state: "merged".into(),
+                }),
+                0,
+            ),
+            (
+                "closed",
+                |f| f.state = MrState::Closed,
+                Some(Skip::NotOpen {
+                    state: "closed".into(),
+                }),
+                0,
+            ),
+            (
+                "someone else updates a Co-Create MR: still routed",
+                |f| f.actor = Some("maintainer".into()),
+                None,
+                2,
+            ),
         ];
         for (name, mutate, skip, n_actions) in cases {
             let mut f = facts();
@@ -264,8 +350,16 @@ mod tests {
         let mut f = facts();
         f.reviewers = vec![(102, "cs-reviewer-3".into())];
         let d = run(&f);
-        assert!(d.actions.iter().all(|a| !matches!(a, Action::EditMergeRequest { reviewer_ids: Some(_), .. })));
-        let Some(Action::PostNote { body, .. }) = d.actions.last() else { panic!() };
+        assert!(d.actions.iter().all(|a| !matches!(
+            a,
+            Action::EditMergeRequest {
+                reviewer_ids: Some(_),
+                ..
+            }
+        )));
+        let Some(Action::PostNote { body, .. }) = d.actions.last() else {
+            panic!()
+        };
         assert!(body.contains("@cs-reviewer-3"), "{body}");
     }
 
@@ -276,10 +370,21 @@ mod tests {
         f.author.name = "@all\n/close".into();
         f.title = "@all <b>urgent</b>\n/close\n/merge".into();
         let d = run(&f);
-        let Some(Action::PostNote { body, .. }) = d.actions.last() else { panic!() };
-        assert!(!body.contains("@all") && !body.contains("\n/close"), "{body}");
-        assert!(!body.contains("<b>") && !body.contains("\n/merge"), "{body}");
-        assert!(body.contains("@\u{2060}all &lt;b&gt;urgent&lt;\\/b&gt; \\/close \\/merge"), "{body}");
+        let Some(Action::PostNote { body, .. }) = d.actions.last() else {
+            panic!()
+        };
+        assert!(
+            !body.contains("@all") && !body.contains("\n/close"),
+            "{body}"
+        );
+        assert!(
+            !body.contains("<b>") && !body.contains("\n/merge"),
+            "{body}"
+        );
+        assert!(
+            body.contains("@\u{2060}all &lt;b&gt;urgent&lt;\\/b&gt; \\/close \\/merge"),
+            "{body}"
+        );
     }
 
     #[test]

@@ -116,7 +116,11 @@ pub fn host_of(url: &str) -> Result<(String, bool), String> {
 
 impl GitlabClient {
     /// Connects (the `gitlab` crate checks the token with `GET /user`).
-    pub async fn connect(url: &str, token: &str, policy: RetryPolicy) -> Result<Self, ConnectError> {
+    pub async fn connect(
+        url: &str,
+        token: &str,
+        policy: RetryPolicy,
+    ) -> Result<Self, ConnectError> {
         let (host, insecure) = host_of(url).map_err(ConnectError::Url)?;
         let mut builder = gitlab::GitlabBuilder::new(host, token);
         if insecure {
@@ -145,7 +149,10 @@ impl GitlabClient {
 }
 
 fn is_idempotent(m: &Method) -> bool {
-    matches!(*m, Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS)
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+    )
 }
 
 fn retry_after(rsp: &Response<Bytes>) -> Option<Duration> {
@@ -202,9 +209,14 @@ impl api::AsyncClient for GitlabClient {
             if let Some(uuid) = &self.event_uuid {
                 builder = builder.header("X-Gitlab-Event-UUID", uuid.as_ref());
             }
-            let counter = if write { &self.counter.writes } else { &self.counter.reads };
+            let counter = if write {
+                &self.counter.writes
+            } else {
+                &self.counter.reads
+            };
             counter.fetch_add(1, Ordering::Relaxed);
-            let result = tokio::time::timeout(p.timeout, self.inner.rest_async(builder, body.clone())).await;
+            let result =
+                tokio::time::timeout(p.timeout, self.inner.rest_async(builder, body.clone())).await;
             let last = attempt >= p.max_attempts;
             let backoff = crate::queue::backoff_delay(attempt, p.base, p.cap);
             match result {
@@ -215,7 +227,11 @@ impl api::AsyncClient for GitlabClient {
                     .increment(1);
                     let wait = if status == StatusCode::TOO_MANY_REQUESTS {
                         // Nothing was done: always safe to send again.
-                        Some(retry_after(&rsp).map_or(backoff, |d| d.min(p.max_retry_after)).max(p.base / 4))
+                        Some(
+                            retry_after(&rsp)
+                                .map_or(backoff, |d| d.min(p.max_retry_after))
+                                .max(p.base / 4),
+                        )
                     } else if status.is_server_error() && is_idempotent(&method) {
                         Some(backoff)
                     } else {
@@ -231,7 +247,8 @@ impl api::AsyncClient for GitlabClient {
                 }
                 Ok(Err(e)) => {
                     metrics::counter!("cocreate_gitlab_api_calls_total",
-                        "method" => method.to_string(), "status" => "error").increment(1);
+                        "method" => method.to_string(), "status" => "error")
+                    .increment(1);
                     // A failed connection sent nothing; a broken one may have: only idempotent
                     // requests are repeated here, the rest go back to the event-level retry,
                     // which re-reads GitLab before writing again.
@@ -243,7 +260,8 @@ impl api::AsyncClient for GitlabClient {
                 }
                 Err(_) => {
                     metrics::counter!("cocreate_gitlab_api_calls_total",
-                        "method" => method.to_string(), "status" => "timeout").increment(1);
+                        "method" => method.to_string(), "status" => "timeout")
+                    .increment(1);
                     if last || !is_idempotent(&method) {
                         return Err(ApiError::client(ClientError::Timeout(p.timeout)));
                     }
@@ -261,9 +279,18 @@ mod tests {
 
     #[test]
     fn host_of_splits_scheme() {
-        assert_eq!(host_of("https://gitlab.example.com"), Ok(("gitlab.example.com".into(), false)));
-        assert_eq!(host_of("http://127.0.0.1:8929/"), Ok(("127.0.0.1:8929".into(), true)));
-        assert_eq!(host_of("https://example.com/gitlab/"), Ok(("example.com/gitlab".into(), false)));
+        assert_eq!(
+            host_of("https://gitlab.example.com"),
+            Ok(("gitlab.example.com".into(), false))
+        );
+        assert_eq!(
+            host_of("http://127.0.0.1:8929/"),
+            Ok(("127.0.0.1:8929".into(), true))
+        );
+        assert_eq!(
+            host_of("https://example.com/gitlab/"),
+            Ok(("example.com/gitlab".into(), false))
+        );
         assert!(host_of("gitlab.example.com").is_err());
         assert!(host_of("ftp://x").is_err());
     }

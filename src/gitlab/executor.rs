@@ -1,9 +1,9 @@
 //! The executor: the only code that writes to GitLab. It turns the actions `decide` computed into
 //! API calls, or, in a dry run, into log lines.
 
-use gitlab::api::{self, AsyncQuery};
 use gitlab::api::projects::merge_requests::notes::CreateMergeRequestNote;
 use gitlab::api::projects::merge_requests::EditMergeRequest;
+use gitlab::api::{self, AsyncQuery};
 
 use super::{Context, GitlabClient, GitlabError};
 use crate::decide::{Action, NoteTarget};

@@ -102,10 +102,13 @@ impl FactSource {
         c: &GitlabClient,
         mr: MrRef,
     ) -> Result<Option<ApiMergeRequest>, GitlabError> {
-        match Get::new(format!("projects/{}/merge_requests/{}", mr.project_id, mr.iid))
-            .one(c)
-            .await
-            .doing(|| format!("reading {mr}"))
+        match Get::new(format!(
+            "projects/{}/merge_requests/{}",
+            mr.project_id, mr.iid
+        ))
+        .one(c)
+        .await
+        .doing(|| format!("reading {mr}"))
         {
             Ok(m) => Ok(Some(m)),
             Err(e) if e.is_not_found() => Ok(None),
@@ -155,14 +158,21 @@ impl FactSource {
             };
             let reviews: Vec<&ApiMergeRequest> = open
                 .values()
-                .filter(|m| m.reviewers.iter().any(|r| r.username.eq_ignore_ascii_case(username)))
+                .filter(|m| {
+                    m.reviewers
+                        .iter()
+                        .any(|r| r.username.eq_ignore_ascii_case(username))
+                })
                 .collect();
             members.push(RosterMember {
                 username: username.clone(),
                 id,
                 availability,
                 open_reviews: reviews.len(),
-                org_reviews: reviews.iter().filter(|m| m.labels.contains(&org_label)).count(),
+                org_reviews: reviews
+                    .iter()
+                    .filter(|m| m.labels.contains(&org_label))
+                    .count(),
             });
         }
         // A roster name GitLab does not know cannot be assigned: keep it out of the choice.
@@ -217,7 +227,11 @@ impl FactSource {
         Ok(all)
     }
 
-    async fn user_id(&self, c: &GitlabClient, username: &str) -> Result<Option<UserId>, GitlabError> {
+    async fn user_id(
+        &self,
+        c: &GitlabClient,
+        username: &str,
+    ) -> Result<Option<UserId>, GitlabError> {
         if let Some(id) = self.user_ids.get(&username.to_owned()) {
             return Ok(Some(id));
         }

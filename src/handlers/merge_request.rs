@@ -40,13 +40,25 @@ pub fn payload_facts(input: &MrInput, ctx: &Context) -> MrFacts {
         title: ev.object_attributes.title.clone(),
         author: UserFacts {
             id: input.author_id,
-            username: if author_is_actor { ev.user.username.clone() } else { String::new() },
-            name: if author_is_actor { ev.user.name.clone() } else { String::new() },
+            username: if author_is_actor {
+                ev.user.username.clone()
+            } else {
+                String::new()
+            },
+            name: if author_is_actor {
+                ev.user.name.clone()
+            } else {
+                String::new()
+            },
             ..UserFacts::default()
         },
         actor: Some(input.actor.clone()),
         labels: ev.labels.iter().map(|l| l.title.clone()).collect(),
-        reviewers: ev.reviewers.iter().map(|r| (r.id, r.username.clone())).collect(),
+        reviewers: ev
+            .reviewers
+            .iter()
+            .map(|r| (r.id, r.username.clone()))
+            .collect(),
         welcome_posted: false,
         bot_username: ctx.bot_username.clone(),
         roster: Some(RosterFacts {
@@ -83,7 +95,10 @@ pub async fn handle(
 
     // First pass on cheap facts (payload + cached author): most events stop here.
     let mut facts = payload_facts(&input, ctx);
-    facts.author = live.facts.user(&client, input.author_id, &ctx.policies).await?;
+    facts.author = live
+        .facts
+        .user(&client, input.author_id, &ctx.policies)
+        .await?;
     facts.welcome_posted = true;
     facts.roster = None;
     let first = decide_merge_request(&facts, &ctx.policies, &ctx.messages)?;
@@ -99,7 +114,11 @@ pub async fn handle(
     facts.state = MrState::parse(&current.state);
     facts.title = current.title.clone();
     facts.labels = current.labels.clone();
-    facts.reviewers = current.reviewers.iter().map(|r| (r.id, r.username.clone())).collect();
+    facts.reviewers = current
+        .reviewers
+        .iter()
+        .map(|r| (r.id, r.username.clone()))
+        .collect();
     if facts.state == MrState::Opened {
         facts.welcome_posted = live
             .facts
@@ -123,11 +142,12 @@ async fn finish(
         tracing::debug!(%mr, ?skip, "nothing to do");
         return Ok(Outcome::Skipped(format!("{skip:?}")));
     }
-    let org = decision.org.as_ref().map(|o| o.slug.to_string()).unwrap_or_default();
-    let report = ctx
-        .executor
-        .run(client, &decision.actions)
-        .await?;
+    let org = decision
+        .org
+        .as_ref()
+        .map(|o| o.slug.to_string())
+        .unwrap_or_default();
+    let report = ctx.executor.run(client, &decision.actions).await?;
     tracing::info!(%mr, %org, planned = decision.actions.len(), writes = report.writes, "merge request routed");
     Ok(Outcome::Done {
         writes: report.writes,

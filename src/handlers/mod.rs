@@ -67,11 +67,17 @@ pub async fn dispatch(
     event_uuid: Option<&str>,
 ) -> Result<Outcome, HandleError> {
     match events::parse(kind, body)? {
-        Err(Ignored::UnsupportedKind(k)) => Ok(Outcome::Skipped(format!("event kind `{k}` is not handled"))),
-        Err(Ignored::SystemHookObject(k)) => Ok(Outcome::Skipped(format!("system hook `{k}` is not handled"))),
+        Err(Ignored::UnsupportedKind(k)) => {
+            Ok(Outcome::Skipped(format!("event kind `{k}` is not handled")))
+        }
+        Err(Ignored::SystemHookObject(k)) => Ok(Outcome::Skipped(format!(
+            "system hook `{k}` is not handled"
+        ))),
         Ok(event @ Event::MergeRequest(_)) => match merge_request::parse(&event) {
             Some(input) => merge_request::handle(ctx, input, event_uuid).await,
-            None => Ok(Outcome::Skipped("merge request action is not routed".into())),
+            None => Ok(Outcome::Skipped(
+                "merge request action is not routed".into(),
+            )),
         },
     }
 }

@@ -86,10 +86,7 @@ impl Located {
     }
 }
 
-fn parse_file<T: serde::de::DeserializeOwned>(
-    file: &Path,
-    text: &str,
-) -> Result<T, PolicyError> {
+fn parse_file<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, PolicyError> {
     serde_saphyr::from_str::<T>(text).map_err(|e| {
         let loc = e.location();
         PolicyError {
@@ -266,16 +263,31 @@ mod tests {
             "  - slug: dup\n    name: C\n    tier: 2\n    usernames: [a]\n",
         ));
         assert_eq!(errs.len(), 4, "{errs:?}");
-        assert!(errs[0].starts_with("organizations.yml:2:11: slug `Example_Aero`"), "{errs:?}");
-        assert!(errs[1].starts_with("organizations.yml:8:11: tier must be 1, 2 or 3"), "{errs:?}");
-        assert!(errs[2].starts_with("organizations.yml:10:11: slug `dup` is used twice"), "{errs:?}");
-        assert!(errs[3].contains("username `a` is claimed by both"), "{errs:?}");
+        assert!(
+            errs[0].starts_with("organizations.yml:2:11: slug `Example_Aero`"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].starts_with("organizations.yml:8:11: tier must be 1, 2 or 3"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[2].starts_with("organizations.yml:10:11: slug `dup` is used twice"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[3].contains("username `a` is claimed by both"),
+            "{errs:?}"
+        );
     }
 
     #[test]
     fn organization_without_any_recognition_rule_is_an_error() {
         let errs = errors_of("organizations:\n  - slug: lonely\n    name: L\n    tier: 2\n");
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(errs[0].contains("no way to recognise its people"), "{errs:?}");
+        assert!(
+            errs[0].contains("no way to recognise its people"),
+            "{errs:?}"
+        );
     }
 }

@@ -169,14 +169,20 @@ pub(super) fn validate(doc: OrganizationsDoc) -> Result<Organizations, Vec<Locat
             if domain.is_empty() || !domain.contains('.') || domain.contains('@') {
                 errors.push(Located::at(
                     d,
-                    format!("`{}` is not an e-mail domain (write it like `aero.example.com`)", d.value),
+                    format!(
+                        "`{}` is not an e-mail domain (write it like `aero.example.com`)",
+                        d.value
+                    ),
                 ));
             }
             if let Some(owner) = domain_owner.insert(domain.clone(), org.slug.value.clone()) {
                 if owner != org.slug.value {
                     errors.push(Located::at(
                         d,
-                        format!("e-mail domain `{domain}` is claimed by both `{owner}` and `{}`", org.slug.value),
+                        format!(
+                            "e-mail domain `{domain}` is claimed by both `{owner}` and `{}`",
+                            org.slug.value
+                        ),
                     ));
                 }
             }

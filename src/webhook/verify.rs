@@ -63,7 +63,8 @@ impl SigningKey {
     pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
         format!(
             "v1,{}",
-            base64::engine::general_purpose::STANDARD.encode(self.mac(id, timestamp, body).finalize().into_bytes())
+            base64::engine::general_purpose::STANDARD
+                .encode(self.mac(id, timestamp, body).finalize().into_bytes())
         )
     }
 
@@ -199,11 +200,18 @@ mod tests {
         let (key, id, ts, payload, expected) = vector();
         assert_eq!(key.sign(&id, ts, payload.as_bytes()), expected);
         let v = Verifier::new(vec![], vec![key], Duration::from_secs(300));
-        let h = SignatureHeaders { id: Some(&id), timestamp: Some(&ts.to_string()), signature: Some(&expected) };
+        let h = SignatureHeaders {
+            id: Some(&id),
+            timestamp: Some(&ts.to_string()),
+            signature: Some(&expected),
+        };
         assert_eq!(v.check_signature(h, payload.as_bytes(), ts + 299), Ok(()));
         // Several signatures, one valid (key rotation on the sender's side).
         let both = format!("v1,AAAA {expected}");
-        let h2 = SignatureHeaders { signature: Some(&both), ..h };
+        let h2 = SignatureHeaders {
+            signature: Some(&both),
+            ..h
+        };
         assert_eq!(v.check_signature(h2, payload.as_bytes(), ts), Ok(()));
     }
 
@@ -212,21 +220,57 @@ mod tests {
         let (key, id, ts, payload, expected) = vector();
         let v = Verifier::new(vec![], vec![key], Duration::from_secs(300));
         let tss = ts.to_string();
-        let h = SignatureHeaders { id: Some(&id), timestamp: Some(&tss), signature: Some(&expected) };
-        assert_eq!(v.check_signature(h, payload.as_bytes(), ts + 301), Err(Rejection::StaleTimestamp));
-        assert_eq!(v.check_signature(h, payload.as_bytes(), ts - 301), Err(Rejection::StaleTimestamp));
-        assert_eq!(v.check_signature(h, b"{\"tampered\":1}", ts), Err(Rejection::BadSignature));
-        let other_id = SignatureHeaders { id: Some("msg_other"), ..h };
-        assert_eq!(v.check_signature(other_id, payload.as_bytes(), ts), Err(Rejection::BadSignature));
-        let none = SignatureHeaders { id: None, timestamp: None, signature: None };
-        assert_eq!(v.check_signature(none, payload.as_bytes(), ts), Err(Rejection::MissingSignature));
-        let bad_ts = SignatureHeaders { timestamp: Some("soon"), ..h };
-        assert_eq!(v.check_signature(bad_ts, payload.as_bytes(), ts), Err(Rejection::BadTimestamp));
+        let h = SignatureHeaders {
+            id: Some(&id),
+            timestamp: Some(&tss),
+            signature: Some(&expected),
+        };
+        assert_eq!(
+            v.check_signature(h, payload.as_bytes(), ts + 301),
+            Err(Rejection::StaleTimestamp)
+        );
+        assert_eq!(
+            v.check_signature(h, payload.as_bytes(), ts - 301),
+            Err(Rejection::StaleTimestamp)
+        );
+        assert_eq!(
+            v.check_signature(h, b"{\"tampered\":1}", ts),
+            Err(Rejection::BadSignature)
+        );
+        let other_id = SignatureHeaders {
+            id: Some("msg_other"),
+            ..h
+        };
+        assert_eq!(
+            v.check_signature(other_id, payload.as_bytes(), ts),
+            Err(Rejection::BadSignature)
+        );
+        let none = SignatureHeaders {
+            id: None,
+            timestamp: None,
+            signature: None,
+        };
+        assert_eq!(
+            v.check_signature(none, payload.as_bytes(), ts),
+            Err(Rejection::MissingSignature)
+        );
+        let bad_ts = SignatureHeaders {
+            timestamp: Some("soon"),
+            ..h
+        };
+        assert_eq!(
+            v.check_signature(bad_ts, payload.as_bytes(), ts),
+            Err(Rejection::BadTimestamp)
+        );
     }
 
     #[test]
     fn tokens_rotate() {
-        let v = Verifier::new(vec!["old".into(), " new ".into()], vec![], Duration::from_secs(300));
+        let v = Verifier::new(
+            vec!["old".into(), " new ".into()],
+            vec![],
+            Duration::from_secs(300),
+        );
         assert_eq!(v.check_token(Some(b"old")), Ok(()));
         assert_eq!(v.check_token(Some(b"new")), Ok(()));
         assert_eq!(v.check_token(Some(b"ne")), Err(Rejection::BadToken));

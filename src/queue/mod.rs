@@ -1,0 +1,255 @@
+//! Durable event queue.
+//!
+//! Webhook deliveries are stored durably (committed and fsynced) before the
+//! receiver acknowledges them, then claimed by workers under a lease, and
+//! finally acknowledged (`done`), retried later, or moved to the dead letters.
+//!
+//! The [`Queue`] trait is the storage-independent interface; [`SqliteQueue`]
+//! is the SQLite (WAL) implementation. A PostgreSQL implementation can be
+//! added later behind the same trait.
+//!
+//! Semantics shared by every implementation:
+//!
+//! * An event is `pending` until it is acknowledged (`done`) or fails for good
+//!   (`dead`). A pending event whose lease (`locked_until`) lies in the future
+//!   is *in flight*: some worker holds it.
+//! * A claim is committed immediately; a worker that crashes simply lets its
+//!   lease expire and the event becomes claimable again (at-least-once
+//!   delivery). Handlers must therefore be idempotent.
+//! * All times are unix milliseconds, taken from the queue's clock.
+
+mod backoff;
+mod sqlite;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use backoff::backoff_delay;
+pub use sqlite::SqliteQueue;
+
+/// Identifier of a stored event (monotonically increasing, never reused).
+pub type EventId = i64;
+
+/// An event as received, before it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// Unique key of the delivery (e.g. the webhook id). A second event with
+    /// the same key is recognised as a duplicate and not stored again.
+    pub dedupe_key: String,
+    /// Kind of event (e.g. the GitLab `X-Gitlab-Event` value), used for routing.
+    pub kind: String,
+    /// Request headers worth keeping, in order, as `(name, value)` pairs.
+    pub headers: Vec<(String, String)>,
+    /// Raw request body.
+    pub body: Vec<u8>,
+    /// When the receiver got the event, in unix milliseconds.
+    pub received_at_ms: i64,
+}
+
+/// Outcome of [`Queue::enqueue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Enqueued {
+    /// The event was stored under this new id.
+    New(EventId),
+    /// An event with the same dedupe key already exists under this id;
+    /// nothing was stored.
+    Duplicate(EventId),
+}
+
+impl Enqueued {
+    /// Id of the stored event, whether it was new or a duplicate.
+    pub fn id(self) -> EventId {
+        match self {
+            Enqueued::New(id) | Enqueued::Duplicate(id) => id,
+        }
+    }
+
+    /// `true` if this call stored the event.
+    pub fn is_new(self) -> bool {
+        matches!(self, Enqueued::New(_))
+    }
+}
+
+/// An event handed to a worker by [`Queue::claim`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedEvent {
+    /// Id to pass to [`Queue::ack`], [`Queue::fail`] or [`Queue::release`].
+    pub id: EventId,
+    /// Kind of event, as given to [`Queue::enqueue`].
+    pub kind: String,
+    /// Stored headers, in their original order.
+    pub headers: Vec<(String, String)>,
+    /// Raw request body.
+    pub body: Vec<u8>,
+    /// Number of attempts so far, including this claim (1 on the first claim).
+    pub attempts: u32,
+    /// When the receiver got the event, in unix milliseconds.
+    pub received_at_ms: i64,
+}
+
+/// Counts of events by state, for metrics and health pages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueStats {
+    /// Pending events nobody holds a lease on (waiting, possibly for a retry time).
+    pub pending: u64,
+    /// Pending events under an unexpired lease (being worked on).
+    pub in_flight: u64,
+    /// Events that failed for good (dead letters).
+    pub dead: u64,
+    /// Processed events not yet pruned.
+    pub done: u64,
+    /// Age of the oldest event still in state pending (waiting or in flight),
+    /// measured from its `received_at`; `None` when there is none.
+    pub oldest_pending_age_ms: Option<i64>,
+}
+
+/// Errors of the queue. Each carries the operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The queue directory could not be created.
+    #[error("cannot create queue directory {path}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database could not be opened, configured or migrated.
+    #[error("cannot open queue database {path}: {step}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// What was being done (e.g. "set journal_mode=WAL").
+        step: &'static str,
+        /// The underlying SQLite error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer version of this program.
+    #[error(
+        "queue database {path} has schema version {found}, newer than the supported {supported}"
+    )]
+    SchemaTooNew {
+        /// The database file.
+        path: PathBuf,
+        /// `PRAGMA user_version` found in the file.
+        found: i64,
+        /// Highest version this build understands.
+        supported: i64,
+    },
+    /// The writer thread could not be started.
+    #[error("cannot start the queue writer thread")]
+    Spawn {
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A database operation failed.
+    #[error("queue {op} failed")]
+    Sqlite {
+        /// The queue operation (e.g. "claim").
+        op: &'static str,
+        /// The underlying SQLite error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A group commit of several enqueues failed; every caller of the batch
+    /// gets this error (nothing of the batch was stored).
+    #[error("queue enqueue failed (group commit of {batch_size} events)")]
+    GroupCommit {
+        /// Number of events in the failed batch.
+        batch_size: usize,
+        /// The underlying SQLite error, shared by the batch.
+        #[source]
+        source: Arc<rusqlite::Error>,
+    },
+    /// A stored row could not be decoded (e.g. invalid headers JSON).
+    #[error("queue {op}: stored event {id} is corrupt")]
+    Corrupt {
+        /// The queue operation.
+        op: &'static str,
+        /// The event.
+        id: EventId,
+        /// The decoding error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The event headers could not be encoded.
+    #[error("queue enqueue: cannot encode headers")]
+    Encode {
+        /// The encoding error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// No event has this id (it may have been pruned).
+    #[error("queue {op}: no event with id {id}")]
+    NotFound {
+        /// The queue operation.
+        op: &'static str,
+        /// The event id.
+        id: EventId,
+    },
+    /// The writer thread is gone (the queue is shutting down or the thread died).
+    #[error("queue {op}: the writer thread is not running")]
+    WriterGone {
+        /// The queue operation.
+        op: &'static str,
+    },
+}
+
+/// A durable event queue.
+///
+/// Implementations must be safe to share between tasks (`Arc<dyn Queue>`).
+#[async_trait::async_trait]
+pub trait Queue: Send + Sync + 'static {
+    /// Durably store the event (committed, and fsynced per SQLite
+    /// `synchronous=FULL`) before returning. Dedupes on `dedupe_key`: a second
+    /// enqueue with the same key returns [`Enqueued::Duplicate`] with the id of
+    /// the stored event and stores nothing.
+    async fn enqueue(&self, event: NewEvent) -> Result<Enqueued, QueueError>;
+
+    /// Claim up to `max` pending events whose `next_attempt_at <= now` and
+    /// whose lease (`locked_until`) is unset or expired, oldest first (by id).
+    /// Sets `locked_until = now + lease` and increments `attempts`; the claim
+    /// is committed before this returns (no transaction is held while the
+    /// caller works).
+    async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<ClaimedEvent>, QueueError>;
+
+    /// Mark the event processed (state `done`, `done_at = now`, lease cleared).
+    ///
+    /// Acknowledging an event that is no longer pending (already done, or dead)
+    /// is a no-op; an unknown id is [`QueueError::NotFound`].
+    async fn ack(&self, id: EventId) -> Result<(), QueueError>;
+
+    /// Record a failed attempt with its error text (`last_error`, and a row in
+    /// the `attempts` history table). With `retry_at_ms = Some(t)` the event
+    /// goes back to pending with `next_attempt_at = t` and its lease cleared;
+    /// with `None` it becomes dead (dead letter, `dead_at = now`).
+    ///
+    /// Failing an event that is no longer pending is a no-op; an unknown id is
+    /// [`QueueError::NotFound`].
+    async fn fail(
+        &self,
+        id: EventId,
+        error: &str,
+        retry_at_ms: Option<i64>,
+    ) -> Result<(), QueueError>;
+
+    /// Give a claimed event back without counting the attempt (graceful
+    /// shutdown): `attempts -= 1`, lease cleared. A no-op for events that are
+    /// no longer pending; an unknown id is [`QueueError::NotFound`].
+    async fn release(&self, id: EventId) -> Result<(), QueueError>;
+
+    /// Counts of events by state.
+    async fn stats(&self) -> Result<QueueStats, QueueError>;
+
+    /// A cheap write check for readiness probes: succeeds only if the queue
+    /// can commit a write right now.
+    async fn ping(&self) -> Result<(), QueueError>;
+
+    /// Delete done events whose `done_at` is older than `now - retention`
+    /// (with their attempt history). Returns the number of events deleted.
+    async fn prune_done(&self, retention: Duration) -> Result<u64, QueueError>;
+}

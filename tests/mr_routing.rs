@@ -1,0 +1,422 @@
+//! End to end: GitLab webhook → real router → durable queue → worker → fake GitLab.
+
+mod support;
+
+use std::time::Duration;
+
+use support::fake_gitlab::Fault;
+use support::harness::*;
+
+const WELCOME_MARKER: &str = "<!-- cocreate:welcome -->";
+
+#[tokio::test]
+async fn cocreate_mr_gets_labels_reviewer_and_one_welcome_note() {
+    let h = Harness::start().await;
+    let uuid = h.deliver_mr(mr_event(16, AERO_DEV, AERO_DEV, "open")).await;
+    h.wait_idle().await;
+
+    let mr = h.gitlab.mr(PROJECT_ID, 16);
+    assert_eq!(
+        mr.labels,
+        vec![
+            "Co-Create",
+            "Co-Create org::example-aero",
+            "Community contribution",
+            "enhancement"
+        ]
+    );
+    // The reviewer a person chose stays; the least loaded roster member (ties: roster order) is added.
+    assert_eq!(mr.reviewer_ids, vec![25, 101]);
+    let notes = h.take_notes(16);
+    assert_eq!(notes.len(), 1);
+    insta::assert_snapshot!(notes[0], @r"
+    <!-- cocreate:welcome -->
+    Hi @aero-dev-1, thank you for your merge request “Add input validation to booking form”, and welcome to the Co-Create program!
+
+    @cs-reviewer-1 from the Contributor Success team will review it and coach you through to merge.
+
+    A few things that help:
+    - Keep the MR focused on one change, and describe what it does and why.
+    - Pipelines may need a maintainer to start them; that is expected for contributions.
+    - If you get stuck, write `@cocreate-bot help` in a comment.
+
+    We are glad you are here.
+    ");
+    // Every API call made for the event carries its X-Gitlab-Event-UUID.
+    let event_calls: Vec<_> = h
+        .gitlab
+        .calls()
+        .into_iter()
+        .filter(|c| c.path != "/api/v4/user")
+        .collect();
+    assert!(!event_calls.is_empty());
+    assert!(
+        event_calls
+            .iter()
+            .all(|c| c.event_uuid.as_deref() == Some(uuid.as_str())),
+        "{event_calls:#?}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn api_cost_of_a_new_mr_cold_and_warm_and_of_a_redelivery() {
+    let h = Harness::start().await;
+    add_mr(&h.gitlab, 17, AERO_DEV.0, "Second change");
+    h.gitlab.clear_calls();
+
+    h.deliver_mr(mr_event(16, AERO_DEV, AERO_DEV, "open")).await;
+    h.wait_idle().await;
+    let cold = h.gitlab.calls();
+    let cold_writes = cold.iter().filter(|c| c.method != "GET").count();
+    assert_eq!(
+        cold_writes, 2,
+        "one PUT (labels + reviewer) and one POST (welcome): {cold:#?}"
+    );
+    // MR, author, notes, open Co-Create MRs, then per roster member: id lookup and status.
+    assert_eq!(cold.len() - cold_writes, 4 + 2 * ROSTER.len(), "{cold:#?}");
+
+    h.gitlab.clear_calls();
+    h.deliver_mr(mr_event(17, AERO_DEV, AERO_DEV, "open")).await;
+    h.wait_idle().await;
+    let warm = h.gitlab.calls();
+    let warm_writes = warm.iter().filter(|c| c.method != "GET").count();
+    assert_eq!(warm_writes, 2, "{warm:#?}");
+    // Cached: author, roster ids and statuses. Read: MR, notes, open Co-Create MRs.
+    assert_eq!(warm.len() - warm_writes, 3, "{warm:#?}");
+    // Sticky: the organization's reviewer takes its second MR.
+    assert_eq!(h.gitlab.mr(PROJECT_ID, 17).reviewer_ids, vec![25, 101]);
+
+    h.gitlab.clear_calls();
+    h.deliver_mr(mr_event(16, AERO_DEV, AERO_DEV, "update"))
+        .await;
+    h.wait_idle().await;
+    let again = h.gitlab.calls();
+    assert_eq!(
+        again.iter().filter(|c| c.method != "GET").count(),
+        0,
+        "{again:#?}"
+    );
+    // MR and notes only: it has a roster reviewer, so no load listing.
+    assert_eq!(again.len(), 2, "{again:#?}");
+    println!(
+        "API calls per new Co-Create MR: cold {} ({} writes), warm {} ({} writes); redelivery {} (0 writes)",
+        cold.len(), cold_writes, warm.len(), warm_writes, again.len()
+    );
+    assert_eq!(h.take_notes(16).len(), 1);
+    assert_eq!(h.take_notes(17).len(), 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn redelivery_and_replay_write_nothing() {
+    let h = Harness::start().await;
+    let body = mr_event(16, AERO_DEV, AERO_DEV, "open");
+    let uuid = h.deliver_mr(body.clone()).await;
+    h.wait_idle().await;
+    h.gitlab.clear_calls();
+
+    // GitLab's "Resend request" repeats the event UUID: stored once, answered as a duplicate.
+    let r = h
+        .deliver("Merge Request Hook", body.clone(), Some(&uuid))
+        .await;
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(v["status"], "duplicate");
+    // A replay under a new delivery id is processed, and finds everything in place.
+    h.deliver_mr(body).await;
+    h.wait_idle().await;
+    assert!(h.gitlab.writes().is_empty(), "{:#?}", h.gitlab.writes());
+    assert_eq!(h.take_notes(16).len(), 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn twenty_events_for_one_new_mr_at_once_give_one_note() {
+    let h = Harness::start().await;
+    let sends = (0..20).map(|i| {
+        let action = if i == 0 { "open" } else { "update" };
+        h.deliver_mr(mr_event(16, AERO_DEV, AERO_DEV, action))
+    });
+    futures_util::future::join_all(sends).await;
+    h.wait_idle().await;
+    assert_eq!(h.take_notes(16).len(), 1);
+    let mr = h.gitlab.mr(PROJECT_ID, 16);
+    assert_eq!(mr.reviewer_ids, vec![25, 101]);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn outsider_mr_is_left_alone_even_with_a_matching_profile_organization() {
+    let h = Harness::start().await;
+    add_mr(&h.gitlab, 20, OUTSIDER.0, "Drive-by fix");
+    h.deliver_mr(mr_event(20, OUTSIDER, OUTSIDER, "open")).await;
+    h.wait_idle().await;
+    assert!(h.gitlab.writes().is_empty());
+    assert_eq!(h.gitlab.mr(PROJECT_ID, 20).labels, vec!["enhancement"]);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn organization_recognised_by_verified_email_domain() {
+    let h = Harness::start().await;
+    add_mr(&h.gitlab, 21, TELCO_DEV.0, "Telco change");
+    h.deliver_mr(mr_event(21, TELCO_DEV, TELCO_DEV, "open"))
+        .await;
+    h.wait_idle().await;
+    assert!(h
+        .gitlab
+        .mr(PROJECT_ID, 21)
+        .labels
+        .contains(&"Co-Create org::example-telco".to_string()));
+    assert_eq!(h.take_notes(21).len(), 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_bots_own_event_is_ignored() {
+    let h = Harness::start().await;
+    h.gitlab.clear_calls();
+    h.deliver_mr(mr_event(16, AERO_DEV, (9000, "cocreate-bot"), "update"))
+        .await;
+    h.wait_idle().await;
+    assert!(h.gitlab.writes().is_empty());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn closed_and_merged_mrs_and_unrouted_actions_are_left_alone() {
+    let h = Harness::start().await;
+    h.deliver_mr(mr_event(16, AERO_DEV, AERO_DEV, "merge"))
+        .await;
+    h.deliver_mr(mr_event(16, AERO_DEV, AERO_DEV, "close"))
+        .await;
+    h.wait_idle().await;
+    assert!(h.gitlab.writes().is_empty());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn rejects_bad_token_oversize_and_malformed_and_accepts_unsupported_kinds() {
+    let h = Harness::start_with(|s| s.body_limit = 64 * 1024).await;
+    let url = format!("{}/webhook", h.url());
+    let body = mr_event(16, AERO_DEV, AERO_DEV, "open");
+    let post = |token: Option<&str>, kind: &str, body: Vec<u8>| {
+        let mut r = h.http.post(&url).header("X-Gitlab-Event", kind).body(body);
+        if let Some(t) = token {
+            r = r.header("X-Gitlab-Token", t);
+        }
+        r.send()
+    };
+    assert_eq!(
+        post(None, "Merge Request Hook", body.clone())
+            .await
+            .expect("send")
+            .status(),
+        401
+    );
+    assert_eq!(
+        post(Some("wrong"), "Merge Request Hook", body.clone())
+            .await
+            .expect("send")
+            .status(),
+        401
+    );
+    assert_eq!(
+        post(Some(SECRET), "Merge Request Hook", vec![b' '; 65 * 1024])
+            .await
+            .expect("send")
+            .status(),
+        413
+    );
+    let malformed = post(
+        Some(SECRET),
+        "Merge Request Hook",
+        b"{\"object_kind\":\"merge_request\"".to_vec(),
+    )
+    .await
+    .expect("send");
+    assert_eq!(malformed.status(), 400);
+    let missing_field = post(Some(SECRET), "Merge Request Hook", br#"{"object_kind":"merge_request","user":{"username":"x"},"project":{"id":1},"object_attributes":{}}"#.to_vec()).await.expect("send");
+    assert_eq!(missing_field.status(), 400);
+    assert!(missing_field
+        .text()
+        .await
+        .expect("text")
+        .contains("object_attributes"));
+    let push = post(Some(SECRET), "Push Hook", b"{}".to_vec())
+        .await
+        .expect("send");
+    assert_eq!(push.status(), 200);
+    let stats = h.wait_idle().await;
+    assert_eq!(
+        stats.done + stats.pending + stats.dead,
+        0,
+        "nothing may be stored: {stats:?}"
+    );
+    assert!(h.gitlab.writes().is_empty());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn standard_webhooks_signatures_are_required_when_a_key_is_set() {
+    let vector: serde_json::Value =
+        support::fake_gitlab::fixture("../standard_webhooks_test_vector.json");
+    let key = cocreate::webhook::SigningKey::parse(vector["secret"].as_str().expect("secret"))
+        .expect("key");
+    let h = Harness::start_with(|s| s.signing_keys = vec![key.clone()]).await;
+    let body = mr_event(16, AERO_DEV, AERO_DEV, "open");
+    let now = chrono::Utc::now().timestamp();
+    let send = |id: &str, ts: i64, sig: String| {
+        h.http
+            .post(format!("{}/webhook", h.url()))
+            .header("X-Gitlab-Event", "Merge Request Hook")
+            .header("X-Gitlab-Token", SECRET)
+            .header("webhook-id", id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sig)
+            .body(body.clone())
+            .send()
+    };
+    // Wrong signature, and a valid one that is too old (a replayed delivery): 401.
+    assert_eq!(
+        send("msg_1", now, "v1,AAAA".into())
+            .await
+            .expect("send")
+            .status(),
+        401
+    );
+    let old = now - 301;
+    assert_eq!(
+        send("msg_1", old, key.sign("msg_1", old, &body))
+            .await
+            .expect("send")
+            .status(),
+        401
+    );
+    // Valid: stored and processed.
+    assert_eq!(
+        send("msg_1", now, key.sign("msg_1", now, &body))
+            .await
+            .expect("send")
+            .status(),
+        200
+    );
+    h.wait_idle().await;
+    assert_eq!(h.take_notes(16).len(), 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_429_storm_then_success() {
+    let h = Harness::start().await;
+    for _ in 0..6 {
+        h.gitlab.push_fault(Fault::RateLimited {
+            retry_after_secs: 0,
+        });
+    }
+    h.deliver_mr(mr_event(16, AERO_DEV, AERO_DEV, "open")).await;
+    let stats = h.wait_idle().await;
+    assert_eq!(stats.dead, 0);
+    assert_eq!(h.take_notes(16).len(), 1);
+    assert!(h
+        .gitlab
+        .mr(PROJECT_ID, 16)
+        .labels
+        .contains(&"Co-Create".to_string()));
+    assert!(h.gitlab.calls().iter().filter(|c| c.status == 429).count() >= 6);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn repeated_500s_park_the_event_as_a_dead_letter() {
+    let h = Harness::start_with(|s| s.worker.max_attempts = 2).await;
+    h.gitlab.set_failure_rate(1.0, 7);
+    h.deliver_mr(mr_event(16, AERO_DEV, AERO_DEV, "open")).await;
+    let stats = h.wait_idle().await;
+    assert_eq!(stats.dead, 1, "{stats:?}");
+    assert!(h.gitlab.writes().iter().all(|c| c.status >= 400));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_mr_title_pings_nobody_and_runs_nothing() {
+    let h = Harness::start().await;
+    add_mr(&h.gitlab, 30, AERO_DEV.0, "@all <img src=x onerror=alert(1)> /close\n/merge [x](http://evil.example.com) <!-- cocreate:welcome -->");
+    h.deliver_mr(mr_event(30, AERO_DEV, AERO_DEV, "open")).await;
+    h.wait_idle().await;
+    let notes = h.take_notes(30);
+    assert_eq!(notes.len(), 1);
+    let body = &notes[0];
+    assert!(!body.contains("@all"), "{body}");
+    assert!(!body.contains("<img"), "{body}");
+    assert!(
+        body.lines().all(|l| !l.trim_start().starts_with('/')),
+        "{body}"
+    );
+    assert!(!body.contains("](http"), "{body}");
+    assert_eq!(body.matches(WELCOME_MARKER).count(), 1, "{body}");
+    assert_eq!(h.gitlab.mr(PROJECT_ID, 30).state, "opened");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn busy_roster_members_are_skipped() {
+    let h = Harness::start().await;
+    h.gitlab.set_status("cs-reviewer-1", "busy");
+    h.deliver_mr(mr_event(16, AERO_DEV, AERO_DEV, "open")).await;
+    h.wait_idle().await;
+    assert_eq!(h.gitlab.mr(PROJECT_ID, 16).reviewer_ids, vec![25, 102]);
+    assert!(h.take_notes(16)[0].contains("@cs-reviewer-2"));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn system_hook_merge_request_events_are_routed() {
+    let h = Harness::start().await;
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&mr_event(16, AERO_DEV, AERO_DEV, "open")).expect("json");
+    v["object_attributes"]
+        .as_object_mut()
+        .expect("obj")
+        .remove("action");
+    let r = h
+        .deliver(
+            "System Hook",
+            serde_json::to_vec(&v).expect("json"),
+            Some(&new_uuid()),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    h.wait_idle().await;
+    assert_eq!(h.take_notes(16).len(), 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn healthz_readyz_and_metrics() {
+    let h = Harness::start().await;
+    h.deliver_mr(mr_event(16, AERO_DEV, AERO_DEV, "open")).await;
+    h.wait_idle().await;
+    let get = |p: &str| h.http.get(format!("{}{p}", h.url())).send();
+    assert_eq!(get("/healthz").await.expect("send").status(), 200);
+    assert_eq!(get("/readyz").await.expect("send").status(), 200);
+    let metrics = get("/metrics")
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    for name in [
+        "cocreate_webhooks_received_total",
+        "cocreate_events_processed_total",
+        "cocreate_gitlab_api_calls_total",
+        "cocreate_queue_pending",
+        "cocreate_queue_dead",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+    assert_eq!(h.take_notes(16).len(), 1);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    h.stop().await;
+}

@@ -1,0 +1,264 @@
+//! Runs the real `serve` (router + worker, in process) against the fake GitLab, and sends it
+//! signed webhooks like GitLab does. Model: rust-lang/bors's test harness.
+//!
+//! A harness fails the test on drop if a note the bot posted was never looked at with
+//! [`Harness::take_notes`] (every message the bot writes must be asserted by some test).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use cocreate::app::{self, ConfigSource, GitlabSettings, Running, ServeSettings};
+use cocreate::gitlab::RetryPolicy;
+use cocreate::worker::WorkerConfig;
+use serde_json::Value;
+
+use super::fake_gitlab::{fixture, FakeGitLab, MrSpec, UserSpec, BOT_USERNAME};
+
+pub const SECRET: &str = "webhook-secret-for-tests";
+pub const PROJECT_ID: u64 = 2;
+pub const PROJECT_PATH: &str = "vendor/product";
+/// Roster members of the example policies, with their ids in the fake.
+pub const ROSTER: &[(u64, &str)] = &[
+    (101, "cs-reviewer-1"),
+    (102, "cs-reviewer-2"),
+    (103, "cs-reviewer-3"),
+];
+/// An engineer of `example-aero` (recognised by username in the example policies).
+pub const AERO_DEV: (u64, &str) = (501, "aero-dev-1");
+/// An engineer of `example-telco` (recognised by verified e-mail domain).
+pub const TELCO_DEV: (u64, &str) = (502, "tdev");
+/// Someone from no Co-Create organization.
+pub const OUTSIDER: (u64, &str) = (600, "outsider");
+
+pub struct Harness {
+    pub gitlab: FakeGitLab,
+    pub app: Option<Running>,
+    pub http: reqwest::Client,
+    pub settings: ServeSettings,
+    _data: tempfile::TempDir,
+    checked_notes: AtomicUsize,
+}
+
+/// Test settings: fast retries, small leases, the example policies.
+pub fn settings(gitlab: &FakeGitLab, data: &std::path::Path) -> ServeSettings {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    ServeSettings {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        gitlab: GitlabSettings {
+            url: gitlab.url(),
+            token: Some(gitlab.token()),
+            retry: RetryPolicy {
+                max_attempts: 4,
+                base: Duration::from_millis(5),
+                cap: Duration::from_millis(50),
+                max_retry_after: Duration::from_millis(100),
+                timeout: Duration::from_secs(5),
+            },
+        },
+        webhook_secrets: vec![SECRET.into()],
+        signing_keys: vec![],
+        signature_window: Duration::from_secs(300),
+        policies: ConfigSource::Dir(root.join("policies")),
+        templates: ConfigSource::Dir(root.join("templates")),
+        data_dir: data.to_owned(),
+        body_limit: 1024 * 1024,
+        worker: WorkerConfig {
+            concurrency: 8,
+            lease: Duration::from_secs(30),
+            max_attempts: 5,
+            backoff_base: Duration::from_millis(20),
+            backoff_cap: Duration::from_millis(200),
+            poll: Duration::from_millis(20),
+            ..WorkerConfig::default()
+        },
+    }
+}
+
+/// The world every test starts from: the bot, the roster, one engineer per organization, an
+/// outsider, the watched group and one open MR by the aero engineer (`!16`).
+pub fn seed(gitlab: &FakeGitLab) {
+    gitlab.add_user(UserSpec {
+        bot: true,
+        ..UserSpec::new(9000, BOT_USERNAME)
+    });
+    gitlab.set_bot(BOT_USERNAME);
+    for (id, name) in ROSTER {
+        gitlab.add_user(UserSpec::new(*id, name));
+    }
+    gitlab.add_user(UserSpec::new(AERO_DEV.0, AERO_DEV.1));
+    gitlab.add_user(UserSpec {
+        public_email: Some("dev@telco.example.com".into()),
+        ..UserSpec::new(TELCO_DEV.0, TELCO_DEV.1)
+    });
+    gitlab.add_user(UserSpec {
+        organization: Some("Example Aero".into()),
+        ..UserSpec::new(OUTSIDER.0, OUTSIDER.1)
+    });
+    gitlab.add_user(UserSpec::new(25, "maintainer"));
+    gitlab.add_group(50, "vendor", &[]);
+    add_mr(
+        gitlab,
+        16,
+        AERO_DEV.0,
+        "Add input validation to booking form",
+    );
+}
+
+pub fn add_mr(gitlab: &FakeGitLab, iid: u64, author_id: u64, title: &str) {
+    gitlab.add_mr(MrSpec {
+        project_id: PROJECT_ID,
+        iid,
+        id: 1000 + iid,
+        title: title.into(),
+        author_id,
+        labels: vec!["enhancement".into()],
+        reviewer_ids: vec![25],
+        project_path: PROJECT_PATH.into(),
+        ..MrSpec::default()
+    });
+}
+
+/// GitLab's documented MR webhook, rewritten for one MR of the test world.
+pub fn mr_event(iid: u64, author: (u64, &str), actor: (u64, &str), action: &str) -> Vec<u8> {
+    let mut v: Value = fixture("payloads/merge_request_open.json");
+    v["user"]["id"] = actor.0.into();
+    v["user"]["username"] = actor.1.into();
+    v["user"]["name"] = actor.1.into();
+    v["project"]["id"] = PROJECT_ID.into();
+    v["project"]["path_with_namespace"] = PROJECT_PATH.into();
+    let a = &mut v["object_attributes"];
+    a["iid"] = iid.into();
+    a["id"] = (1000 + iid).into();
+    a["author_id"] = author.0.into();
+    a["target_project_id"] = PROJECT_ID.into();
+    a["source_project_id"] = PROJECT_ID.into();
+    a["action"] = action.into();
+    serde_json::to_vec(&v).expect("json")
+}
+
+static UUIDS: AtomicUsize = AtomicUsize::new(1);
+
+/// A fresh `X-Gitlab-Event-UUID`.
+pub fn new_uuid() -> String {
+    format!(
+        "00000000-0000-4000-8000-{:012}",
+        UUIDS.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut ServeSettings)) -> Self {
+        let gitlab = FakeGitLab::start().await;
+        seed(&gitlab);
+        let data = tempfile::tempdir().expect("tempdir");
+        let mut s = settings(&gitlab, data.path());
+        adjust(&mut s);
+        let app = app::start(s.clone()).await.expect("serve starts");
+        Self {
+            gitlab,
+            app: Some(app),
+            http: reqwest::Client::new(),
+            settings: s,
+            _data: data,
+            checked_notes: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.app.as_ref().expect("running").addr)
+    }
+
+    /// Sends a webhook the way GitLab does, with the right secret.
+    pub async fn deliver(
+        &self,
+        kind: &str,
+        body: Vec<u8>,
+        uuid: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(format!("{}/webhook", self.url()))
+            .header("Content-Type", "application/json")
+            .header("X-Gitlab-Event", kind)
+            .header("X-Gitlab-Token", SECRET)
+            .body(body);
+        if let Some(u) = uuid {
+            req = req.header("X-Gitlab-Event-UUID", u);
+        }
+        req.send().await.expect("request")
+    }
+
+    /// Delivers an MR event with a fresh event UUID; asserts it was queued.
+    pub async fn deliver_mr(&self, body: Vec<u8>) -> String {
+        let uuid = new_uuid();
+        let r = self.deliver("Merge Request Hook", body, Some(&uuid)).await;
+        assert_eq!(r.status(), 200, "{:?}", r.text().await);
+        uuid
+    }
+
+    /// Waits until the queue has nothing pending or in flight (or fails after 20 s).
+    pub async fn wait_idle(&self) -> cocreate::queue::QueueStats {
+        let queue = &self.app.as_ref().expect("running").queue;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = queue.stats().await.expect("stats");
+            if s.pending == 0 && s.in_flight == 0 {
+                return s;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "queue did not drain: {s:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The bot's notes on an MR; marks them as checked.
+    pub fn take_notes(&self, iid: u64) -> Vec<String> {
+        let notes: Vec<String> = self
+            .gitlab
+            .notes(PROJECT_ID, iid)
+            .into_iter()
+            .filter(|n| n.author_username == BOT_USERNAME)
+            .map(|n| n.body)
+            .collect();
+        self.checked_notes.fetch_add(notes.len(), Ordering::Relaxed);
+        notes
+    }
+
+    fn bot_notes_total(&self) -> usize {
+        self.gitlab
+            .calls()
+            .iter()
+            .filter(|c| c.method == "POST" && c.path.ends_with("/notes") && c.status == 201)
+            .count()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+        self.check_notes_were_asserted();
+    }
+
+    fn check_notes_were_asserted(&self) {
+        let posted = self.bot_notes_total();
+        let checked = self.checked_notes.load(Ordering::Relaxed);
+        assert!(
+            posted <= checked,
+            "the bot posted {posted} note(s) but the test looked at {checked}: assert every message with take_notes()"
+        );
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if !std::thread::panicking() && self.app.is_some() {
+            self.check_notes_were_asserted();
+        }
+    }
+}

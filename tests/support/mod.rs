@@ -1,0 +1,8 @@
+//! Shared test support. Each integration test crate that needs it declares `mod support;`.
+//!
+//! Not every test crate uses every helper, so dead-code warnings are silenced for the
+//! whole module tree.
+#![allow(dead_code)]
+
+pub mod fake_gitlab;
+pub mod harness;
