@@ -165,17 +165,6 @@ pub enum QueueError {
         #[source]
         source: Arc<rusqlite::Error>,
     },
-    /// A stored row could not be decoded (e.g. invalid headers JSON).
-    #[error("queue {op}: stored event {id} is corrupt")]
-    Corrupt {
-        /// The queue operation.
-        op: &'static str,
-        /// The event.
-        id: EventId,
-        /// The decoding error.
-        #[source]
-        source: serde_json::Error,
-    },
     /// The event headers could not be encoded.
     #[error("queue enqueue: cannot encode headers")]
     Encode {
