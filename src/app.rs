@@ -54,6 +54,8 @@ pub struct ServeSettings {
     pub data_dir: PathBuf,
     pub body_limit: usize,
     pub worker: WorkerConfig,
+    /// Real time unless a test (or `--now`) sets it.
+    pub clock: crate::clock::Clock,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +98,7 @@ pub async fn build_context(
     gitlab: &GitlabSettings,
     policies: Policies,
     messages: Messages,
+    clock: crate::clock::Clock,
 ) -> Result<Context, StartError> {
     let configured_bot = policies.routing.bot_username.clone();
     let (live, bot_username, executor) = match &gitlab.token {
@@ -136,6 +139,7 @@ pub async fn build_context(
         executor,
         bot_username,
         locks: KeyedLocks::default(),
+        clock,
     })
 }
 
@@ -192,7 +196,7 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
         tracing::warn!("no webhook secret configured: accepting unauthenticated webhooks (allowed only in a dry run)");
     }
     let source = policies.source.clone();
-    let ctx = build_context(&s.gitlab, policies, messages).await?;
+    let ctx = build_context(&s.gitlab, policies, messages, s.clock).await?;
     if ctx.gitlab.is_none() {
         tracing::warn!("DRY RUN: no GITLAB_TOKEN set; planned actions are logged, nothing is written to GitLab");
     }
@@ -205,6 +209,7 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
         wake: wake.clone(),
         policies_source: Some(source.clone()),
         now_ms: server::system_now_ms,
+        ready: s.worker.ready,
     };
     let listener = tokio::net::TcpListener::bind(s.listen)
         .await

@@ -155,6 +155,13 @@ pub struct MergeRequestAttributes {
     pub target_project_id: Option<u64>,
     #[serde(default)]
     pub reviewer_ids: Vec<UserId>,
+    #[serde(default)]
+    pub last_commit: Option<PayloadCommit>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PayloadCommit {
+    pub id: String,
 }
 
 /// `Merge Request Hook` (and the `merge_request` system hook).

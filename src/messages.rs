@@ -11,19 +11,52 @@ use minijinja::{context, Environment, UndefinedBehavior};
 use crate::neutralize;
 
 /// The templates shipped in `templates/`, embedded so the binary runs anywhere.
-const EMBEDDED: &[(&str, &str)] = &[("welcome.md", include_str!("../templates/welcome.md"))];
+const EMBEDDED: &[(&str, &str)] = &[
+    ("welcome.md", include_str!("../templates/welcome.md")),
+    (
+        "cca_instructions.md",
+        include_str!("../templates/cca_instructions.md"),
+    ),
+    (
+        "cca_missing.md",
+        include_str!("../templates/cca_missing.md"),
+    ),
+    (
+        "cca_expired.md",
+        include_str!("../templates/cca_expired.md"),
+    ),
+    ("cca_signed.md", include_str!("../templates/cca_signed.md")),
+];
 
 /// A hidden HTML comment that marks a note as ours, by purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Marker {
     Welcome,
+    CcaMissing,
+    CcaExpired,
+    CcaSigned,
 }
 
 impl Marker {
+    pub const ALL: [Marker; 4] = [
+        Marker::Welcome,
+        Marker::CcaMissing,
+        Marker::CcaExpired,
+        Marker::CcaSigned,
+    ];
+
     pub fn html(self) -> &'static str {
         match self {
             Marker::Welcome => "<!-- cocreate:welcome -->",
+            Marker::CcaMissing => "<!-- cocreate:cca-missing -->",
+            Marker::CcaExpired => "<!-- cocreate:cca-expired -->",
+            Marker::CcaSigned => "<!-- cocreate:cca-signed -->",
         }
+    }
+
+    /// The markers found in a note body.
+    pub fn found_in(body: &str) -> impl Iterator<Item = Marker> + '_ {
+        Marker::ALL.into_iter().filter(move |m| m.is_in(body))
     }
 
     /// Is this marker in a note body?
@@ -67,6 +100,28 @@ pub struct Welcome<'a> {
     pub title: &'a str,
     pub reviewer_username: Option<&'a str>,
     pub bot_username: &'a str,
+    /// Signing instructions to include when the organization's CCA is not valid.
+    pub cca: Option<CcaNotice<'a>>,
+}
+
+/// Which CCA problem to explain, and whom to write to.
+#[derive(Debug, Clone, Copy)]
+pub struct CcaNotice<'a> {
+    /// The state the note is about.
+    pub marker: Marker,
+    /// The label the MR carries meanwhile.
+    pub label: &'a str,
+    /// The CLA managers' address from `agreements.yml`.
+    pub contact: Option<&'a str>,
+}
+
+impl CcaNotice<'_> {
+    fn kind(&self) -> &'static str {
+        match self.marker {
+            Marker::CcaExpired => "expired",
+            _ => "missing",
+        }
+    }
 }
 
 impl Messages {
@@ -113,6 +168,7 @@ impl Messages {
     }
 
     /// The welcome note on a new Co-Create MR. Names the reviewer; carries no customer data.
+    /// With CCA instructions, the note also carries that CCA marker (no second note follows).
     pub fn welcome(&self, w: &Welcome<'_>) -> Result<String, TemplateError> {
         let body = self.render(
             "welcome.md",
@@ -121,9 +177,41 @@ impl Messages {
                 title => neutralize::inline(w.title),
                 reviewer => w.reviewer_username.map(neutralize::mention),
                 bot => neutralize::inline(w.bot_username),
+                cca => w.cca.map(|c| c.kind()),
+                // Label and contact come from the policies (trusted configuration).
+                label => w.cca.map(|c| c.label),
+                contact => w.cca.and_then(|c| c.contact),
             },
         )?;
-        Ok(with_marker(Marker::Welcome, &body))
+        let body = with_marker(Marker::Welcome, &body);
+        Ok(match w.cca {
+            Some(c) => format!("{}\n{body}", c.marker.html()),
+            None => body,
+        })
+    }
+
+    /// The note an MR gets when its organization's CCA state changes: how to sign (missing,
+    /// expired) or thanks (signed).
+    pub fn cca_note(
+        &self,
+        author_username: &str,
+        notice: CcaNotice<'_>,
+    ) -> Result<String, TemplateError> {
+        let template = match notice.marker {
+            Marker::CcaSigned => "cca_signed.md",
+            Marker::CcaExpired => "cca_expired.md",
+            _ => "cca_missing.md",
+        };
+        let body = self.render(
+            template,
+            context! {
+                author => neutralize::mention(author_username),
+                cca => notice.kind(),
+                label => notice.label,
+                contact => notice.contact,
+            },
+        )?;
+        Ok(with_marker(notice.marker, &body))
     }
 }
 
@@ -144,6 +232,7 @@ mod tests {
                 title: "Add input validation",
                 reviewer_username: Some("cs-reviewer-2"),
                 bot_username: "cocreate-bot",
+                cca: None,
             })
             .expect("renders");
         insta::assert_snapshot!(body, @r"
@@ -170,10 +259,65 @@ mod tests {
                 title: "Add input validation",
                 reviewer_username: None,
                 bot_username: "cocreate-bot",
+                cca: None,
             })
             .expect("renders");
         assert!(body.contains("will be assigned shortly"), "{body}");
         assert!(Marker::Welcome.is_in(&body));
+    }
+
+    #[test]
+    fn cca_notes_explain_and_thank() {
+        let m = Messages::embedded().expect("templates");
+        let notice = |marker| CcaNotice {
+            marker,
+            label: "CCA::missing",
+            contact: Some("cla-managers@example.com"),
+        };
+        let missing = m
+            .cca_note("aero-dev-1", notice(Marker::CcaMissing))
+            .expect("renders");
+        insta::assert_snapshot!(missing, @r"
+        <!-- cocreate:cca-missing -->
+        Hi @aero-dev-1, one thing is needed before this merge request can be merged.
+
+        **Before we can merge:** your organization has no Corporate Contributor Agreement (CCA) with us. Please ask the person who signs agreements for your company to write to cla-managers@example.com; we will send the agreement to sign.
+        This MR is labelled `CCA::missing` until the agreement is on file; the label and the `cocreate/cca` status update by themselves once it is.
+        ");
+        let expired = m
+            .cca_note(
+                "aero-dev-1",
+                CcaNotice {
+                    label: "CCA::expired",
+                    ..notice(Marker::CcaExpired)
+                },
+            )
+            .expect("renders");
+        assert!(
+            expired.starts_with("<!-- cocreate:cca-expired -->") && expired.contains("expired"),
+            "{expired}"
+        );
+        let thanks = m
+            .cca_note("aero-dev-1", notice(Marker::CcaSigned))
+            .expect("renders");
+        assert!(
+            thanks.starts_with("<!-- cocreate:cca-signed -->") && thanks.contains("Thank you"),
+            "{thanks}"
+        );
+        let welcome = m
+            .welcome(&Welcome {
+                author_username: "d",
+                title: "t",
+                reviewer_username: None,
+                bot_username: "b",
+                cca: Some(notice(Marker::CcaMissing)),
+            })
+            .expect("renders");
+        assert_eq!(
+            Marker::found_in(&welcome).collect::<Vec<_>>(),
+            vec![Marker::Welcome, Marker::CcaMissing]
+        );
+        assert!(welcome.contains("cla-managers@example.com"), "{welcome}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ async fn cocreate_mr_gets_labels_reviewer_and_one_welcome_note() {
     assert_eq!(
         mr.labels,
         vec![
+            "CCA::signed",
             "Co-Create",
             "Co-Create org::example-aero",
             "Community contribution",
@@ -70,20 +71,21 @@ async fn api_cost_of_a_new_mr_cold_and_warm_and_of_a_redelivery() {
     let cold = h.gitlab.calls();
     let cold_writes = cold.iter().filter(|c| c.method != "GET").count();
     assert_eq!(
-        cold_writes, 2,
-        "one PUT (labels + reviewer) and one POST (welcome): {cold:#?}"
+        cold_writes, 3,
+        "one PUT (labels + reviewer), the cocreate/cca status, the welcome note: {cold:#?}"
     );
-    // MR, author, notes, open Co-Create MRs, then per roster member: id lookup and status.
-    assert_eq!(cold.len() - cold_writes, 4 + 2 * ROSTER.len(), "{cold:#?}");
+    // Author, MR, notes, head commit status, open Co-Create MRs, then per roster member: id
+    // lookup and status.
+    assert_eq!(cold.len() - cold_writes, 5 + 2 * ROSTER.len(), "{cold:#?}");
 
     h.gitlab.clear_calls();
     h.deliver_mr(mr_event(17, AERO_DEV, AERO_DEV, "open")).await;
     h.wait_idle().await;
     let warm = h.gitlab.calls();
     let warm_writes = warm.iter().filter(|c| c.method != "GET").count();
-    assert_eq!(warm_writes, 2, "{warm:#?}");
-    // Cached: author, roster ids and statuses. Read: MR, notes, open Co-Create MRs.
-    assert_eq!(warm.len() - warm_writes, 3, "{warm:#?}");
+    assert_eq!(warm_writes, 3, "{warm:#?}");
+    // Cached: author, roster ids and statuses. Read: MR, notes, head status, open Co-Create MRs.
+    assert_eq!(warm.len() - warm_writes, 4, "{warm:#?}");
     // Sticky: the organization's reviewer takes its second MR.
     assert_eq!(h.gitlab.mr(PROJECT_ID, 17).reviewer_ids, vec![25, 101]);
 
@@ -97,8 +99,8 @@ async fn api_cost_of_a_new_mr_cold_and_warm_and_of_a_redelivery() {
         0,
         "{again:#?}"
     );
-    // MR and notes only: it has a roster reviewer, so no load listing.
-    assert_eq!(again.len(), 2, "{again:#?}");
+    // MR, notes and head status only: it has a roster reviewer, so no load listing.
+    assert_eq!(again.len(), 3, "{again:#?}");
     println!(
         "API calls per new Co-Create MR: cold {} ({} writes), warm {} ({} writes); redelivery {} (0 writes)",
         cold.len(), cold_writes, warm.len(), warm_writes, again.len()
@@ -164,12 +166,33 @@ async fn organization_recognised_by_verified_email_domain() {
     h.deliver_mr(mr_event(21, TELCO_DEV, TELCO_DEV, "open"))
         .await;
     h.wait_idle().await;
+    let notes = h.take_notes(21);
+    assert!(
+        notes[0].starts_with("<!-- cocreate:cca-expired -->"),
+        "{}",
+        notes[0]
+    );
+    assert!(notes[0].contains("the one on file expired"), "{}", notes[0]);
     assert!(h
         .gitlab
         .mr(PROJECT_ID, 21)
         .labels
         .contains(&"Co-Create org::example-telco".to_string()));
-    assert_eq!(h.take_notes(21).len(), 1);
+    assert!(h
+        .gitlab
+        .mr(PROJECT_ID, 21)
+        .labels
+        .contains(&"CCA::expired".to_string()));
+    assert_eq!(
+        notes.len(),
+        1,
+        "the instructions are inside the welcome note"
+    );
+    let sha = h.gitlab.mr(PROJECT_ID, 21).sha;
+    assert_eq!(
+        h.gitlab.commit_statuses(PROJECT_ID, &sha)[0].status,
+        "failed"
+    );
     h.stop().await;
 }
 

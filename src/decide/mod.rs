@@ -5,12 +5,16 @@
 //! difference from what the facts say is there, so a redelivered or replayed event yields no
 //! action at all.
 
+mod cca;
 mod recognize;
 mod reviewer;
 mod routing;
 
 use serde::Serialize;
 
+pub use cca::{
+    cca_actions, cca_state, plan_cca, CcaMrFacts, CcaPlan, CcaState, StatusState, STATUS_NAME,
+};
 pub use recognize::{recognize, Evidence, Recognition};
 pub use reviewer::{choose_reviewer, ReviewerChoice, RosterFacts, RosterMember};
 pub use routing::{decide_merge_request, MrFacts, MrState};
@@ -39,6 +43,13 @@ pub enum Action {
         reviewer_ids: Option<Vec<UserId>>,
         /// For humans reading a plan: who we add as reviewer.
         added_reviewer: Option<String>,
+    },
+    /// `POST /projects/:id/statuses/:sha` with the `cocreate/cca` context.
+    SetCommitStatus {
+        project_id: u64,
+        sha: String,
+        state: StatusState,
+        description: String,
     },
     /// A note whose body begins with its hidden marker.
     PostNote {
@@ -75,6 +86,17 @@ impl Action {
                     }
                 }
                 format!("edit {mr}: {}", parts.join(", "))
+            }
+            Action::SetCommitStatus {
+                project_id,
+                sha,
+                state,
+                ..
+            } => {
+                format!(
+                    "set status {STATUS_NAME}={} on project {project_id} commit {sha}",
+                    state.as_str()
+                )
             }
             Action::PostNote { target, marker, .. } => {
                 let NoteTarget::MergeRequest(mr) = target;

@@ -2,9 +2,14 @@
 
 use serde::Serialize;
 
-use super::{choose_reviewer, recognize, Action, Decision, NoteTarget, RosterFacts, Skip};
+use chrono::NaiveDate;
+
+use super::{
+    cca_state, choose_reviewer, plan_cca, recognize, Action, CcaMrFacts, Decision, NoteTarget,
+    RosterFacts, Skip,
+};
 use crate::domain::{MrRef, UserFacts, UserId};
-use crate::messages::{Marker, Messages, TemplateError, Welcome};
+use crate::messages::{CcaNotice, Marker, Messages, TemplateError, Welcome};
 use crate::policy::Policies;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -41,8 +46,14 @@ pub struct MrFacts {
     pub labels: Vec<String>,
     /// Current reviewers: id and username.
     pub reviewers: Vec<(UserId, String)>,
-    /// A welcome note (found by its marker, written by the bot) already exists.
-    pub welcome_posted: bool,
+    /// Markers of the notes the bot already wrote on the MR.
+    pub markers: Vec<Marker>,
+    /// The MR's head commit, for the `cocreate/cca` status.
+    pub head_sha: Option<String>,
+    /// The current `cocreate/cca` status on the head commit; `None` when not read (dry run).
+    pub head_status: Option<Option<String>>,
+    /// The day, for agreement expiry.
+    pub today: NaiveDate,
     pub bot_username: String,
     /// Present when a reviewer must be chosen (the MR has no roster reviewer yet).
     pub roster: Option<RosterFacts>,
@@ -95,10 +106,23 @@ pub fn decide_merge_request(
         labels.community.clone(),
         labels.org(&org.slug),
     ];
-    let add_labels: Vec<String> = wanted
+    let mut add_labels: Vec<String> = wanted
         .into_iter()
         .filter(|w| !facts.labels.iter().any(|l| l == w))
         .collect();
+    let cca = cca_state(&org.slug, &policies.agreements, facts.today);
+    let cca_plan = plan_cca(
+        &CcaMrFacts {
+            mr: facts.mr,
+            head_sha: facts.head_sha.as_deref(),
+            labels: &facts.labels,
+            head_status: facts.head_status.as_ref().map(|s| s.as_deref()),
+            markers: Some(&facts.markers),
+        },
+        &cca,
+        labels,
+    );
+    add_labels.extend(cca_plan.add_label.clone());
 
     // Keep every reviewer people chose; add ours only when no roster member reviews yet.
     let existing_roster_reviewer = facts
@@ -128,27 +152,50 @@ pub fn decide_merge_request(
     };
 
     let mut actions = Vec::new();
-    if !add_labels.is_empty() || reviewer_ids.is_some() {
+    if !add_labels.is_empty() || !cca_plan.remove_labels.is_empty() || reviewer_ids.is_some() {
         actions.push(Action::EditMergeRequest {
             mr: facts.mr,
             add_labels,
-            remove_labels: Vec::new(),
+            remove_labels: cca_plan.remove_labels.clone(),
             reviewer_ids,
             added_reviewer,
         });
     }
-    if !facts.welcome_posted {
+    if let Some((sha, state, description)) = cca_plan.status {
+        actions.push(Action::SetCommitStatus {
+            project_id: facts.mr.project_id,
+            sha,
+            state,
+            description,
+        });
+    }
+    let notice = |marker| CcaNotice {
+        marker,
+        label: cca.label(labels),
+        contact: policies.agreements.signing_contact.as_deref(),
+    };
+    if !facts.markers.contains(&Marker::Welcome) {
+        // A new MR: signing instructions go into the welcome note, not a second note.
+        let cca_notice = (!cca.is_valid() && !facts.markers.contains(&cca.note_marker()))
+            .then(|| notice(cca.note_marker()));
         let reviewer = existing_roster_reviewer.or(choice.map(|c| c.username));
         let body = messages.welcome(&Welcome {
             author_username: &facts.author.username,
             title: &facts.title,
             reviewer_username: reviewer.as_deref(),
             bot_username: &facts.bot_username,
+            cca: cca_notice,
         })?;
         actions.push(Action::PostNote {
             target: NoteTarget::MergeRequest(facts.mr),
             marker: Marker::Welcome,
             body,
+        });
+    } else if let Some(marker) = cca_plan.note {
+        actions.push(Action::PostNote {
+            target: NoteTarget::MergeRequest(facts.mr),
+            marker,
+            body: messages.cca_note(&facts.author.username, notice(marker))?,
         });
     }
     Ok(Decision {
@@ -205,7 +252,10 @@ mod tests {
             actor: Some("aero-dev-1".into()),
             labels: vec!["enhancement".into()],
             reviewers: vec![(25, "sjones".into())],
-            welcome_posted: false,
+            markers: vec![],
+            head_sha: Some("e59094b8".into()),
+            head_status: Some(None),
+            today: NaiveDate::from_ymd_opt(2026, 11, 23).expect("date"),
             bot_username: "cocreate-bot".into(),
             roster: Some(roster()),
         }
@@ -216,15 +266,30 @@ mod tests {
             .expect("renders")
     }
 
+    const ALL_LABELS: [&str; 4] = [
+        "Co-Create",
+        "Community contribution",
+        "Co-Create org::example-aero",
+        "CCA::signed",
+    ];
+
+    fn in_place(f: &mut MrFacts) {
+        f.labels = ALL_LABELS.iter().map(|l| l.to_string()).collect();
+        f.reviewers.push((101, "cs-reviewer-2".into()));
+        f.markers = vec![Marker::Welcome];
+        f.head_status = Some(Some("success".into()));
+        f.roster = None;
+    }
+
     #[test]
-    fn new_cocreate_mr_gets_labels_reviewer_and_welcome() {
+    fn new_cocreate_mr_gets_labels_reviewer_status_and_welcome() {
         let d = run(&facts());
         assert_eq!(d.skip, None);
         assert_eq!(
             d.org.as_ref().map(|o| o.slug.as_str()),
             Some("example-aero")
         );
-        assert_eq!(d.actions.len(), 2, "{:#?}", d.actions);
+        assert_eq!(d.actions.len(), 3, "{:#?}", d.actions);
         assert_eq!(
             d.actions[0],
             Action::EditMergeRequest {
@@ -232,18 +297,21 @@ mod tests {
                     project_id: 2,
                     iid: 16
                 },
-                add_labels: vec![
-                    "Co-Create".into(),
-                    "Community contribution".into(),
-                    "Co-Create org::example-aero".into()
-                ],
+                add_labels: ALL_LABELS.iter().map(|l| l.to_string()).collect(),
                 remove_labels: vec![],
                 // The reviewer a person chose (25) stays; ours (least loaded: cs-reviewer-2) is added.
                 reviewer_ids: Some(vec![25, 101]),
                 added_reviewer: Some("cs-reviewer-2".into()),
             }
         );
-        let Action::PostNote { body, marker, .. } = &d.actions[1] else {
+        assert!(matches!(
+            &d.actions[1],
+            Action::SetCommitStatus {
+                state: crate::decide::StatusState::Success,
+                ..
+            }
+        ));
+        let Action::PostNote { body, marker, .. } = &d.actions[2] else {
             panic!("note expected")
         };
         assert_eq!(*marker, Marker::Welcome);
@@ -251,6 +319,7 @@ mod tests {
             body.contains("@cs-reviewer-2 from the Contributor Success team"),
             "{body}"
         );
+        assert!(!body.contains("Corporate Contributor Agreement"), "{body}");
     }
 
     #[test]
@@ -259,25 +328,15 @@ mod tests {
         let cases: Vec<Case> = vec![
             (
                 "everything in place: nothing to do (redelivery)",
-                |f| {
-                    f.labels = vec![
-                        "Co-Create".into(),
-                        "Community contribution".into(),
-                        "Co-Create org::example-aero".into(),
-                    ];
-                    f.reviewers.push((101, "cs-reviewer-2".into()));
-                    f.welcome_posted = true;
-                    f.roster = None;
-                },
+                in_place,
                 None,
                 0,
             ),
             (
                 "only a label missing",
                 |f| {
-                    f.labels = vec!["Co-Create".into(), "Community contribution".into()];
-                    f.reviewers.push((101, "CS-Reviewer-2".into()));
-                    f.welcome_posted = true;
+                    in_place(f);
+                    f.labels.retain(|l| !l.starts_with("Co-Create org::"));
                 },
                 None,
                 1,
@@ -285,15 +344,29 @@ mod tests {
             (
                 "only the note missing",
                 |f| {
-                    f.labels = vec![
-                        "Co-Create".into(),
-                        "Community contribution".into(),
-                        "Co-Create org::example-aero".into(),
-                    ];
-                    f.reviewers = vec![(100, "cs-reviewer-1".into())];
+                    in_place(f);
+                    f.markers.clear();
                 },
                 None,
                 1,
+            ),
+            (
+                "new push: only the status of the new head commit",
+                |f| {
+                    in_place(f);
+                    f.head_status = Some(None);
+                },
+                None,
+                1,
+            ),
+            (
+                "organization without CCA: label, failed status, instructions inside the welcome",
+                |f| {
+                    f.author = author("someone");
+                    f.author.public_email = Some("x@bank.example.com".into());
+                },
+                None,
+                3,
             ),
             (
                 "outsider",
@@ -333,7 +406,7 @@ mod tests {
                 "someone else updates a Co-Create MR: still routed",
                 |f| f.actor = Some("maintainer".into()),
                 None,
-                2,
+                3,
             ),
         ];
         for (name, mutate, skip, n_actions) in cases {
@@ -343,6 +416,36 @@ mod tests {
             assert_eq!(d.skip, skip, "{name}");
             assert_eq!(d.actions.len(), n_actions, "{name}: {:#?}", d.actions);
         }
+    }
+
+    #[test]
+    fn missing_cca_is_explained_in_the_welcome_note_only() {
+        let mut f = facts();
+        f.author = author("someone");
+        f.author.public_email = Some("x@bank.example.com".into());
+        let d = run(&f);
+        let Some(Action::EditMergeRequest { add_labels, .. }) = d.actions.first() else {
+            panic!("edit expected")
+        };
+        assert!(add_labels.contains(&"CCA::missing".to_string()));
+        let notes: Vec<&Action> = d
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::PostNote { .. }))
+            .collect();
+        assert_eq!(notes.len(), 1);
+        let Action::PostNote { body, .. } = notes[0] else {
+            panic!()
+        };
+        assert!(body.starts_with("<!-- cocreate:cca-missing -->"), "{body}");
+        assert!(body.contains("cla-managers@example.com"), "{body}");
+        // On the next event the CCA marker is found: no second note.
+        f.markers = vec![Marker::CcaMissing, Marker::Welcome];
+        f.labels.push("CCA::missing".into());
+        assert!(run(&f)
+            .actions
+            .iter()
+            .all(|a| !matches!(a, Action::PostNote { .. })));
     }
 
     #[test]

@@ -46,6 +46,14 @@ pub enum ClientError {
     Build(#[from] http::Error),
     #[error("GitLab did not answer within {0:?}")]
     Timeout(Duration),
+    #[error("GitLab answered {status}: {body}")]
+    Status { status: StatusCode, body: String },
+    #[error("unexpected answer from GitLab for `{path}`: {source}")]
+    Decode {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 /// Why the client could not be set up.

@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use gitlab::api::{self, AsyncQuery, Endpoint, Pageable, QueryParams};
+use gitlab::api::{self, AsyncClient, AsyncQuery, Endpoint, QueryParams, RestClient};
 use http::Method;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -40,14 +40,62 @@ impl Get {
         self.query_async(client).await
     }
 
-    /// Every page (100 per page, following GitLab's `Link: rel="next"`).
+    /// Every page, 100 per page, following GitLab's `x-next-page` header: the cost is exactly
+    /// the number of pages (the `gitlab` crate's offset pager asks for one page more when the
+    /// last page is full, so we page ourselves).
     pub async fn all<T: DeserializeOwned + Send + 'static>(
         &self,
         client: &GitlabClient,
     ) -> Result<Vec<T>, api::ApiError<ClientError>> {
-        api::paged(self, api::Pagination::All)
-            .query_async(client)
-            .await
+        let mut out = Vec::new();
+        let mut page: u64 = 1;
+        loop {
+            let mut url = client.rest_endpoint(&self.path)?;
+            {
+                let mut q = url.query_pairs_mut();
+                for (k, v) in &self.params {
+                    q.append_pair(k, v);
+                }
+                q.append_pair("per_page", "100");
+                q.append_pair("page", &page.to_string());
+            }
+            let req = http::Request::builder()
+                .method(Method::GET)
+                .uri(url.as_str());
+            let rsp = client.rest_async(req, Vec::new()).await?;
+            let status = rsp.status();
+            if !status.is_success() {
+                return Err(api::ApiError::client(ClientError::Status {
+                    status,
+                    body: String::from_utf8_lossy(rsp.body())
+                        .chars()
+                        .take(500)
+                        .collect(),
+                }));
+            }
+            let items: Vec<T> = serde_json::from_slice(rsp.body()).map_err(|source| {
+                api::ApiError::client(ClientError::Decode {
+                    path: self.path.clone(),
+                    source,
+                })
+            })?;
+            let full = items.len() >= 100;
+            out.extend(items);
+            let next = rsp
+                .headers()
+                .get("x-next-page")
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .map(|v| v.parse::<u64>().ok());
+            match next {
+                Some(Some(n)) if n > page => page = n,
+                Some(_) => break,
+                // No pagination headers (some proxies strip them): stop at a short page.
+                None if full => page += 1,
+                None => break,
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -68,8 +116,6 @@ impl Endpoint for Get {
         p
     }
 }
-
-impl Pageable for Get {}
 
 /// A project or group in a path: numeric ids stay, full paths are percent-encoded.
 pub fn path_id(raw: &str) -> String {
@@ -122,6 +168,18 @@ pub struct ApiMergeRequest {
     pub labels: Vec<String>,
     #[serde(default)]
     pub reviewers: Vec<ApiUserRef>,
+    /// Head commit.
+    #[serde(default)]
+    pub sha: Option<String>,
+    #[serde(default)]
+    pub updated_at: Option<String>,
+}
+
+/// A commit status.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApiCommitStatus {
+    pub name: String,
+    pub status: String,
 }
 
 /// A note on an MR or issue.

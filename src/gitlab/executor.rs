@@ -3,10 +3,11 @@
 
 use gitlab::api::projects::merge_requests::notes::CreateMergeRequestNote;
 use gitlab::api::projects::merge_requests::EditMergeRequest;
+use gitlab::api::projects::repository::commits::{CommitStatusState, CreateCommitStatus};
 use gitlab::api::{self, AsyncQuery};
 
 use super::{Context, GitlabClient, GitlabError};
-use crate::decide::{Action, NoteTarget};
+use crate::decide::{Action, NoteTarget, StatusState, STATUS_NAME};
 
 /// Where actions go.
 #[derive(Debug, Clone)]
@@ -81,6 +82,41 @@ impl Executor {
                         .query_async(client)
                         .await
                         .doing(|| what.clone())?;
+                }
+                Action::SetCommitStatus {
+                    project_id,
+                    sha,
+                    state,
+                    description,
+                } => {
+                    let endpoint = CreateCommitStatus::builder()
+                        .project(*project_id)
+                        .commit(sha.as_str())
+                        .state(match state {
+                            StatusState::Success => CommitStatusState::Success,
+                            StatusState::Failed => CommitStatusState::Failed,
+                        })
+                        .name(STATUS_NAME)
+                        .description(description.as_str())
+                        .build()
+                        .map_err(|e| ExecuteError::Build(what.clone(), e.to_string()))?;
+                    match api::ignore(endpoint)
+                        .query_async(client)
+                        .await
+                        .doing(|| what.clone())
+                    {
+                        Ok(()) => {}
+                        // GitLab refuses a transition to the state the status already has:
+                        // the wanted state is there, which is all we want.
+                        Err(e)
+                            if e.status() == Some(http::StatusCode::BAD_REQUEST)
+                                && e.to_string().contains("Cannot transition status") =>
+                        {
+                            tracing::debug!(action = %what, "status already in place");
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 Action::PostNote { target, body, .. } => {
                     let NoteTarget::MergeRequest(mr) = target;

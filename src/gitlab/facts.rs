@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::endpoints::{path_id, ApiMergeRequest, ApiNote, ApiStatus, ApiUser, Get};
+use super::endpoints::{
+    path_id, ApiCommitStatus, ApiMergeRequest, ApiNote, ApiStatus, ApiUser, Get,
+};
 use super::{Context, GitlabClient, GitlabError, TtlCache};
 use crate::decide::{RosterFacts, RosterMember};
 use crate::domain::{Availability, MrRef, OrgSlug, UserFacts, UserId};
@@ -116,13 +118,12 @@ impl FactSource {
         }
     }
 
-    /// Has the bot already written a note carrying `marker` on this MR?
-    pub async fn has_marked_note(
+    /// The markers of the notes the bot already wrote on this MR.
+    pub async fn bot_markers(
         &self,
         c: &GitlabClient,
         mr: MrRef,
-        marker: Marker,
-    ) -> Result<bool, GitlabError> {
+    ) -> Result<Vec<Marker>, GitlabError> {
         let notes: Vec<ApiNote> = Get::new(format!(
             "projects/{}/merge_requests/{}/notes",
             mr.project_id, mr.iid
@@ -132,11 +133,34 @@ impl FactSource {
         .all(c)
         .await
         .doing(|| format!("listing notes of {mr}"))?;
-        Ok(notes.iter().any(|n| {
-            !n.system
-                && n.author.username.eq_ignore_ascii_case(&self.bot_username)
-                && marker.is_in(&n.body)
-        }))
+        let mut markers: Vec<Marker> = notes
+            .iter()
+            .filter(|n| !n.system && n.author.username.eq_ignore_ascii_case(&self.bot_username))
+            .flat_map(|n| Marker::found_in(&n.body))
+            .collect();
+        markers.sort_by_key(|m| *m as u8);
+        markers.dedup();
+        Ok(markers)
+    }
+
+    /// The latest state of the `cocreate/cca` status on a commit, if any.
+    pub async fn cca_status(
+        &self,
+        c: &GitlabClient,
+        project_id: u64,
+        sha: &str,
+    ) -> Result<Option<String>, GitlabError> {
+        let statuses: Vec<ApiCommitStatus> = Get::new(format!(
+            "projects/{project_id}/repository/commits/{sha}/statuses"
+        ))
+        .param("name", crate::decide::STATUS_NAME)
+        .one(c)
+        .await
+        .doing(|| format!("reading the statuses of commit {sha}"))?;
+        Ok(statuses
+            .into_iter()
+            .find(|s| s.name == crate::decide::STATUS_NAME)
+            .map(|s| s.status))
     }
 
     /// The roster's ids, statuses and current Co-Create review load.
@@ -191,29 +215,43 @@ impl FactSource {
         c: &GitlabClient,
         policies: &Policies,
     ) -> Result<BTreeMap<MrRef, ApiMergeRequest>, GitlabError> {
-        let routing = &policies.routing;
-        let label = routing.labels.cocreate.clone();
-        let list = |path: String| {
-            Get::new(path)
-                .param("state", "opened")
-                .param("labels", label.clone())
-        };
+        self.mrs_in_scope(
+            c,
+            policies,
+            &[
+                ("state", "opened".into()),
+                ("labels", policies.routing.labels.cocreate.clone()),
+            ],
+        )
+        .await
+    }
+
+    /// MRs of the watched projects and groups matching `params` (every page, 100 per page).
+    pub async fn mrs_in_scope(
+        &self,
+        c: &GitlabClient,
+        policies: &Policies,
+        params: &[(&'static str, String)],
+    ) -> Result<BTreeMap<MrRef, ApiMergeRequest>, GitlabError> {
+        let watch = &policies.routing.watch;
         let mut queries = Vec::new();
-        if routing.watch.groups.is_empty() && routing.watch.projects.is_empty() {
-            queries.push(list("merge_requests".into()).param("scope", "all"));
+        if watch.groups.is_empty() && watch.projects.is_empty() {
+            queries.push(Get::new("merge_requests").param("scope", "all"));
         }
-        for g in &routing.watch.groups {
-            queries.push(list(format!("groups/{}/merge_requests", path_id(g))));
+        for g in &watch.groups {
+            queries.push(Get::new(format!("groups/{}/merge_requests", path_id(g))));
         }
-        for p in &routing.watch.projects {
-            queries.push(list(format!("projects/{}/merge_requests", path_id(p))));
+        for p in &watch.projects {
+            queries.push(Get::new(format!("projects/{}/merge_requests", path_id(p))));
         }
         let mut all = BTreeMap::new();
-        for q in queries {
-            let mrs: Vec<ApiMergeRequest> = q
-                .all(c)
-                .await
-                .doing(|| "listing open Co-Create merge requests".to_string())?;
+        for mut q in queries {
+            for (k, v) in params {
+                q = q.param(k, v.clone());
+            }
+            let mrs: Vec<ApiMergeRequest> = q.all(c).await.doing(|| {
+                "listing merge requests of the watched projects and groups".to_string()
+            })?;
             for m in mrs {
                 all.insert(
                     MrRef {

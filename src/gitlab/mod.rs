@@ -44,6 +44,9 @@ impl GitlabError {
             | ApiError::GitlabObjectWithStatus { status, .. }
             | ApiError::GitlabUnrecognizedWithStatus { status, .. } => Some(*status),
             ApiError::GitlabRateLimited { .. } => Some(http::StatusCode::TOO_MANY_REQUESTS),
+            ApiError::Client {
+                source: ClientError::Status { status, .. },
+            } => Some(*status),
             _ => None,
         }
     }

@@ -3,7 +3,11 @@
 use super::{Context, HandleError, Outcome};
 use crate::decide::{decide_merge_request, Decision, MrFacts, MrState, RosterFacts, RosterMember};
 use crate::domain::{Availability, MrRef, UserFacts, UserId};
-use crate::events::{Event, MergeRequestEvent};
+use crate::events::{
+    Event, MergeRequestAttributes, MergeRequestEvent, PayloadCommit, PayloadLabel, PayloadProject,
+    PayloadReviewer, PayloadUser,
+};
+use crate::gitlab::ApiMergeRequest;
 use crate::gitlab::GitlabClient;
 use crate::messages::Marker;
 
@@ -12,8 +16,64 @@ use crate::messages::Marker;
 pub struct MrInput {
     pub mr: MrRef,
     pub author_id: UserId,
-    pub actor: String,
+    /// Who caused the event; `None` for sweeps (`reconcile`).
+    pub actor: Option<String>,
     pub payload: MergeRequestEvent,
+}
+
+impl MrInput {
+    /// An MR found by a sweep rather than a webhook: the same handling, without an actor.
+    pub fn from_api(mr: &ApiMergeRequest) -> Self {
+        let payload = MergeRequestEvent {
+            object_kind: "merge_request".into(),
+            user: PayloadUser {
+                id: Some(mr.author.id),
+                username: mr.author.username.clone(),
+                name: String::new(),
+                email: None,
+            },
+            project: PayloadProject {
+                id: mr.project_id,
+                path_with_namespace: String::new(),
+                web_url: String::new(),
+            },
+            object_attributes: MergeRequestAttributes {
+                id: 0,
+                iid: mr.iid,
+                title: mr.title.clone(),
+                author_id: mr.author.id,
+                state: mr.state.clone(),
+                action: None,
+                draft: false,
+                url: String::new(),
+                target_project_id: Some(mr.project_id),
+                reviewer_ids: mr.reviewers.iter().map(|r| r.id).collect(),
+                last_commit: mr.sha.clone().map(|id| PayloadCommit { id }),
+            },
+            labels: mr
+                .labels
+                .iter()
+                .map(|l| PayloadLabel { title: l.clone() })
+                .collect(),
+            reviewers: mr
+                .reviewers
+                .iter()
+                .map(|r| PayloadReviewer {
+                    id: r.id,
+                    username: r.username.clone(),
+                })
+                .collect(),
+        };
+        Self {
+            mr: MrRef {
+                project_id: mr.project_id,
+                iid: mr.iid,
+            },
+            author_id: mr.author.id,
+            actor: None,
+            payload,
+        }
+    }
 }
 
 /// Routed actions: `open`, `reopen`, `update` (and system hooks, which carry no action).
@@ -23,7 +83,7 @@ pub fn parse(event: &Event) -> Option<MrInput> {
         None | Some("open") | Some("reopen") | Some("update") => Some(MrInput {
             mr: ev.mr(),
             author_id: ev.object_attributes.author_id,
-            actor: ev.user.username.clone(),
+            actor: Some(ev.user.username.clone()),
             payload: ev.clone(),
         }),
         Some(_) => None,
@@ -52,14 +112,21 @@ pub fn payload_facts(input: &MrInput, ctx: &Context) -> MrFacts {
             },
             ..UserFacts::default()
         },
-        actor: Some(input.actor.clone()),
+        actor: input.actor.clone(),
         labels: ev.labels.iter().map(|l| l.title.clone()).collect(),
         reviewers: ev
             .reviewers
             .iter()
             .map(|r| (r.id, r.username.clone()))
             .collect(),
-        welcome_posted: false,
+        markers: Vec::new(),
+        head_sha: ev
+            .object_attributes
+            .last_commit
+            .as_ref()
+            .map(|c| c.id.clone()),
+        head_status: None,
+        today: ctx.clock.today(),
         bot_username: ctx.bot_username.clone(),
         roster: Some(RosterFacts {
             members: ctx
@@ -99,7 +166,8 @@ pub async fn handle(
         .facts
         .user(&client, input.author_id, &ctx.policies)
         .await?;
-    facts.welcome_posted = true;
+    // Unknown yet; "all posted" keeps this pass from planning notes.
+    facts.markers = Marker::ALL.to_vec();
     facts.roster = None;
     let first = decide_merge_request(&facts, &ctx.policies, &ctx.messages)?;
     let (Some(org), None) = (&first.org, &first.skip) else {
@@ -119,11 +187,16 @@ pub async fn handle(
         .iter()
         .map(|r| (r.id, r.username.clone()))
         .collect();
+    facts.head_sha = current.sha.clone();
     if facts.state == MrState::Opened {
-        facts.welcome_posted = live
-            .facts
-            .has_marked_note(&client, input.mr, Marker::Welcome)
-            .await?;
+        facts.markers = live.facts.bot_markers(&client, input.mr).await?;
+        if let Some(sha) = &facts.head_sha {
+            facts.head_status = Some(
+                live.facts
+                    .cca_status(&client, input.mr.project_id, sha)
+                    .await?,
+            );
+        }
         if !facts.has_roster_reviewer(&ctx.policies) {
             facts.roster = Some(live.facts.roster(&client, &ctx.policies, &org.slug).await?);
         }

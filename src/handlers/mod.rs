@@ -21,6 +21,8 @@ pub struct Context {
     pub executor: Executor,
     pub bot_username: String,
     pub locks: KeyedLocks,
+    /// "Now" for agreement expiry and sweep windows.
+    pub clock: crate::clock::Clock,
 }
 
 /// A connected GitLab: the client and the cached fact reads.

@@ -4,12 +4,14 @@
 //! not a silently ignored key) and a validation step that turns the raw document into checked
 //! domain types. Every error names the file, line and column, and says what to do.
 
+mod agreements;
 mod organizations;
 mod routing;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use agreements::{Agreement, Agreements};
 pub use organizations::{AccountTeam, Organization, Organizations, Tier};
 pub use routing::{Labels, Roster, Routing, Strategy, Tracking, Watch};
 
@@ -20,6 +22,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../policies/organizations.yml"),
     ),
     ("routing.yml", include_str!("../../policies/routing.yml")),
+    (
+        "agreements.yml",
+        include_str!("../../policies/agreements.yml"),
+    ),
 ];
 
 /// Every policy, loaded and validated.
@@ -27,6 +33,8 @@ pub const EMBEDDED: &[(&str, &str)] = &[
 pub struct Policies {
     pub organizations: Organizations,
     pub routing: Routing,
+    /// CCAs on file (`agreements.yml` is optional: without it, no organization has one).
+    pub agreements: Agreements,
     /// Where they came from (a directory, or "embedded examples"), for logs and `/readyz`.
     pub source: String,
 }
@@ -109,7 +117,7 @@ fn first_line(rendered: &str) -> String {
 }
 
 impl Policies {
-    /// Loads and validates `organizations.yml` and `routing.yml` from `dir`.
+    /// Loads and validates `organizations.yml`, `routing.yml` and (optional) `agreements.yml`.
     pub fn load(dir: &Path) -> Result<Self, PolicyErrors> {
         if !dir.is_dir() {
             return Err(PolicyErrors(vec![PolicyError {
@@ -133,6 +141,12 @@ impl Policies {
         let files = [read("organizations.yml"), read("routing.yml")];
         let mut errors = Vec::new();
         let mut texts = Vec::new();
+        if dir.join("agreements.yml").exists() {
+            match read("agreements.yml") {
+                Ok(t) => texts.push(t),
+                Err(e) => errors.push(e),
+            }
+        }
         for f in files {
             match f {
                 Ok(t) => texts.push(t),
@@ -192,12 +206,25 @@ impl Policies {
                 None
             }
         };
-        match (orgs, routing) {
-            (Some(organizations), Some(routing)) if errors.is_empty() => Ok(Self {
-                organizations,
-                routing,
-                source,
-            }),
+        let agreements = match find("agreements.yml") {
+            Some((path, text)) => parse_file::<agreements::AgreementsDoc>(path, text)
+                .map_err(|e| vec![e])
+                .and_then(|doc| {
+                    agreements::validate(doc, orgs.as_ref()).map_err(|ls| locate(path, ls))
+                })
+                .map_err(|es| errors.extend(es))
+                .ok(),
+            None => Some(Agreements::default()),
+        };
+        match (orgs, routing, agreements) {
+            (Some(organizations), Some(routing), Some(agreements)) if errors.is_empty() => {
+                Ok(Self {
+                    organizations,
+                    routing,
+                    agreements,
+                    source,
+                })
+            }
             _ => Err(PolicyErrors(errors)),
         }
     }
@@ -242,6 +269,33 @@ mod tests {
             Ok(_) => vec![],
             Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn agreements_are_checked_against_organizations() {
+        let sources = vec![
+            (PathBuf::from("organizations.yml"), EMBEDDED[0].1),
+            (PathBuf::from("routing.yml"), EMBEDDED[1].1),
+            (
+                PathBuf::from("agreements.yml"),
+                "agreements:\n  - organization: example-nope\n    signed: 2026-01-01\n    version: v\n    reference: r\n  - organization: example-aero\n    signed: 2026-13-01\n    version: v\n    reference: r\n",
+            ),
+        ];
+        let errs: Vec<String> = match Policies::from_sources(&sources, "t".into()) {
+            Ok(_) => vec![],
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        };
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs[0].starts_with(
+                "agreements.yml:2:19: organization `example-nope` is not in organizations.yml"
+            ),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].starts_with("agreements.yml:7:13: `signed` must be a date"),
+            "{errs:?}"
+        );
     }
 
     #[test]

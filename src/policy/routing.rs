@@ -30,6 +30,9 @@ pub struct Labels {
     pub community: String,
     /// Prefix of the per-organization scoped label; the slug is appended.
     pub org_prefix: String,
+    pub cca_signed: String,
+    pub cca_missing: String,
+    pub cca_expired: String,
 }
 
 impl Default for Labels {
@@ -38,6 +41,9 @@ impl Default for Labels {
             cocreate: "Co-Create".into(),
             community: "Community contribution".into(),
             org_prefix: "Co-Create org::".into(),
+            cca_signed: "CCA::signed".into(),
+            cca_missing: "CCA::missing".into(),
+            cca_expired: "CCA::expired".into(),
         }
     }
 }
@@ -45,6 +51,11 @@ impl Default for Labels {
 impl Labels {
     pub fn org(&self, slug: &OrgSlug) -> String {
         format!("{}{}", self.org_prefix, slug)
+    }
+
+    /// The three CCA labels (scoped: exactly one belongs on an MR).
+    pub fn cca_all(&self) -> [&str; 3] {
+        [&self.cca_signed, &self.cca_missing, &self.cca_expired]
     }
 }
 

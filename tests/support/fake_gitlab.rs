@@ -264,6 +264,15 @@ impl FakeGitLab {
         self.world().bot_id
     }
 
+    /// Commit statuses of a commit, oldest first.
+    pub fn commit_statuses(&self, project_id: u64, sha: &str) -> Vec<CommitStatus> {
+        self.world()
+            .statuses
+            .get(&(project_id, sha.to_owned()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Sets a user's status availability (`"busy"` or `"not_set"`). Panics on unknown users.
     pub fn set_status(&self, username: &str, availability: &str) {
         let mut w = self.world();
@@ -623,6 +632,9 @@ struct World {
     /// Project id -> `path_with_namespace`.
     projects: BTreeMap<u64, String>,
     mrs: BTreeMap<(u64, u64), Mr>,
+    /// Commit statuses by (project id, sha), oldest first.
+    statuses: BTreeMap<(u64, String), Vec<CommitStatus>>,
+    next_status_id: u64,
     next_note_id: u64,
     clock: Clock,
     calls: Vec<RecordedCall>,
@@ -656,6 +668,8 @@ impl World {
             groups: BTreeMap::new(),
             projects: BTreeMap::new(),
             mrs: BTreeMap::new(),
+            statuses: BTreeMap::new(),
+            next_status_id: 1,
             next_note_id: 1,
             clock,
             calls: Vec::new(),
@@ -1077,6 +1091,10 @@ fn route(w: &mut World, ctx: &Ctx<'_>, segments: &[&str]) -> HandlerResult {
         }
         ("POST", ["projects", project, "merge_requests", iid, "notes"]) => {
             post_mr_note(w, ctx, project, iid)
+        }
+        ("POST", ["projects", project, "statuses", sha]) => post_status(w, ctx, project, sha),
+        ("GET", ["projects", project, "repository", "commits", sha, "statuses"]) => {
+            list_statuses(w, ctx, project, sha)
         }
         _ => Err(Reply::error(404, "404 Not Found")),
     }
@@ -1545,6 +1563,98 @@ fn post_mr_note(w: &mut World, ctx: &Ctx<'_>, project: &str, iid: &str) -> Handl
         .find(|n| n.id == note_id)
         .expect("just created");
     Ok(Reply::json(201, note_json(w, mr, note)))
+}
+
+/// A commit status (`POST /projects/:id/statuses/:sha`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitStatus {
+    pub id: u64,
+    pub sha: String,
+    pub name: String,
+    pub status: String,
+    pub description: String,
+    pub created_at: String,
+}
+
+fn status_json(w: &World, project_id: u64, st: &CommitStatus) -> Value {
+    let mut v = fixture("api/commit_status_create_response.json");
+    let bot = &w.users[&w.bot_id].spec;
+    v["id"] = json!(st.id);
+    v["sha"] = json!(st.sha);
+    v["name"] = json!(st.name);
+    v["status"] = json!(st.status);
+    v["description"] = json!(st.description);
+    v["created_at"] = json!(st.created_at);
+    v["author"]["id"] = json!(bot.id);
+    v["author"]["username"] = json!(bot.username);
+    v["author"]["name"] = json!(bot.name);
+    v["target_url"] = json!(format!("{WEB_BASE}/projects/{project_id}"));
+    v
+}
+
+fn post_status(w: &mut World, ctx: &Ctx<'_>, project: &str, sha: &str) -> HandlerResult {
+    let project_id = lookup_project(w, project)?;
+    let params = ctx.params()?;
+    let state = params
+        .get("state")
+        .ok_or_else(|| Reply::error(400, "state is missing"))?
+        .to_owned();
+    if ![
+        "pending", "running", "success", "failed", "canceled", "skipped",
+    ]
+    .contains(&state.as_str())
+    {
+        return Err(Reply::error(400, "state does not have a valid value"));
+    }
+    let name = params
+        .get("name")
+        .or(params.get("context"))
+        .unwrap_or("default")
+        .to_owned();
+    let list = w.statuses.entry((project_id, sha.to_owned())).or_default();
+    if list
+        .iter()
+        .rev()
+        .find(|s| s.name == name)
+        .is_some_and(|s| s.status == state)
+    {
+        // GitLab refuses a transition to the state the status already has.
+        return Err(Reply::message(
+            400,
+            &format!("Cannot transition status via :{state} from :{state}"),
+        ));
+    }
+    let id = w.next_status_id;
+    w.next_status_id += 1;
+    let created_at = w.clock.tick().to_rfc3339_opts(SecondsFormat::Millis, true);
+    let st = CommitStatus {
+        id,
+        sha: sha.to_owned(),
+        name,
+        status: state,
+        description: params.get("description").unwrap_or("").to_owned(),
+        created_at,
+    };
+    w.statuses
+        .entry((project_id, sha.to_owned()))
+        .or_default()
+        .push(st.clone());
+    Ok(Reply::json(201, status_json(w, project_id, &st)))
+}
+
+fn list_statuses(w: &mut World, ctx: &Ctx<'_>, project: &str, sha: &str) -> HandlerResult {
+    let project_id = lookup_project(w, project)?;
+    let name = ctx.query.get("name").map(str::to_owned);
+    let mut items: Vec<CommitStatus> = w
+        .statuses
+        .get(&(project_id, sha.to_owned()))
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| name.as_deref().is_none_or(|n| n == s.name))
+        .collect();
+    items.reverse();
+    paginate(w, ctx, &items, |s| status_json(w, project_id, s))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -71,6 +71,11 @@ pub fn settings(gitlab: &FakeGitLab, data: &std::path::Path) -> ServeSettings {
             poll: Duration::from_millis(20),
             ..WorkerConfig::default()
         },
+        clock: cocreate::clock::Clock::fixed(
+            chrono::DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z")
+                .expect("time")
+                .to_utc(),
+        ),
     }
 }
 
@@ -113,6 +118,7 @@ pub fn add_mr(gitlab: &FakeGitLab, iid: u64, author_id: u64, title: &str) {
         author_id,
         labels: vec!["enhancement".into()],
         reviewer_ids: vec![25],
+        sha: format!("{iid:040x}"),
         project_path: PROJECT_PATH.into(),
         ..MrSpec::default()
     });
