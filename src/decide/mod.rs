@@ -9,6 +9,7 @@ mod cca;
 mod recognize;
 mod reviewer;
 mod routing;
+pub mod setup;
 
 use serde::Serialize;
 
@@ -51,6 +52,29 @@ pub enum Action {
         state: StatusState,
         description: String,
     },
+    /// `POST /<owner>/labels` (owner: `groups/<id>` or `projects/<id>`).
+    CreateLabel {
+        owner: String,
+        name: String,
+        color: String,
+        description: String,
+    },
+    /// `PUT /<owner>/labels/:id`: color and description back to the tool's.
+    UpdateLabel {
+        owner: String,
+        id: u64,
+        name: String,
+        color: String,
+        description: String,
+    },
+    /// `POST /<owner>/hooks` with the tool's events and secret token.
+    CreateHook {
+        owner: String,
+        url: String,
+        token: Option<setup::Secret>,
+    },
+    /// `PUT /<owner>/hooks/:id`: turn the tool's events on.
+    UpdateHook { owner: String, id: u64, url: String },
     /// A note whose body begins with its hidden marker.
     PostNote {
         target: NoteTarget,
@@ -97,6 +121,21 @@ impl Action {
                     "set status {STATUS_NAME}={} on project {project_id} commit {sha}",
                     state.as_str()
                 )
+            }
+            Action::CreateLabel { owner, name, .. } => format!("create label {name:?} in {owner}"),
+            Action::UpdateLabel { owner, name, .. } => {
+                format!("update color/description of label {name:?} in {owner}")
+            }
+            Action::CreateHook { owner, url, token } => format!(
+                "register webhook {url} on {owner} ({})",
+                if token.is_some() {
+                    "with secret token"
+                } else {
+                    "WITHOUT a secret token"
+                }
+            ),
+            Action::UpdateHook { owner, url, .. } => {
+                format!("turn on the tool's events of webhook {url} on {owner}")
             }
             Action::PostNote { target, marker, .. } => {
                 let NoteTarget::MergeRequest(mr) = target;

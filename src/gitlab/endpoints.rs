@@ -117,6 +117,33 @@ impl Endpoint for Get {
     }
 }
 
+/// A form-encoded write to `/api/v4/<path>` (for the few writes the `gitlab` crate has no
+/// typed endpoint for in the shape we need: group/project labels and hooks).
+#[derive(Debug, Clone)]
+pub struct Write {
+    pub method: Method,
+    pub path: String,
+    pub params: Vec<(&'static str, String)>,
+}
+
+impl Endpoint for Write {
+    fn method(&self) -> Method {
+        self.method.clone()
+    }
+
+    fn endpoint(&self) -> Cow<'static, str> {
+        self.path.clone().into()
+    }
+
+    fn body(&self) -> Result<Option<(&'static str, Vec<u8>)>, api::BodyError> {
+        let mut p = api::FormParams::default();
+        for (k, v) in &self.params {
+            p.push(*k, v.as_str());
+        }
+        p.into_body()
+    }
+}
+
 /// A project or group in a path: numeric ids stay, full paths are percent-encoded.
 pub fn path_id(raw: &str) -> String {
     if raw.chars().all(|c| c.is_ascii_digit()) {

@@ -6,6 +6,7 @@ use gitlab::api::projects::merge_requests::EditMergeRequest;
 use gitlab::api::projects::repository::commits::{CommitStatusState, CreateCommitStatus};
 use gitlab::api::{self, AsyncQuery};
 
+use super::endpoints::Write;
 use super::{Context, GitlabClient, GitlabError};
 use crate::decide::{Action, NoteTarget, StatusState, STATUS_NAME};
 
@@ -118,6 +119,68 @@ impl Executor {
                         Err(e) => return Err(e.into()),
                     }
                 }
+                Action::CreateLabel {
+                    owner,
+                    name,
+                    color,
+                    description,
+                } => {
+                    write(
+                        client,
+                        &what,
+                        http::Method::POST,
+                        format!("{owner}/labels"),
+                        vec![
+                            ("name", name.clone()),
+                            ("color", color.clone()),
+                            ("description", description.clone()),
+                        ],
+                    )
+                    .await?;
+                }
+                Action::UpdateLabel {
+                    owner,
+                    id,
+                    color,
+                    description,
+                    ..
+                } => {
+                    write(
+                        client,
+                        &what,
+                        http::Method::PUT,
+                        format!("{owner}/labels/{id}"),
+                        vec![
+                            ("new_color", color.clone()),
+                            ("description", description.clone()),
+                        ],
+                    )
+                    .await?;
+                }
+                Action::CreateHook { owner, url, token } => {
+                    let mut params = hook_params(url);
+                    if let Some(t) = token {
+                        params.push(("token", t.0.clone()));
+                    }
+                    write(
+                        client,
+                        &what,
+                        http::Method::POST,
+                        format!("{owner}/hooks"),
+                        params,
+                    )
+                    .await?;
+                }
+                Action::UpdateHook { owner, id, url } => {
+                    write(
+                        client,
+                        &what,
+                        http::Method::PUT,
+                        format!("{owner}/hooks/{id}"),
+                        hook_params(url),
+                    )
+                    .await?;
+                }
                 Action::PostNote { target, body, .. } => {
                     let NoteTarget::MergeRequest(mr) = target;
                     let endpoint = CreateMergeRequestNote::builder()
@@ -137,4 +200,35 @@ impl Executor {
         }
         Ok(report)
     }
+}
+
+fn hook_params(url: &str) -> Vec<(&'static str, String)> {
+    let mut p = vec![
+        ("url", url.to_owned()),
+        ("push_events", "false".to_owned()),
+        ("enable_ssl_verification", "true".to_owned()),
+    ];
+    p.extend(
+        crate::decide::setup::HOOK_EVENTS
+            .iter()
+            .map(|e| (*e, "true".to_owned())),
+    );
+    p
+}
+
+async fn write(
+    client: &GitlabClient,
+    what: &str,
+    method: http::Method,
+    path: String,
+    params: Vec<(&'static str, String)>,
+) -> Result<(), GitlabError> {
+    api::ignore(Write {
+        method,
+        path,
+        params,
+    })
+    .query_async(client)
+    .await
+    .doing(|| what.to_owned())
 }

@@ -3,6 +3,7 @@
 
 pub mod cca_check;
 pub mod reconcile;
+pub mod setup;
 
 use std::io::IsTerminal;
 

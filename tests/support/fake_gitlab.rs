@@ -264,6 +264,16 @@ impl FakeGitLab {
         self.world().bot_id
     }
 
+    /// Labels of a group (`"groups/<id>"`) or project (`"projects/<id>"`).
+    pub fn labels_of(&self, owner: &str) -> Vec<LabelState> {
+        self.world().labels.get(owner).cloned().unwrap_or_default()
+    }
+
+    /// Webhooks of a group (`"groups/<id>"`) or project (`"projects/<id>"`).
+    pub fn hooks_of(&self, owner: &str) -> Vec<HookState> {
+        self.world().hooks.get(owner).cloned().unwrap_or_default()
+    }
+
     /// Commit statuses of a commit, oldest first.
     pub fn commit_statuses(&self, project_id: u64, sha: &str) -> Vec<CommitStatus> {
         self.world()
@@ -635,6 +645,10 @@ struct World {
     /// Commit statuses by (project id, sha), oldest first.
     statuses: BTreeMap<(u64, String), Vec<CommitStatus>>,
     next_status_id: u64,
+    /// Labels and webhooks by owner ("groups/<id>" or "projects/<id>").
+    labels: BTreeMap<String, Vec<LabelState>>,
+    hooks: BTreeMap<String, Vec<HookState>>,
+    next_object_id: u64,
     next_note_id: u64,
     clock: Clock,
     calls: Vec<RecordedCall>,
@@ -670,6 +684,9 @@ impl World {
             mrs: BTreeMap::new(),
             statuses: BTreeMap::new(),
             next_status_id: 1,
+            labels: BTreeMap::new(),
+            hooks: BTreeMap::new(),
+            next_object_id: 1,
             next_note_id: 1,
             clock,
             calls: Vec::new(),
@@ -1093,6 +1110,30 @@ fn route(w: &mut World, ctx: &Ctx<'_>, segments: &[&str]) -> HandlerResult {
             post_mr_note(w, ctx, project, iid)
         }
         ("POST", ["projects", project, "statuses", sha]) => post_status(w, ctx, project, sha),
+        ("GET", [kind @ ("groups" | "projects"), owner, "labels"]) => {
+            let key = owner_key(w, kind, owner)?;
+            list_labels(w, ctx, &key)
+        }
+        ("POST", [kind @ ("groups" | "projects"), owner, "labels"]) => {
+            let key = owner_key(w, kind, owner)?;
+            create_label(w, ctx, &key)
+        }
+        ("PUT", [kind @ ("groups" | "projects"), owner, "labels", id]) => {
+            let key = owner_key(w, kind, owner)?;
+            update_label(w, ctx, &key, id)
+        }
+        ("GET", [kind @ ("groups" | "projects"), owner, "hooks"]) => {
+            let key = owner_key(w, kind, owner)?;
+            list_hooks(w, ctx, &key)
+        }
+        ("POST", [kind @ ("groups" | "projects"), owner, "hooks"]) => {
+            let key = owner_key(w, kind, owner)?;
+            create_hook(w, ctx, &key)
+        }
+        ("PUT", [kind @ ("groups" | "projects"), owner, "hooks", id]) => {
+            let key = owner_key(w, kind, owner)?;
+            update_hook(w, ctx, &key, id)
+        }
         ("GET", ["projects", project, "repository", "commits", sha, "statuses"]) => {
             list_statuses(w, ctx, project, sha)
         }
@@ -1563,6 +1604,169 @@ fn post_mr_note(w: &mut World, ctx: &Ctx<'_>, project: &str, iid: &str) -> Handl
         .find(|n| n.id == note_id)
         .expect("just created");
     Ok(Reply::json(201, note_json(w, mr, note)))
+}
+
+/// A label of a group or project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelState {
+    pub id: u64,
+    pub name: String,
+    pub color: String,
+    pub description: String,
+}
+
+/// A webhook of a group or project (the secret token is write-only, as in GitLab).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookState {
+    pub id: u64,
+    pub url: String,
+    pub token: Option<String>,
+    pub events: BTreeMap<String, bool>,
+}
+
+const HOOK_EVENTS: &[&str] = &[
+    "push_events",
+    "merge_requests_events",
+    "issues_events",
+    "confidential_issues_events",
+    "note_events",
+    "confidential_note_events",
+    "tag_push_events",
+    "pipeline_events",
+    "job_events",
+    "wiki_page_events",
+];
+
+fn owner_key(w: &World, kind: &str, owner: &str) -> Result<String, Reply> {
+    let id = if kind == "groups" {
+        lookup_group(w, owner)?.id
+    } else {
+        lookup_project(w, owner)?
+    };
+    Ok(format!("{kind}/{id}"))
+}
+
+fn label_json(l: &LabelState) -> Value {
+    json!({"id": l.id, "name": l.name, "color": l.color, "text_color": "#FFFFFF",
+           "description": l.description, "description_html": l.description,
+           "open_issues_count": 0, "closed_issues_count": 0, "open_merge_requests_count": 0,
+           "subscribed": false, "priority": null, "is_project_label": false})
+}
+
+fn list_labels(w: &mut World, ctx: &Ctx<'_>, key: &str) -> HandlerResult {
+    let items = w.labels.get(key).cloned().unwrap_or_default();
+    paginate(w, ctx, &items, label_json)
+}
+
+fn create_label(w: &mut World, ctx: &Ctx<'_>, key: &str) -> HandlerResult {
+    let p = ctx.params()?;
+    let name = p
+        .get("name")
+        .ok_or_else(|| Reply::error(400, "name is missing"))?
+        .to_owned();
+    let color = p
+        .get("color")
+        .ok_or_else(|| Reply::error(400, "color is missing"))?
+        .to_owned();
+    if w.labels
+        .get(key)
+        .is_some_and(|ls| ls.iter().any(|l| l.name == name))
+    {
+        return Err(Reply::message(409, "Label already exists"));
+    }
+    let id = w.next_object_id;
+    w.next_object_id += 1;
+    let l = LabelState {
+        id,
+        name,
+        color,
+        description: p.get("description").unwrap_or("").to_owned(),
+    };
+    w.labels.entry(key.to_owned()).or_default().push(l.clone());
+    Ok(Reply::json(201, label_json(&l)))
+}
+
+fn update_label(w: &mut World, ctx: &Ctx<'_>, key: &str, id: &str) -> HandlerResult {
+    let p = ctx.params()?;
+    let l = w
+        .labels
+        .get_mut(key)
+        .and_then(|ls| {
+            ls.iter_mut()
+                .find(|l| l.id.to_string() == id || l.name == id)
+        })
+        .ok_or_else(|| Reply::message(404, "404 Label Not Found"))?;
+    if let Some(c) = p.get("new_color").or(p.get("color")) {
+        l.color = c.to_owned();
+    }
+    if let Some(d) = p.get("description") {
+        l.description = d.to_owned();
+    }
+    let l = l.clone();
+    Ok(Reply::json(200, label_json(&l)))
+}
+
+fn hook_json(h: &HookState) -> Value {
+    let mut v = json!({"id": h.id, "url": h.url, "enable_ssl_verification": true,
+                       "created_at": "2026-01-01T00:00:00.000Z", "alert_status": "executable"});
+    for e in HOOK_EVENTS {
+        v[*e] = json!(h.events.get(*e).copied().unwrap_or(false));
+    }
+    v
+}
+
+fn hook_events(p: &Params, base: &BTreeMap<String, bool>) -> BTreeMap<String, bool> {
+    let mut events = base.clone();
+    for e in HOOK_EVENTS {
+        if let Some(v) = p.get(e) {
+            events.insert(e.to_string(), v == "true");
+        } else if !events.contains_key(*e) {
+            // GitLab's default: push events on, the rest off.
+            events.insert(e.to_string(), *e == "push_events");
+        }
+    }
+    events
+}
+
+fn list_hooks(w: &mut World, ctx: &Ctx<'_>, key: &str) -> HandlerResult {
+    let items = w.hooks.get(key).cloned().unwrap_or_default();
+    paginate(w, ctx, &items, hook_json)
+}
+
+fn create_hook(w: &mut World, ctx: &Ctx<'_>, key: &str) -> HandlerResult {
+    let p = ctx.params()?;
+    let url = p
+        .get("url")
+        .ok_or_else(|| Reply::error(400, "url is missing"))?
+        .to_owned();
+    let id = w.next_object_id;
+    w.next_object_id += 1;
+    let h = HookState {
+        id,
+        url,
+        token: p.get("token").map(str::to_owned),
+        events: hook_events(&p, &BTreeMap::new()),
+    };
+    w.hooks.entry(key.to_owned()).or_default().push(h.clone());
+    Ok(Reply::json(201, hook_json(&h)))
+}
+
+fn update_hook(w: &mut World, ctx: &Ctx<'_>, key: &str, id: &str) -> HandlerResult {
+    let p = ctx.params()?;
+    let h = w
+        .hooks
+        .get_mut(key)
+        .and_then(|hs| hs.iter_mut().find(|h| h.id.to_string() == id))
+        .ok_or_else(|| Reply::message(404, "404 Not found"))?;
+    if let Some(u) = p.get("url") {
+        h.url = u.to_owned();
+    }
+    if let Some(t) = p.get("token") {
+        h.token = Some(t.to_owned());
+    }
+    h.events = hook_events(&p, &h.events);
+    let h = h.clone();
+    Ok(Reply::json(200, hook_json(&h)))
 }
 
 /// A commit status (`POST /projects/:id/statuses/:sha`).
