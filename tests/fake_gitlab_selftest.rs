@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::fake_gitlab::{
-    fixture, FakeGitLab, Fault, MrSpec, UserSpec, BOT_USERNAME, BOT_USER_ID, DEFAULT_TOKEN,
+    fixture, FakeGitLab, Fault, IssueSpec, MrSpec, UserSpec, BOT_USERNAME, BOT_USER_ID,
+    DEFAULT_TOKEN,
 };
 
 const PROJECT_ID: u64 = 42;
@@ -869,4 +870,840 @@ async fn the_gitlab_crate_can_page_and_edit_against_the_fake() {
         .writes()
         .iter()
         .any(|c| c.body.contains("reviewer_ids%5B%5D=101")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issues
+// ---------------------------------------------------------------------------------------------
+
+const OTHER_PROJECT_ID: u64 = 43;
+const OTHER_PROJECT_PATH: &str = "program/intake";
+
+fn issue_spec(title: &str) -> IssueSpec {
+    IssueSpec {
+        project_id: PROJECT_ID,
+        title: title.to_owned(),
+        description: format!("Details for {title}."),
+        author_id: CONTRIBUTOR,
+        project_path: PROJECT_PATH.to_owned(),
+        ..IssueSpec::default()
+    }
+}
+
+impl Api {
+    async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> reqwest::Response {
+        self.request(method, path)
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+fn issue_keys(v: &Value) -> Vec<(u64, u64)> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|i| {
+            (
+                i["project_id"].as_u64().unwrap(),
+                i["iid"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn issues_are_created_from_form_and_json_bodies() {
+    let api = world().await;
+    let fake = &api.fake;
+    let path = format!("projects/{PROJECT_ID}/issues");
+
+    // Form body, as the `gitlab` crate sends it (labels as a comma list, repeated ids).
+    let rsp = api
+        .send_form(
+            reqwest::Method::POST,
+            &path,
+            "title=Engagement%3A+ACME&description=Line+one%0D%0A%2A+bullet+%C3%A9&\
+             labels=intake%2Cco-create%2Cintake&confidential=true&\
+             assignee_ids%5B%5D=102&assignee_ids%5B%5D=101&assignee_ids%5B%5D=102",
+        )
+        .await;
+    assert_eq!(rsp.status(), 201);
+    let created: Value = rsp.json().await.unwrap();
+    assert_same_shape(
+        &created,
+        &fixture("api/issue_create_response.json"),
+        "issue",
+    );
+    assert_eq!(created["iid"], 1);
+    assert_eq!(created["project_id"], PROJECT_ID);
+    assert_eq!(created["title"], "Engagement: ACME");
+    assert_eq!(created["description"], "Line one\r\n* bullet é");
+    assert_eq!(created["state"], "opened");
+    assert_eq!(created["confidential"], true);
+    assert_eq!(created["labels"], json!(["co-create", "intake"]));
+    assert_eq!(created["author"]["id"], BOT_USER_ID);
+    assert_eq!(created["author"]["username"], BOT_USERNAME);
+    let assignees: Vec<u64> = created["assignees"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(assignees, [REVIEWER_TWO, REVIEWER_ONE]);
+    assert_eq!(created["assignee"]["username"], "reviewer-two");
+    assert_eq!(created["user_notes_count"], 0);
+    assert_eq!(created["closed_at"], Value::Null);
+    assert_eq!(created["references"]["full"], format!("{PROJECT_PATH}#1"));
+    assert_eq!(
+        created["web_url"],
+        "http://gitlab.example.com/program/cohort/handbook/-/issues/1"
+    );
+    let first_id = created["id"].as_u64().unwrap();
+
+    // JSON body with an array of assignees; no description means `null`, like GitLab.
+    let rsp = api
+        .send_json(
+            reqwest::Method::POST,
+            "projects/program%2Fcohort%2Fhandbook/issues",
+            json!({"title": "Second", "labels": "b,a", "assignee_ids": [CONTRIBUTOR, 999_999],
+                   "confidential": false}),
+        )
+        .await;
+    assert_eq!(rsp.status(), 201);
+    let second: Value = rsp.json().await.unwrap();
+    assert_eq!(second["iid"], 2);
+    assert_ne!(second["id"].as_u64().unwrap(), first_id);
+    assert_eq!(second["description"], Value::Null);
+    assert_eq!(second["labels"], json!(["a", "b"]));
+    assert_eq!(
+        second["assignees"].as_array().unwrap().len(),
+        1,
+        "unknown ids dropped"
+    );
+    assert_eq!(second["assignee"]["id"], CONTRIBUTOR);
+    assert_eq!(second["confidential"], false);
+
+    // Read back through the world.
+    let state = fake.issue(PROJECT_ID, 1);
+    assert_eq!(state.id, first_id);
+    assert_eq!(state.description, "Line one\r\n* bullet é");
+    assert_eq!(state.labels, ["co-create", "intake"]);
+    assert_eq!(state.assignee_ids, [REVIEWER_TWO, REVIEWER_ONE]);
+    assert!(state.confidential);
+    assert_eq!(fake.issue(PROJECT_ID, 2).description, "");
+    // add_issue continues the iid sequence.
+    assert_eq!(fake.add_issue(issue_spec("Third")), 3);
+    let all: Vec<u64> = fake.issues(PROJECT_ID).iter().map(|i| i.iid).collect();
+    assert_eq!(all, [1, 2, 3]);
+
+    // Errors, and nothing is created by them.
+    let rsp = api
+        .send_form(reqwest::Method::POST, &path, "description=no+title")
+        .await;
+    assert_eq!(rsp.status(), 400);
+    assert_eq!(
+        rsp.json::<Value>().await.unwrap(),
+        json!({"message": "400 (Bad request) \"title\" not given"})
+    );
+    let rsp = api
+        .send_form(reqwest::Method::POST, &path, "title=x&confidential=maybe")
+        .await;
+    assert_eq!(rsp.status(), 400);
+    let rsp = api
+        .send_form(reqwest::Method::POST, "projects/999/issues", "title=x")
+        .await;
+    assert_eq!(rsp.status(), 404);
+    assert_eq!(fake.issues(PROJECT_ID).len(), 3);
+}
+
+#[tokio::test]
+async fn issue_get_has_the_fixture_shape_and_world_values() {
+    let api = world().await;
+    let fake = &api.fake;
+    let iid = fake.add_issue(IssueSpec {
+        labels: vec!["needs-triage".to_owned(), "co-create".to_owned()],
+        assignee_ids: vec![REVIEWER_ONE],
+        ..issue_spec("Onboarding help")
+    });
+    fake.add_issue_note(PROJECT_ID, iid, CONTRIBUTOR, "any news?");
+
+    let by_id = api
+        .get_json(&format!("projects/{PROJECT_ID}/issues/{iid}"))
+        .await;
+    let by_path = api
+        .get_json(&format!(
+            "projects/program%2Fcohort%2Fhandbook/issues/{iid}"
+        ))
+        .await;
+    assert_eq!(by_id, by_path);
+    for reference in [
+        "api/issue_single.json",
+        "api/issue_create_response.json",
+        "api/issue_update_response.json",
+    ] {
+        assert_same_shape(&by_id, &fixture(reference), reference);
+    }
+    assert_eq!(by_id["id"], fake.issue(PROJECT_ID, iid).id);
+    assert_eq!(by_id["title"], "Onboarding help");
+    assert_eq!(by_id["description"], "Details for Onboarding help.");
+    assert_eq!(by_id["author"]["username"], "contributor");
+    assert_eq!(by_id["labels"], json!(["co-create", "needs-triage"]));
+    assert_eq!(by_id["assignee"]["id"], REVIEWER_ONE);
+    assert_eq!(by_id["user_notes_count"], 1);
+    assert_eq!(by_id["type"], "ISSUE");
+    assert_eq!(
+        by_id["_links"]["self"],
+        format!("http://gitlab.example.com/api/v4/projects/{PROJECT_ID}/issues/{iid}")
+    );
+
+    let missing = api.get(&format!("projects/{PROJECT_ID}/issues/99")).await;
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.json::<Value>().await.unwrap(),
+        json!({"message": "404 Not found"})
+    );
+    // Issue iids are per project and separate from merge request iids.
+    assert_eq!(api.get("projects/no%2Fsuch/issues/1").await.status(), 404);
+    assert_eq!(
+        api.get(&format!("projects/{PROJECT_ID}/issues/2"))
+            .await
+            .status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn issue_put_edits_labels_description_assignees_and_state() {
+    let api = world().await;
+    let fake = &api.fake;
+    fake.set_time("2024-05-01T09:00:00Z");
+    let iid = fake.add_issue(IssueSpec {
+        labels: vec!["intake".to_owned()],
+        assignee_ids: vec![REVIEWER_ONE],
+        ..issue_spec("Request")
+    });
+    let path = format!("projects/{PROJECT_ID}/issues/{iid}");
+    let before = fake.issue(PROJECT_ID, iid);
+
+    // Appending to the description (as webhook-driven code does) keeps it verbatim.
+    let appended = format!(
+        "{}\n\n<!-- cocreate:triage -->\n- [ ] owner: @reviewer-one & co",
+        before.description
+    );
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("description", &appended)
+        .append_pair("add_labels", "triaged,co-create")
+        .append_pair("remove_labels", "intake,never-there")
+        .finish();
+    let rsp = api.send_form(reqwest::Method::PUT, &path, &form).await;
+    assert_eq!(rsp.status(), 200);
+    let body: Value = rsp.json().await.unwrap();
+    assert_same_shape(&body, &fixture("api/issue_update_response.json"), "issue");
+    assert_eq!(body["labels"], json!(["co-create", "triaged"]));
+    assert_eq!(body["description"], appended);
+    let after = fake.issue(PROJECT_ID, iid);
+    assert_eq!(after.description, appended);
+    assert!(after.updated_at > before.updated_at);
+    assert_eq!(after.assignee_ids, [REVIEWER_ONE], "untouched");
+
+    // JSON array of assignees keeps the order; `labels` replaces.
+    let rsp = api
+        .send_json(
+            reqwest::Method::PUT,
+            &path,
+            json!({"assignee_ids": [REVIEWER_TWO, REVIEWER_ONE], "labels": ["z", "co-create"],
+                   "title": "Request (triaged)", "confidential": true}),
+        )
+        .await;
+    assert_eq!(rsp.status(), 200);
+    let state = fake.issue(PROJECT_ID, iid);
+    assert_eq!(state.assignee_ids, [REVIEWER_TWO, REVIEWER_ONE]);
+    assert_eq!(state.labels, ["co-create", "z"]);
+    assert_eq!(state.title, "Request (triaged)");
+    assert!(state.confidential);
+
+    // `assignee_ids=0` and an empty list both clear; comma lists work too.
+    for (form, expected) in [
+        ("assignee_ids=0", vec![]),
+        ("assignee_ids=103,101", vec![CONTRIBUTOR, REVIEWER_ONE]),
+        ("assignee_ids%5B%5D=0", vec![]),
+        ("assignee_id=102", vec![REVIEWER_TWO]),
+        ("assignee_ids=", vec![]),
+    ] {
+        let rsp = api.send_form(reqwest::Method::PUT, &path, form).await;
+        assert_eq!(rsp.status(), 200, "{form}");
+        assert_eq!(fake.issue(PROJECT_ID, iid).assignee_ids, expected, "{form}");
+    }
+
+    // Close and reopen.
+    let closed: Value = api
+        .send_form(reqwest::Method::PUT, &path, "state_event=close")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(closed["state"], "closed");
+    assert!(closed["closed_at"].is_string());
+    assert_eq!(closed["closed_by"]["id"], BOT_USER_ID);
+    assert_eq!(fake.issue(PROJECT_ID, iid).state, "closed");
+    let reopened: Value = api
+        .send_form(reqwest::Method::PUT, &path, "state_event=reopen")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(reopened["state"], "opened");
+    assert_eq!(reopened["closed_at"], Value::Null);
+    assert_eq!(reopened["closed_by"], Value::Null);
+
+    // A no-op edit does not bump updated_at; invalid edits change nothing.
+    let settled = fake.issue(PROJECT_ID, iid);
+    let rsp = api
+        .send_form(
+            reqwest::Method::PUT,
+            &path,
+            "state_event=reopen&add_labels=z",
+        )
+        .await;
+    assert_eq!(rsp.status(), 200);
+    assert_eq!(fake.issue(PROJECT_ID, iid), settled);
+    for bad in [
+        "",
+        "state_event=explode&add_labels=new",
+        "title=++&add_labels=new",
+        "confidential=perhaps&add_labels=new",
+        "assignee_ids=abc&add_labels=new",
+    ] {
+        let rsp = api.send_form(reqwest::Method::PUT, &path, bad).await;
+        assert_eq!(rsp.status(), 400, "{bad:?}");
+        assert_eq!(fake.issue(PROJECT_ID, iid), settled, "{bad:?}");
+    }
+    let rsp = api
+        .send_form(
+            reqwest::Method::PUT,
+            &format!("projects/{PROJECT_ID}/issues/77"),
+            "title=x",
+        )
+        .await;
+    assert_eq!(rsp.status(), 404);
+}
+
+#[tokio::test]
+async fn issue_lists_filter_and_paginate() {
+    let api = world().await;
+    let fake = &api.fake;
+    fake.set_time("2024-03-01T10:00:00Z");
+    let label = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    fake.add_issue(IssueSpec {
+        labels: label(&["intake", "co-create"]),
+        ..issue_spec("Engagement for ACME")
+    });
+    fake.add_issue(IssueSpec {
+        labels: label(&["intake"]),
+        state: "closed".to_owned(),
+        ..issue_spec("Old request")
+    });
+    fake.add_issue(IssueSpec {
+        labels: label(&["co-create"]),
+        confidential: true,
+        assignee_ids: vec![REVIEWER_ONE],
+        description: "Customer data: Acme Corp budget".to_owned(),
+        ..issue_spec("Tracking")
+    });
+    fake.add_issue(IssueSpec {
+        author_id: BOT_USER_ID,
+        labels: label(&["intake", "co-create"]),
+        ..issue_spec("Bot-made tracking issue")
+    });
+    fake.add_issue(IssueSpec {
+        project_id: OTHER_PROJECT_ID,
+        project_path: OTHER_PROJECT_PATH.to_owned(),
+        labels: label(&["intake", "co-create"]),
+        ..issue_spec("Elsewhere")
+    });
+    fake.add_project(44, "unrelated/site");
+    fake.add_issue(IssueSpec {
+        project_id: 44,
+        ..issue_spec("Unrelated")
+    });
+    fake.set_issue_updated_at(PROJECT_ID, 1, "2024-01-01T00:00:00Z");
+
+    let project = format!("projects/{PROJECT_ID}/issues");
+    // Default: state all, newest first.
+    let all = api.get_json(&project).await;
+    assert_eq!(issue_keys(&all), [(42, 4), (42, 3), (42, 2), (42, 1)]);
+    assert_same_shape(&all[0], &fixture("api/issues_list.json")[0], "issues[0]");
+    let asc = api.get_json(&format!("{project}?sort=asc")).await;
+    assert_eq!(issue_keys(&asc), [(42, 1), (42, 2), (42, 3), (42, 4)]);
+    let by_update = api
+        .get_json(&format!("{project}?order_by=updated_at&sort=asc"))
+        .await;
+    assert_eq!(issue_keys(&by_update)[0], (42, 1));
+
+    let keys = |q: &str| {
+        let q = q.to_owned();
+        let project = project.clone();
+        let api = &api;
+        async move { issue_keys(&api.get_json(&format!("{project}?{q}&sort=asc")).await) }
+    };
+    // Labels: the issue must have ALL of them.
+    assert_eq!(keys("labels=intake,co-create").await, [(42, 1), (42, 4)]);
+    assert_eq!(keys("labels=co-create").await, [(42, 1), (42, 3), (42, 4)]);
+    assert_eq!(keys("labels=intake,missing").await, []);
+    assert_eq!(keys("state=opened").await, [(42, 1), (42, 3), (42, 4)]);
+    assert_eq!(keys("state=closed").await, [(42, 2)]);
+    assert_eq!(
+        keys("state=all&labels=intake").await,
+        [(42, 1), (42, 2), (42, 4)]
+    );
+    // Search is a case-insensitive substring of title or description.
+    assert_eq!(keys("search=acme").await, [(42, 1), (42, 3)]);
+    assert_eq!(keys("search=TRACKING").await, [(42, 3), (42, 4)]);
+    assert_eq!(keys("confidential=true").await, [(42, 3)]);
+    assert_eq!(
+        keys("confidential=false").await,
+        [(42, 1), (42, 2), (42, 4)]
+    );
+    assert_eq!(keys(&format!("author_id={BOT_USER_ID}")).await, [(42, 4)]);
+    assert_eq!(
+        keys(&format!("assignee_id={REVIEWER_ONE}")).await,
+        [(42, 3)]
+    );
+    assert_eq!(keys("assignee_id=None").await, [(42, 1), (42, 2), (42, 4)]);
+    assert_eq!(
+        keys("updated_after=2024-02-01T00:00:00Z").await,
+        [(42, 2), (42, 3), (42, 4)]
+    );
+    assert_eq!(keys("iids[]=2&iids[]=4").await, [(42, 2), (42, 4)]);
+    assert_eq!(
+        api.get(&format!("{project}?state=merged")).await.status(),
+        400
+    );
+    assert_eq!(
+        api.get(&format!("{project}?confidential=x")).await.status(),
+        400
+    );
+
+    // Group listing: projects under the group's full path (not "program-x/..."), by path too.
+    let group = api
+        .get_json("groups/77/issues?labels=intake,co-create&sort=asc")
+        .await;
+    assert_eq!(issue_keys(&group), [(42, 1), (42, 4), (43, 1)]);
+    let by_path = api
+        .get_json("groups/program%2Fcohort/issues?labels=intake,co-create&sort=asc")
+        .await;
+    assert_eq!(issue_keys(&by_path), [(42, 1), (42, 4)]);
+    assert_eq!(api.get("groups/404/issues").await.status(), 404);
+
+    // Instance listing defaults to scope=created_by_me.
+    assert_eq!(issue_keys(&api.get_json("issues").await), [(42, 4)]);
+    let everything = api.get_json("issues?scope=all&sort=asc").await;
+    assert_eq!(
+        issue_keys(&everything),
+        [(42, 1), (42, 2), (42, 3), (42, 4), (43, 1), (44, 1)]
+    );
+
+    // Pagination headers like GitLab's.
+    let rsp = api
+        .get(&format!("{project}?per_page=3&page=1&sort=asc"))
+        .await;
+    assert_eq!(header(&rsp, "x-total"), "4");
+    assert_eq!(header(&rsp, "x-total-pages"), "2");
+    assert_eq!(header(&rsp, "x-next-page"), "2");
+    assert_eq!(header(&rsp, "x-per-page"), "3");
+    let next = link_target(&header(&rsp, "link"), "next").expect("next link");
+    let page_one: Value = rsp.json().await.unwrap();
+    assert_eq!(issue_keys(&page_one), [(42, 1), (42, 2), (42, 3)]);
+    let rsp = api
+        .http
+        .get(&next)
+        .header("PRIVATE-TOKEN", DEFAULT_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&rsp, "x-page"), "2");
+    assert_eq!(header(&rsp, "x-next-page"), "");
+    assert_eq!(header(&rsp, "x-prev-page"), "1");
+    assert_eq!(issue_keys(&rsp.json::<Value>().await.unwrap()), [(42, 4)]);
+}
+
+#[tokio::test]
+async fn issue_notes_are_listed_and_posted() {
+    let api = world().await;
+    let fake = &api.fake;
+    let iid = fake.add_issue(issue_spec("Questions"));
+    for n in 0..3 {
+        fake.add_issue_note(PROJECT_ID, iid, CONTRIBUTOR, &format!("question {n}"));
+    }
+    let before = fake.issue(PROJECT_ID, iid).updated_at;
+    let path = format!("projects/{PROJECT_ID}/issues/{iid}/notes");
+
+    let rsp = api
+        .send_form(reqwest::Method::POST, &path, "body=Thanks%21+%3A%29")
+        .await;
+    assert_eq!(rsp.status(), 201);
+    let note: Value = rsp.json().await.unwrap();
+    assert_same_shape(&note, &fixture("api/notes_issue_list.json")[0], "note");
+    assert_eq!(note["body"], "Thanks! :)");
+    assert_eq!(note["author"]["id"], BOT_USER_ID);
+    assert_eq!(note["noteable_type"], "Issue");
+    assert_eq!(note["noteable_iid"], iid);
+    assert_eq!(note["noteable_id"], fake.issue(PROJECT_ID, iid).id);
+    assert_eq!(note["project_id"], PROJECT_ID);
+    assert_eq!(note["system"], false);
+    assert!(fake.issue(PROJECT_ID, iid).updated_at > before);
+
+    let json_rsp = api
+        .send_json(reqwest::Method::POST, &path, json!({"body": "from json"}))
+        .await;
+    assert_eq!(json_rsp.status(), 201);
+    for bad in ["", "body=+++"] {
+        let rsp = api.send_form(reqwest::Method::POST, &path, bad).await;
+        assert_eq!(rsp.status(), 400, "{bad:?}");
+    }
+    let missing = api
+        .send_form(
+            reqwest::Method::POST,
+            &format!("projects/{PROJECT_ID}/issues/9/notes"),
+            "body=x",
+        )
+        .await;
+    assert_eq!(missing.status(), 404);
+
+    let bodies = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["body"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Default order: newest first.
+    let desc = api.get_json(&path).await;
+    assert_eq!(
+        bodies(&desc),
+        [
+            "from json",
+            "Thanks! :)",
+            "question 2",
+            "question 1",
+            "question 0"
+        ]
+    );
+    let rsp = api.get(&format!("{path}?sort=asc&per_page=2&page=2")).await;
+    assert_eq!(header(&rsp, "x-total"), "5");
+    assert_eq!(header(&rsp, "x-total-pages"), "3");
+    assert_eq!(
+        bodies(&rsp.json::<Value>().await.unwrap()),
+        ["question 2", "Thanks! :)"]
+    );
+
+    let notes = fake.issue_notes(PROJECT_ID, iid);
+    assert_eq!(notes.len(), 5);
+    assert_eq!(notes[0].author_username, "contributor");
+    assert_eq!(notes[4].author_id, BOT_USER_ID);
+    assert_eq!(
+        api.get_json(&format!("projects/{PROJECT_ID}/issues/{iid}"))
+            .await["user_notes_count"],
+        5
+    );
+    // Issue notes do not leak into merge request 1 of the same project.
+    assert!(fake.notes(PROJECT_ID, 1).is_empty());
+}
+
+#[tokio::test]
+async fn issue_links_are_made_both_ways_once() {
+    let api = world().await;
+    let fake = &api.fake;
+    let tracking = fake.add_issue(issue_spec("Tracking"));
+    let intake = fake.add_issue(IssueSpec {
+        project_id: OTHER_PROJECT_ID,
+        project_path: OTHER_PROJECT_PATH.to_owned(),
+        ..issue_spec("Intake")
+    });
+    let third = fake.add_issue(issue_spec("Blocker"));
+    let path = format!("projects/{PROJECT_ID}/issues/{tracking}/links");
+
+    let rsp = api
+        .send_form(
+            reqwest::Method::POST,
+            &path,
+            &format!("target_project_id=program%2Fintake&target_issue_iid={intake}"),
+        )
+        .await;
+    assert_eq!(rsp.status(), 201);
+    let body: Value = rsp.json().await.unwrap();
+    assert_eq!(body["link_type"], "relates_to");
+    assert_eq!(body["source_issue"]["iid"], tracking);
+    assert_eq!(body["source_issue"]["project_id"], PROJECT_ID);
+    assert_eq!(body["target_issue"]["iid"], intake);
+    assert_eq!(body["target_issue"]["project_id"], OTHER_PROJECT_ID);
+    assert_same_shape(
+        &body["source_issue"],
+        &fixture("api/issue_single.json"),
+        "source_issue",
+    );
+
+    // Both sides see the link.
+    assert_eq!(
+        fake.issue(PROJECT_ID, tracking).links,
+        [(OTHER_PROJECT_ID, intake)]
+    );
+    assert_eq!(
+        fake.issue(OTHER_PROJECT_ID, intake).links,
+        [(PROJECT_ID, tracking)]
+    );
+    let from_source = api.get_json(&path).await;
+    assert_eq!(issue_keys(&from_source), [(OTHER_PROJECT_ID, intake)]);
+    assert_eq!(from_source[0]["link_type"], "relates_to");
+    assert_same_shape(&from_source[0], &fixture("api/issue_single.json"), "linked");
+    let link_id = from_source[0]["issue_link_id"].as_u64().expect("link id");
+    let from_target = api
+        .get_json(&format!(
+            "projects/{OTHER_PROJECT_ID}/issues/{intake}/links"
+        ))
+        .await;
+    assert_eq!(issue_keys(&from_target), [(PROJECT_ID, tracking)]);
+    assert_eq!(from_target[0]["issue_link_id"], link_id);
+
+    // Repeats are refused from either side, and change nothing.
+    for (p, form) in [
+        (
+            path.clone(),
+            format!("target_project_id={OTHER_PROJECT_ID}&target_issue_iid={intake}"),
+        ),
+        (
+            format!("projects/{OTHER_PROJECT_ID}/issues/{intake}/links"),
+            format!("target_project_id={PROJECT_ID}&target_issue_iid={tracking}&link_type=blocks"),
+        ),
+    ] {
+        let rsp = api.send_form(reqwest::Method::POST, &p, &form).await;
+        assert_eq!(rsp.status(), 409, "{p} {form}");
+        assert_eq!(
+            rsp.json::<Value>().await.unwrap(),
+            json!({"message": "Issue(s) already assigned"})
+        );
+    }
+    assert_eq!(fake.issue(PROJECT_ID, tracking).links.len(), 1);
+
+    // JSON body and a directed link type: the other side sees the reverse.
+    let rsp = api
+        .send_json(
+            reqwest::Method::POST,
+            &path,
+            json!({"target_project_id": PROJECT_ID, "target_issue_iid": third,
+                   "link_type": "is_blocked_by"}),
+        )
+        .await;
+    assert_eq!(rsp.status(), 201);
+    let reverse = api
+        .get_json(&format!("projects/{PROJECT_ID}/issues/{third}/links"))
+        .await;
+    assert_eq!(reverse[0]["link_type"], "blocks");
+    assert_eq!(
+        fake.issue(PROJECT_ID, tracking).links,
+        [(OTHER_PROJECT_ID, intake), (PROJECT_ID, third)]
+    );
+
+    // Unknown targets, self links and missing parameters.
+    for (form, status) in [
+        (
+            format!("target_project_id={PROJECT_ID}&target_issue_iid=99"),
+            404,
+        ),
+        (
+            "target_project_id=no%2Fsuch&target_issue_iid=1".to_owned(),
+            404,
+        ),
+        (
+            format!("target_project_id={PROJECT_ID}&target_issue_iid={tracking}"),
+            404,
+        ),
+        (format!("target_issue_iid={intake}"), 400),
+        (format!("target_project_id={PROJECT_ID}"), 400),
+        (
+            format!("target_project_id={PROJECT_ID}&target_issue_iid={third}&link_type=dupe"),
+            400,
+        ),
+    ] {
+        let rsp = api.send_form(reqwest::Method::POST, &path, &form).await;
+        assert_eq!(rsp.status(), status, "{form}");
+    }
+    assert_eq!(fake.issue(PROJECT_ID, tracking).links.len(), 2);
+}
+
+#[tokio::test]
+async fn issue_label_events_record_every_change() {
+    let api = world().await;
+    let fake = &api.fake;
+    // A group label (color and description come from it) and an ad-hoc label.
+    let rsp = api
+        .send_form(
+            reqwest::Method::POST,
+            "groups/77/labels",
+            "name=intake&color=%23FF0000&description=New+requests",
+        )
+        .await;
+    assert_eq!(rsp.status(), 201);
+    let intake_label_id = rsp.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
+
+    let created: Value = api
+        .send_form(
+            reqwest::Method::POST,
+            &format!("projects/{PROJECT_ID}/issues"),
+            "title=Request&labels=intake",
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let iid = created["iid"].as_u64().unwrap();
+    let path = format!("projects/{PROJECT_ID}/issues/{iid}");
+    let rsp = api
+        .send_form(
+            reqwest::Method::PUT,
+            &path,
+            "add_labels=triaged,intake&remove_labels=intake",
+        )
+        .await;
+    assert_eq!(rsp.status(), 200);
+    // No change, no events.
+    api.send_form(reqwest::Method::PUT, &path, "add_labels=triaged")
+        .await;
+    // A human relabels in the UI.
+    fake.change_issue_labels(PROJECT_ID, iid, REVIEWER_ONE, &["intake"], &["triaged"]);
+
+    let history: Vec<(String, String, u64)> = fake
+        .issue_label_events(PROJECT_ID, iid)
+        .into_iter()
+        .map(|e| (e.action, e.label, e.user_id))
+        .collect();
+    let expect = |a: &str, l: &str, u: u64| (a.to_owned(), l.to_owned(), u);
+    assert_eq!(
+        history,
+        [
+            expect("add", "intake", BOT_USER_ID),
+            expect("add", "triaged", BOT_USER_ID),
+            expect("remove", "intake", BOT_USER_ID),
+            expect("add", "intake", REVIEWER_ONE),
+            expect("remove", "triaged", REVIEWER_ONE),
+        ]
+    );
+
+    let events_path = format!("{path}/resource_label_events");
+    let events = api.get_json(&events_path).await;
+    assert_same_shape(
+        &events,
+        &fixture("api/resource_label_events_issue.json"),
+        "resource_label_events",
+    );
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), 5);
+    assert_eq!(events[0]["resource_type"], "Issue");
+    assert_eq!(events[0]["resource_id"], created["id"]);
+    assert_eq!(events[0]["action"], "add");
+    assert_eq!(events[0]["user"]["username"], BOT_USERNAME);
+    assert_eq!(events[0]["label"]["id"], intake_label_id);
+    assert_eq!(events[0]["label"]["color"], "#FF0000");
+    assert_eq!(events[0]["label"]["description"], "New requests");
+    assert_eq!(events[1]["label"]["name"], "triaged");
+    assert_eq!(events[1]["label"]["color"], "#6699cc");
+    // Ad-hoc labels keep one id.
+    assert_eq!(events[4]["label"]["id"], events[1]["label"]["id"]);
+    assert_eq!(events[2]["action"], "remove");
+    assert_eq!(events[3]["user"]["id"], REVIEWER_ONE);
+    let ids: Vec<u64> = events.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
+
+    let rsp = api.get(&format!("{events_path}?per_page=2&page=3")).await;
+    assert_eq!(header(&rsp, "x-total"), "5");
+    let last: Value = rsp.json().await.unwrap();
+    assert_eq!(last.as_array().unwrap().len(), 1);
+    assert_eq!(last[0]["label"]["name"], "triaged");
+    assert_eq!(
+        api.get(&format!(
+            "projects/{PROJECT_ID}/issues/99/resource_label_events"
+        ))
+        .await
+        .status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn the_gitlab_crate_can_create_edit_and_link_issues() {
+    use gitlab::api::projects::issues::links::CreateIssueLink;
+    use gitlab::api::projects::issues::{CreateIssue, EditIssue, IssueStateEvent};
+    use gitlab::api::{self, AsyncQuery};
+
+    let api = world().await;
+    let fake = &api.fake;
+    let client = gitlab::GitlabBuilder::new(fake.host(), DEFAULT_TOKEN)
+        .insecure()
+        .build_async()
+        .await
+        .expect("client");
+
+    let create = CreateIssue::builder()
+        .project(PROJECT_PATH)
+        .title("Engagement: ACME")
+        .description("From the template")
+        .confidential(true)
+        .labels(["intake", "co-create"].into_iter())
+        .assignee_ids([REVIEWER_ONE, REVIEWER_TWO].into_iter())
+        .build()
+        .unwrap();
+    let created: Value = create.query_async(&client).await.expect("create");
+    let iid = created["iid"].as_u64().unwrap();
+    let state = fake.issue(PROJECT_ID, iid);
+    assert_eq!(state.labels, ["co-create", "intake"]);
+    assert_eq!(state.assignee_ids, [REVIEWER_ONE, REVIEWER_TWO]);
+    assert!(state.confidential);
+
+    let edit = EditIssue::builder()
+        .project(PROJECT_ID)
+        .issue(iid)
+        .add_label("triaged")
+        .remove_label("intake")
+        .description("From the template\n\nTriaged.")
+        .unassign()
+        .state_event(IssueStateEvent::Close)
+        .build()
+        .unwrap();
+    let edited: Value = edit.query_async(&client).await.expect("edit");
+    assert_eq!(edited["labels"], json!(["co-create", "triaged"]));
+    let state = fake.issue(PROJECT_ID, iid);
+    assert_eq!(state.state, "closed");
+    assert!(state.assignee_ids.is_empty());
+    assert_eq!(state.description, "From the template\n\nTriaged.");
+
+    let other = fake.add_issue(issue_spec("Related"));
+    let link = CreateIssueLink::builder()
+        .project(PROJECT_ID)
+        .issue(iid)
+        .target_project(PROJECT_PATH)
+        .target_issue(other)
+        .build()
+        .unwrap();
+    let linked: Value = link.query_async(&client).await.expect("link");
+    assert_eq!(linked["target_issue"]["iid"], other);
+    api::ignore(
+        CreateIssueLink::builder()
+            .project(PROJECT_ID)
+            .issue(iid)
+            .target_project(PROJECT_ID)
+            .target_issue(other)
+            .build()
+            .unwrap(),
+    )
+    .query_async(&client)
+    .await
+    .expect_err("409 on a repeated link");
+    assert_eq!(fake.issue(PROJECT_ID, other).links, [(PROJECT_ID, iid)]);
 }

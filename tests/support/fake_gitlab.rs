@@ -2,9 +2,10 @@
 //!
 //! Modelled on rust-lang/bors's fake GitHub: one [`wiremock::MockServer`] with a single
 //! catch-all mock whose responder locks a shared [`World`] and dispatches the request to a
-//! small handler per endpoint. Tests set up the world (users, groups, merge requests, notes),
-//! point the code under test at [`FakeGitLab::host`] / [`FakeGitLab::url`], and then read the
-//! world back ([`FakeGitLab::mr`], [`FakeGitLab::notes`]) or inspect the recorded calls
+//! small handler per endpoint. Tests set up the world (users, groups, merge requests, issues,
+//! notes), point the code under test at [`FakeGitLab::host`] / [`FakeGitLab::url`], and then
+//! read the world back ([`FakeGitLab::mr`], [`FakeGitLab::notes`], [`FakeGitLab::issue`],
+//! [`FakeGitLab::issue_label_events`]) or inspect the recorded calls
 //! ([`FakeGitLab::calls`], [`FakeGitLab::writes`], [`FakeGitLab::count`]).
 //!
 //! Responses follow the shapes in `tests/fixtures/gitlab/api/*.json` (real GitLab responses),
@@ -45,6 +46,10 @@ const API_PREFIX: &str = "/api/v4/";
 const DEFAULT_PER_PAGE: u64 = 20;
 const MAX_PER_PAGE: u64 = 100;
 const DEFAULT_ACCESS_LEVEL: u64 = 30;
+/// Global ids of issues count up from here (distinct from iids and MR ids in tests).
+const FIRST_ISSUE_ID: u64 = 2001;
+/// GitLab's default label color.
+const DEFAULT_LABEL_COLOR: &str = "#6699cc";
 
 // ---------------------------------------------------------------------------------------------
 // Public setup / read-back types
@@ -147,6 +152,80 @@ pub struct NoteState {
     pub author_username: String,
     pub created_at: String,
     pub system: bool,
+}
+
+/// A project issue to add to the world. `state` is `"opened"` or `"closed"`.
+///
+/// `Default` gives an opened issue in project 1 (`group/project`) authored by the bot, with
+/// the next free iid (`iid: 0`), so tests can write
+/// `IssueSpec { title: "..".into(), labels: vec![..], ..IssueSpec::default() }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueSpec {
+    pub project_id: u64,
+    /// `0` = the next free iid of the project.
+    pub iid: u64,
+    pub title: String,
+    pub description: String,
+    pub author_id: u64,
+    pub state: String,
+    pub confidential: bool,
+    pub labels: Vec<String>,
+    pub assignee_ids: Vec<u64>,
+    /// Full path of the project; only used if the project is not registered yet.
+    pub project_path: String,
+}
+
+impl Default for IssueSpec {
+    fn default() -> Self {
+        Self {
+            project_id: 1,
+            iid: 0,
+            title: "Engagement request".to_owned(),
+            description: String::new(),
+            author_id: BOT_USER_ID,
+            state: "opened".to_owned(),
+            confidential: false,
+            labels: Vec::new(),
+            assignee_ids: Vec::new(),
+            project_path: "group/project".to_owned(),
+        }
+    }
+}
+
+/// Read-back of a project issue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueState {
+    /// Global id.
+    pub id: u64,
+    pub iid: u64,
+    pub project_id: u64,
+    pub title: String,
+    /// Verbatim; empty if the issue was created through the API without one (GitLab
+    /// answers `null` then).
+    pub description: String,
+    pub state: String,
+    pub confidential: bool,
+    /// Sorted and de-duplicated.
+    pub labels: Vec<String>,
+    /// In the order they were set.
+    pub assignee_ids: Vec<u64>,
+    /// Oldest first.
+    pub notes: Vec<NoteState>,
+    /// Linked issues as `(project id, iid)`, in the order the links were made.
+    pub links: Vec<(u64, u64)>,
+    pub updated_at: String,
+}
+
+/// Read-back of one entry of an issue's label history (`resource_label_events`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelEventState {
+    pub id: u64,
+    pub user_id: u64,
+    /// Label name.
+    pub label: String,
+    /// `"add"` or `"remove"`.
+    pub action: String,
+    pub created_at: String,
 }
 
 /// A request as the fake saw it.
@@ -405,6 +484,145 @@ impl FakeGitLab {
             .create_mr_note(project_id, iid, author_id, body, true)
     }
 
+    // --- issues ------------------------------------------------------------------------------
+
+    /// Adds an issue and returns its iid. `created_at`/`updated_at` are the fake clock's
+    /// current time; each initial label is recorded as added by the author (as GitLab records
+    /// label events on creation). Registers the project under `spec.project_path` unless it
+    /// is registered already (then it keeps its path). An existing issue with the same iid is
+    /// replaced, keeping its id, notes, links and label history; label differences are
+    /// recorded as the author's.
+    pub fn add_issue(&self, spec: IssueSpec) -> u64 {
+        let mut w = self.world();
+        let now = w.clock.tick();
+        let project_id = spec.project_id;
+        w.projects
+            .entry(project_id)
+            .or_insert_with(|| spec.project_path.clone());
+        let iid = if spec.iid == 0 {
+            w.next_issue_iid(project_id)
+        } else {
+            spec.iid
+        };
+        let key = (project_id, iid);
+        let old = w.issues.remove(&key);
+        let before = old.as_ref().map(|i| i.labels.clone()).unwrap_or_default();
+        let mut labels = spec.labels;
+        normalize_labels(&mut labels);
+        let mut assignee_ids = spec.assignee_ids;
+        dedup_keep_order(&mut assignee_ids);
+        let closed = spec.state == "closed";
+        let mut issue = match old {
+            Some(old) => old,
+            None => {
+                let id = w.alloc_issue_id();
+                Issue::new(id, key, spec.author_id, now)
+            }
+        };
+        issue.title = spec.title;
+        issue.description = Some(spec.description);
+        issue.author_id = spec.author_id;
+        issue.state = spec.state;
+        issue.confidential = spec.confidential;
+        issue.labels = labels.clone();
+        issue.assignee_ids = assignee_ids;
+        issue.updated_at = now;
+        issue.closed_at = closed.then_some(now);
+        issue.closed_by = closed.then_some(spec.author_id);
+        w.issues.insert(key, issue);
+        w.record_label_changes(key, &before, &labels, spec.author_id, now);
+        iid
+    }
+
+    /// Reads an issue back. Panics if it does not exist.
+    pub fn issue(&self, project_id: u64, iid: u64) -> IssueState {
+        let w = self.world();
+        let issue = w
+            .issues
+            .get(&(project_id, iid))
+            .unwrap_or_else(|| panic!("no issue {project_id}#{iid}"));
+        w.issue_state(issue)
+    }
+
+    /// All issues of a project, by iid.
+    pub fn issues(&self, project_id: u64) -> Vec<IssueState> {
+        let w = self.world();
+        w.issues
+            .range((project_id, 0)..=(project_id, u64::MAX))
+            .map(|(_, issue)| w.issue_state(issue))
+            .collect()
+    }
+
+    /// Notes of an issue, oldest first. Panics if the issue does not exist.
+    pub fn issue_notes(&self, project_id: u64, iid: u64) -> Vec<NoteState> {
+        self.issue(project_id, iid).notes
+    }
+
+    /// Adds a (non-system) note to an issue as if `author_id` commented in the UI; bumps the
+    /// issue's `updated_at`. Returns the note id.
+    pub fn add_issue_note(&self, project_id: u64, iid: u64, author_id: u64, body: &str) -> u64 {
+        self.world()
+            .create_issue_note(project_id, iid, author_id, body, false)
+    }
+
+    /// Label history of an issue, oldest first. Panics if the issue does not exist.
+    pub fn issue_label_events(&self, project_id: u64, iid: u64) -> Vec<LabelEventState> {
+        let w = self.world();
+        let issue = w
+            .issues
+            .get(&(project_id, iid))
+            .unwrap_or_else(|| panic!("no issue {project_id}#{iid}"));
+        issue
+            .label_events
+            .iter()
+            .map(|e| LabelEventState {
+                id: e.id,
+                user_id: e.user_id,
+                label: e.label.name.clone(),
+                action: e.action.to_owned(),
+                created_at: fmt_time(e.created_at),
+            })
+            .collect()
+    }
+
+    /// Adds and removes labels as if `user_id` edited them in the UI: records the label
+    /// events and bumps `updated_at` (if anything changed). Panics if the issue does not exist.
+    pub fn change_issue_labels(
+        &self,
+        project_id: u64,
+        iid: u64,
+        user_id: u64,
+        add: &[&str],
+        remove: &[&str],
+    ) {
+        let mut w = self.world();
+        let key = (project_id, iid);
+        let before = w.issue_mut_or_panic(project_id, iid).labels.clone();
+        let mut after: Vec<String> = before
+            .iter()
+            .cloned()
+            .chain(add.iter().map(|l| (*l).to_owned()))
+            .filter(|l| !remove.contains(&l.as_str()))
+            .collect();
+        normalize_labels(&mut after);
+        if after == before {
+            return;
+        }
+        let now = w.clock.tick();
+        let issue = w.issue_mut_or_panic(project_id, iid);
+        issue.labels = after.clone();
+        issue.updated_at = now;
+        w.record_label_changes(key, &before, &after, user_id, now);
+    }
+
+    /// Overrides an issue's `updated_at` (RFC 3339), e.g. to test `updated_after`.
+    pub fn set_issue_updated_at(&self, project_id: u64, iid: u64, updated_at: &str) {
+        let t = parse_time(updated_at)
+            .unwrap_or_else(|| panic!("set_issue_updated_at: bad time {updated_at:?}"));
+        let mut w = self.world();
+        w.issue_mut_or_panic(project_id, iid).updated_at = t;
+    }
+
     // --- clock -------------------------------------------------------------------------------
 
     /// Freezes the fake clock at `rfc3339`. Each new timestamp is then 1 ms after the previous.
@@ -555,6 +773,72 @@ struct Mr {
     notes: Vec<Note>,
 }
 
+struct Issue {
+    id: u64,
+    iid: u64,
+    project_id: u64,
+    title: String,
+    /// `None` if never given (GitLab renders `null`).
+    description: Option<String>,
+    author_id: u64,
+    state: String,
+    confidential: bool,
+    labels: Vec<String>,
+    assignee_ids: Vec<u64>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    closed_at: Option<DateTime<Utc>>,
+    closed_by: Option<u64>,
+    notes: Vec<Note>,
+    links: Vec<IssueLink>,
+    label_events: Vec<LabelEvent>,
+}
+
+impl Issue {
+    /// An opened issue without title, labels or notes.
+    fn new(id: u64, (project_id, iid): (u64, u64), author_id: u64, now: DateTime<Utc>) -> Self {
+        Issue {
+            id,
+            iid,
+            project_id,
+            title: String::new(),
+            description: None,
+            author_id,
+            state: "opened".to_owned(),
+            confidential: false,
+            labels: Vec::new(),
+            assignee_ids: Vec::new(),
+            created_at: now,
+            updated_at: now,
+            closed_at: None,
+            closed_by: None,
+            notes: Vec::new(),
+            links: Vec::new(),
+            label_events: Vec::new(),
+        }
+    }
+}
+
+/// One side of an issue link (each linked issue holds one, with the same id).
+struct IssueLink {
+    id: u64,
+    /// The other issue, `(project id, iid)`.
+    target: (u64, u64),
+    /// From this issue's point of view: `relates_to`, `blocks` or `is_blocked_by`.
+    link_type: String,
+    created_at: DateTime<Utc>,
+}
+
+struct LabelEvent {
+    id: u64,
+    user_id: u64,
+    created_at: DateTime<Utc>,
+    /// The label as it was when the event was recorded.
+    label: LabelState,
+    /// `"add"` or `"remove"`.
+    action: &'static str,
+}
+
 struct Note {
     id: u64,
     author_id: u64,
@@ -642,6 +926,12 @@ struct World {
     /// Project id -> `path_with_namespace`.
     projects: BTreeMap<u64, String>,
     mrs: BTreeMap<(u64, u64), Mr>,
+    /// Issues by (project id, iid).
+    issues: BTreeMap<(u64, u64), Issue>,
+    next_issue_id: u64,
+    /// Ids given to labels used on issues that exist neither in the project nor in an
+    /// ancestor group (GitLab would create them), by name.
+    implicit_label_ids: BTreeMap<String, u64>,
     /// Commit statuses by (project id, sha), oldest first.
     statuses: BTreeMap<(u64, String), Vec<CommitStatus>>,
     next_status_id: u64,
@@ -682,6 +972,9 @@ impl World {
             groups: BTreeMap::new(),
             projects: BTreeMap::new(),
             mrs: BTreeMap::new(),
+            issues: BTreeMap::new(),
+            next_issue_id: FIRST_ISSUE_ID,
+            implicit_label_ids: BTreeMap::new(),
             statuses: BTreeMap::new(),
             next_status_id: 1,
             labels: BTreeMap::new(),
@@ -728,6 +1021,21 @@ impl World {
             .unwrap_or_else(|| panic!("no merge request {project_id}!{iid}"))
     }
 
+    /// A new note stamped with the clock's next tick.
+    fn new_note(&mut self, author_id: u64, body: &str, system: bool) -> Note {
+        let now = self.clock.tick();
+        let id = self.next_note_id;
+        self.next_note_id += 1;
+        Note {
+            id,
+            author_id,
+            body: body.to_owned(),
+            system,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     fn create_mr_note(
         &mut self,
         project_id: u64,
@@ -736,21 +1044,151 @@ impl World {
         body: &str,
         system: bool,
     ) -> u64 {
-        let now = self.clock.tick();
-        let id = self.next_note_id;
-        self.next_note_id += 1;
+        let note = self.new_note(author_id, body, system);
+        let (id, now) = (note.id, note.created_at);
         let mr = self.mr_mut_or_panic(project_id, iid);
-        mr.notes.push(Note {
-            id,
-            author_id,
-            body: body.to_owned(),
-            system,
-            created_at: now,
-            updated_at: now,
-        });
+        mr.notes.push(note);
         // GitLab touches the noteable when a note is saved.
         mr.updated_at = now;
         id
+    }
+
+    fn issue_mut_or_panic(&mut self, project_id: u64, iid: u64) -> &mut Issue {
+        self.issues
+            .get_mut(&(project_id, iid))
+            .unwrap_or_else(|| panic!("no issue {project_id}#{iid}"))
+    }
+
+    fn create_issue_note(
+        &mut self,
+        project_id: u64,
+        iid: u64,
+        author_id: u64,
+        body: &str,
+        system: bool,
+    ) -> u64 {
+        let note = self.new_note(author_id, body, system);
+        let (id, now) = (note.id, note.created_at);
+        let issue = self.issue_mut_or_panic(project_id, iid);
+        issue.notes.push(note);
+        issue.updated_at = now;
+        id
+    }
+
+    fn alloc_issue_id(&mut self) -> u64 {
+        let id = self.next_issue_id;
+        self.next_issue_id += 1;
+        id
+    }
+
+    fn alloc_object_id(&mut self) -> u64 {
+        let id = self.next_object_id;
+        self.next_object_id += 1;
+        id
+    }
+
+    /// One more than the project's highest issue iid.
+    fn next_issue_iid(&self, project_id: u64) -> u64 {
+        self.issues
+            .range((project_id, 0)..=(project_id, u64::MAX))
+            .next_back()
+            .map_or(1, |(&(_, iid), _)| iid + 1)
+    }
+
+    fn project_path(&self, project_id: u64) -> String {
+        self.projects
+            .get(&project_id)
+            .cloned()
+            .unwrap_or_else(|| format!("project-{project_id}"))
+    }
+
+    /// The label `name` as seen from a project: the project's own label, else the nearest
+    /// ancestor group's, else a stand-in with a stable id and GitLab's default color.
+    fn label_for_project(&mut self, project_id: u64, name: &str) -> LabelState {
+        let path = self.project_path(project_id);
+        let mut groups: Vec<&Group> = self
+            .groups
+            .values()
+            .filter(|g| path.starts_with(&format!("{}/", g.full_path)))
+            .collect();
+        groups.sort_by_key(|g| std::cmp::Reverse(g.full_path.len()));
+        let owners = std::iter::once(format!("projects/{project_id}"))
+            .chain(groups.iter().map(|g| format!("groups/{}", g.id)));
+        for owner in owners {
+            if let Some(label) = self
+                .labels
+                .get(&owner)
+                .and_then(|ls| ls.iter().find(|l| l.name == name))
+            {
+                return label.clone();
+            }
+        }
+        let id = match self.implicit_label_ids.get(name) {
+            Some(&id) => id,
+            None => {
+                let id = self.alloc_object_id();
+                self.implicit_label_ids.insert(name.to_owned(), id);
+                id
+            }
+        };
+        LabelState {
+            id,
+            name: name.to_owned(),
+            color: DEFAULT_LABEL_COLOR.to_owned(),
+            description: String::new(),
+        }
+    }
+
+    /// Records an `add` event per label in `after` but not `before`, then a `remove` event per
+    /// label in `before` but not `after` (GitLab's order).
+    fn record_label_changes(
+        &mut self,
+        (project_id, iid): (u64, u64),
+        before: &[String],
+        after: &[String],
+        user_id: u64,
+        at: DateTime<Utc>,
+    ) {
+        let added = after
+            .iter()
+            .filter(|l| !before.contains(l))
+            .map(|l| (l, "add"));
+        let removed = before
+            .iter()
+            .filter(|l| !after.contains(l))
+            .map(|l| (l, "remove"));
+        let changes: Vec<(&String, &'static str)> = added.chain(removed).collect();
+        let mut events = Vec::with_capacity(changes.len());
+        for (name, action) in changes {
+            let label = self.label_for_project(project_id, name);
+            events.push(LabelEvent {
+                id: self.alloc_object_id(),
+                user_id,
+                created_at: at,
+                label,
+                action,
+            });
+        }
+        self.issue_mut_or_panic(project_id, iid)
+            .label_events
+            .extend(events);
+    }
+
+    fn issue_state(&self, issue: &Issue) -> IssueState {
+        IssueState {
+            id: issue.id,
+            iid: issue.iid,
+            project_id: issue.project_id,
+            title: issue.title.clone(),
+            description: issue.description.clone().unwrap_or_default(),
+            state: issue.state.clone(),
+            confidential: issue.confidential,
+            labels: issue.labels.clone(),
+            assignee_ids: issue.assignee_ids.clone(),
+            notes: issue.notes.iter().map(|n| self.note_state(n)).collect(),
+            links: issue.links.iter().map(|l| l.target).collect(),
+            updated_at: fmt_time(issue.updated_at),
+        }
     }
 
     fn note_state(&self, note: &Note) -> NoteState {
@@ -953,6 +1391,18 @@ impl Params {
             .transpose()
     }
 
+    /// Grape's Boolean coercion: `true`/`false` (also `1`/`0`, `yes`/`no`, `t`/`f`), else 400.
+    fn bool(&self, key: &str) -> Result<Option<bool>, Reply> {
+        match self.get(key).map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(None),
+            Some(v) => match v.as_str() {
+                "true" | "1" | "yes" | "t" => Ok(Some(true)),
+                "false" | "0" | "no" | "f" => Ok(Some(false)),
+                _ => Err(invalid_param(key)),
+            },
+        }
+    }
+
     /// The value if it is one of `allowed`, else 400.
     fn one_of(&self, key: &str, allowed: &[&str]) -> Result<Option<String>, Reply> {
         match self.get(key) {
@@ -1092,14 +1542,14 @@ fn route(w: &mut World, ctx: &Ctx<'_>, segments: &[&str]) -> HandlerResult {
         ("GET", ["users", id]) => get_user(w, id),
         ("GET", ["users", id_or_username, "status"]) => get_user_status(w, id_or_username),
         ("GET", ["groups", group, "members", "all"]) => list_group_members_all(w, ctx, group),
-        ("GET", ["merge_requests"]) => list_mrs(w, ctx, MrListScope::Instance),
+        ("GET", ["merge_requests"]) => list_mrs(w, ctx, ListScope::Instance),
         ("GET", ["groups", group, "merge_requests"]) => {
             let full_path = lookup_group(w, group)?.full_path.clone();
-            list_mrs(w, ctx, MrListScope::Group(full_path))
+            list_mrs(w, ctx, ListScope::Group(full_path))
         }
         ("GET", ["projects", project, "merge_requests"]) => {
             let project_id = lookup_project(w, project)?;
-            list_mrs(w, ctx, MrListScope::Project(project_id))
+            list_mrs(w, ctx, ListScope::Project(project_id))
         }
         ("GET", ["projects", project, "merge_requests", iid]) => get_mr(w, project, iid),
         ("PUT", ["projects", project, "merge_requests", iid]) => put_mr(w, ctx, project, iid),
@@ -1108,6 +1558,31 @@ fn route(w: &mut World, ctx: &Ctx<'_>, segments: &[&str]) -> HandlerResult {
         }
         ("POST", ["projects", project, "merge_requests", iid, "notes"]) => {
             post_mr_note(w, ctx, project, iid)
+        }
+        ("GET", ["issues"]) => list_issues(w, ctx, ListScope::Instance),
+        ("GET", ["groups", group, "issues"]) => {
+            let full_path = lookup_group(w, group)?.full_path.clone();
+            list_issues(w, ctx, ListScope::Group(full_path))
+        }
+        ("GET", ["projects", project, "issues"]) => {
+            let project_id = lookup_project(w, project)?;
+            list_issues(w, ctx, ListScope::Project(project_id))
+        }
+        ("POST", ["projects", project, "issues"]) => post_issue(w, ctx, project),
+        ("GET", ["projects", project, "issues", iid]) => get_issue(w, project, iid),
+        ("PUT", ["projects", project, "issues", iid]) => put_issue(w, ctx, project, iid),
+        ("GET", ["projects", project, "issues", iid, "notes"]) => {
+            list_issue_notes(w, ctx, project, iid)
+        }
+        ("POST", ["projects", project, "issues", iid, "notes"]) => {
+            post_issue_note(w, ctx, project, iid)
+        }
+        ("GET", ["projects", project, "issues", iid, "links"]) => list_issue_links(w, project, iid),
+        ("POST", ["projects", project, "issues", iid, "links"]) => {
+            post_issue_link(w, ctx, project, iid)
+        }
+        ("GET", ["projects", project, "issues", iid, "resource_label_events"]) => {
+            list_issue_label_events(w, ctx, project, iid)
         }
         ("POST", ["projects", project, "statuses", sha]) => post_status(w, ctx, project, sha),
         ("GET", [kind @ ("groups" | "projects"), owner, "labels"]) => {
@@ -1182,6 +1657,16 @@ fn lookup_project(w: &World, key: &str) -> Result<u64, Reply> {
             .map(|(id, _)| *id),
     };
     found.ok_or_else(|| Reply::message(404, "404 Project Not Found"))
+}
+
+fn find_issue_key(w: &World, project: &str, iid: &str) -> Result<(u64, u64), Reply> {
+    let project_id = lookup_project(w, project)?;
+    let iid: u64 = iid.parse().map_err(|_| invalid_param("issue_iid"))?;
+    if w.issues.contains_key(&(project_id, iid)) {
+        Ok((project_id, iid))
+    } else {
+        Err(Reply::message(404, "404 Not found"))
+    }
 }
 
 fn find_mr_key(w: &World, project: &str, iid: &str) -> Result<(u64, u64), Reply> {
@@ -1280,34 +1765,35 @@ fn list_group_members_all(w: &mut World, ctx: &Ctx<'_>, group: &str) -> HandlerR
 // Handlers: merge requests
 // ---------------------------------------------------------------------------------------------
 
-enum MrListScope {
-    /// `GET /merge_requests` (default `scope=created_by_me`).
+/// Where a merge request or issue list endpoint looks.
+enum ListScope {
+    /// `GET /merge_requests`, `GET /issues` (default `scope=created_by_me`).
     Instance,
-    /// `GET /groups/:id/merge_requests`: projects under this full path.
+    /// `GET /groups/:id/{merge_requests,issues}`: projects under this full path.
     Group(String),
-    /// `GET /projects/:id/merge_requests`.
+    /// `GET /projects/:id/{merge_requests,issues}`.
     Project(u64),
 }
 
 type MrPredicate = Box<dyn Fn(&Mr) -> bool>;
 
 /// Builds the filters of the merge request list endpoints from the query.
-fn mr_list_filters(w: &World, q: &Params, scope: &MrListScope) -> Result<Vec<MrPredicate>, Reply> {
+fn mr_list_filters(w: &World, q: &Params, scope: &ListScope) -> Result<Vec<MrPredicate>, Reply> {
     let mut preds: Vec<MrPredicate> = Vec::new();
     match scope {
-        MrListScope::Instance => {}
-        MrListScope::Group(full_path) => {
+        ListScope::Instance => {}
+        ListScope::Group(full_path) => {
             let prefix = format!("{full_path}/");
             preds.push(Box::new(move |mr| mr.project_path.starts_with(&prefix)));
         }
-        MrListScope::Project(project_id) => {
+        ListScope::Project(project_id) => {
             let project_id = *project_id;
             preds.push(Box::new(move |mr| mr.project_id == project_id));
         }
     }
 
     let default_scope = match scope {
-        MrListScope::Instance => "created_by_me",
+        ListScope::Instance => "created_by_me",
         _ => "all",
     };
     let user_scope = q
@@ -1416,7 +1902,7 @@ fn mr_list_filters(w: &World, q: &Params, scope: &MrListScope) -> Result<Vec<MrP
 }
 
 /// `GET /merge_requests`, `GET /groups/:id/merge_requests`, `GET /projects/:id/merge_requests`
-fn list_mrs(w: &mut World, ctx: &Ctx<'_>, scope: MrListScope) -> HandlerResult {
+fn list_mrs(w: &mut World, ctx: &Ctx<'_>, scope: ListScope) -> HandlerResult {
     let preds = mr_list_filters(w, &ctx.query, &scope)?;
     let order_by = ctx
         .query
@@ -1564,13 +2050,21 @@ fn put_mr(w: &mut World, ctx: &Ctx<'_>, project: &str, iid: &str) -> HandlerResu
 /// `GET /projects/:id/merge_requests/:iid/notes` (`sort=asc|desc`, `order_by=created_at|updated_at`)
 fn list_mr_notes(w: &mut World, ctx: &Ctx<'_>, project: &str, iid: &str) -> HandlerResult {
     let key = find_mr_key(w, project, iid)?;
+    let mr = &w.mrs[&key];
+    let notes = sorted_notes(ctx, &mr.notes)?;
+    let noteable = Noteable::of_mr(mr);
+    paginate(w, ctx, &notes, |n| note_json(w, &noteable, n))
+}
+
+/// Notes ordered by the query's `order_by` (`created_at`|`updated_at`) and `sort`
+/// (`asc`|`desc`, default `desc` as in GitLab).
+fn sorted_notes<'n>(ctx: &Ctx<'_>, notes: &'n [Note]) -> Result<Vec<&'n Note>, Reply> {
     let order_by = ctx
         .query
         .one_of("order_by", &["created_at", "updated_at"])?
         .unwrap_or_else(|| "created_at".to_owned());
     let ascending = ctx.query.one_of("sort", &["asc", "desc"])?.as_deref() == Some("asc");
-    let mr = &w.mrs[&key];
-    let mut notes: Vec<&Note> = mr.notes.iter().collect();
+    let mut notes: Vec<&Note> = notes.iter().collect();
     notes.sort_by_key(|n| {
         let t = if order_by == "updated_at" {
             n.updated_at
@@ -1582,7 +2076,18 @@ fn list_mr_notes(w: &mut World, ctx: &Ctx<'_>, project: &str, iid: &str) -> Hand
     if !ascending {
         notes.reverse();
     }
-    paginate(w, ctx, &notes, |n| note_json(w, mr, n))
+    Ok(notes)
+}
+
+/// The `body` of a note creation request (400 if missing or blank).
+fn note_body_param(params: &Params) -> Result<String, Reply> {
+    let body = params
+        .get("body")
+        .ok_or_else(|| Reply::error(400, "body is missing"))?;
+    if body.trim().is_empty() {
+        return Err(Reply::error(400, "body is empty"));
+    }
+    Ok(body.to_owned())
 }
 
 /// `POST /projects/:id/merge_requests/:iid/notes` with `body` (form or JSON); authored by the
@@ -1590,20 +2095,470 @@ fn list_mr_notes(w: &mut World, ctx: &Ctx<'_>, project: &str, iid: &str) -> Hand
 fn post_mr_note(w: &mut World, ctx: &Ctx<'_>, project: &str, iid: &str) -> HandlerResult {
     let (project_id, iid) = find_mr_key(w, project, iid)?;
     let params = ctx.params()?;
-    let body = params
-        .get("body")
-        .ok_or_else(|| Reply::error(400, "body is missing"))?;
-    if body.trim().is_empty() {
-        return Err(Reply::error(400, "body is empty"));
-    }
-    let note_id = w.create_mr_note(project_id, iid, w.bot_id, body, false);
+    let body = note_body_param(&params)?;
+    let note_id = w.create_mr_note(project_id, iid, w.bot_id, &body, false);
     let mr = &w.mrs[&(project_id, iid)];
     let note = mr
         .notes
         .iter()
         .find(|n| n.id == note_id)
         .expect("just created");
-    Ok(Reply::json(201, note_json(w, mr, note)))
+    Ok(Reply::json(201, note_json(w, &Noteable::of_mr(mr), note)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers: issues
+// ---------------------------------------------------------------------------------------------
+
+type IssuePredicate = Box<dyn Fn(&Issue) -> bool>;
+
+/// Builds the filters of the issue list endpoints from the query.
+fn issue_list_filters(
+    w: &World,
+    q: &Params,
+    scope: &ListScope,
+) -> Result<Vec<IssuePredicate>, Reply> {
+    let mut preds: Vec<IssuePredicate> = Vec::new();
+    match scope {
+        ListScope::Instance => {}
+        ListScope::Group(full_path) => {
+            let prefix = format!("{full_path}/");
+            let project_ids: Vec<u64> = w
+                .projects
+                .iter()
+                .filter(|(_, path)| path.starts_with(&prefix))
+                .map(|(&id, _)| id)
+                .collect();
+            preds.push(Box::new(move |i| project_ids.contains(&i.project_id)));
+        }
+        ListScope::Project(project_id) => {
+            let project_id = *project_id;
+            preds.push(Box::new(move |i| i.project_id == project_id));
+        }
+    }
+
+    let default_scope = match scope {
+        ListScope::Instance => "created_by_me",
+        _ => "all",
+    };
+    let user_scope = q
+        .one_of(
+            "scope",
+            &[
+                "created_by_me",
+                "created-by-me",
+                "assigned_to_me",
+                "assigned-to-me",
+                "all",
+            ],
+        )?
+        .unwrap_or_else(|| default_scope.to_owned());
+    let bot = w.bot_id;
+    match user_scope.replace('-', "_").as_str() {
+        "created_by_me" => preds.push(Box::new(move |i| i.author_id == bot)),
+        "assigned_to_me" => preds.push(Box::new(move |i| i.assignee_ids.contains(&bot))),
+        _ => {}
+    }
+
+    if let Some(state) = q.one_of("state", &["opened", "closed", "all"])? {
+        if state != "all" {
+            preds.push(Box::new(move |i| i.state == state));
+        }
+    }
+    if let Some(labels) = q.list("labels") {
+        match labels.as_slice() {
+            [only] if only.eq_ignore_ascii_case("none") => {
+                preds.push(Box::new(|i| i.labels.is_empty()));
+            }
+            [only] if only.eq_ignore_ascii_case("any") => {
+                preds.push(Box::new(|i| !i.labels.is_empty()));
+            }
+            _ => preds.push(Box::new(move |i| {
+                labels.iter().all(|l| i.labels.contains(l))
+            })),
+        }
+    }
+    if let Some(search) = q.get("search").map(str::to_lowercase) {
+        preds.push(Box::new(move |i| {
+            i.title.to_lowercase().contains(&search)
+                || i.description
+                    .as_deref()
+                    .is_some_and(|d| d.to_lowercase().contains(&search))
+        }));
+    }
+    if let Some(confidential) = q.bool("confidential")? {
+        preds.push(Box::new(move |i| i.confidential == confidential));
+    }
+    if let Some(author_id) = q.u64("author_id")? {
+        preds.push(Box::new(move |i| i.author_id == author_id));
+    }
+    if let Some(username) = q.get("author_username") {
+        let author = w.user_by_username(username).map(|u| u.spec.id);
+        preds.push(Box::new(move |i| Some(i.author_id) == author));
+    }
+    match q.get("assignee_id") {
+        None => {}
+        Some(v) if v.eq_ignore_ascii_case("none") => {
+            preds.push(Box::new(|i| i.assignee_ids.is_empty()));
+        }
+        Some(v) if v.eq_ignore_ascii_case("any") => {
+            preds.push(Box::new(|i| !i.assignee_ids.is_empty()));
+        }
+        Some(_) => {
+            let assignee = q.u64("assignee_id")?.unwrap_or_default();
+            preds.push(Box::new(move |i| i.assignee_ids.contains(&assignee)));
+        }
+    }
+    if let Some(usernames) = q.list("assignee_username") {
+        let ids: Vec<Option<u64>> = usernames
+            .iter()
+            .map(|name| w.user_by_username(name).map(|u| u.spec.id))
+            .collect();
+        preds.push(Box::new(move |i| {
+            ids.iter()
+                .all(|id| id.is_some_and(|id| i.assignee_ids.contains(&id)))
+        }));
+    }
+    // GitLab's finders compare inclusively.
+    if let Some(t) = q.time("updated_after")? {
+        preds.push(Box::new(move |i| i.updated_at >= t));
+    }
+    if let Some(t) = q.time("updated_before")? {
+        preds.push(Box::new(move |i| i.updated_at <= t));
+    }
+    if let Some(t) = q.time("created_after")? {
+        preds.push(Box::new(move |i| i.created_at >= t));
+    }
+    if let Some(t) = q.time("created_before")? {
+        preds.push(Box::new(move |i| i.created_at <= t));
+    }
+    if let Some(iids) = q.list("iids") {
+        let iids: Vec<u64> = iids
+            .iter()
+            .map(|v| v.parse().map_err(|_| invalid_param("iids")))
+            .collect::<Result<_, _>>()?;
+        preds.push(Box::new(move |i| iids.contains(&i.iid)));
+    }
+    Ok(preds)
+}
+
+/// `GET /issues`, `GET /groups/:id/issues`, `GET /projects/:id/issues`
+fn list_issues(w: &mut World, ctx: &Ctx<'_>, scope: ListScope) -> HandlerResult {
+    let preds = issue_list_filters(w, &ctx.query, &scope)?;
+    let order_by = ctx
+        .query
+        .one_of("order_by", &["created_at", "updated_at"])?
+        .unwrap_or_else(|| "created_at".to_owned());
+    let ascending = ctx.query.one_of("sort", &["asc", "desc"])?.as_deref() == Some("asc");
+    let mut issues: Vec<&Issue> = w
+        .issues
+        .values()
+        .filter(|i| preds.iter().all(|p| p(i)))
+        .collect();
+    issues.sort_by_key(|i| {
+        let t = if order_by == "updated_at" {
+            i.updated_at
+        } else {
+            i.created_at
+        };
+        (t, i.id)
+    });
+    if !ascending {
+        issues.reverse();
+    }
+    paginate(w, ctx, &issues, |i| issue_json(w, i))
+}
+
+/// `assignee_ids` (`assignee_ids[]=..` repeated, JSON array, comma list; `0` or empty for
+/// nobody) or the older scalar `assignee_id`. Ids of unknown users are dropped, as GitLab
+/// drops users who cannot be assigned. `None` if neither is given.
+fn assignee_ids_param(w: &World, params: &Params) -> Result<Option<Vec<u64>>, Reply> {
+    let (key, raw) = match params.list("assignee_ids") {
+        Some(raw) => ("assignee_ids", raw),
+        None => match params.get("assignee_id") {
+            Some(v) => ("assignee_id", vec![v.trim().to_owned()]),
+            None => return Ok(None),
+        },
+    };
+    let mut ids = Vec::new();
+    for v in raw.iter().filter(|v| !v.is_empty()) {
+        let id: u64 = v.parse().map_err(|_| invalid_param(key))?;
+        if id != 0 && w.users.contains_key(&id) {
+            ids.push(id);
+        }
+    }
+    dedup_keep_order(&mut ids);
+    Ok(Some(ids))
+}
+
+fn blank_title() -> Reply {
+    Reply::json(400, json!({ "message": { "title": ["can't be blank"] } }))
+}
+
+/// `POST /projects/:id/issues` with `title` (required), `description`, `labels`,
+/// `confidential`, `assignee_ids`/`assignee_id` (form or JSON); authored by the token's user.
+fn post_issue(w: &mut World, ctx: &Ctx<'_>, project: &str) -> HandlerResult {
+    let project_id = lookup_project(w, project)?;
+    let params = ctx.params()?;
+    let title = params
+        .get("title")
+        .ok_or_else(|| Reply::message(400, "400 (Bad request) \"title\" not given"))?
+        .to_owned();
+    if title.trim().is_empty() {
+        return Err(blank_title());
+    }
+    let description = params.get("description").map(str::to_owned);
+    let mut labels = params.list("labels").unwrap_or_default();
+    normalize_labels(&mut labels);
+    let confidential = params.bool("confidential")?.unwrap_or(false);
+    let assignee_ids = assignee_ids_param(w, &params)?.unwrap_or_default();
+
+    let now = w.clock.tick();
+    let id = w.alloc_issue_id();
+    let key = (project_id, w.next_issue_iid(project_id));
+    let bot = w.bot_id;
+    let mut issue = Issue::new(id, key, bot, now);
+    issue.title = title;
+    issue.description = description;
+    issue.confidential = confidential;
+    issue.labels = labels.clone();
+    issue.assignee_ids = assignee_ids;
+    w.issues.insert(key, issue);
+    w.record_label_changes(key, &[], &labels, bot, now);
+    Ok(Reply::json(201, issue_json(w, &w.issues[&key])))
+}
+
+/// `GET /projects/:id/issues/:iid`
+fn get_issue(w: &mut World, project: &str, iid: &str) -> HandlerResult {
+    let key = find_issue_key(w, project, iid)?;
+    Ok(Reply::json(200, issue_json(w, &w.issues[&key])))
+}
+
+/// `PUT /projects/:id/issues/:iid`
+///
+/// Supports `title`, `description` (stored verbatim), `labels` (replace), `add_labels`,
+/// `remove_labels`, `assignee_ids`/`assignee_id` (`0`/empty for nobody), `confidential` and
+/// `state_event` (`close`/`reopen`). Every label actually added or removed is recorded as a
+/// label event by the token's user; `updated_at` is bumped only if something changed.
+fn put_issue(w: &mut World, ctx: &Ctx<'_>, project: &str, iid: &str) -> HandlerResult {
+    const KEYS: [&str; 10] = [
+        "title",
+        "description",
+        "labels",
+        "add_labels",
+        "remove_labels",
+        "assignee_id",
+        "assignee_ids",
+        "confidential",
+        "state_event",
+        "discussion_locked",
+    ];
+    let key = find_issue_key(w, project, iid)?;
+    let params = ctx.params()?;
+
+    // Validate everything before touching the world.
+    let provided = KEYS
+        .iter()
+        .any(|k| params.get(k).is_some() || params.get(&format!("{k}[]")).is_some());
+    if !provided {
+        return Err(Reply::error(
+            400,
+            &format!(
+                "{}, {} are missing, at least one parameter must be provided",
+                KEYS[..KEYS.len() - 1].join(", "),
+                KEYS[KEYS.len() - 1]
+            ),
+        ));
+    }
+    let title = params.get("title").map(str::to_owned);
+    if title.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        return Err(blank_title());
+    }
+    let description = params.get("description").map(str::to_owned);
+    let set_labels = params.list("labels");
+    let add_labels = params.list("add_labels");
+    let remove_labels = params.list("remove_labels");
+    let assignee_ids = assignee_ids_param(w, &params)?;
+    let confidential = params.bool("confidential")?;
+    // Accepted (and validated) but not modelled.
+    params.bool("discussion_locked")?;
+    let state_event = params.one_of("state_event", &["close", "reopen"])?;
+
+    let bot = w.bot_id;
+    let World { issues, clock, .. } = &mut *w;
+    let issue = issues.get_mut(&key).expect("looked up above");
+    let before = (
+        issue.title.clone(),
+        issue.description.clone(),
+        issue.labels.clone(),
+        issue.assignee_ids.clone(),
+        issue.confidential,
+        issue.state.clone(),
+    );
+    if let Some(title) = title {
+        issue.title = title;
+    }
+    if let Some(description) = description {
+        issue.description = Some(description);
+    }
+    if let Some(labels) = set_labels {
+        issue.labels = labels;
+    }
+    if let Some(add) = add_labels {
+        issue.labels.extend(add);
+    }
+    if let Some(remove) = remove_labels {
+        issue.labels.retain(|l| !remove.contains(l));
+    }
+    normalize_labels(&mut issue.labels);
+    if let Some(ids) = assignee_ids {
+        issue.assignee_ids = ids;
+    }
+    if let Some(confidential) = confidential {
+        issue.confidential = confidential;
+    }
+    match (state_event.as_deref(), issue.state.as_str()) {
+        (Some("close"), "opened") => issue.state = "closed".to_owned(),
+        (Some("reopen"), "closed") => issue.state = "opened".to_owned(),
+        _ => {}
+    }
+    let after = (
+        issue.title.clone(),
+        issue.description.clone(),
+        issue.labels.clone(),
+        issue.assignee_ids.clone(),
+        issue.confidential,
+        issue.state.clone(),
+    );
+    if before != after {
+        let now = clock.tick();
+        issue.updated_at = now;
+        if before.5 != after.5 {
+            let closed = issue.state == "closed";
+            issue.closed_at = closed.then_some(now);
+            issue.closed_by = closed.then_some(bot);
+        }
+        let labels_after = issue.labels.clone();
+        w.record_label_changes(key, &before.2, &labels_after, bot, now);
+    }
+    Ok(Reply::json(200, issue_json(w, &w.issues[&key])))
+}
+
+/// `GET /projects/:id/issues/:iid/notes` (`sort=asc|desc`, `order_by=created_at|updated_at`)
+fn list_issue_notes(w: &mut World, ctx: &Ctx<'_>, project: &str, iid: &str) -> HandlerResult {
+    let key = find_issue_key(w, project, iid)?;
+    let issue = &w.issues[&key];
+    let notes = sorted_notes(ctx, &issue.notes)?;
+    let noteable = Noteable::of_issue(issue);
+    paginate(w, ctx, &notes, |n| note_json(w, &noteable, n))
+}
+
+/// `POST /projects/:id/issues/:iid/notes` with `body` (form or JSON); authored by the token's
+/// user.
+fn post_issue_note(w: &mut World, ctx: &Ctx<'_>, project: &str, iid: &str) -> HandlerResult {
+    let (project_id, iid) = find_issue_key(w, project, iid)?;
+    let params = ctx.params()?;
+    let body = note_body_param(&params)?;
+    let note_id = w.create_issue_note(project_id, iid, w.bot_id, &body, false);
+    let issue = &w.issues[&(project_id, iid)];
+    let note = issue
+        .notes
+        .iter()
+        .find(|n| n.id == note_id)
+        .expect("just created");
+    Ok(Reply::json(
+        201,
+        note_json(w, &Noteable::of_issue(issue), note),
+    ))
+}
+
+/// `GET /projects/:id/issues/:iid/links`: the linked issues (not paginated, as in GitLab),
+/// each with `issue_link_id`, `link_type`, `link_created_at` and `link_updated_at`.
+fn list_issue_links(w: &mut World, project: &str, iid: &str) -> HandlerResult {
+    let key = find_issue_key(w, project, iid)?;
+    let body: Vec<Value> = w.issues[&key]
+        .links
+        .iter()
+        .filter_map(|link| {
+            let target = w.issues.get(&link.target)?;
+            let mut v = issue_json(w, target);
+            v["issue_link_id"] = json!(link.id);
+            v["link_type"] = json!(link.link_type);
+            v["link_created_at"] = json!(fmt_time(link.created_at));
+            v["link_updated_at"] = json!(fmt_time(link.created_at));
+            Some(v)
+        })
+        .collect();
+    Ok(Reply::json(200, Value::Array(body)))
+}
+
+/// `POST /projects/:id/issues/:iid/links` with `target_project_id` (id or path),
+/// `target_issue_iid` and optional `link_type` (`relates_to`, `blocks`, `is_blocked_by`).
+/// Links both issues; 409 if they are linked already.
+fn post_issue_link(w: &mut World, ctx: &Ctx<'_>, project: &str, iid: &str) -> HandlerResult {
+    let source = find_issue_key(w, project, iid)?;
+    let params = ctx.params()?;
+    let target_project = params
+        .get("target_project_id")
+        .ok_or_else(|| Reply::error(400, "target_project_id is missing"))?;
+    let target_iid = params
+        .get("target_issue_iid")
+        .ok_or_else(|| Reply::error(400, "target_issue_iid is missing"))?;
+    let link_type = params
+        .one_of("link_type", &["relates_to", "blocks", "is_blocked_by"])?
+        .unwrap_or_else(|| "relates_to".to_owned());
+    let target = find_issue_key(w, target_project, target_iid)?;
+    if target == source {
+        return Err(Reply::message(
+            404,
+            "No matching issue found. Make sure that you are adding a valid issue URL.",
+        ));
+    }
+    if w.issues[&source].links.iter().any(|l| l.target == target) {
+        return Err(Reply::message(409, "Issue(s) already assigned"));
+    }
+    let reverse_type = match link_type.as_str() {
+        "blocks" => "is_blocked_by",
+        "is_blocked_by" => "blocks",
+        other => other,
+    }
+    .to_owned();
+
+    let id = w.alloc_object_id();
+    let now = w.clock.tick();
+    for (from, to, link_type) in [
+        (source, target, link_type.clone()),
+        (target, source, reverse_type),
+    ] {
+        w.issue_mut_or_panic(from.0, from.1).links.push(IssueLink {
+            id,
+            target: to,
+            link_type,
+            created_at: now,
+        });
+    }
+    Ok(Reply::json(
+        201,
+        json!({
+            "source_issue": issue_json(w, &w.issues[&source]),
+            "target_issue": issue_json(w, &w.issues[&target]),
+            "link_type": link_type,
+        }),
+    ))
+}
+
+/// `GET /projects/:id/issues/:iid/resource_label_events`, oldest first.
+fn list_issue_label_events(
+    w: &mut World,
+    ctx: &Ctx<'_>,
+    project: &str,
+    iid: &str,
+) -> HandlerResult {
+    let key = find_issue_key(w, project, iid)?;
+    let issue = &w.issues[&key];
+    paginate(w, ctx, &issue.label_events, |e| {
+        label_event_json(w, issue, e)
+    })
 }
 
 /// A label of a group or project.
@@ -2049,8 +3004,37 @@ fn note_author_json(user: &User) -> Value {
     body
 }
 
-/// note_merge_request_single.json.
-fn note_json(w: &World, mr: &Mr, note: &Note) -> Value {
+/// What a note belongs to.
+struct Noteable {
+    /// `"MergeRequest"` or `"Issue"`.
+    kind: &'static str,
+    id: u64,
+    iid: u64,
+    project_id: u64,
+}
+
+impl Noteable {
+    fn of_mr(mr: &Mr) -> Self {
+        Noteable {
+            kind: "MergeRequest",
+            id: mr.id,
+            iid: mr.iid,
+            project_id: mr.project_id,
+        }
+    }
+
+    fn of_issue(issue: &Issue) -> Self {
+        Noteable {
+            kind: "Issue",
+            id: issue.id,
+            iid: issue.iid,
+            project_id: issue.project_id,
+        }
+    }
+}
+
+/// note_merge_request_single.json / notes_issue_list.json entries.
+fn note_json(w: &World, noteable: &Noteable, note: &Note) -> Value {
     json!({
         "id": note.id,
         "type": null,
@@ -2059,10 +3043,10 @@ fn note_json(w: &World, mr: &Mr, note: &Note) -> Value {
         "created_at": fmt_time(note.created_at),
         "updated_at": fmt_time(note.updated_at),
         "system": note.system,
-        "noteable_id": mr.id,
-        "noteable_type": "MergeRequest",
-        "project_id": mr.project_id,
-        "noteable_iid": mr.iid,
+        "noteable_id": noteable.id,
+        "noteable_type": noteable.kind,
+        "project_id": noteable.project_id,
+        "noteable_iid": noteable.iid,
         "commands_changes": {},
         "resolvable": false,
         "confidential": false,
@@ -2179,6 +3163,103 @@ fn mr_json(w: &World, mr: &Mr) -> Value {
             "user": { "can_merge": true },
         }),
     ])
+}
+
+/// issue_single.json (also list entries, the POST and PUT answers and link targets).
+fn issue_json(w: &World, issue: &Issue) -> Value {
+    let project_path = w.project_path(issue.project_id);
+    let author = user_basic_json(&w.user_or_placeholder(issue.author_id));
+    let assignees: Vec<Value> = issue
+        .assignee_ids
+        .iter()
+        .map(|&id| user_basic_json(&w.user_or_placeholder(id)))
+        .collect();
+    let assignee = assignees.first().cloned().unwrap_or(Value::Null);
+    let closed_by = issue.closed_by.map_or(Value::Null, |id| {
+        user_basic_json(&w.user_or_placeholder(id))
+    });
+    let user_notes_count = issue.notes.iter().filter(|n| !n.system).count();
+    let reference = format!("#{}", issue.iid);
+    let api = format!(
+        "{WEB_BASE}/api/v4/projects/{}/issues/{}",
+        issue.project_id, issue.iid
+    );
+    merge_objects([
+        json!({
+            "id": issue.id,
+            "iid": issue.iid,
+            "project_id": issue.project_id,
+            "title": issue.title,
+            "description": issue.description,
+            "state": issue.state,
+            "created_at": fmt_time(issue.created_at),
+            "updated_at": fmt_time(issue.updated_at),
+            "closed_at": issue.closed_at.map(fmt_time),
+            "closed_by": closed_by,
+            "labels": issue.labels,
+            "milestone": null,
+            "assignees": assignees,
+            "assignee": assignee,
+            "author": author,
+            "type": "ISSUE",
+            "upvotes": 0,
+            "downvotes": 0,
+            "merge_requests_count": 0,
+            "user_notes_count": user_notes_count,
+        }),
+        json!({
+            "subscribed": false,
+            "moved_to_id": null,
+            "start_date": null,
+            "due_date": null,
+            "imported": false,
+            "imported_from": "none",
+            "web_url": format!("{WEB_BASE}/{project_path}/-/issues/{}", issue.iid),
+            "references": {
+                "short": reference,
+                "relative": reference,
+                "full": format!("{project_path}#{}", issue.iid),
+            },
+            "time_stats": {
+                "time_estimate": 0,
+                "total_time_spent": 0,
+                "human_time_estimate": null,
+                "human_total_time_spent": null,
+            },
+            "has_tasks": false,
+            "task_status": "",
+            "confidential": issue.confidential,
+            "discussion_locked": false,
+            "issue_type": "issue",
+            "severity": "UNKNOWN",
+            "_links": {
+                "self": api,
+                "notes": format!("{api}/notes"),
+                "award_emoji": format!("{api}/award_emoji"),
+                "project": format!("{WEB_BASE}/api/v4/projects/{}", issue.project_id),
+                "closed_as_duplicate_of": null,
+            },
+            "task_completion_status": { "count": 0, "completed_count": 0 },
+        }),
+    ])
+}
+
+/// resource_label_events_issue.json entries.
+fn label_event_json(w: &World, issue: &Issue, event: &LabelEvent) -> Value {
+    json!({
+        "id": event.id,
+        "user": user_basic_json(&w.user_or_placeholder(event.user_id)),
+        "created_at": fmt_time(event.created_at),
+        "resource_type": "Issue",
+        "resource_id": issue.id,
+        "label": {
+            "id": event.label.id,
+            "name": event.label.name,
+            "color": event.label.color,
+            "description": event.label.description,
+        },
+        "action": event.action,
+    })
 }
 
 /// Concatenates JSON objects (later keys win).
