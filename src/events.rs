@@ -59,6 +59,7 @@ pub struct PayloadError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     MergeRequest(MergeRequestEvent),
+    Issue(IssueEvent),
 }
 
 /// Why a delivery is accepted but not acted on.
@@ -89,6 +90,9 @@ pub fn parse(kind: EventKind, body: &[u8]) -> Result<Result<Event, Ignored>, Pay
                         .to_owned(),
                 ))),
             }
+        }
+        EventKind::Issue | EventKind::ConfidentialIssue => {
+            parse_as(kind, body).map(|e| Ok(Event::Issue(e)))
         }
         other => Ok(Err(Ignored::UnsupportedKind(other.header().to_owned()))),
     }
@@ -177,6 +181,69 @@ pub struct MergeRequestEvent {
     pub reviewers: Vec<PayloadReviewer>,
 }
 
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct IssueAttributes {
+    pub id: u64,
+    pub iid: u64,
+    pub title: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub author_id: UserId,
+    #[serde(default)]
+    pub project_id: Option<u64>,
+    pub state: String,
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub confidential: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct LabelChange {
+    #[serde(default)]
+    pub previous: Vec<PayloadLabel>,
+    #[serde(default)]
+    pub current: Vec<PayloadLabel>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct IssueChanges {
+    #[serde(default)]
+    pub labels: Option<LabelChange>,
+}
+
+/// `Issue Hook` and `Confidential Issue Hook` (work item events of type issue).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct IssueEvent {
+    pub object_kind: String,
+    pub user: PayloadUser,
+    pub project: PayloadProject,
+    pub object_attributes: IssueAttributes,
+    #[serde(default)]
+    pub labels: Vec<PayloadLabel>,
+    #[serde(default)]
+    pub changes: IssueChanges,
+}
+
+impl IssueEvent {
+    pub fn project_id(&self) -> u64 {
+        self.object_attributes.project_id.unwrap_or(self.project.id)
+    }
+
+    /// Labels added by the change this event reports (empty when it reports none).
+    pub fn added_labels(&self) -> Vec<String> {
+        match &self.changes.labels {
+            Some(c) => c
+                .current
+                .iter()
+                .filter(|l| !c.previous.iter().any(|p| p.title == l.title))
+                .map(|l| l.title.clone())
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+}
+
 impl MergeRequestEvent {
     /// The MR this event is about (the target project holds it).
     pub fn mr(&self) -> MrRef {
@@ -207,7 +274,9 @@ mod tests {
         let ev = parse(EventKind::MergeRequest, &fixture("merge_request_open.json"))
             .expect("valid")
             .expect("supported");
-        let Event::MergeRequest(mr) = ev;
+        let Event::MergeRequest(mr) = ev else {
+            panic!("MR expected")
+        };
         assert_eq!(
             mr.mr(),
             MrRef {
@@ -229,7 +298,9 @@ mod tests {
         )
         .expect("valid")
         .expect("supported");
-        let Event::MergeRequest(mr) = ev;
+        let Event::MergeRequest(mr) = ev else {
+            panic!("MR expected")
+        };
         assert_eq!(
             mr.mr(),
             MrRef {
@@ -243,6 +314,19 @@ mod tests {
             ignored,
             Err(Ignored::SystemHookObject("project_create".into()))
         );
+    }
+
+    #[test]
+    fn parses_gitlab_documented_issue_event_with_label_changes() {
+        let ev = parse(EventKind::Issue, &fixture("issue_open.json"))
+            .expect("valid")
+            .expect("supported");
+        let Event::Issue(issue) = ev else {
+            panic!("issue expected")
+        };
+        assert_eq!(issue.object_attributes.action.as_deref(), Some("open"));
+        assert!(issue.project_id() > 0);
+        let _ = issue.added_labels();
     }
 
     #[test]

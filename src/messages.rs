@@ -26,7 +26,71 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../templates/cca_expired.md"),
     ),
     ("cca_signed.md", include_str!("../templates/cca_signed.md")),
+    ("engagement.md", include_str!("../templates/engagement.md")),
+    (
+        "engagement_checklist.md",
+        include_str!("../templates/engagement_checklist.md"),
+    ),
+    (
+        "intake_invalid.md",
+        include_str!("../templates/intake_invalid.md"),
+    ),
+    (
+        "intake_duplicate.md",
+        include_str!("../templates/intake_duplicate.md"),
+    ),
+    ("mr_link.md", include_str!("../templates/mr_link.md")),
+    ("stage_skip.md", include_str!("../templates/stage_skip.md")),
 ];
+
+/// The issue templates account teams pick in GitLab (`.gitlab/issue_templates/` ships copies).
+pub const ISSUE_TEMPLATES: &[(&str, &str)] = &[
+    (
+        "Co-Create engagement request.md",
+        include_str!("../templates/issue_templates/Co-Create engagement request.md"),
+    ),
+    (
+        "Co-Create pathway decision.md",
+        include_str!("../templates/issue_templates/Co-Create pathway decision.md"),
+    ),
+];
+
+/// A marker carrying a value, e.g. `<!-- cocreate:mr-link:2!16 -->` (one note per MR).
+pub fn keyed_marker(kind: &str, key: &str) -> String {
+    format!("<!-- cocreate:{kind}:{key} -->")
+}
+
+/// Every `<!-- cocreate:… -->` marker in a body.
+pub fn markers_in(body: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    while let Some(start) = rest.find("<!-- cocreate:") {
+        let tail = &rest[start..];
+        match tail.find("-->") {
+            Some(end) => {
+                out.push(tail[..end + 3].to_owned());
+                rest = &tail[end + 3..];
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+/// Data for an engagement tracking issue (internal: it lives in a confidential issue).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Engagement<'a> {
+    pub org_name: &'a str,
+    pub slug: &'a str,
+    pub tier: u8,
+    pub csm: Option<&'a str>,
+    pub ae: Option<&'a str>,
+    pub sa: Option<&'a str>,
+    pub dri: Option<&'a str>,
+    pub slack_channel: &'a str,
+    pub cca: &'a str,
+    pub first_mr: Option<&'a str>,
+}
 
 /// A hidden HTML comment that marks a note as ours, by purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -212,6 +276,115 @@ impl Messages {
             },
         )?;
         Ok(with_marker(notice.marker, &body))
+    }
+}
+
+impl Messages {
+    fn labels_ctx(labels: &crate::policy::Labels) -> (String, String, String) {
+        (
+            labels.stage_prefix.clone(),
+            labels.pathway_prefix.clone(),
+            labels.onsite.clone(),
+        )
+    }
+
+    /// The body of a tracking issue the bot opens. Names from the policies are trusted
+    /// configuration; usernames become mentions only when well-formed.
+    pub fn engagement(
+        &self,
+        e: &Engagement<'_>,
+        labels: &crate::policy::Labels,
+    ) -> Result<String, TemplateError> {
+        let (stage_prefix, pathway_prefix, onsite) = Self::labels_ctx(labels);
+        let body = self.render(
+            "engagement.md",
+            context! {
+                org_name => neutralize::inline(e.org_name),
+                slug => e.slug,
+                tier => e.tier,
+                csm => e.csm.map(neutralize::mention),
+                ae => e.ae.map(neutralize::mention),
+                sa => e.sa.map(neutralize::mention),
+                dri => e.dri.map(neutralize::mention),
+                slack_channel => e.slack_channel,
+                cca => e.cca,
+                first_mr => e.first_mr,
+                stage_prefix, pathway_prefix, onsite,
+            },
+        )?;
+        Ok(format!(
+            "{}\n{}",
+            keyed_marker("engagement", e.slug),
+            body.trim_end()
+        ))
+    }
+
+    /// The checklist appended to an account team's intake issue, keeping what they wrote.
+    pub fn checklist(
+        &self,
+        slack_channel: &str,
+        cca: &str,
+        labels: &crate::policy::Labels,
+    ) -> Result<String, TemplateError> {
+        let (stage_prefix, pathway_prefix, onsite) = Self::labels_ctx(labels);
+        let body = self.render(
+            "engagement_checklist.md",
+            context! { slack_channel, cca, stage_prefix, pathway_prefix, onsite },
+        )?;
+        Ok(format!(
+            "{}\n{}",
+            keyed_marker("checklist", "v1"),
+            body.trim_end()
+        ))
+    }
+
+    /// One note on an invalid intake issue: exactly what is missing. `problems` are already
+    /// neutralized by the caller where they quote user text.
+    pub fn intake_invalid(
+        &self,
+        marker: &str,
+        problems: &[String],
+        known: &str,
+    ) -> Result<String, TemplateError> {
+        let body = self.render("intake_invalid.md", context! { problems, known })?;
+        Ok(format!("{marker}\n{}", body.trim_end()))
+    }
+
+    pub fn intake_duplicate(
+        &self,
+        marker: &str,
+        org_name: &str,
+        existing_iid: u64,
+    ) -> Result<String, TemplateError> {
+        let body = self.render(
+            "intake_duplicate.md",
+            context! { org_name => neutralize::inline(org_name), existing => existing_iid },
+        )?;
+        Ok(format!("{marker}\n{}", body.trim_end()))
+    }
+
+    /// The note linking one MR to its engagement.
+    pub fn mr_link(
+        &self,
+        marker: &str,
+        org_name: &str,
+        mr_url: &str,
+        title: &str,
+    ) -> Result<String, TemplateError> {
+        let body = self.render(
+            "mr_link.md",
+            context! {
+                org_name => neutralize::inline(org_name),
+                mr_url => mr_url,
+                title => neutralize::inline(title),
+            },
+        )?;
+        Ok(format!("{marker}\n{}", body.trim_end()))
+    }
+
+    pub fn stage_skip(&self, marker: &str, message: &str) -> Result<String, TemplateError> {
+        let body = self.render("stage_skip.md", context! { message })?;
+        Ok(format!("{marker}\n{}", body.trim_end()))
     }
 }
 

@@ -6,6 +6,7 @@
 //! action at all.
 
 mod cca;
+pub mod engagement;
 mod recognize;
 mod reviewer;
 mod routing;
@@ -75,6 +76,34 @@ pub enum Action {
     },
     /// `PUT /<owner>/hooks/:id`: turn the tool's events on.
     UpdateHook { owner: String, id: u64, url: String },
+    /// `POST /projects/:id/issues` (a tracking issue).
+    CreateIssue {
+        project: String,
+        title: String,
+        description: String,
+        labels: Vec<String>,
+        confidential: bool,
+        assignee_ids: Vec<UserId>,
+    },
+    /// `PUT /projects/:id/issues/:iid`: labels added/removed, assignees set, description replaced.
+    EditIssue {
+        issue: engagement::IssueRef,
+        add_labels: Vec<String>,
+        remove_labels: Vec<String>,
+        assignee_ids: Option<Vec<UserId>>,
+        description: Option<String>,
+    },
+    /// `POST /projects/:id/issues/:iid/links`.
+    LinkIssues {
+        issue: engagement::IssueRef,
+        target: engagement::IssueRef,
+    },
+    /// A note on an issue, carrying a (possibly keyed) marker.
+    PostIssueNote {
+        issue: engagement::IssueRef,
+        marker: String,
+        body: String,
+    },
     /// A note whose body begins with its hidden marker.
     PostNote {
         target: NoteTarget,
@@ -136,6 +165,31 @@ impl Action {
             ),
             Action::UpdateHook { owner, url, .. } => {
                 format!("turn on the tool's events of webhook {url} on {owner}")
+            }
+            Action::CreateIssue { project, title, .. } => {
+                format!("open issue {title:?} in {project}")
+            }
+            Action::EditIssue {
+                issue,
+                add_labels,
+                remove_labels,
+                assignee_ids,
+                description,
+            } => format!(
+                "edit issue {issue}: add {add_labels:?}, remove {remove_labels:?}{}{}",
+                assignee_ids
+                    .as_ref()
+                    .map(|a| format!(", assignees {a:?}"))
+                    .unwrap_or_default(),
+                if description.is_some() {
+                    ", append the checklist"
+                } else {
+                    ""
+                }
+            ),
+            Action::LinkIssues { issue, target } => format!("link issue {issue} to {target}"),
+            Action::PostIssueNote { issue, marker, .. } => {
+                format!("post note {marker} on issue {issue}")
             }
             Action::PostNote { target, marker, .. } => {
                 let NoteTarget::MergeRequest(mr) = target;

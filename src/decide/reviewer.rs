@@ -24,6 +24,8 @@ pub struct RosterMember {
 pub struct RosterFacts {
     /// In roster order.
     pub members: Vec<RosterMember>,
+    /// The organization's engagement DRI, when on the roster: preferred while available.
+    pub preferred: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -51,6 +53,13 @@ pub fn choose_reviewer(roster: &Roster, facts: &RosterFacts) -> Option<ReviewerC
         .iter()
         .filter(|m| !roster.skip_busy || m.availability == Availability::Available)
         .collect();
+    if let Some(m) = facts
+        .preferred
+        .as_ref()
+        .and_then(|p| available.iter().find(|m| &m.username == p))
+    {
+        return Some(pick(m, "sticky: the engagement's Contributor Success DRI"));
+    }
     if roster.strategy == Strategy::StickyThenLeastLoaded {
         let sticky = available
             .iter()
@@ -191,7 +200,13 @@ mod tests {
             ),
         ];
         for (name, r, members, want) in rows {
-            let got = choose_reviewer(&r, &RosterFacts { members });
+            let got = choose_reviewer(
+                &r,
+                &RosterFacts {
+                    members,
+                    preferred: None,
+                },
+            );
             assert_eq!(got.as_ref().map(|c| c.username.as_str()), want, "{name}");
         }
     }
@@ -203,6 +218,7 @@ mod tests {
         let got = choose_reviewer(
             &r,
             &RosterFacts {
+                preferred: None,
                 members: vec![m("a", Available, 3, 0), m("b", Busy, 1, 0)],
             },
         );

@@ -237,6 +237,7 @@ mod tests {
                     org_reviews: 0,
                 })
                 .collect(),
+            preferred: None,
         }
     }
 

@@ -199,6 +199,8 @@ pub struct ApiMergeRequest {
     #[serde(default)]
     pub sha: Option<String>,
     #[serde(default)]
+    pub web_url: String,
+    #[serde(default)]
     pub updated_at: Option<String>,
 }
 
@@ -217,4 +219,22 @@ pub struct ApiNote {
     pub author: ApiUserRef,
     #[serde(default)]
     pub system: bool,
+}
+
+/// An issue, with the fields we use.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApiIssue {
+    pub iid: u64,
+    pub project_id: u64,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub state: String,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default)]
+    pub assignees: Vec<ApiUserRef>,
+    #[serde(default)]
+    pub web_url: String,
 }

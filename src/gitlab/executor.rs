@@ -6,7 +6,7 @@ use gitlab::api::projects::merge_requests::EditMergeRequest;
 use gitlab::api::projects::repository::commits::{CommitStatusState, CreateCommitStatus};
 use gitlab::api::{self, AsyncQuery};
 
-use super::endpoints::Write;
+use super::endpoints::{path_id, Write};
 use super::{Context, GitlabClient, GitlabError};
 use crate::decide::{Action, NoteTarget, StatusState, STATUS_NAME};
 
@@ -178,6 +178,98 @@ impl Executor {
                         http::Method::PUT,
                         format!("{owner}/hooks/{id}"),
                         hook_params(url),
+                    )
+                    .await?;
+                }
+                Action::CreateIssue {
+                    project,
+                    title,
+                    description,
+                    labels,
+                    confidential,
+                    assignee_ids,
+                } => {
+                    let mut params = vec![
+                        ("title", title.clone()),
+                        ("description", description.clone()),
+                        ("labels", labels.join(",")),
+                        ("confidential", confidential.to_string()),
+                    ];
+                    params.extend(
+                        assignee_ids
+                            .iter()
+                            .map(|id| ("assignee_ids[]", id.to_string())),
+                    );
+                    write(
+                        client,
+                        &what,
+                        http::Method::POST,
+                        format!("projects/{}/issues", path_id(project)),
+                        params,
+                    )
+                    .await?;
+                }
+                Action::EditIssue {
+                    issue,
+                    add_labels,
+                    remove_labels,
+                    assignee_ids,
+                    description,
+                } => {
+                    let mut params = Vec::new();
+                    if !add_labels.is_empty() {
+                        params.push(("add_labels", add_labels.join(",")));
+                    }
+                    if !remove_labels.is_empty() {
+                        params.push(("remove_labels", remove_labels.join(",")));
+                    }
+                    match assignee_ids.as_deref() {
+                        Some([]) => params.push(("assignee_ids", "0".to_owned())),
+                        Some(ids) => {
+                            params.extend(ids.iter().map(|id| ("assignee_ids[]", id.to_string())))
+                        }
+                        None => {}
+                    }
+                    if let Some(d) = description {
+                        params.push(("description", d.clone()));
+                    }
+                    write(
+                        client,
+                        &what,
+                        http::Method::PUT,
+                        format!("projects/{}/issues/{}", path_id(&issue.project), issue.iid),
+                        params,
+                    )
+                    .await?;
+                }
+                Action::LinkIssues { issue, target } => {
+                    write(
+                        client,
+                        &what,
+                        http::Method::POST,
+                        format!(
+                            "projects/{}/issues/{}/links",
+                            path_id(&issue.project),
+                            issue.iid
+                        ),
+                        vec![
+                            ("target_project_id", target.project.clone()),
+                            ("target_issue_iid", target.iid.to_string()),
+                        ],
+                    )
+                    .await?;
+                }
+                Action::PostIssueNote { issue, body, .. } => {
+                    write(
+                        client,
+                        &what,
+                        http::Method::POST,
+                        format!(
+                            "projects/{}/issues/{}/notes",
+                            path_id(&issue.project),
+                            issue.iid
+                        ),
+                        vec![("body", body.clone())],
                     )
                     .await?;
                 }

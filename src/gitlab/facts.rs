@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::endpoints::{
-    path_id, ApiCommitStatus, ApiMergeRequest, ApiNote, ApiStatus, ApiUser, Get,
+    path_id, ApiCommitStatus, ApiIssue, ApiMergeRequest, ApiNote, ApiStatus, ApiUser, Get,
 };
 use super::{Context, GitlabClient, GitlabError, TtlCache};
+use crate::decide::engagement::{linked_mrs, IssueRef, TrackingIssue};
 use crate::decide::{RosterFacts, RosterMember};
 use crate::domain::{Availability, MrRef, OrgSlug, UserFacts, UserId};
 use crate::messages::Marker;
@@ -143,6 +144,99 @@ impl FactSource {
         Ok(markers)
     }
 
+    /// Markers (`<!-- cocreate:… -->`) in the bot's notes on an issue.
+    pub async fn issue_markers(
+        &self,
+        c: &GitlabClient,
+        issue: &IssueRef,
+    ) -> Result<Vec<String>, GitlabError> {
+        let notes: Vec<ApiNote> = Get::new(format!(
+            "projects/{}/issues/{}/notes",
+            path_id(&issue.project),
+            issue.iid
+        ))
+        .param("sort", "asc")
+        .all(c)
+        .await
+        .doing(|| format!("listing notes of issue {issue}"))?;
+        Ok(notes
+            .iter()
+            .filter(|n| !n.system && n.author.username.eq_ignore_ascii_case(&self.bot_username))
+            .flat_map(|n| crate::messages::markers_in(&n.body))
+            .collect())
+    }
+
+    /// An issue as it is now.
+    pub async fn issue(
+        &self,
+        c: &GitlabClient,
+        issue: &IssueRef,
+    ) -> Result<Option<ApiIssue>, GitlabError> {
+        match Get::new(format!(
+            "projects/{}/issues/{}",
+            path_id(&issue.project),
+            issue.iid
+        ))
+        .one(c)
+        .await
+        .doing(|| format!("reading issue {issue}"))
+        {
+            Ok(i) => Ok(Some(i)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The organization's open tracking issues in the tracking project, with the MRs already
+    /// linked to each (markers in the description and in the bot's notes). `None` when the
+    /// tracking project does not exist (or the bot cannot see it): engagement tracking is then
+    /// skipped, loudly, and MR routing goes on.
+    pub async fn tracking_issues(
+        &self,
+        c: &GitlabClient,
+        policies: &Policies,
+        org: &OrgSlug,
+    ) -> Result<Option<Vec<TrackingIssue>>, GitlabError> {
+        let labels = &policies.routing.labels;
+        let project = &policies.routing.tracking.project;
+        let listed = Get::new(format!("projects/{}/issues", path_id(project)))
+            .param("state", "opened")
+            .param(
+                "labels",
+                format!("{},{}", labels.engagement, labels.org(org)),
+            )
+            .all::<ApiIssue>(c)
+            .await
+            .doing(|| format!("listing the tracking issues of `{org}` in {project}"));
+        let issues = match listed {
+            Ok(i) => i,
+            Err(e) if e.is_not_found() => {
+                tracing::error!(%project, "tracking project not found: engagement tracking is skipped; fix `tracking.project` in routing.yml or give the bot access");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for i in issues {
+            let issue = IssueRef {
+                project: project.clone(),
+                iid: i.iid,
+            };
+            let mut markers = crate::messages::markers_in(i.description.as_deref().unwrap_or(""));
+            markers.extend(self.issue_markers(c, &issue).await?);
+            out.push(TrackingIssue {
+                issue,
+                assignees: i
+                    .assignees
+                    .iter()
+                    .map(|a| (a.id, a.username.clone()))
+                    .collect(),
+                linked: linked_mrs(&markers),
+            });
+        }
+        Ok(Some(out))
+    }
+
     /// The latest state of the `cocreate/cca` status on a commit, if any.
     pub async fn cca_status(
         &self,
@@ -206,7 +300,10 @@ impl FactSource {
             }
             m.id.is_some()
         });
-        Ok(RosterFacts { members })
+        Ok(RosterFacts {
+            members,
+            preferred: None,
+        })
     }
 
     /// Open MRs labelled Co-Create in the watched scope (the whole instance when none is set).

@@ -1,7 +1,10 @@
 //! Co-Create merge request routing: labels, a Contributor Success reviewer, one welcome note.
 
 use super::{Context, HandleError, Outcome};
-use crate::decide::{decide_merge_request, Decision, MrFacts, MrState, RosterFacts, RosterMember};
+use crate::decide::engagement::decide_mr_engagement;
+use crate::decide::{
+    cca_state, decide_merge_request, Action, Decision, MrFacts, MrState, RosterFacts, RosterMember,
+};
 use crate::domain::{Availability, MrRef, UserFacts, UserId};
 use crate::events::{
     Event, MergeRequestAttributes, MergeRequestEvent, PayloadCommit, PayloadLabel, PayloadProject,
@@ -78,7 +81,9 @@ impl MrInput {
 
 /// Routed actions: `open`, `reopen`, `update` (and system hooks, which carry no action).
 pub fn parse(event: &Event) -> Option<MrInput> {
-    let Event::MergeRequest(ev) = event;
+    let Event::MergeRequest(ev) = event else {
+        return None;
+    };
     match ev.object_attributes.action.as_deref() {
         None | Some("open") | Some("reopen") | Some("update") => Some(MrInput {
             mr: ev.mr(),
@@ -143,6 +148,7 @@ pub fn payload_facts(input: &MrInput, ctx: &Context) -> MrFacts {
                     org_reviews: 0,
                 })
                 .collect(),
+            preferred: None,
         }),
     }
 }
@@ -197,12 +203,72 @@ pub async fn handle(
                     .await?,
             );
         }
-        if !facts.has_roster_reviewer(&ctx.policies) {
-            facts.roster = Some(live.facts.roster(&client, &ctx.policies, &org.slug).await?);
+    }
+    let tracking = match facts.state {
+        MrState::Opened => {
+            live.facts
+                .tracking_issues(&client, &ctx.policies, &org.slug)
+                .await?
+        }
+        _ => None,
+    };
+    if facts.state == MrState::Opened && !facts.has_roster_reviewer(&ctx.policies) {
+        let mut roster = live.facts.roster(&client, &ctx.policies, &org.slug).await?;
+        // Sticky to the engagement's Contributor Success DRI.
+        roster.preferred = tracking
+            .iter()
+            .flatten()
+            .flat_map(|t| t.assignees.iter().map(|(_, u)| u.to_ascii_lowercase()))
+            .find(|u| ctx.policies.routing.roster.reviewers.contains(u));
+        facts.roster = Some(roster);
+    }
+    let mut decision = decide_merge_request(&facts, &ctx.policies, &ctx.messages)?;
+    if let (None, Some(tracking)) = (&decision.skip, &tracking) {
+        if let Some(o) = ctx.policies.organizations.get(&org.slug) {
+            let dri = engagement_dri(&facts, &decision, &ctx.policies);
+            let cca = cca_state(&o.slug, &ctx.policies.agreements, facts.today);
+            decision.actions.extend(decide_mr_engagement(
+                o,
+                input.mr,
+                &current.web_url,
+                &facts.title,
+                tracking,
+                dri.as_ref().map(|(id, u)| (*id, u.as_str())),
+                cca.name(),
+                &ctx.policies,
+                &ctx.messages,
+            )?);
         }
     }
-    let decision = decide_merge_request(&facts, &ctx.policies, &ctx.messages)?;
     finish(ctx, Some(&client), input.mr, decision).await
+}
+
+/// The MR's Contributor Success reviewer (existing, or the one being added), as the DRI of a
+/// tracking issue the MR opens.
+fn engagement_dri(
+    facts: &MrFacts,
+    decision: &Decision,
+    policies: &crate::policy::Policies,
+) -> Option<(UserId, String)> {
+    let roster = &policies.routing.roster.reviewers;
+    if let Some((id, u)) = facts
+        .reviewers
+        .iter()
+        .find(|(_, u)| roster.contains(&u.to_ascii_lowercase()))
+    {
+        return Some((*id, u.clone()));
+    }
+    decision.actions.iter().find_map(|a| match a {
+        Action::EditMergeRequest {
+            added_reviewer: Some(name),
+            ..
+        } => facts
+            .roster
+            .as_ref()
+            .and_then(|r| r.members.iter().find(|m| &m.username == name))
+            .and_then(|m| m.id.map(|id| (id, name.clone()))),
+        _ => None,
+    })
 }
 
 async fn finish(

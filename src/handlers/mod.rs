@@ -1,6 +1,7 @@
 //! One handler per feature. Each splits into `parse` (event → `Option<Input>`, pure) and
 //! `handle` (gather facts → `decide` → executor).
 
+pub mod issue;
 pub mod merge_request;
 
 use std::collections::HashMap;
@@ -80,6 +81,10 @@ pub async fn dispatch(
             None => Ok(Outcome::Skipped(
                 "merge request action is not routed".into(),
             )),
+        },
+        Ok(event @ Event::Issue(_)) => match issue::parse(&event) {
+            Some(input) => issue::handle(ctx, input, event_uuid).await,
+            None => Ok(Outcome::Skipped("issue action is not handled".into())),
         },
     }
 }

@@ -33,6 +33,16 @@ pub struct Labels {
     pub cca_signed: String,
     pub cca_missing: String,
     pub cca_expired: String,
+    /// Marks engagement tracking issues.
+    pub engagement: String,
+    /// Marks intake issues opened from the "Co-Create engagement request" template.
+    pub intake: String,
+    /// Prefix of the funnel stage labels (`Co-Create stage::contacted`, …).
+    pub stage_prefix: String,
+    /// Prefix of the pathway labels (`Co-Create pathway::major`, …).
+    pub pathway_prefix: String,
+    /// Marks an engagement that plans an on-site week (only for a major pathway).
+    pub onsite: String,
 }
 
 impl Default for Labels {
@@ -44,6 +54,11 @@ impl Default for Labels {
             cca_signed: "CCA::signed".into(),
             cca_missing: "CCA::missing".into(),
             cca_expired: "CCA::expired".into(),
+            engagement: "Co-Create engagement".into(),
+            intake: "Co-Create intake".into(),
+            stage_prefix: "Co-Create stage::".into(),
+            pathway_prefix: "Co-Create pathway::".into(),
+            onsite: "Co-Create on-site".into(),
         }
     }
 }
@@ -51,6 +66,14 @@ impl Default for Labels {
 impl Labels {
     pub fn org(&self, slug: &OrgSlug) -> String {
         format!("{}{}", self.org_prefix, slug)
+    }
+
+    pub fn stage(&self, stage: &str) -> String {
+        format!("{}{stage}", self.stage_prefix)
+    }
+
+    pub fn pathway(&self, pathway: &str) -> String {
+        format!("{}{pathway}", self.pathway_prefix)
     }
 
     /// The three CCA labels (scoped: exactly one belongs on an MR).

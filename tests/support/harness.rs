@@ -27,6 +27,9 @@ pub const ROSTER: &[(u64, &str)] = &[
 pub const AERO_DEV: (u64, &str) = (501, "aero-dev-1");
 /// An engineer of `example-telco` (recognised by verified e-mail domain).
 pub const TELCO_DEV: (u64, &str) = (502, "tdev");
+/// The tracking project of the example policies.
+pub const TRACKING_PROJECT: &str = "cocreate/engagements";
+pub const TRACKING_PROJECT_ID: u64 = 900;
 /// Someone from no Co-Create organization.
 pub const OUTSIDER: (u64, &str) = (600, "outsider");
 
@@ -101,6 +104,10 @@ pub fn seed(gitlab: &FakeGitLab) {
     });
     gitlab.add_user(UserSpec::new(25, "maintainer"));
     gitlab.add_group(50, "vendor", &[]);
+    gitlab.add_project(TRACKING_PROJECT_ID, TRACKING_PROJECT);
+    for (id, name) in [(701, "csm-aero"), (702, "sa-aero"), (703, "ae-aero")] {
+        gitlab.add_user(UserSpec::new(id, name));
+    }
     add_mr(
         gitlab,
         16,
@@ -139,6 +146,40 @@ pub fn mr_event(iid: u64, author: (u64, &str), actor: (u64, &str), action: &str)
     a["target_project_id"] = PROJECT_ID.into();
     a["source_project_id"] = PROJECT_ID.into();
     a["action"] = action.into();
+    serde_json::to_vec(&v).expect("json")
+}
+
+/// GitLab's documented issue webhook, rewritten for an issue of the tracking project.
+/// `previous_labels` fills `changes.labels` (the labels before this update).
+pub fn issue_event(
+    iid: u64,
+    actor: (u64, &str),
+    action: &str,
+    description: &str,
+    labels: &[&str],
+    previous_labels: Option<&[&str]>,
+) -> Vec<u8> {
+    let mut v: Value = fixture("payloads/issue_open.json");
+    let label = |t: &&str| serde_json::json!({"id": 1, "title": t, "color": "#428BCA", "type": "ProjectLabel"});
+    v["user"]["id"] = actor.0.into();
+    v["user"]["username"] = actor.1.into();
+    v["project"]["id"] = TRACKING_PROJECT_ID.into();
+    v["project"]["path_with_namespace"] = TRACKING_PROJECT.into();
+    let a = &mut v["object_attributes"];
+    a["iid"] = iid.into();
+    a["project_id"] = TRACKING_PROJECT_ID.into();
+    a["description"] = description.into();
+    a["action"] = action.into();
+    a["state"] = "opened".into();
+    a["labels"] = labels.iter().map(label).collect();
+    v["labels"] = labels.iter().map(label).collect();
+    v["changes"] = match previous_labels {
+        Some(prev) => serde_json::json!({"labels": {
+            "previous": prev.iter().map(label).collect::<Vec<_>>(),
+            "current": labels.iter().map(label).collect::<Vec<_>>(),
+        }}),
+        None => serde_json::json!({}),
+    };
     serde_json::to_vec(&v).expect("json")
 }
 
@@ -221,6 +262,25 @@ impl Harness {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// The bot's notes on an issue of the tracking project; marks them as checked.
+    pub fn take_issue_notes(&self, iid: u64) -> Vec<String> {
+        let notes: Vec<String> = self
+            .gitlab
+            .issue_notes(TRACKING_PROJECT_ID, iid)
+            .into_iter()
+            .filter(|n| n.author_username == BOT_USERNAME)
+            .map(|n| n.body)
+            .collect();
+        self.checked_notes.fetch_add(notes.len(), Ordering::Relaxed);
+        notes
+    }
+
+    /// Delivers an issue event with a fresh event UUID; asserts it was queued.
+    pub async fn deliver_issue(&self, body: Vec<u8>) {
+        let r = self.deliver("Issue Hook", body, Some(&new_uuid())).await;
+        assert_eq!(r.status(), 200, "{:?}", r.text().await);
     }
 
     /// The bot's notes on an MR; marks them as checked.

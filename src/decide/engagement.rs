@@ -1,0 +1,595 @@
+//! Engagements: one confidential tracking issue per Co-Create organization, opened from an
+//! account team's intake issue or from the organization's first MR; every MR linked to it once;
+//! funnel stage and pathway labels kept to one each.
+
+use serde::Serialize;
+
+use super::{Action, RosterFacts};
+use crate::domain::{MrRef, OrgSlug, UserId};
+use crate::messages::{keyed_marker, Engagement, Messages, TemplateError};
+use crate::neutralize;
+use crate::policy::{Organization, Policies};
+
+/// The funnel, in order.
+pub const STAGES: [&str; 8] = [
+    "prospect",
+    "contacted",
+    "meeting",
+    "aligned",
+    "onboarding",
+    "active",
+    "completed",
+    "sustaining",
+];
+/// The triage outcomes of the initiative process.
+pub const PATHWAYS: [&str; 3] = ["not-aligned", "minor", "major"];
+
+/// An issue, addressed by project (numeric id or full path) and iid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IssueRef {
+    pub project: String,
+    pub iid: u64,
+}
+
+impl std::fmt::Display for IssueRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}#{}", self.project, self.iid)
+    }
+}
+
+/// An open tracking issue of an organization, as read from GitLab.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrackingIssue {
+    pub issue: IssueRef,
+    pub assignees: Vec<(UserId, String)>,
+    /// MRs already linked (markers in its description and the bot's notes).
+    pub linked: Vec<MrRef>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Intake
+// ---------------------------------------------------------------------------------------------
+
+/// The fields of a "Co-Create engagement request" issue.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IntakeFields {
+    pub organization: Option<String>,
+    pub csm: Option<String>,
+    pub ae: Option<String>,
+    pub sa: Option<String>,
+    pub opportunity: Option<String>,
+    pub contacts: Vec<String>,
+}
+
+fn strip_comments(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("<!--") {
+        out.push_str(&rest[..i]);
+        match rest[i..].find("-->") {
+            Some(j) => rest = &rest[i + j + 3..],
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Reads `- Field: value` lines (HTML comments and empty `@` placeholders count as empty).
+pub fn parse_intake(description: &str) -> IntakeFields {
+    let text = strip_comments(description);
+    let mut f = IntakeFields::default();
+    for line in text.lines() {
+        let line = line.trim().trim_start_matches(['-', '*']).trim();
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        let value = (!value.is_empty() && value != "@").then(|| value.to_owned());
+        match key.trim().to_ascii_lowercase().as_str() {
+            "organization" => f.organization = value,
+            "csm" => f.csm = value,
+            "ae" => f.ae = value,
+            "sa" => f.sa = value,
+            "opportunity" => f.opportunity = value,
+            "customer contacts" => {
+                f.contacts = value
+                    .unwrap_or_default()
+                    .split([' ', ','])
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| s.trim().to_owned())
+                    .collect()
+            }
+            _ => {}
+        }
+    }
+    f
+}
+
+fn username(field: &str, v: &str) -> Result<String, String> {
+    let name = v.trim().trim_start_matches('@');
+    if neutralize::is_plain_username(name) {
+        Ok(name.to_owned())
+    } else {
+        Err(format!(
+            "{field}: `{}` is not a GitLab username (write it as @username)",
+            neutralize::inline(v)
+        ))
+    }
+}
+
+/// Checks an intake: the organization must be known, a CSM and the opportunity given, every
+/// username well-formed. Problems are phrased for the account team, user text neutralized.
+pub fn validate_intake<'p>(
+    fields: &IntakeFields,
+    policies: &'p Policies,
+) -> Result<&'p Organization, Vec<String>> {
+    let mut problems = Vec::new();
+    let org = match &fields.organization {
+        None => {
+            problems.push(
+                "Organization: missing (the slug or name from organizations.yml)".to_string(),
+            );
+            None
+        }
+        Some(o) => {
+            let found = policies.organizations.all().iter().find(|org| {
+                org.slug.as_str().eq_ignore_ascii_case(o.trim())
+                    || org.name.eq_ignore_ascii_case(o.trim())
+            });
+            if found.is_none() {
+                problems.push(format!(
+                    "Organization: `{}` is not a Co-Create organization yet (add it to policies/organizations.yml first)",
+                    neutralize::inline(o)
+                ));
+            }
+            found
+        }
+    };
+    match &fields.csm {
+        None => problems.push("CSM: missing (the CSM's GitLab username)".into()),
+        Some(v) => {
+            if let Err(e) = username("CSM", v) {
+                problems.push(e);
+            }
+        }
+    }
+    for (field, v) in [("AE", &fields.ae), ("SA", &fields.sa)] {
+        if let Some(v) = v {
+            if let Err(e) = username(field, v) {
+                problems.push(e);
+            }
+        }
+    }
+    if fields.opportunity.is_none() {
+        problems.push(
+            "Opportunity: missing (one or two sentences on what we would build together)".into(),
+        );
+    }
+    for c in &fields.contacts {
+        if let Err(e) = username("Customer contacts", c) {
+            problems.push(e);
+        }
+    }
+    match (org, problems.is_empty()) {
+        (Some(o), true) => Ok(o),
+        _ => Err(problems),
+    }
+}
+
+/// What the intake handler knows.
+#[derive(Debug, Clone)]
+pub struct IntakeFacts {
+    pub issue: IssueRef,
+    pub description: String,
+    pub labels: Vec<String>,
+    /// Markers in the bot's notes on this issue.
+    pub markers: Vec<String>,
+    /// Open tracking issues of the organization named in the intake, other than this issue
+    /// (`None` until read: the organization must be known first).
+    pub other_tracking: Option<Vec<TrackingIssue>>,
+    pub roster: Option<RosterFacts>,
+    pub cca: String,
+}
+
+/// What to do with an intake issue. `Ok(None)`: facts are missing (read `other_tracking` and
+/// the roster for the returned organization, then decide again).
+pub fn decide_intake(
+    facts: &IntakeFacts,
+    policies: &Policies,
+    messages: &Messages,
+) -> Result<(Option<OrgSlug>, Vec<Action>), TemplateError> {
+    let labels = &policies.routing.labels;
+    let fields = parse_intake(&facts.description);
+    let org = match validate_intake(&fields, policies) {
+        Err(problems) => {
+            // One note per distinct set of problems: a fix that leaves others gets a new note.
+            let digest = short_hash(&problems.join("\n"));
+            let marker = keyed_marker("intake-invalid", &digest);
+            if facts.markers.contains(&marker) {
+                return Ok((None, vec![]));
+            }
+            let known: Vec<String> = policies
+                .organizations
+                .all()
+                .iter()
+                .map(|o| format!("`{}`", o.slug))
+                .collect();
+            let body = messages.intake_invalid(&marker, &problems, &known.join(", "))?;
+            return Ok((
+                None,
+                vec![Action::PostIssueNote {
+                    issue: facts.issue.clone(),
+                    marker,
+                    body,
+                }],
+            ));
+        }
+        Ok(org) => org,
+    };
+    let Some(others) = &facts.other_tracking else {
+        return Ok((Some(org.slug.clone()), vec![]));
+    };
+    if let Some(existing) = others.iter().min_by_key(|t| t.issue.iid) {
+        let marker = keyed_marker("intake-duplicate", &existing.issue.iid.to_string());
+        if facts.markers.contains(&marker) {
+            return Ok((Some(org.slug.clone()), vec![]));
+        }
+        let body = messages.intake_duplicate(&marker, &org.name, existing.issue.iid)?;
+        return Ok((
+            Some(org.slug.clone()),
+            vec![
+                Action::LinkIssues {
+                    issue: facts.issue.clone(),
+                    target: existing.issue.clone(),
+                },
+                Action::PostIssueNote {
+                    issue: facts.issue.clone(),
+                    marker,
+                    body,
+                },
+            ],
+        ));
+    }
+    // The intake becomes the tracking issue.
+    let wanted = [labels.engagement.clone(), labels.org(&org.slug)];
+    let mut add: Vec<String> = wanted
+        .into_iter()
+        .filter(|l| !facts.labels.contains(l))
+        .collect();
+    let has_stage = facts
+        .labels
+        .iter()
+        .any(|l| l.starts_with(&labels.stage_prefix));
+    if !has_stage {
+        add.push(labels.stage("contacted"));
+    }
+    let remove: Vec<String> = facts
+        .labels
+        .iter()
+        .filter(|l| **l == labels.intake)
+        .cloned()
+        .collect();
+    let checklist_marker = keyed_marker("checklist", "v1");
+    let description = if facts.description.contains(&checklist_marker) {
+        None
+    } else {
+        let checklist = messages.checklist(&org.slack_channel, &facts.cca, labels)?;
+        Some(format!("{}\n\n{checklist}", facts.description.trim_end()))
+    };
+    let dri = facts
+        .roster
+        .as_ref()
+        .and_then(|r| super::choose_reviewer(&policies.routing.roster, r))
+        .and_then(|c| c.id);
+    if add.is_empty() && remove.is_empty() && description.is_none() {
+        return Ok((Some(org.slug.clone()), vec![]));
+    }
+    Ok((
+        Some(org.slug.clone()),
+        vec![Action::EditIssue {
+            issue: facts.issue.clone(),
+            add_labels: add,
+            remove_labels: remove,
+            assignee_ids: dri.map(|d| vec![d]),
+            description,
+        }],
+    ))
+}
+
+fn short_hash(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(s.as_bytes())[..6])
+}
+
+// ---------------------------------------------------------------------------------------------
+// MRs and their engagement
+// ---------------------------------------------------------------------------------------------
+
+/// The engagement part of a Co-Create MR's wanted state.
+pub fn decide_mr_engagement(
+    org: &Organization,
+    mr: MrRef,
+    mr_url: &str,
+    title: &str,
+    tracking: &[TrackingIssue],
+    dri: Option<(UserId, &str)>,
+    cca: &str,
+    policies: &Policies,
+    messages: &Messages,
+) -> Result<Vec<Action>, TemplateError> {
+    let labels = &policies.routing.labels;
+    let link_marker = keyed_marker("mr-link", &format!("{}!{}", mr.project_id, mr.iid));
+    match tracking.iter().min_by_key(|t| t.issue.iid) {
+        None => {
+            let first_mr = format!("{mr_url} {link_marker}");
+            let body = messages.engagement(
+                &Engagement {
+                    org_name: &org.name,
+                    slug: org.slug.as_str(),
+                    tier: org.tier.get(),
+                    csm: org.account_team.csm.as_deref(),
+                    ae: org.account_team.ae.as_deref(),
+                    sa: org.account_team.sa.as_deref(),
+                    dri: dri.map(|d| d.1),
+                    slack_channel: &org.slack_channel,
+                    cca,
+                    first_mr: Some(&first_mr),
+                },
+                labels,
+            )?;
+            Ok(vec![Action::CreateIssue {
+                project: policies.routing.tracking.project.clone(),
+                title: format!("Co-Create engagement: {}", org.name),
+                description: body,
+                labels: vec![
+                    labels.engagement.clone(),
+                    labels.org(&org.slug),
+                    labels.stage("active"),
+                ],
+                confidential: policies.routing.tracking.confidential,
+                assignee_ids: dri.map(|d| vec![d.0]).unwrap_or_default(),
+            }])
+        }
+        Some(t) if !t.linked.contains(&mr) => Ok(vec![Action::PostIssueNote {
+            issue: t.issue.clone(),
+            body: messages.mr_link(&link_marker, &org.name, mr_url, title)?,
+            marker: link_marker,
+        }]),
+        Some(_) => Ok(vec![]),
+    }
+}
+
+/// MR references in `<!-- cocreate:mr-link:P!I -->` markers.
+pub fn linked_mrs(markers: &[String]) -> Vec<MrRef> {
+    markers
+        .iter()
+        .filter_map(|m| {
+            m.strip_prefix("<!-- cocreate:mr-link:")?
+                .strip_suffix(" -->")
+        })
+        .filter_map(|k| {
+            let (p, i) = k.split_once('!')?;
+            Some(MrRef {
+                project_id: p.parse().ok()?,
+                iid: i.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stage and pathway
+// ---------------------------------------------------------------------------------------------
+
+/// Keeps one stage and at most one pathway label on a tracking issue (the one just added wins,
+/// else the furthest), and notes transitions that skip a required step.
+pub fn decide_stage(
+    issue: &IssueRef,
+    labels_now: &[String],
+    just_added: &[String],
+    markers: &[String],
+    policies: &Policies,
+    messages: &Messages,
+) -> Result<Vec<Action>, TemplateError> {
+    let l = &policies.routing.labels;
+    let pick = |prefix: &str, order: &[&str]| -> (Option<String>, Vec<String>) {
+        let present: Vec<&String> = labels_now
+            .iter()
+            .filter(|x| x.starts_with(prefix))
+            .collect();
+        let keep = present
+            .iter()
+            .find(|x| just_added.contains(x))
+            .or_else(|| {
+                present
+                    .iter()
+                    .max_by_key(|x| order.iter().position(|o| x.ends_with(&format!("::{o}"))))
+            })
+            .map(|x| x.to_string());
+        let remove = present
+            .iter()
+            .filter(|x| Some(x.as_str()) != keep.as_deref())
+            .map(|x| x.to_string())
+            .collect();
+        (keep, remove)
+    };
+    let (stage, mut remove) = pick(&l.stage_prefix, &STAGES);
+    let (pathway, remove_p) = pick(&l.pathway_prefix, &PATHWAYS);
+    remove.extend(remove_p);
+    let mut actions = Vec::new();
+    if !remove.is_empty() {
+        actions.push(Action::EditIssue {
+            issue: issue.clone(),
+            add_labels: vec![],
+            remove_labels: remove,
+            assignee_ids: None,
+            description: None,
+        });
+    }
+    let stage_name = stage
+        .as_deref()
+        .and_then(|s| s.strip_prefix(l.stage_prefix.as_str()));
+    let pathway_name = pathway
+        .as_deref()
+        .and_then(|s| s.strip_prefix(l.pathway_prefix.as_str()));
+    let mut warnings: Vec<(String, String)> = Vec::new();
+    if let Some(st) = stage_name {
+        let aligned_or_later = STAGES.iter().position(|s| *s == st).is_some_and(|i| i >= 3);
+        if aligned_or_later && st != "aligned" && !matches!(pathway_name, Some("minor" | "major")) {
+            warnings.push((
+                format!("stage-without-pathway:{st}"),
+                format!("stage `{st}` is set, but no `minor` or `major` pathway was decided: the program aligns on a pathway first."),
+            ));
+        }
+    }
+    if labels_now.contains(&l.onsite) && pathway_name != Some("major") {
+        warnings.push((
+            "onsite-without-major".into(),
+            "an on-site week is planned, but the pathway is not `major`: on-site weeks are for major contributions only.".into(),
+        ));
+    }
+    for (key, message) in warnings {
+        let marker = keyed_marker("stage-skip", &key);
+        if !markers.contains(&marker) {
+            actions.push(Action::PostIssueNote {
+                issue: issue.clone(),
+                body: messages.stage_skip(&marker, &message)?,
+                marker,
+            });
+        }
+    }
+    Ok(actions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policies() -> Policies {
+        Policies::embedded().expect("examples")
+    }
+
+    const INTAKE: &str = "## Co-Create engagement request\n\n- Organization: example-aero <!-- slug -->\n- CSM: @csm-aero\n- AE: @\n- SA: @sa-aero\n- Opportunity: Faster pipelines for large monorepos\n- Customer contacts: @aero-dev-1 @aero-dev-2\n\n/label ~\"Co-Create intake\"\n";
+
+    #[test]
+    fn parses_the_shipped_template_and_a_filled_one() {
+        let f = parse_intake(INTAKE);
+        assert_eq!(f.organization.as_deref(), Some("example-aero"));
+        assert_eq!(f.csm.as_deref(), Some("@csm-aero"));
+        assert_eq!(f.ae, None);
+        assert_eq!(f.contacts, vec!["@aero-dev-1", "@aero-dev-2"]);
+        let empty = parse_intake(crate::messages::ISSUE_TEMPLATES[0].1);
+        assert_eq!(empty, IntakeFields::default());
+    }
+
+    #[test]
+    fn validation_table() {
+        let p = policies();
+        let rows: Vec<(&str, Result<&str, usize>)> = vec![
+            (INTAKE, Ok("example-aero")),
+            ("- Organization: Example Telco\n- CSM: @csm-telco\n- Opportunity: x", Ok("example-telco")),
+            ("- Organization: nope\n- CSM: @c\n- Opportunity: x", Err(1)),
+            ("- CSM: @c", Err(2)),
+            ("", Err(3)),
+            ("- Organization: example-aero\n- CSM: @all everyone\n- Opportunity: x\n- Customer contacts: @ok, /close", Err(2)),
+        ];
+        for (text, want) in rows {
+            let got = validate_intake(&parse_intake(text), &p)
+                .map(|o| o.slug.as_str())
+                .map_err(|e| e.len());
+            assert_eq!(got, want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn stage_table() {
+        let p = policies();
+        let m = Messages::embedded().expect("templates");
+        let issue = IssueRef {
+            project: "cocreate/engagements".into(),
+            iid: 1,
+        };
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        // (labels now, just added, removed, notes)
+        let rows: Vec<(Vec<String>, Vec<String>, Vec<String>, usize)> = vec![
+            (s(&["Co-Create stage::contacted"]), s(&[]), s(&[]), 0),
+            (
+                s(&["Co-Create stage::contacted", "Co-Create stage::meeting"]),
+                s(&["Co-Create stage::meeting"]),
+                s(&["Co-Create stage::contacted"]),
+                0,
+            ),
+            (
+                s(&["Co-Create stage::meeting", "Co-Create stage::contacted"]),
+                s(&["Co-Create stage::contacted"]),
+                s(&["Co-Create stage::meeting"]),
+                0,
+            ),
+            (
+                s(&["Co-Create stage::meeting", "Co-Create stage::contacted"]),
+                s(&[]),
+                s(&["Co-Create stage::contacted"]),
+                0,
+            ),
+            (
+                s(&["Co-Create stage::active"]),
+                s(&["Co-Create stage::active"]),
+                s(&[]),
+                1,
+            ),
+            (
+                s(&["Co-Create stage::active", "Co-Create pathway::minor"]),
+                s(&[]),
+                s(&[]),
+                0,
+            ),
+            (
+                s(&["Co-Create pathway::minor", "Co-Create pathway::major"]),
+                s(&["Co-Create pathway::major"]),
+                s(&["Co-Create pathway::minor"]),
+                0,
+            ),
+            (
+                s(&["Co-Create on-site", "Co-Create pathway::minor"]),
+                s(&[]),
+                s(&[]),
+                1,
+            ),
+        ];
+        for (now, added, removed, notes) in rows {
+            let actions = decide_stage(&issue, &now, &added, &[], &p, &m).expect("renders");
+            let got_removed: Vec<String> = actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::EditIssue { remove_labels, .. } => Some(remove_labels.clone()),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            assert_eq!(got_removed, removed, "{now:?}");
+            let got_notes = actions
+                .iter()
+                .filter(|a| matches!(a, Action::PostIssueNote { .. }))
+                .count();
+            assert_eq!(got_notes, notes, "{now:?}");
+        }
+    }
+
+    #[test]
+    fn linked_mrs_are_read_back_from_markers() {
+        let markers = vec![
+            keyed_marker("mr-link", "2!16"),
+            keyed_marker("checklist", "v1"),
+        ];
+        assert_eq!(
+            linked_mrs(&markers),
+            vec![MrRef {
+                project_id: 2,
+                iid: 16
+            }]
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! Engagement issues in the tracking project: an account team's intake issue becomes the
+//! organization's tracking issue (or is linked to the existing one); tracking issues keep one
+//! stage and one pathway label.
+
+use super::{Context, HandleError, Outcome};
+use crate::decide::engagement::{decide_intake, decide_stage, IntakeFacts, IssueRef};
+use crate::decide::{cca_state, Action};
+use crate::domain::OrgSlug;
+use crate::events::{Event, IssueEvent};
+use crate::gitlab::GitlabClient;
+
+#[derive(Debug, Clone)]
+pub struct IssueInput {
+    pub issue: IssueRef,
+    pub project_path: String,
+    pub actor: String,
+    pub labels: Vec<String>,
+    pub added_labels: Vec<String>,
+    pub description: String,
+}
+
+/// Routed actions: open, update, reopen (and events without an action).
+pub fn parse(event: &Event) -> Option<IssueInput> {
+    let Event::Issue(ev) = event else { return None };
+    match ev.object_attributes.action.as_deref() {
+        None | Some("open") | Some("update") | Some("reopen") => Some(input(ev)),
+        Some(_) => None,
+    }
+}
+
+fn input(ev: &IssueEvent) -> IssueInput {
+    IssueInput {
+        issue: IssueRef {
+            project: ev.project_id().to_string(),
+            iid: ev.object_attributes.iid,
+        },
+        project_path: ev.project.path_with_namespace.clone(),
+        actor: ev.user.username.clone(),
+        labels: ev.labels.iter().map(|l| l.title.clone()).collect(),
+        added_labels: ev.added_labels(),
+        description: ev.object_attributes.description.clone().unwrap_or_default(),
+    }
+}
+
+pub async fn handle(
+    ctx: &Context,
+    mut input: IssueInput,
+    event_uuid: Option<&str>,
+) -> Result<Outcome, HandleError> {
+    let policies = &ctx.policies;
+    let labels = &policies.routing.labels;
+    if input.actor.eq_ignore_ascii_case(&ctx.bot_username) {
+        return Ok(Outcome::Skipped("OwnEvent".into()));
+    }
+    if !input
+        .project_path
+        .eq_ignore_ascii_case(&policies.routing.tracking.project)
+    {
+        return Ok(Outcome::Skipped(
+            "issue outside the tracking project".into(),
+        ));
+    }
+    let is_intake = |l: &[String]| l.contains(&labels.intake) && !l.contains(&labels.engagement);
+    let is_tracking = |l: &[String]| l.contains(&labels.engagement);
+    if !is_intake(&input.labels) && !is_tracking(&input.labels) {
+        return Ok(Outcome::Skipped("not a Co-Create issue".into()));
+    }
+    let live = ctx.gitlab.as_ref();
+    let client = live.map(|l| l.client.for_event(event_uuid));
+    // Level-triggered: work on the issue as it is now, not as the payload saw it.
+    if let (Some(l), Some(c)) = (live, &client) {
+        match l.facts.issue(c, &input.issue).await? {
+            None => {
+                return Ok(Outcome::Skipped(format!(
+                    "issue {} no longer exists",
+                    input.issue
+                )))
+            }
+            Some(now) if now.state != "opened" => {
+                return Ok(Outcome::Skipped("closed issue".into()))
+            }
+            Some(now) => {
+                input.labels = now.labels;
+                input.description = now.description.unwrap_or_default();
+            }
+        }
+    }
+    let markers = match (live, &client) {
+        (Some(l), Some(c)) => l.facts.issue_markers(c, &input.issue).await?,
+        _ => Vec::new(),
+    };
+    let actions = if is_intake(&input.labels) {
+        intake(ctx, &input, markers, client.as_ref()).await?
+    } else {
+        decide_stage(
+            &input.issue,
+            &input.labels,
+            &input.added_labels,
+            &markers,
+            policies,
+            &ctx.messages,
+        )?
+    };
+    let report = ctx.executor.run(client.as_ref(), &actions).await?;
+    tracing::info!(issue = %input.issue, planned = actions.len(), writes = report.writes, "engagement issue handled");
+    Ok(Outcome::Done {
+        writes: report.writes,
+        planned: actions.len(),
+    })
+}
+
+async fn intake(
+    ctx: &Context,
+    input: &IssueInput,
+    markers: Vec<String>,
+    client: Option<&GitlabClient>,
+) -> Result<Vec<Action>, HandleError> {
+    let mut facts = IntakeFacts {
+        issue: input.issue.clone(),
+        description: input.description.clone(),
+        labels: input.labels.clone(),
+        markers,
+        other_tracking: None,
+        roster: None,
+        cca: String::new(),
+    };
+    let (org, actions) = decide_intake(&facts, &ctx.policies, &ctx.messages)?;
+    let (Some(org), true) = (org, actions.is_empty()) else {
+        return Ok(actions);
+    };
+    // A valid intake: the rest is decided under the organization's lock.
+    let _guard = ctx.locks.lock(org.as_str()).await;
+    facts.cca = cca_state(&org, &ctx.policies.agreements, ctx.clock.today())
+        .name()
+        .to_owned();
+    match (&ctx.gitlab, client) {
+        (Some(live), Some(c)) => {
+            let mut others = live
+                .facts
+                .tracking_issues(c, &ctx.policies, &org)
+                .await?
+                .unwrap_or_default();
+            others.retain(|t| t.issue.iid != input.issue.iid);
+            facts.other_tracking = Some(others);
+            facts.roster = Some(roster_with_org(ctx, live, c, &org).await?);
+        }
+        _ => facts.other_tracking = Some(Vec::new()),
+    }
+    Ok(decide_intake(&facts, &ctx.policies, &ctx.messages)?.1)
+}
+
+async fn roster_with_org(
+    ctx: &Context,
+    live: &super::Live,
+    c: &GitlabClient,
+    org: &OrgSlug,
+) -> Result<crate::decide::RosterFacts, HandleError> {
+    Ok(live.facts.roster(c, &ctx.policies, org).await?)
+}
