@@ -60,6 +60,7 @@ pub struct PayloadError {
 pub enum Event {
     MergeRequest(MergeRequestEvent),
     Issue(IssueEvent),
+    Note(NoteEvent),
 }
 
 /// Why a delivery is accepted but not acted on.
@@ -93,6 +94,9 @@ pub fn parse(kind: EventKind, body: &[u8]) -> Result<Result<Event, Ignored>, Pay
         }
         EventKind::Issue | EventKind::ConfidentialIssue => {
             parse_as(kind, body).map(|e| Ok(Event::Issue(e)))
+        }
+        EventKind::Note | EventKind::ConfidentialNote => {
+            parse_as(kind, body).map(|e| Ok(Event::Note(e)))
         }
         other => Ok(Err(Ignored::UnsupportedKind(other.header().to_owned()))),
     }
@@ -244,6 +248,35 @@ impl IssueEvent {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct NoteAttributes {
+    pub id: u64,
+    pub note: String,
+    pub noteable_type: String,
+    #[serde(default)]
+    pub system: bool,
+}
+
+/// The MR a note was written on (only present for MR notes).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct NoteMergeRequest {
+    pub iid: u64,
+    pub author_id: UserId,
+    #[serde(default)]
+    pub target_project_id: Option<u64>,
+}
+
+/// `Note Hook` (comments).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct NoteEvent {
+    pub object_kind: String,
+    pub user: PayloadUser,
+    pub project: PayloadProject,
+    pub object_attributes: NoteAttributes,
+    #[serde(default)]
+    pub merge_request: Option<NoteMergeRequest>,
+}
+
 impl MergeRequestEvent {
     /// The MR this event is about (the target project holds it).
     pub fn mr(&self) -> MrRef {
@@ -327,6 +360,25 @@ mod tests {
         assert_eq!(issue.object_attributes.action.as_deref(), Some("open"));
         assert!(issue.project_id() > 0);
         let _ = issue.added_labels();
+    }
+
+    #[test]
+    fn parses_gitlab_documented_merge_request_note() {
+        let ev = parse(EventKind::Note, &fixture("note_merge_request.json"))
+            .expect("valid")
+            .expect("supported");
+        let Event::Note(n) = ev else {
+            panic!("note expected")
+        };
+        assert_eq!(n.object_attributes.noteable_type, "MergeRequest");
+        assert!(n.merge_request.is_some());
+        let commit = parse(EventKind::Note, &fixture("note_commit.json"))
+            .expect("valid")
+            .expect("supported");
+        let Event::Note(c) = commit else {
+            panic!("note expected")
+        };
+        assert!(c.merge_request.is_none());
     }
 
     #[test]

@@ -41,6 +41,26 @@ const EMBEDDED: &[(&str, &str)] = &[
     ),
     ("mr_link.md", include_str!("../templates/mr_link.md")),
     ("stage_skip.md", include_str!("../templates/stage_skip.md")),
+    (
+        "command_help.md",
+        include_str!("../templates/command_help.md"),
+    ),
+    (
+        "command_unknown.md",
+        include_str!("../templates/command_unknown.md"),
+    ),
+    (
+        "command_denied.md",
+        include_str!("../templates/command_denied.md"),
+    ),
+    (
+        "command_ready.md",
+        include_str!("../templates/command_ready.md"),
+    ),
+    (
+        "command_recheck.md",
+        include_str!("../templates/command_recheck.md"),
+    ),
 ];
 
 /// The issue templates account teams pick in GitLab (`.gitlab/issue_templates/` ships copies).
@@ -99,6 +119,8 @@ pub enum Marker {
     CcaMissing,
     CcaExpired,
     CcaSigned,
+    /// An answer to a command; the body also carries a keyed marker with the command note's id.
+    Command,
 }
 
 impl Marker {
@@ -115,6 +137,7 @@ impl Marker {
             Marker::CcaMissing => "<!-- cocreate:cca-missing -->",
             Marker::CcaExpired => "<!-- cocreate:cca-expired -->",
             Marker::CcaSigned => "<!-- cocreate:cca-signed -->",
+            Marker::Command => "<!-- cocreate:command -->",
         }
     }
 
@@ -380,6 +403,22 @@ impl Messages {
             },
         )?;
         Ok(format!("{marker}\n{}", body.trim_end()))
+    }
+
+    /// A reply to a contributor command. `who` is already a safe mention; `extra` is the
+    /// reviewer to ping, the unknown word, or the CCA state, already neutralized.
+    pub fn command_reply(
+        &self,
+        template: &str,
+        who: &str,
+        bot: &str,
+        extra: Option<&str>,
+    ) -> Result<String, TemplateError> {
+        let body = self.render(
+            template,
+            context! { who, bot => neutralize::inline(bot), extra },
+        )?;
+        Ok(body.trim_end().to_owned())
     }
 
     pub fn stage_skip(&self, marker: &str, message: &str) -> Result<String, TemplateError> {

@@ -308,18 +308,37 @@ fn short_hash(s: &str) -> String {
 // MRs and their engagement
 // ---------------------------------------------------------------------------------------------
 
-/// The engagement part of a Co-Create MR's wanted state.
+/// What the engagement rules know about one Co-Create MR.
+#[derive(Debug, Clone)]
+pub struct MrEngagementFacts<'a> {
+    pub org: &'a Organization,
+    pub mr: MrRef,
+    pub mr_url: &'a str,
+    pub title: &'a str,
+    /// The organization's open tracking issues.
+    pub tracking: &'a [TrackingIssue],
+    /// The MR's Contributor Success reviewer, DRI of a tracking issue it opens.
+    pub dri: Option<(UserId, &'a str)>,
+    /// The organization's CCA state name, for the checklist.
+    pub cca: &'a str,
+}
+
+/// The engagement part of a Co-Create MR's wanted state: open the organization's tracking
+/// issue if it has none, else link the MR to it once.
 pub fn decide_mr_engagement(
-    org: &Organization,
-    mr: MrRef,
-    mr_url: &str,
-    title: &str,
-    tracking: &[TrackingIssue],
-    dri: Option<(UserId, &str)>,
-    cca: &str,
+    f: &MrEngagementFacts<'_>,
     policies: &Policies,
     messages: &Messages,
 ) -> Result<Vec<Action>, TemplateError> {
+    let MrEngagementFacts {
+        org,
+        mr,
+        mr_url,
+        title,
+        tracking,
+        dri,
+        cca,
+    } = *f;
     let labels = &policies.routing.labels;
     let link_marker = keyed_marker("mr-link", &format!("{}!{}", mr.project_id, mr.iid));
     match tracking.iter().min_by_key(|t| t.issue.iid) {
@@ -514,7 +533,9 @@ mod tests {
         };
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         // (labels now, just added, removed, notes)
-        let rows: Vec<(Vec<String>, Vec<String>, Vec<String>, usize)> = vec![
+        // (labels now, just added, removed, notes)
+        type Row = (Vec<String>, Vec<String>, Vec<String>, usize);
+        let rows: Vec<Row> = vec![
             (s(&["Co-Create stage::contacted"]), s(&[]), s(&[]), 0),
             (
                 s(&["Co-Create stage::contacted", "Co-Create stage::meeting"]),

@@ -6,6 +6,7 @@
 //! action at all.
 
 mod cca;
+pub mod commands;
 pub mod engagement;
 mod recognize;
 mod reviewer;

@@ -244,7 +244,13 @@ mod tests {
             note_events: true,
             confidential_note_events: true,
         };
-        assert!(plan_hook("projects/2", &[ours.clone()], &ours.url, Some(&secret)).is_empty());
+        assert!(plan_hook(
+            "projects/2",
+            std::slice::from_ref(&ours),
+            &ours.url,
+            Some(&secret)
+        )
+        .is_empty());
         let partial = ExistingHook {
             note_events: false,
             ..ours.clone()

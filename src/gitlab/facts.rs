@@ -119,25 +119,38 @@ impl FactSource {
         }
     }
 
+    /// Every marker string (fixed and keyed) in the bot's notes on this MR.
+    pub async fn bot_marker_strings(
+        &self,
+        c: &GitlabClient,
+        mr: MrRef,
+    ) -> Result<Vec<String>, GitlabError> {
+        let notes: Vec<ApiNote> = Get::new(format!(
+            "projects/{}/merge_requests/{}/notes",
+            mr.project_id, mr.iid
+        ))
+        .param("sort", "asc")
+        .all(c)
+        .await
+        .doing(|| format!("listing notes of {mr}"))?;
+        Ok(notes
+            .iter()
+            .filter(|n| !n.system && n.author.username.eq_ignore_ascii_case(&self.bot_username))
+            .flat_map(|n| crate::messages::markers_in(&n.body))
+            .collect())
+    }
+
     /// The markers of the notes the bot already wrote on this MR.
     pub async fn bot_markers(
         &self,
         c: &GitlabClient,
         mr: MrRef,
     ) -> Result<Vec<Marker>, GitlabError> {
-        let notes: Vec<ApiNote> = Get::new(format!(
-            "projects/{}/merge_requests/{}/notes",
-            mr.project_id, mr.iid
-        ))
-        .param("sort", "asc")
-        .param("order_by", "created_at")
-        .all(c)
-        .await
-        .doing(|| format!("listing notes of {mr}"))?;
-        let mut markers: Vec<Marker> = notes
+        let mut markers: Vec<Marker> = self
+            .bot_marker_strings(c, mr)
+            .await?
             .iter()
-            .filter(|n| !n.system && n.author.username.eq_ignore_ascii_case(&self.bot_username))
-            .flat_map(|n| Marker::found_in(&n.body))
+            .flat_map(|m| Marker::found_in(m))
             .collect();
         markers.sort_by_key(|m| *m as u8);
         markers.dedup();

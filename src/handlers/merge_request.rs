@@ -1,7 +1,7 @@
 //! Co-Create merge request routing: labels, a Contributor Success reviewer, one welcome note.
 
 use super::{Context, HandleError, Outcome};
-use crate::decide::engagement::decide_mr_engagement;
+use crate::decide::engagement::{decide_mr_engagement, MrEngagementFacts};
 use crate::decide::{
     cca_state, decide_merge_request, Action, Decision, MrFacts, MrState, RosterFacts, RosterMember,
 };
@@ -228,13 +228,15 @@ pub async fn handle(
             let dri = engagement_dri(&facts, &decision, &ctx.policies);
             let cca = cca_state(&o.slug, &ctx.policies.agreements, facts.today);
             decision.actions.extend(decide_mr_engagement(
-                o,
-                input.mr,
-                &current.web_url,
-                &facts.title,
-                tracking,
-                dri.as_ref().map(|(id, u)| (*id, u.as_str())),
-                cca.name(),
+                &MrEngagementFacts {
+                    org: o,
+                    mr: input.mr,
+                    mr_url: &current.web_url,
+                    title: &facts.title,
+                    tracking,
+                    dri: dri.as_ref().map(|(id, u)| (*id, u.as_str())),
+                    cca: cca.name(),
+                },
                 &ctx.policies,
                 &ctx.messages,
             )?);

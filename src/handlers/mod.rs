@@ -3,6 +3,7 @@
 
 pub mod issue;
 pub mod merge_request;
+pub mod note;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -85,6 +86,10 @@ pub async fn dispatch(
         Ok(event @ Event::Issue(_)) => match issue::parse(&event) {
             Some(input) => issue::handle(ctx, input, event_uuid).await,
             None => Ok(Outcome::Skipped("issue action is not handled".into())),
+        },
+        Ok(event @ Event::Note(_)) => match note::parse(&event, &ctx.bot_username) {
+            Some(input) => note::handle(ctx, input, event_uuid).await,
+            None => Ok(Outcome::Skipped("comment without a command".into())),
         },
     }
 }

@@ -183,6 +183,22 @@ pub fn issue_event(
     serde_json::to_vec(&v).expect("json")
 }
 
+/// GitLab's documented MR comment webhook, for a comment `note_id` by `by` on MR `iid`.
+pub fn note_event(iid: u64, author_id: u64, note_id: u64, by: (u64, &str), body: &str) -> Vec<u8> {
+    let mut v: Value = fixture("payloads/note_merge_request.json");
+    v["user"]["id"] = by.0.into();
+    v["user"]["username"] = by.1.into();
+    v["project"]["id"] = PROJECT_ID.into();
+    v["project"]["path_with_namespace"] = PROJECT_PATH.into();
+    v["object_attributes"]["id"] = note_id.into();
+    v["object_attributes"]["note"] = body.into();
+    v["object_attributes"]["author_id"] = by.0.into();
+    v["merge_request"]["iid"] = iid.into();
+    v["merge_request"]["author_id"] = author_id.into();
+    v["merge_request"]["target_project_id"] = PROJECT_ID.into();
+    serde_json::to_vec(&v).expect("json")
+}
+
 static UUIDS: AtomicUsize = AtomicUsize::new(1);
 
 /// A fresh `X-Gitlab-Event-UUID`.

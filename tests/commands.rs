@@ -1,0 +1,130 @@
+//! Contributor commands in MR comments, end to end.
+
+mod support;
+
+use support::harness::*;
+
+async fn routed(h: &Harness) {
+    h.deliver_mr(mr_event(16, AERO_DEV, AERO_DEV, "open")).await;
+    h.wait_idle().await;
+    assert_eq!(h.take_notes(16).len(), 1, "welcome");
+}
+
+async fn comment(h: &Harness, note_id: u64, by: (u64, &str), body: &str) {
+    let r = h
+        .deliver(
+            "Note Hook",
+            note_event(16, AERO_DEV.0, note_id, by, body),
+            Some(&new_uuid()),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    h.wait_idle().await;
+}
+
+fn last(notes: &[String]) -> &str {
+    notes.last().map(String::as_str).unwrap_or("")
+}
+
+#[tokio::test]
+async fn help_is_answered_once_even_on_redelivery() {
+    let h = Harness::start().await;
+    routed(&h).await;
+    comment(&h, 5001, AERO_DEV, "@cocreate-bot help").await;
+    comment(&h, 5001, AERO_DEV, "@cocreate-bot help").await;
+    let notes = h.take_notes(16);
+    assert_eq!(notes.len(), 2, "{notes:#?}");
+    let help = last(&notes);
+    assert!(help.starts_with("<!-- cocreate:cmd:5001 -->"), "{help}");
+    assert!(
+        help.contains("`@cocreate-bot ready`") && help.contains("`@cocreate-bot recheck`"),
+        "{help}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn ready_keeps_the_reviewer_and_pings_them() {
+    let h = Harness::start().await;
+    routed(&h).await;
+    h.gitlab.clear_calls();
+    comment(
+        &h,
+        5002,
+        AERO_DEV,
+        "Done with the changes. @cocreate-bot ready",
+    )
+    .await;
+    let notes = h.take_notes(16);
+    assert!(
+        last(&notes)
+            .contains("@cs-reviewer-1, @aero-dev-1 says this merge request is ready for review"),
+        "{}",
+        last(&notes)
+    );
+    assert_eq!(h.gitlab.mr(PROJECT_ID, 16).reviewer_ids, vec![25, 101]);
+    assert!(
+        h.gitlab.writes().iter().all(|w| w.method == "POST"),
+        "only the reply: {:#?}",
+        h.gitlab.writes()
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn recheck_updates_the_cca_at_once() {
+    let h = Harness::start().await;
+    add_mr(&h.gitlab, 21, TELCO_DEV.0, "Telco change");
+    h.deliver_mr(mr_event(21, TELCO_DEV, TELCO_DEV, "open"))
+        .await;
+    h.wait_idle().await;
+    assert_eq!(h.take_notes(21).len(), 1);
+    // Recheck evaluates the agreement again at once and says what it found.
+    let r = h
+        .deliver(
+            "Note Hook",
+            note_event(21, TELCO_DEV.0, 5003, TELCO_DEV, "@cocreate-bot recheck"),
+            Some(&new_uuid()),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    h.wait_idle().await;
+    let notes = h.take_notes(21);
+    assert!(last(&notes).contains("is **expired**"), "{}", last(&notes));
+    assert!(h
+        .gitlab
+        .mr(PROJECT_ID, 21)
+        .labels
+        .contains(&"CCA::expired".to_string()));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn strangers_get_one_polite_note_and_code_blocks_do_nothing() {
+    let h = Harness::start().await;
+    routed(&h).await;
+    comment(&h, 5004, OUTSIDER, "@cocreate-bot ready").await;
+    let notes = h.take_notes(16);
+    assert!(
+        last(&notes).contains("only the author of this merge request"),
+        "{}",
+        last(&notes)
+    );
+    h.gitlab.clear_calls();
+    comment(
+        &h,
+        5005,
+        AERO_DEV,
+        "The bot says:\n```\n@cocreate-bot ready\n```\n> @cocreate-bot recheck",
+    )
+    .await;
+    comment(&h, 5006, AERO_DEV, "@cocreate-bot deploy `now`").await;
+    let notes = h.take_notes(16);
+    assert_eq!(notes.len(), 3, "welcome, denied, unknown: {notes:#?}");
+    assert!(
+        last(&notes).contains("I don't know the command `deploy`"),
+        "{}",
+        last(&notes)
+    );
+    h.stop().await;
+}
