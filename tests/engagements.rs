@@ -24,6 +24,7 @@ fn intake_issue(h: &Harness, description: &str, labels: &[&str]) -> u64 {
 async fn an_intake_issue_becomes_the_tracking_issue() {
     let h = Harness::start().await;
     let iid = intake_issue(&h, INTAKE, &["Co-Create intake"]);
+    h.gitlab.clear_calls();
     h.deliver_issue(issue_event(
         iid,
         (701, "csm-aero"),
@@ -34,6 +35,16 @@ async fn an_intake_issue_becomes_the_tracking_issue() {
     ))
     .await;
     h.wait_idle().await;
+    let calls = h.gitlab.calls();
+    let writes = calls.iter().filter(|c| c.method != "GET").count();
+    // Issue, its notes, the organization's tracking issues, open Co-Create MRs, roster ids and
+    // statuses (cold caches); one PUT.
+    assert_eq!(
+        (calls.len() - writes, writes),
+        (4 + 2 * ROSTER.len(), 1),
+        "{calls:#?}"
+    );
+    println!("API calls for an intake issue: {} reads, {writes} write", calls.len() - writes);
 
     let issue = h.gitlab.issue(TRACKING_PROJECT_ID, iid);
     assert_eq!(
