@@ -40,6 +40,42 @@ impl Get {
         self.query_async(client).await
     }
 
+    /// How many items the list has, from GitLab's `x-total` header of a `per_page=1` page: one
+    /// call whatever the size. `None` when GitLab leaves the header out (it does above 10,000
+    /// items).
+    pub async fn total(
+        &self,
+        client: &GitlabClient,
+    ) -> Result<Option<u64>, api::ApiError<ClientError>> {
+        let mut url = client.rest_endpoint(&self.path)?;
+        {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in &self.params {
+                q.append_pair(k, v);
+            }
+            q.append_pair("per_page", "1");
+        }
+        let req = http::Request::builder()
+            .method(Method::GET)
+            .uri(url.as_str());
+        let rsp = client.rest_async(req, Vec::new()).await?;
+        let status = rsp.status();
+        if !status.is_success() {
+            return Err(api::ApiError::client(ClientError::Status {
+                status,
+                body: String::from_utf8_lossy(rsp.body())
+                    .chars()
+                    .take(500)
+                    .collect(),
+            }));
+        }
+        Ok(rsp
+            .headers()
+            .get("x-total")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok()))
+    }
+
     /// Every page, 100 per page, following GitLab's `x-next-page` header: the cost is exactly
     /// the number of pages (the `gitlab` crate's offset pager asks for one page more when the
     /// last page is full, so we page ourselves).

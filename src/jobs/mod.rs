@@ -3,6 +3,8 @@
 
 pub mod cca_check;
 pub mod reconcile;
+pub mod report;
+pub mod score;
 pub mod setup;
 
 use std::io::IsTerminal;

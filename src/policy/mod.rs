@@ -7,13 +7,15 @@
 mod agreements;
 mod organizations;
 mod routing;
+mod segmentation;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use agreements::{Agreement, Agreements};
 pub use organizations::{AccountTeam, Organization, Organizations, Tier};
-pub use routing::{Labels, Roster, Routing, Strategy, Tracking, Watch};
+pub use routing::{Labels, ReviewSlo, Roster, Routing, Strategy, Tracking, Watch};
+pub use segmentation::{Segmentation, Subscription, Targets, TierRules, Weights};
 
 /// The example policies shipped in `policies/`, embedded so the binary runs on a fresh machine.
 pub const EMBEDDED: &[(&str, &str)] = &[
@@ -26,6 +28,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "agreements.yml",
         include_str!("../../policies/agreements.yml"),
     ),
+    (
+        "segmentation.yml",
+        include_str!("../../policies/segmentation.yml"),
+    ),
 ];
 
 /// Every policy, loaded and validated.
@@ -35,6 +41,9 @@ pub struct Policies {
     pub routing: Routing,
     /// CCAs on file (`agreements.yml` is optional: without it, no organization has one).
     pub agreements: Agreements,
+    /// Scoring weights, tiers and program targets (`segmentation.yml` is optional: without it,
+    /// the action plan's values).
+    pub segmentation: Segmentation,
     /// Where they came from (a directory, or "embedded examples"), for logs and `/readyz`.
     pub source: String,
 }
@@ -141,10 +150,12 @@ impl Policies {
         let files = [read("organizations.yml"), read("routing.yml")];
         let mut errors = Vec::new();
         let mut texts = Vec::new();
-        if dir.join("agreements.yml").exists() {
-            match read("agreements.yml") {
-                Ok(t) => texts.push(t),
-                Err(e) => errors.push(e),
+        for optional in ["agreements.yml", "segmentation.yml"] {
+            if dir.join(optional).exists() {
+                match read(optional) {
+                    Ok(t) => texts.push(t),
+                    Err(e) => errors.push(e),
+                }
             }
         }
         for f in files {
@@ -216,12 +227,23 @@ impl Policies {
                 .ok(),
             None => Some(Agreements::default()),
         };
-        match (orgs, routing, agreements) {
-            (Some(organizations), Some(routing), Some(agreements)) if errors.is_empty() => {
+        let segmentation = match find("segmentation.yml") {
+            Some((path, text)) => parse_file::<segmentation::SegmentationDoc>(path, text)
+                .map_err(|e| vec![e])
+                .and_then(|doc| segmentation::validate(doc).map_err(|ls| locate(path, ls)))
+                .map_err(|es| errors.extend(es))
+                .ok(),
+            None => Some(Segmentation::default()),
+        };
+        match (orgs, routing, agreements, segmentation) {
+            (Some(organizations), Some(routing), Some(agreements), Some(segmentation))
+                if errors.is_empty() =>
+            {
                 Ok(Self {
                     organizations,
                     routing,
                     agreements,
+                    segmentation,
                     source,
                 })
             }
@@ -296,6 +318,59 @@ mod tests {
             errs[1].starts_with("agreements.yml:7:13: `signed` must be a date"),
             "{errs:?}"
         );
+    }
+
+    fn segmentation_errors(yaml: &str) -> Vec<String> {
+        let sources = vec![
+            (PathBuf::from("organizations.yml"), EMBEDDED[0].1),
+            (PathBuf::from("routing.yml"), EMBEDDED[1].1),
+            (PathBuf::from("segmentation.yml"), yaml),
+        ];
+        match Policies::from_sources(&sources, "t".into()) {
+            Ok(_) => vec![],
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn shipped_segmentation_equals_the_built_in_default() {
+        let p = Policies::embedded().expect("valid");
+        assert_eq!(p.segmentation, Segmentation::default());
+    }
+
+    #[test]
+    fn segmentation_errors_name_file_line_and_column() {
+        let shipped = EMBEDDED[3].1;
+        let bad_month =
+            shipped.replace("fiscal_year_start_month: 2", "fiscal_year_start_month: 13");
+        let errs = segmentation_errors(&bad_month);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("segmentation.yml:7:26: fiscal_year_start_month must be 1-12"),
+            "{errs:?}"
+        );
+        let typo = shipped.replace("  projects: 7 ", "  projcts: 7 ");
+        let errs = segmentation_errors(&typo);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].starts_with("segmentation.yml:10:3: "), "{errs:?}");
+        assert!(errs[0].contains("projcts"), "{errs:?}");
+        let bad = shipped
+            .replace(
+                "subscriptions: [premium, ultimate]",
+                "subscriptions: [premium, platinum]",
+            )
+            .replace("seats: 10\n", "seats: -1\n");
+        let errs = segmentation_errors(&bad);
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs[0].contains("weights.seats must be a number of 0 or more"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].contains("`platinum` is not a subscription"),
+            "{errs:?}"
+        );
+        assert!(errs[1].starts_with("segmentation.yml:44:30: "), "{errs:?}");
     }
 
     #[test]
