@@ -61,6 +61,15 @@ const EMBEDDED: &[(&str, &str)] = &[
         "command_recheck.md",
         include_str!("../templates/command_recheck.md"),
     ),
+    ("nudge_ping.md", include_str!("../templates/nudge_ping.md")),
+    (
+        "nudge_escalate.md",
+        include_str!("../templates/nudge_escalate.md"),
+    ),
+    (
+        "nudge_author.md",
+        include_str!("../templates/nudge_author.md"),
+    ),
 ];
 
 /// The issue templates account teams pick in GitLab (`.gitlab/issue_templates/` ships copies).
@@ -417,6 +426,22 @@ impl Messages {
         let body = self.render(
             template,
             context! { who, bot => neutralize::inline(bot), extra },
+        )?;
+        Ok(body.trim_end().to_owned())
+    }
+
+    /// A nudge: `who` and `other` are already safe mentions.
+    pub fn nudge(
+        &self,
+        template: &str,
+        who: &str,
+        other: &str,
+        days: u32,
+        bot: &str,
+    ) -> Result<String, TemplateError> {
+        let body = self.render(
+            template,
+            context! { who, other, days, bot => neutralize::inline(bot) },
         )?;
         Ok(body.trim_end().to_owned())
     }

@@ -47,7 +47,11 @@ fn stages_and_test_job() {
 #[test]
 fn scheduled_jobs_use_the_release_binary_and_the_masked_token() {
     let p = pipeline();
-    for (job, command) in [("cca-check", "cca-check"), ("reconcile", "reconcile")] {
+    for (job, command) in [
+        ("cca-check", "cca-check"),
+        ("reconcile", "reconcile"),
+        ("nudge", "nudge"),
+    ] {
         let j = &p[job];
         assert_eq!(j["stage"], "scheduled", "{job}");
         assert_eq!(j["needs"], serde_json::json!(["release-build"]), "{job}");

@@ -8,6 +8,7 @@
 mod cca;
 pub mod commands;
 pub mod engagement;
+pub mod nudge;
 mod recognize;
 mod reviewer;
 mod routing;

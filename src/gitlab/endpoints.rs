@@ -238,6 +238,8 @@ pub struct ApiMergeRequest {
     pub web_url: String,
     #[serde(default)]
     pub updated_at: Option<String>,
+    #[serde(default)]
+    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A commit status.
@@ -255,6 +257,8 @@ pub struct ApiNote {
     pub author: ApiUserRef,
     #[serde(default)]
     pub system: bool,
+    #[serde(default)]
+    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// An issue, with the fields we use.

@@ -119,6 +119,19 @@ impl FactSource {
         }
     }
 
+    /// Every note on this MR, oldest first (for whose-turn decisions).
+    pub async fn mr_notes(&self, c: &GitlabClient, mr: MrRef) -> Result<Vec<ApiNote>, GitlabError> {
+        Get::new(format!(
+            "projects/{}/merge_requests/{}/notes",
+            mr.project_id, mr.iid
+        ))
+        .param("sort", "asc")
+        .param("order_by", "created_at")
+        .all(c)
+        .await
+        .doing(|| format!("listing notes of {mr}"))
+    }
+
     /// Every marker string (fixed and keyed) in the bot's notes on this MR.
     pub async fn bot_marker_strings(
         &self,
@@ -275,11 +288,11 @@ impl FactSource {
         &self,
         c: &GitlabClient,
         policies: &Policies,
-        org: &OrgSlug,
+        org: Option<&OrgSlug>,
     ) -> Result<RosterFacts, GitlabError> {
         let routing = &policies.routing;
         let open = self.open_cocreate_mrs(c, policies).await?;
-        let org_label = routing.labels.org(org);
+        let org_label = org.map(|o| routing.labels.org(o));
         let mut members = Vec::new();
         for username in &routing.roster.reviewers {
             let id = self.user_id(c, username).await?;
@@ -302,7 +315,7 @@ impl FactSource {
                 open_reviews: reviews.len(),
                 org_reviews: reviews
                     .iter()
-                    .filter(|m| m.labels.contains(&org_label))
+                    .filter(|m| org_label.as_ref().is_some_and(|l| m.labels.contains(l)))
                     .count(),
             });
         }

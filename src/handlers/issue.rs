@@ -155,5 +155,5 @@ async fn roster_with_org(
     c: &GitlabClient,
     org: &OrgSlug,
 ) -> Result<crate::decide::RosterFacts, HandleError> {
-    Ok(live.facts.roster(c, &ctx.policies, org).await?)
+    Ok(live.facts.roster(c, &ctx.policies, Some(org)).await?)
 }

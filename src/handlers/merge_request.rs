@@ -213,7 +213,10 @@ pub async fn handle(
         _ => None,
     };
     if facts.state == MrState::Opened && !facts.has_roster_reviewer(&ctx.policies) {
-        let mut roster = live.facts.roster(&client, &ctx.policies, &org.slug).await?;
+        let mut roster = live
+            .facts
+            .roster(&client, &ctx.policies, Some(&org.slug))
+            .await?;
         // Sticky to the engagement's Contributor Success DRI.
         roster.preferred = tracking
             .iter()

@@ -72,7 +72,9 @@ pub async fn handle(
         _ => None,
     };
     let roster: Option<RosterFacts> = match (&input.command, &org) {
-        (Command::Ready, Some(o)) => Some(live.facts.roster(&c, &ctx.policies, &o.slug).await?),
+        (Command::Ready, Some(o)) => {
+            Some(live.facts.roster(&c, &ctx.policies, Some(&o.slug)).await?)
+        }
         _ => None,
     };
     let facts = CommandFacts {

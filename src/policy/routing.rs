@@ -17,9 +17,36 @@ pub(super) struct RoutingDoc {
     tracking: Tracking,
     #[serde(default)]
     watch: Watch,
+    #[serde(default)]
+    review_slo: ReviewSlo,
     /// The bot's GitLab username; when absent it is read from `GET /user` at start-up.
     #[serde(default)]
     bot_username: Option<String>,
+}
+
+/// The review-response SLO of `cocreate nudge`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReviewSlo {
+    /// Business days a Co-Create MR may wait for its reviewer before they are pinged.
+    pub business_days: u32,
+    /// Further business days before the MR is handed to another roster member (or the lead).
+    pub escalate_after_days: u32,
+    /// Calendar days of the author's turn before one kind reminder.
+    pub author_reminder_days: u32,
+    /// Days that do not count as business days besides weekends (`YYYY-MM-DD`).
+    pub holidays: Vec<chrono::NaiveDate>,
+}
+
+impl Default for ReviewSlo {
+    fn default() -> Self {
+        Self {
+            business_days: 4,
+            escalate_after_days: 4,
+            author_reminder_days: 30,
+            holidays: Vec::new(),
+        }
+    }
 }
 
 /// Label names; every one has GitLab-program defaults and can be renamed.
@@ -43,6 +70,8 @@ pub struct Labels {
     pub pathway_prefix: String,
     /// Marks an engagement that plans an on-site week (only for a major pathway).
     pub onsite: String,
+    /// On a Co-Create MR while its review is overdue.
+    pub overdue: String,
 }
 
 impl Default for Labels {
@@ -59,6 +88,7 @@ impl Default for Labels {
             stage_prefix: "Co-Create stage::".into(),
             pathway_prefix: "Co-Create pathway::".into(),
             onsite: "Co-Create on-site".into(),
+            overdue: "Co-Create review::overdue".into(),
         }
     }
 }
@@ -152,6 +182,7 @@ pub struct Routing {
     pub roster: Roster,
     pub tracking: Tracking,
     pub watch: Watch,
+    pub review_slo: ReviewSlo,
     pub bot_username: Option<String>,
 }
 
@@ -199,6 +230,7 @@ pub(super) fn validate(doc: RoutingDoc) -> Result<Routing, Vec<Located>> {
             },
             tracking: doc.tracking,
             watch: doc.watch,
+            review_slo: doc.review_slo,
             bot_username: doc
                 .bot_username
                 .map(|b| b.trim_start_matches('@').to_ascii_lowercase()),

@@ -1,0 +1,307 @@
+//! The review-response SLO: whose turn it is on a Co-Create MR, how long it has waited in
+//! business days, and the ping, escalation or author reminder that is due (each once per period).
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
+use serde::Serialize;
+
+use super::{Action, NoteTarget, RosterFacts};
+use crate::domain::{MrRef, UserId};
+use crate::messages::{keyed_marker, Marker, Messages, TemplateError};
+use crate::neutralize;
+use crate::policy::{Policies, ReviewSlo};
+
+/// Weekdays after `from`'s day up to and including `to`'s day, minus holidays.
+pub fn business_days_between(from: NaiveDate, to: NaiveDate, holidays: &[NaiveDate]) -> u32 {
+    let mut n = 0;
+    let mut d = from;
+    while d < to {
+        d = d.succ_opt().unwrap_or(to);
+        if !matches!(d.weekday(), Weekday::Sat | Weekday::Sun) && !holidays.contains(&d) {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// One thing that happened on the MR (a comment, or a system note: push, approval).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activity {
+    pub at: DateTime<Utc>,
+    pub username: String,
+    pub system: bool,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Turn {
+    Reviewer,
+    Author,
+}
+
+/// Whose turn it is and since when: the reviewer's after the author's last push or comment (or
+/// since the MR was opened), the author's after a reviewer's last comment or approval. Bots and
+/// other people do not move the turn.
+pub fn whose_turn(
+    created_at: DateTime<Utc>,
+    author: &str,
+    reviewers: &[String],
+    activity: &[Activity],
+    bot: &str,
+) -> (Turn, DateTime<Utc>) {
+    let mut turn = (Turn::Reviewer, created_at);
+    let mut sorted: Vec<&Activity> = activity.iter().collect();
+    sorted.sort_by_key(|a| a.at);
+    for a in sorted {
+        if a.username.eq_ignore_ascii_case(bot) {
+            continue;
+        }
+        if a.username.eq_ignore_ascii_case(author) {
+            if turn.0 == Turn::Author {
+                turn = (Turn::Reviewer, a.at);
+            }
+        } else if reviewers
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(&a.username))
+            && turn.0 == Turn::Reviewer
+        {
+            turn = (Turn::Author, a.at);
+        }
+    }
+    turn
+}
+
+/// Everything the nudge rules need about one MR.
+#[derive(Debug, Clone)]
+pub struct NudgeFacts<'a> {
+    pub mr: MrRef,
+    pub created_at: DateTime<Utc>,
+    pub author: &'a str,
+    pub labels: &'a [String],
+    /// All reviewers (id, username).
+    pub reviewers: &'a [(UserId, String)],
+    pub activity: &'a [Activity],
+    /// Markers of the bot's notes.
+    pub markers: &'a [String],
+    pub now: DateTime<Utc>,
+    pub roster: Option<&'a RosterFacts>,
+    pub bot: &'a str,
+}
+
+/// What is due on one MR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NudgeOutcome {
+    pub turn: Turn,
+    pub since: DateTime<Utc>,
+    pub waited_business_days: u32,
+    pub overdue: bool,
+}
+
+pub fn decide_nudge(
+    f: &NudgeFacts<'_>,
+    policies: &Policies,
+    messages: &Messages,
+) -> Result<(NudgeOutcome, Vec<Action>), TemplateError> {
+    let slo: &ReviewSlo = &policies.routing.review_slo;
+    let roster = &policies.routing.roster;
+    let overdue_label = &policies.routing.labels.overdue;
+    let roster_reviewers: Vec<String> = f
+        .reviewers
+        .iter()
+        .map(|(_, u)| u.to_ascii_lowercase())
+        .filter(|u| roster.reviewers.contains(u) || roster.lead.as_ref() == Some(u))
+        .collect();
+    let reviewers: Vec<String> = f.reviewers.iter().map(|(_, u)| u.clone()).collect();
+    let (turn, since) = whose_turn(f.created_at, f.author, &reviewers, f.activity, f.bot);
+    let waited = business_days_between(since.date_naive(), f.now.date_naive(), &slo.holidays);
+    let period = since.format("%Y-%m-%dT%H:%M").to_string();
+    let has_label = f.labels.contains(overdue_label);
+    let mut actions = Vec::new();
+    let note = |kind: &str, body: String| {
+        let marker = keyed_marker(kind, &period);
+        (!f.markers.contains(&marker)).then(|| Action::PostNote {
+            target: NoteTarget::MergeRequest(f.mr),
+            marker: Marker::Command,
+            body: format!("{marker}\n{body}"),
+        })
+    };
+    let overdue =
+        turn == Turn::Reviewer && waited >= slo.business_days && !roster_reviewers.is_empty();
+    if turn == Turn::Reviewer
+        && waited >= slo.business_days + slo.escalate_after_days
+        && !roster_reviewers.is_empty()
+    {
+        // Hand it to someone else on the roster (least loaded, not busy), else the lead.
+        let others = f.roster.map(|r| RosterFacts {
+            members: r
+                .members
+                .iter()
+                .filter(|m| !roster_reviewers.contains(&m.username))
+                .cloned()
+                .collect(),
+            preferred: None,
+        });
+        let next = others
+            .as_ref()
+            .and_then(|o| super::choose_reviewer(roster, o));
+        if let Some(next) = next.filter(|n| !roster_reviewers.contains(&n.username)) {
+            let marker = keyed_marker("nudge-escalate", &period);
+            if !f.markers.contains(&marker) {
+                let mut ids: Vec<UserId> = f
+                    .reviewers
+                    .iter()
+                    .filter(|(_, u)| !roster_reviewers.contains(&u.to_ascii_lowercase()))
+                    .map(|(id, _)| *id)
+                    .collect();
+                ids.extend(next.id);
+                actions.push(Action::EditMergeRequest {
+                    mr: f.mr,
+                    add_labels: vec![],
+                    remove_labels: vec![],
+                    reviewer_ids: Some(ids),
+                    added_reviewer: Some(next.username.clone()),
+                });
+                let body = messages.nudge(
+                    "nudge_escalate.md",
+                    &neutralize::mention(&next.username),
+                    &roster_reviewers
+                        .iter()
+                        .map(|r| neutralize::mention(r))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    waited,
+                    f.bot,
+                )?;
+                actions.extend(note("nudge-escalate", body));
+            }
+        }
+    } else if overdue {
+        let body = messages.nudge(
+            "nudge_ping.md",
+            &roster_reviewers
+                .iter()
+                .map(|r| neutralize::mention(r))
+                .collect::<Vec<_>>()
+                .join(", "),
+            &neutralize::mention(f.author),
+            waited,
+            f.bot,
+        )?;
+        actions.extend(note("nudge-ping", body));
+    } else if turn == Turn::Author {
+        let days = (f.now - since).num_days();
+        if days >= i64::from(slo.author_reminder_days) {
+            let body = messages.nudge(
+                "nudge_author.md",
+                &neutralize::mention(f.author),
+                "",
+                days as u32,
+                f.bot,
+            )?;
+            actions.extend(note("nudge-author", body));
+        }
+    }
+    match (overdue, has_label) {
+        (true, false) => actions.insert(0, label_edit(f.mr, vec![overdue_label.clone()], vec![])),
+        (false, true) => actions.insert(0, label_edit(f.mr, vec![], vec![overdue_label.clone()])),
+        _ => {}
+    }
+    Ok((
+        NudgeOutcome {
+            turn,
+            since,
+            waited_business_days: waited,
+            overdue,
+        },
+        actions,
+    ))
+}
+
+fn label_edit(mr: MrRef, add: Vec<String>, remove: Vec<String>) -> Action {
+    Action::EditMergeRequest {
+        mr,
+        add_labels: add,
+        remove_labels: remove,
+        reviewer_ids: None,
+        added_reviewer: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
+    }
+
+    #[test]
+    fn business_days_skip_weekends_and_holidays() {
+        let rows = [
+            ("2026-11-02", "2026-11-06", vec![], 4), // Mon → Fri
+            ("2026-11-06", "2026-11-09", vec![], 1), // Fri → Mon
+            ("2026-11-07", "2026-11-08", vec![], 0), // Sat → Sun
+            ("2026-11-02", "2026-11-12", vec![], 8),
+            ("2026-11-02", "2026-11-06", vec![d("2026-11-04")], 3),
+            ("2026-11-06", "2026-11-06", vec![], 0),
+        ];
+        for (from, to, hol, want) in rows {
+            assert_eq!(
+                business_days_between(d(from), d(to), &hol),
+                want,
+                "{from} → {to}"
+            );
+        }
+    }
+
+    #[test]
+    fn turn_table() {
+        let t = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .expect("t")
+                .with_timezone(&Utc)
+        };
+        let a = |at: &str, who: &str| Activity {
+            at: t(at),
+            username: who.into(),
+            system: false,
+            body: String::new(),
+        };
+        let created = t("2026-11-02T10:00:00Z");
+        let reviewers = vec!["rev".to_string()];
+        let rows = vec![
+            (vec![], (Turn::Reviewer, created)),
+            (
+                vec![a("2026-11-03T10:00:00Z", "rev")],
+                (Turn::Author, t("2026-11-03T10:00:00Z")),
+            ),
+            (
+                vec![
+                    a("2026-11-03T10:00:00Z", "rev"),
+                    a("2026-11-04T10:00:00Z", "dev"),
+                ],
+                (Turn::Reviewer, t("2026-11-04T10:00:00Z")),
+            ),
+            // The author commenting again while waiting does not restart the clock.
+            (
+                vec![a("2026-11-03T10:00:00Z", "dev")],
+                (Turn::Reviewer, created),
+            ),
+            // Bots and bystanders do not move the turn.
+            (
+                vec![
+                    a("2026-11-03T10:00:00Z", "bot"),
+                    a("2026-11-03T11:00:00Z", "someone"),
+                ],
+                (Turn::Reviewer, created),
+            ),
+        ];
+        for (activity, want) in rows {
+            assert_eq!(
+                whose_turn(created, "dev", &reviewers, &activity, "bot"),
+                want,
+                "{activity:?}"
+            );
+        }
+    }
+}

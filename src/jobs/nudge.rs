@@ -1,0 +1,140 @@
+//! `cocreate nudge`: Co-Create MRs never wait silently. Pings the reviewer when an MR has waited
+//! past the review-response SLO, hands it to another roster member after a second period, and
+//! reminds the author kindly, once per period, when it has been their turn for a long time.
+//!
+//! Cost: the pages of the open-MR list, one notes read per MR (whose turn it is lives in the
+//! notes), the roster's load once, and the writes.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::Progress;
+use crate::decide::nudge::{decide_nudge, Activity, NudgeFacts, NudgeOutcome};
+use crate::domain::MrRef;
+use crate::gitlab::{ExecuteError, GitlabError};
+use crate::handlers::Context;
+use crate::messages::{markers_in, TemplateError};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Nudged {
+    pub mr: MrRef,
+    pub outcome: NudgeOutcome,
+    pub changes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NudgeReport {
+    pub mrs: Vec<Nudged>,
+    pub overdue: usize,
+    pub errors: Vec<(MrRef, String)>,
+    pub api_reads: u64,
+    pub api_writes: u64,
+    pub elapsed_ms: u128,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NudgeError {
+    #[error("nudge reads GitLab: set GITLAB_TOKEN (add --dry-run to write nothing)")]
+    NoGitlab,
+    #[error(transparent)]
+    Gitlab(#[from] GitlabError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Execute(#[from] ExecuteError),
+}
+
+pub async fn run(ctx: &Context) -> Result<NudgeReport, NudgeError> {
+    let live = ctx.gitlab.as_ref().ok_or(NudgeError::NoGitlab)?;
+    let started = Instant::now();
+    let counter = live.client.counter();
+    let before = counter.snapshot();
+    let c = &live.client;
+    let mrs = live.facts.open_cocreate_mrs(c, &ctx.policies).await?;
+    let mut report = NudgeReport {
+        mrs: vec![],
+        overdue: 0,
+        errors: vec![],
+        api_reads: 0,
+        api_writes: 0,
+        elapsed_ms: 0,
+    };
+    let mut roster = None;
+    let mut progress = Progress::new("nudge", mrs.len());
+    let now = ctx.clock.now();
+    for (mr_ref, mr) in &mrs {
+        let result: Result<Nudged, NudgeError> = async {
+            let notes = live.facts.mr_notes(c, *mr_ref).await?;
+            let activity: Vec<Activity> = notes
+                .iter()
+                .filter_map(|n| {
+                    Some(Activity {
+                        at: n.created_at?,
+                        username: n.author.username.clone(),
+                        system: n.system,
+                        body: String::new(),
+                    })
+                })
+                .collect();
+            let markers: Vec<String> = notes
+                .iter()
+                .filter(|n| n.author.username.eq_ignore_ascii_case(&ctx.bot_username))
+                .flat_map(|n| markers_in(&n.body))
+                .collect();
+            let reviewers: Vec<(u64, String)> = mr
+                .reviewers
+                .iter()
+                .map(|r| (r.id, r.username.clone()))
+                .collect();
+            let mut facts = NudgeFacts {
+                mr: *mr_ref,
+                created_at: mr.created_at.unwrap_or(now),
+                author: &mr.author.username,
+                labels: &mr.labels,
+                reviewers: &reviewers,
+                activity: &activity,
+                markers: &markers,
+                now,
+                roster: None,
+                bot: &ctx.bot_username,
+            };
+            let (mut outcome, mut actions) = decide_nudge(&facts, &ctx.policies, &ctx.messages)?;
+            let slo = &ctx.policies.routing.review_slo;
+            if outcome.overdue
+                && outcome.waited_business_days >= slo.business_days + slo.escalate_after_days
+            {
+                // Escalation needs the roster's load: read it once per run, only when needed.
+                if roster.is_none() {
+                    roster = Some(live.facts.roster(c, &ctx.policies, None).await?);
+                }
+                facts.roster = roster.as_ref();
+                (outcome, actions) = decide_nudge(&facts, &ctx.policies, &ctx.messages)?;
+            }
+            ctx.executor.run(Some(c), &actions).await?;
+            Ok(Nudged {
+                mr: *mr_ref,
+                outcome,
+                changes: actions.iter().map(|a| a.summary()).collect(),
+            })
+        }
+        .await;
+        match result {
+            Ok(n) => {
+                report.overdue += usize::from(n.outcome.overdue);
+                report.mrs.push(n);
+            }
+            Err(e) => {
+                tracing::warn!(mr = %mr_ref, error = %e, "nudge could not handle this MR; the next run retries");
+                report.errors.push((*mr_ref, e.to_string()));
+            }
+        }
+        progress.tick();
+    }
+    metrics::gauge!("cocreate_reviews_overdue").set(report.overdue as f64);
+    let after = counter.snapshot();
+    report.api_reads = after.0 - before.0;
+    report.api_writes = after.1 - before.1;
+    report.elapsed_ms = started.elapsed().as_millis();
+    Ok(report)
+}

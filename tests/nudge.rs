@@ -1,0 +1,148 @@
+//! `cocreate nudge` with a set clock, over MRs at each stage of waiting.
+
+mod support;
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use cocreate::app::{self, GitlabSettings};
+use cocreate::clock::Clock;
+use cocreate::handlers::Context;
+use cocreate::jobs::nudge;
+use cocreate::messages::Messages;
+use cocreate::policy::{Policies, EMBEDDED};
+use support::fake_gitlab::{FakeGitLab, MrSpec};
+use support::harness::{seed, AERO_DEV};
+
+async fn context(gitlab: &FakeGitLab, now: &str) -> Context {
+    let policies = Policies::from_sources(
+        &[
+            (PathBuf::from("organizations.yml"), EMBEDDED[0].1),
+            (PathBuf::from("routing.yml"), EMBEDDED[1].1),
+        ],
+        "test".into(),
+    )
+    .expect("policies");
+    let settings = GitlabSettings {
+        url: gitlab.url(),
+        token: Some(gitlab.token()),
+        retry: Default::default(),
+    };
+    let clock = Clock::fixed(
+        DateTime::parse_from_rfc3339(now)
+            .expect("time")
+            .with_timezone(&Utc),
+    );
+    app::build_context(
+        &settings,
+        policies,
+        Messages::embedded().expect("templates"),
+        clock,
+    )
+    .await
+    .expect("context")
+}
+
+/// An open Co-Create MR by the aero engineer, reviewed by cs-reviewer-1 (101), opened at `at`.
+fn mr(gitlab: &FakeGitLab, iid: u64, at: &str) {
+    gitlab.set_time(at);
+    gitlab.add_mr(MrSpec {
+        project_id: 2,
+        iid,
+        id: 3000 + iid,
+        title: format!("Change {iid}"),
+        author_id: AERO_DEV.0,
+        labels: vec!["Co-Create".into(), "Co-Create org::example-aero".into()],
+        reviewer_ids: vec![101],
+        sha: format!("{iid:040x}"),
+        project_path: "vendor/product".into(),
+        ..MrSpec::default()
+    });
+}
+
+fn bot_notes(gitlab: &FakeGitLab, iid: u64) -> Vec<String> {
+    gitlab
+        .notes(2, iid)
+        .into_iter()
+        .filter(|n| n.author_username == "cocreate-bot")
+        .map(|n| n.body)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_escalate_remind_and_nothing_twice() {
+    let gitlab = FakeGitLab::start().await;
+    seed(&gitlab);
+    // !61: opened Monday, waiting for its reviewer. !62: opened Friday (a weekend in between).
+    // !63: the reviewer answered 36 days ago; the author has not come back.
+    mr(&gitlab, 61, "2026-11-02T10:00:00Z");
+    mr(&gitlab, 62, "2026-11-06T10:00:00Z");
+    mr(&gitlab, 63, "2026-09-28T10:00:00Z");
+    gitlab.set_time("2026-10-01T10:00:00Z");
+    gitlab.add_note(2, 63, 101, "Looks good, two small things to fix.");
+
+    // Friday: !61 has waited 4 business days → ping + overdue label. !62: 0 days.
+    let ctx = context(&gitlab, "2026-11-06T18:00:00Z").await;
+    let r = nudge::run(&ctx).await.expect("runs");
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let pings = bot_notes(&gitlab, 61);
+    assert_eq!(pings.len(), 1);
+    assert!(
+        pings[0]
+            .contains("@cs-reviewer-1: this Co-Create merge request has waited 4 business days"),
+        "{}",
+        pings[0]
+    );
+    assert!(gitlab
+        .mr(2, 61)
+        .labels
+        .contains(&"Co-Create review::overdue".to_string()));
+    let reminders = bot_notes(&gitlab, 63);
+    assert_eq!(reminders.len(), 1);
+    assert!(
+        reminders[0].contains("Hi @aero-dev-1, a friendly reminder"),
+        "{}",
+        reminders[0]
+    );
+
+    // Wednesday after: !62 has waited 3 business days (5 calendar days): nothing.
+    // The same run again writes nothing.
+    let ctx = context(&gitlab, "2026-11-11T18:00:00Z").await;
+    gitlab.clear_calls();
+    nudge::run(&ctx).await.expect("runs");
+    assert!(bot_notes(&gitlab, 62).is_empty(), "weekends do not count");
+    assert!(gitlab.writes().is_empty(), "{:#?}", gitlab.writes());
+
+    // Thursday: !61 has waited 8 business days → handed to another roster member.
+    let ctx = context(&gitlab, "2026-11-12T18:00:00Z").await;
+    nudge::run(&ctx).await.expect("runs");
+    let notes = bot_notes(&gitlab, 61);
+    assert_eq!(notes.len(), 2, "{notes:#?}");
+    assert!(
+        notes[1].contains("could you take over the review"),
+        "{}",
+        notes[1]
+    );
+    let reviewers = gitlab.mr(2, 61).reviewer_ids;
+    assert!(
+        !reviewers.contains(&101) && reviewers.len() == 1,
+        "{reviewers:?}"
+    );
+
+    // The new reviewer answers: the author's turn, the overdue label goes.
+    gitlab.set_time("2026-11-12T19:00:00Z");
+    gitlab.add_note(2, 61, reviewers[0], "On it.");
+    let ctx = context(&gitlab, "2026-11-13T09:00:00Z").await;
+    nudge::run(&ctx).await.expect("runs");
+    assert!(!gitlab
+        .mr(2, 61)
+        .labels
+        .contains(&"Co-Create review::overdue".to_string()));
+    gitlab.clear_calls();
+    let again = nudge::run(&ctx).await.expect("runs");
+    assert_eq!(again.api_writes, 0);
+    println!(
+        "nudge on 3 MRs: {} reads (pages + one notes read per MR)",
+        again.api_reads
+    );
+}
