@@ -1,0 +1,205 @@
+//! `cocreate score` against the fake GitLab: issue/MR counts from list totals, tiers, ranking,
+//! bad rows, offline mode, API cost.
+
+mod support;
+
+use std::path::PathBuf;
+
+use cocreate::app::{self, GitlabSettings};
+use cocreate::clock::Clock;
+use cocreate::gitlab::RetryPolicy;
+use cocreate::handlers::Context;
+use cocreate::jobs::score::{self, HistorySource, ScoreError};
+use cocreate::messages::Messages;
+use cocreate::policy::{Policies, EMBEDDED};
+use support::fake_gitlab::{FakeGitLab, IssueSpec, MrSpec, UserSpec};
+use support::harness::{seed, AERO_DEV, PROJECT_ID, PROJECT_PATH, TELCO_DEV};
+
+const ACCOUNTS: &str = include_str!("fixtures/accounts.csv");
+
+async fn context(gitlab: &FakeGitLab) -> Context {
+    let policies = Policies::embedded().expect("policies");
+    let settings = GitlabSettings {
+        url: gitlab.url(),
+        token: Some(gitlab.token()),
+        retry: RetryPolicy {
+            base: std::time::Duration::from_millis(2),
+            cap: std::time::Duration::from_millis(20),
+            ..RetryPolicy::default()
+        },
+    };
+    app::build_context(
+        &settings,
+        policies,
+        Messages::embedded().expect("templates"),
+        Clock::system(),
+    )
+    .await
+    .expect("context")
+}
+
+fn issue_by(gitlab: &FakeGitLab, author: u64, n: u64) {
+    for _ in 0..n {
+        gitlab.add_issue(IssueSpec {
+            project_id: PROJECT_ID,
+            project_path: PROJECT_PATH.into(),
+            author_id: author,
+            title: "Bug report".into(),
+            ..IssueSpec::default()
+        });
+    }
+}
+
+/// aero-dev-1: MR !16 (seed) + 3 issues = 4; tdev (telco): 2 MRs; freight-dev: 12 issues;
+/// grid-dev-1: 10 issues. Everything in the watched group `vendor`.
+async fn world() -> FakeGitLab {
+    let gitlab = FakeGitLab::start().await;
+    seed(&gitlab);
+    gitlab.add_user(UserSpec::new(801, "freight-dev"));
+    gitlab.add_user(UserSpec::new(802, "grid-dev-1"));
+    issue_by(&gitlab, AERO_DEV.0, 3);
+    issue_by(&gitlab, 801, 12);
+    issue_by(&gitlab, 802, 10);
+    // Outside the watched group: not counted.
+    gitlab.add_issue(IssueSpec {
+        project_id: 77,
+        project_path: "elsewhere/app".into(),
+        author_id: 801,
+        ..IssueSpec::default()
+    });
+    for iid in [30, 31] {
+        gitlab.add_mr(MrSpec {
+            project_id: PROJECT_ID,
+            iid,
+            id: 3000 + iid,
+            author_id: TELCO_DEV.0,
+            project_path: PROJECT_PATH.into(),
+            ..MrSpec::default()
+        });
+    }
+    gitlab
+}
+
+#[tokio::test]
+async fn ranks_tiers_and_counts_with_two_calls_per_username() {
+    let gitlab = world().await;
+    let ctx = context(&gitlab).await;
+    gitlab.clear_calls();
+    let report = score::run(&ctx.policies, ctx.gitlab.as_ref(), ACCOUNTS, false)
+        .await
+        .expect("scores");
+    // Usernames: aero 2 (organizations.yml), telco 2 (CSV tdev + telco-dev-1), freight 1, grid 2.
+    assert_eq!(report.api_reads, 14);
+    assert_eq!(gitlab.calls().len(), 14);
+    assert!(gitlab.writes().is_empty());
+    assert!(gitlab
+        .calls()
+        .iter()
+        .all(|c| c.query.contains("per_page=1") && c.path.starts_with("/api/v4/groups/vendor/")));
+
+    let got: Vec<(&str, f64, u8, u64, HistorySource)> = report
+        .accounts
+        .iter()
+        .map(|s| {
+            (
+                s.slug.as_str(),
+                s.score,
+                s.tier,
+                s.issues_mrs,
+                s.history_source,
+            )
+        })
+        .collect();
+    use HistorySource::*;
+    assert_eq!(
+        got,
+        vec![
+            // 4 + 9 + 15 + 10 + 10 + 15 + 3 + 10 + 4: full marks but a weak history.
+            ("example-aero", 80.0, 2, 4, Gitlab),
+            // 10 + 8 + 15 + 9 + 0 + 15 + 2 + 7.5 + 5
+            ("example-grid", 71.5, 1, 10, Gitlab),
+            ("example-bank", 63.5, 3, 0, Csv),
+            // 12 + 5 + 9 + 4 + 0 + 15 + 4 + 7.5 + 3
+            ("example-freight", 59.5, 1, 12, Gitlab),
+            ("example-retail", 47.5, 2, 0, Unknown),
+            ("example-telco", 46.7, 2, 2, Gitlab),
+            ("example-mill", 17.3, 3, 0, Unknown),
+        ]
+    );
+    let ranks: Vec<usize> = report.accounts.iter().map(|s| s.rank).collect();
+    assert_eq!(ranks, (1..=7).collect::<Vec<_>>());
+    assert_eq!(report.coverage.qualified, 5);
+    assert_eq!(report.coverage.needed, 21);
+    assert!(!report.coverage.covered);
+
+    let md = score::markdown(&report);
+    assert!(md.contains("5 qualified prospects (Tier 1: 2, Tier 2: 3) for a target of 21 (3x 7 projects): **not covered**"), "{md}");
+    assert!(md.contains("| 2 | Example Grid | 71.5 | 1 | 10 | 10 issues/MRs (≥ 10), Ultimate, prior contribution |"), "{md}");
+    assert!(md.contains("14 GitLab API reads"), "{md}");
+    let csv = score::to_csv(&report).expect("csv");
+    assert!(
+        csv.starts_with("rank,organization,slug,score,tier,issues_mrs,points_issues_mrs,"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 8);
+    let json = serde_json::to_value(&report).expect("json");
+    assert_eq!(json["accounts"][0]["criteria"][0]["name"], "issues_mrs");
+}
+
+#[tokio::test]
+async fn offline_uses_the_csv_counts_and_calls_nothing() {
+    let policies = Policies::embedded().expect("policies");
+    let report = score::run(&policies, None, ACCOUNTS, false)
+        .await
+        .expect("scores");
+    assert_eq!(report.api_reads, 0);
+    assert!(report.offline);
+    let aero = report
+        .accounts
+        .iter()
+        .find(|s| s.slug == "example-aero")
+        .expect("aero");
+    // 14 from the CSV: strong history, Ultimate, prior contribution.
+    assert_eq!((aero.issues_mrs, aero.tier), (14, 1));
+    assert_eq!(aero.rank, 1);
+}
+
+#[tokio::test]
+async fn bad_rows_stop_the_run_unless_skipped() {
+    let policies = Policies::embedded().expect("policies");
+    let text = format!("{ACCOUNTS}Example Broken,,Gold Plus,12,Retail,yes,1,3,1,1,,\n");
+    let err = score::run(&policies, None, &text, false)
+        .await
+        .expect_err("bad row");
+    let ScoreError::BadRows(rows) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        err.to_string(),
+        "the account file has bad rows (pass --skip-bad-rows to score the rest):\n  line 9, column `subscription`: `Gold Plus` is not free, premium or ultimate"
+    );
+    let report = score::run(&policies, None, &text, true)
+        .await
+        .expect("skips");
+    assert_eq!(report.accounts.len(), 7);
+    assert_eq!(report.skipped.len(), 1);
+    assert!(score::markdown(&report).contains("## Rows left out (1)"));
+
+    let err = score::run(&policies, None, "organization\nA\n", true)
+        .await
+        .expect_err("header");
+    assert!(matches!(err, ScoreError::BadHeader(_)), "{err}");
+}
+
+#[test]
+fn shipped_policies_dir_loads_segmentation() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let p = Policies::load(&dir).expect("valid");
+    assert_eq!(p.segmentation.targets.projects, 7);
+    assert_eq!(p.segmentation.targets.prospects, 21);
+    assert_eq!(
+        EMBEDDED.len(),
+        EMBEDDED.iter().filter(|(n, _)| n.ends_with(".yml")).count()
+    );
+}
