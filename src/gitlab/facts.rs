@@ -138,19 +138,16 @@ impl FactSource {
         c: &GitlabClient,
         mr: MrRef,
     ) -> Result<Vec<String>, GitlabError> {
-        let notes: Vec<ApiNote> = Get::new(format!(
-            "projects/{}/merge_requests/{}/notes",
-            mr.project_id, mr.iid
-        ))
-        .param("sort", "asc")
-        .all(c)
-        .await
-        .doing(|| format!("listing notes of {mr}"))?;
-        Ok(notes
+        Ok(self.bot_markers_in(&self.mr_notes(c, mr).await?))
+    }
+
+    /// The markers (`<!-- cocreate:… -->`) of the bot's own notes among `notes`.
+    pub fn bot_markers_in(&self, notes: &[ApiNote]) -> Vec<String> {
+        notes
             .iter()
             .filter(|n| !n.system && n.author.username.eq_ignore_ascii_case(&self.bot_username))
             .flat_map(|n| crate::messages::markers_in(&n.body))
-            .collect())
+            .collect()
     }
 
     /// The markers of the notes the bot already wrote on this MR.
@@ -185,11 +182,7 @@ impl FactSource {
         .all(c)
         .await
         .doing(|| format!("listing notes of issue {issue}"))?;
-        Ok(notes
-            .iter()
-            .filter(|n| !n.system && n.author.username.eq_ignore_ascii_case(&self.bot_username))
-            .flat_map(|n| crate::messages::markers_in(&n.body))
-            .collect())
+        Ok(self.bot_markers_in(&notes))
     }
 
     /// An issue as it is now.

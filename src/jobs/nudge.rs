@@ -14,7 +14,7 @@ use crate::decide::nudge::{decide_nudge, Activity, NudgeFacts, NudgeOutcome};
 use crate::domain::MrRef;
 use crate::gitlab::{ExecuteError, GitlabError};
 use crate::handlers::Context;
-use crate::messages::{markers_in, TemplateError};
+use crate::messages::TemplateError;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Nudged {
@@ -77,11 +77,7 @@ pub async fn run(ctx: &Context) -> Result<NudgeReport, NudgeError> {
                     })
                 })
                 .collect();
-            let markers: Vec<String> = notes
-                .iter()
-                .filter(|n| n.author.username.eq_ignore_ascii_case(&ctx.bot_username))
-                .flat_map(|n| markers_in(&n.body))
-                .collect();
+            let markers = live.facts.bot_markers_in(&notes);
             let reviewers: Vec<(u64, String)> = mr
                 .reviewers
                 .iter()
