@@ -40,20 +40,21 @@ impl Get {
         self.query_async(client).await
     }
 
-    /// How many items the list has, from GitLab's `x-total` header of a `per_page=1` page: one
-    /// call whatever the size. `None` when GitLab leaves the header out (it does above 10,000
-    /// items).
-    pub async fn total(
+    /// One page of the list, with its headers; a non-2xx answer is an error with its status.
+    async fn page(
         &self,
         client: &GitlabClient,
-    ) -> Result<Option<u64>, api::ApiError<ClientError>> {
+        per_page: u64,
+        page: u64,
+    ) -> Result<http::Response<bytes::Bytes>, api::ApiError<ClientError>> {
         let mut url = client.rest_endpoint(&self.path)?;
         {
             let mut q = url.query_pairs_mut();
             for (k, v) in &self.params {
                 q.append_pair(k, v);
             }
-            q.append_pair("per_page", "1");
+            q.append_pair("per_page", &per_page.to_string());
+            q.append_pair("page", &page.to_string());
         }
         let req = http::Request::builder()
             .method(Method::GET)
@@ -69,6 +70,17 @@ impl Get {
                     .collect(),
             }));
         }
+        Ok(rsp)
+    }
+
+    /// How many items the list has, from GitLab's `x-total` header of a `per_page=1` page: one
+    /// call whatever the size. `None` when GitLab leaves the header out (it does above 10,000
+    /// items).
+    pub async fn total(
+        &self,
+        client: &GitlabClient,
+    ) -> Result<Option<u64>, api::ApiError<ClientError>> {
+        let rsp = self.page(client, 1, 1).await?;
         Ok(rsp
             .headers()
             .get("x-total")
@@ -86,29 +98,7 @@ impl Get {
         let mut out = Vec::new();
         let mut page: u64 = 1;
         loop {
-            let mut url = client.rest_endpoint(&self.path)?;
-            {
-                let mut q = url.query_pairs_mut();
-                for (k, v) in &self.params {
-                    q.append_pair(k, v);
-                }
-                q.append_pair("per_page", "100");
-                q.append_pair("page", &page.to_string());
-            }
-            let req = http::Request::builder()
-                .method(Method::GET)
-                .uri(url.as_str());
-            let rsp = client.rest_async(req, Vec::new()).await?;
-            let status = rsp.status();
-            if !status.is_success() {
-                return Err(api::ApiError::client(ClientError::Status {
-                    status,
-                    body: String::from_utf8_lossy(rsp.body())
-                        .chars()
-                        .take(500)
-                        .collect(),
-                }));
-            }
+            let rsp = self.page(client, 100, page).await?;
             let items: Vec<T> = serde_json::from_slice(rsp.body()).map_err(|source| {
                 api::ApiError::client(ClientError::Decode {
                     path: self.path.clone(),
