@@ -229,6 +229,10 @@ async fn fixture_timeline_gives_the_hand_computed_metrics() {
     assert_eq!(gitlab.calls().len(), 16);
 
     let md = report::markdown(&r);
+    // The README's sample: `COCREATE_SAMPLE_REPORT=/tmp/r.md cargo test --test report`.
+    if let Ok(path) = std::env::var("COCREATE_SAMPLE_REPORT") {
+        std::fs::write(path, &md).expect("sample written");
+    }
     for want in [
         "| pipeline (prospects) | 4 | 21 (3x projects) | ❌ |",
         "| projects initiated | 2 | 7 | ❌ |",

@@ -611,18 +611,30 @@ fn check(ok: bool) -> &'static str {
 pub fn distribution(weeks: &[f64], min: f64, max: f64) -> Vec<(String, usize)> {
     let lo = (min - 4.0).max(0.0);
     let hi = max + 4.0;
-    let bins: [(String, Box<dyn Fn(f64) -> bool>); 5] = [
-        (format!("< {lo}"), Box::new(move |w| w < lo)),
-        (format!("{lo}-{min}"), Box::new(move |w| w >= lo && w < min)),
-        (
-            format!("{min}-{max} target"),
-            Box::new(move |w| w >= min && w <= max),
-        ),
-        (format!("{max}-{hi}"), Box::new(move |w| w > max && w <= hi)),
-        (format!("> {hi}"), Box::new(move |w| w > hi)),
+    let bucket = |w: f64| -> usize {
+        if w < lo {
+            0
+        } else if w < min {
+            1
+        } else if w <= max {
+            2
+        } else if w <= hi {
+            3
+        } else {
+            4
+        }
+    };
+    let labels = [
+        format!("< {lo}"),
+        format!("{lo}-{min}"),
+        format!("{min}-{max} target"),
+        format!("{max}-{hi}"),
+        format!("> {hi}"),
     ];
-    bins.iter()
-        .map(|(label, f)| (label.clone(), weeks.iter().filter(|w| f(**w)).count()))
+    labels
+        .into_iter()
+        .enumerate()
+        .map(|(i, label)| (label, weeks.iter().filter(|w| bucket(**w) == i).count()))
         .collect()
 }
 
