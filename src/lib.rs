@@ -16,6 +16,7 @@ pub mod handlers;
 pub mod messages;
 pub mod metrics;
 pub mod neutralize;
+pub mod ops;
 pub mod policy;
 pub mod queue;
 pub mod server;

@@ -52,6 +52,9 @@ enum Command {
     Serve(ServeArgs),
     /// Print what cocreate would do for one webhook payload, touching nothing (payload facts only).
     Plan(PlanArgs),
+    /// Inspect and repair the durable queue, also while `serve` runs: status, list, show,
+    /// replay, purge.
+    Queue(cocreate::ops::QueueArgs),
     /// Work with the policies directory.
     Policies {
         #[command(subcommand)]
@@ -141,6 +144,15 @@ struct ServeArgs {
     /// Days processed events are kept (dedupe of redeliveries, inspection) before pruning.
     #[arg(long, env = "COCREATE_RETENTION_DAYS", default_value_t = 7)]
     retention_days: u64,
+
+    /// /readyz answers 503 when there are more dead letters than this (unset: no limit).
+    #[arg(long, env = "COCREATE_READY_MAX_DEAD")]
+    ready_max_dead: Option<u64>,
+
+    /// /readyz answers 503 when the oldest pending event is older than this, e.g. `30m`
+    /// (unset: no limit).
+    #[arg(long, env = "COCREATE_READY_MAX_PENDING_AGE", value_parser = humantime::parse_duration)]
+    ready_max_pending_age: Option<Duration>,
 }
 
 #[derive(Args, Debug)]
@@ -209,6 +221,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(args, policies, templates).await,
         Command::Plan(args) => plan(args, policies, templates),
+        Command::Queue(args) => {
+            Ok(cocreate::ops::queue_cmd::run(args, &mut std::io::stdout()).await?)
+        }
         Command::Policies {
             command: PoliciesCommand::Check,
         } => match app::load_policies(&policies) {
@@ -268,6 +283,10 @@ async fn serve(
             backoff_cap: secs(args.retry_cap_secs, "--retry-cap-secs")?,
             retention: Duration::from_secs(args.retention_days * 24 * 3600),
             lease: Duration::from_secs(args.lease_secs.max(1)),
+            ready: cocreate::worker::ReadyLimits {
+                max_dead: args.ready_max_dead,
+                max_pending_age: args.ready_max_pending_age,
+            },
             ..WorkerConfig::default()
         },
     };

@@ -17,8 +17,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
 use crate::events::{self, EventKind};
-use crate::queue::{Enqueued, NewEvent, Queue};
+use crate::queue::{Enqueued, NewEvent, Queue, QueueStats};
 use crate::webhook::{SignatureHeaders, Verifier};
+use crate::worker::ReadyLimits;
 
 /// GitLab's own limit for webhook payloads.
 pub const DEFAULT_BODY_LIMIT: usize = 25 * 1024 * 1024;
@@ -46,6 +47,8 @@ pub struct AppState {
     /// Where the policies came from; `None` means they failed to load (not ready).
     pub policies_source: Option<String>,
     pub now_ms: fn() -> i64,
+    /// Backlog limits past which `/readyz` answers 503.
+    pub ready: ReadyLimits,
 }
 
 pub fn system_now_ms() -> i64 {
@@ -165,24 +168,67 @@ async fn webhook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
     }
 }
 
+/// Ready when the queue takes writes, the policies are loaded, and the backlog is within the
+/// configured limits (dead letters, oldest pending age). The body says which check failed.
 async fn readyz(State(s): State<AppState>) -> Response {
-    let queue = s.queue.ping().await;
-    match (&queue, &s.policies_source) {
-        (Ok(()), Some(src)) => (StatusCode::OK, Json(json!({ "queue": "writable", "policies": src }))).into_response(),
-        _ => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "queue": queue.as_ref().map(|_| "writable".to_string()).unwrap_or_else(|e| e.to_string()),
-                "policies": s.policies_source.clone().unwrap_or_else(|| "not loaded".into()),
-            })),
-        )
-            .into_response(),
+    let mut problems = Vec::new();
+    let queue = match s.queue.ping().await {
+        Ok(()) => "writable".to_owned(),
+        Err(e) => {
+            problems.push("queue not writable".to_owned());
+            e.to_string()
+        }
+    };
+    if s.policies_source.is_none() {
+        problems.push("policies not loaded".to_owned());
+    }
+    let stats = s.queue.stats().await;
+    match &stats {
+        Ok(stats) => {
+            record_limits(&s.ready, stats);
+            problems.extend(s.ready.problems(stats));
+        }
+        Err(e) => problems.push(format!("queue stats unavailable: {e}")),
+    }
+    let stats = stats.ok();
+    let body = json!({
+        "status": if problems.is_empty() { "ready" } else { "not ready" },
+        "problems": problems,
+        "queue": queue,
+        "policies": s.policies_source.as_deref().unwrap_or("not loaded"),
+        "dead": stats.as_ref().map(|st| st.dead),
+        "oldest_pending_age_seconds": stats.as_ref().map(|st| st.oldest_pending_age_ms.unwrap_or(0) / 1000),
+        "limits": {
+            "max_dead": s.ready.max_dead,
+            "max_pending_age_seconds": s.ready.max_pending_age.map(|d| d.as_secs()),
+        },
+    });
+    let status = if problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+/// Publishes the readiness limits next to the queue gauges they apply to:
+/// `cocreate_queue_healthy` (1 within every limit, else 0), `cocreate_queue_dead_limit` and
+/// `cocreate_queue_oldest_pending_age_limit_seconds` (only when set).
+fn record_limits(limits: &ReadyLimits, stats: &QueueStats) {
+    let healthy = limits.problems(stats).is_empty();
+    metrics::gauge!("cocreate_queue_healthy").set(if healthy { 1.0 } else { 0.0 });
+    if let Some(max) = limits.max_dead {
+        metrics::gauge!("cocreate_queue_dead_limit").set(max as f64);
+    }
+    if let Some(max) = limits.max_pending_age {
+        metrics::gauge!("cocreate_queue_oldest_pending_age_limit_seconds").set(max.as_secs_f64());
     }
 }
 
 async fn metrics_text(State(s): State<AppState>) -> Response {
     if let Ok(stats) = s.queue.stats().await {
         crate::metrics::record_queue(&stats);
+        record_limits(&s.ready, &stats);
     }
     match crate::metrics::handle() {
         Some(h) => (

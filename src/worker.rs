@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::events::EventKind;
 use crate::handlers::{self, Context, Outcome};
-use crate::queue::{backoff_delay, ClaimedEvent, Queue};
+use crate::queue::{backoff_delay, ClaimedEvent, Queue, QueueStats};
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -28,10 +28,45 @@ pub struct WorkerConfig {
     pub backoff_cap: Duration,
     /// Poll interval when nothing wakes the worker (retries come due on their own).
     pub poll: Duration,
-    /// Processed events are kept this long (for dedupe and inspection), then pruned.
+    /// Processed events are kept this long (for dedupe and inspection), then pruned. Pending
+    /// events are never pruned (they are work not yet done, however old), and dead letters stay
+    /// until an operator replays or purges them (`cocreate queue`); the worker logs how many
+    /// there are at each prune, and `/readyz` and `/metrics` expose the count.
     pub retention: Duration,
     /// On shutdown, how long in-flight events may finish before they are released.
     pub drain: Duration,
+    /// Backlog limits past which `/readyz` reports the queue unhealthy.
+    pub ready: ReadyLimits,
+}
+
+/// Limits on the worker's backlog past which `/readyz` answers 503 (`None`: no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadyLimits {
+    /// More dead letters than this.
+    pub max_dead: Option<u64>,
+    /// The oldest pending event (waiting or in flight) older than this.
+    pub max_pending_age: Option<Duration>,
+}
+
+impl ReadyLimits {
+    /// What is past its limit in `stats`, in words; empty when within every limit.
+    pub fn problems(&self, stats: &QueueStats) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(max) = self.max_dead.filter(|max| stats.dead > *max) {
+            problems.push(format!("dead letters: {} (limit {max})", stats.dead));
+        }
+        let age = Duration::from_millis(
+            u64::try_from(stats.oldest_pending_age_ms.unwrap_or(0)).unwrap_or(0),
+        );
+        if let Some(max) = self.max_pending_age.filter(|max| age > *max) {
+            problems.push(format!(
+                "oldest pending event: {}s old (limit {}s)",
+                age.as_secs(),
+                max.as_secs()
+            ));
+        }
+        problems
+    }
 }
 
 impl Default for WorkerConfig {
@@ -45,6 +80,7 @@ impl Default for WorkerConfig {
             poll: Duration::from_secs(1),
             retention: Duration::from_secs(7 * 24 * 3600),
             drain: Duration::from_secs(20),
+            ready: ReadyLimits::default(),
         }
     }
 }
@@ -153,6 +189,14 @@ pub async fn run(
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "could not prune processed events"),
             }
+            if let Ok(stats) = queue.stats().await {
+                if stats.dead > 0 {
+                    tracing::warn!(
+                        dead = stats.dead,
+                        "dead letters are waiting for an operator: `cocreate queue list --dead`, then `queue replay` or `queue purge`"
+                    );
+                }
+            }
         }
         if claimed_any && tasks.len() < cfg.concurrency {
             continue;
@@ -192,4 +236,35 @@ pub async fn run(
         }
     }
     tracing::info!("worker stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_limits_name_what_is_past_them() {
+        let stats = QueueStats {
+            dead: 3,
+            oldest_pending_age_ms: Some(90_500),
+            ..QueueStats::default()
+        };
+        assert!(ReadyLimits::default().problems(&stats).is_empty());
+        let within = ReadyLimits {
+            max_dead: Some(3),
+            max_pending_age: Some(Duration::from_secs(91)),
+        };
+        assert!(within.problems(&stats).is_empty());
+        let past = ReadyLimits {
+            max_dead: Some(2),
+            max_pending_age: Some(Duration::from_secs(60)),
+        };
+        assert_eq!(
+            past.problems(&stats),
+            vec![
+                "dead letters: 3 (limit 2)".to_owned(),
+                "oldest pending event: 90s old (limit 60s)".to_owned()
+            ]
+        );
+    }
 }

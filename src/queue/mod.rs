@@ -4,9 +4,12 @@
 //! receiver acknowledges them, then claimed by workers under a lease, and
 //! finally acknowledged (`done`), retried later, or moved to the dead letters.
 //!
-//! The [`Queue`] trait is the storage-independent interface; [`SqliteQueue`]
-//! is the SQLite (WAL) implementation. A PostgreSQL implementation can be
-//! added later behind the same trait.
+//! The [`Queue`] trait is the storage-independent interface the worker uses;
+//! [`SqliteQueue`] is the SQLite (WAL) implementation. [`QueueInspect`] is the
+//! operator's interface (status, list, show, replay, purge), implemented for
+//! SQLite by [`SqliteInspector`], which opens its own connection next to a
+//! running `serve`. A PostgreSQL implementation can be added later behind the
+//! same two traits.
 //!
 //! Semantics shared by every implementation:
 //!
@@ -19,14 +22,21 @@
 //! * All times are unix milliseconds, taken from the queue's clock.
 
 mod backoff;
+mod inspect;
 mod sqlite;
+mod sqlite_inspect;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use backoff::backoff_delay;
+pub use inspect::{
+    AttemptRecord, EventDetail, EventState, EventSummary, KindCount, ListFilter, QueueInspect,
+    QueueStatus, Replayed, StorageSize,
+};
 pub use sqlite::SqliteQueue;
+pub use sqlite_inspect::SqliteInspector;
 
 /// Identifier of a stored event (monotonically increasing, never reused).
 pub type EventId = i64;
@@ -183,6 +193,28 @@ pub enum QueueError {
     /// The writer thread is gone (the queue is shutting down or the thread died).
     #[error("queue {op}: the writer thread is not running")]
     WriterGone {
+        /// The queue operation.
+        op: &'static str,
+    },
+    /// An inspection found no queue database where it looked (it never creates one).
+    #[error("no queue database at {path} (is the data directory right? `serve` creates it)")]
+    NoDatabase {
+        /// The database file looked for.
+        path: PathBuf,
+    },
+    /// A worker holds the event right now; changing it could run it twice at once.
+    #[error("queue {op}: event {id} is in flight (leased until unix ms {locked_until_ms}); try again when its attempt has finished")]
+    InFlight {
+        /// The queue operation.
+        op: &'static str,
+        /// The event id.
+        id: EventId,
+        /// End of the worker's lease.
+        locked_until_ms: i64,
+    },
+    /// The background task running a blocking database call panicked or was cancelled.
+    #[error("queue {op}: the database task did not finish")]
+    Blocking {
         /// The queue operation.
         op: &'static str,
     },

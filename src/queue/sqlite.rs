@@ -19,9 +19,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::{ClaimedEvent, Enqueued, EventId, NewEvent, Queue, QueueError, QueueStats};
 
 /// Name of the database file inside the queue directory.
-const DB_FILE: &str = "queue.sqlite3";
+pub(super) const DB_FILE: &str = "queue.sqlite3";
 /// Schema version stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// Most commands the writer takes from the channel for one group commit.
 const MAX_BATCH: usize = 512;
 /// Commands that may wait in the channel before senders are made to wait.
@@ -43,7 +43,7 @@ const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
 const PRUNE_CHUNK: i64 = 500;
 
 /// A clock returning unix milliseconds.
-type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+pub(super) type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 /// Where the writer thread sends the result of a command.
 type Reply<T> = oneshot::Sender<Result<T, QueueError>>;
 /// An enqueue waiting for the next group commit.
@@ -83,6 +83,17 @@ CREATE VIEW IF NOT EXISTS dead_letters AS
     SELECT id, dedupe_key, kind, headers, body, received_at, attempts, last_error, dead_at
     FROM events
     WHERE state = 'dead';
+";
+
+/// Schema version 2: operator replays, and indexes that keep `stats` and
+/// `queue status` cheap on a large table (the body sits before `received_at`
+/// and `locked_until` in each row, so reading those from the table means
+/// reading every body).
+const SCHEMA_V2: &str = "
+ALTER TABLE events ADD COLUMN replays INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN replayed_at INTEGER;
+CREATE INDEX IF NOT EXISTS events_received_kind ON events (received_at, kind);
+CREATE INDEX IF NOT EXISTS events_state_lease ON events (state, locked_until, received_at);
 ";
 
 /// Durable queue stored in `DIR/queue.sqlite3` (SQLite in WAL mode,
@@ -137,7 +148,7 @@ impl SqliteQueue {
             source,
         })?;
         let path = dir.join(DB_FILE);
-        let mut conn = open_connection(&path)?;
+        let mut conn = open_connection(&path, true)?;
         migrate(&mut conn, &path)?;
         // Checkpoints normally run on their own thread; the writer only
         // checkpoints itself if the WAL grows past this many pages.
@@ -148,7 +159,7 @@ impl SqliteQueue {
                 step: "set wal_autocheckpoint",
                 source,
             })?;
-        let checkpointer = Checkpointer::start(open_connection(&path)?)?;
+        let checkpointer = Checkpointer::start(open_connection(&path, true)?)?;
 
         let (commands, receiver) = mpsc::channel(CHANNEL_CAPACITY);
         let writer = Writer {
@@ -696,42 +707,11 @@ impl Writer {
     }
 
     fn stats(&mut self) -> Result<QueueStats, QueueError> {
-        let op = "stats";
         let now = self.now();
-        let tx = self.conn.transaction().map_err(sql(op))?;
-        let count = |sql_text: &str, with_now: bool| -> Result<u64, QueueError> {
-            let mut stmt = tx.prepare_cached(sql_text).map_err(sql(op))?;
-            let n: i64 = if with_now {
-                stmt.query_row([now], |row| row.get(0))
-            } else {
-                stmt.query_row([], |row| row.get(0))
-            }
-            .map_err(sql(op))?;
-            Ok(u64::try_from(n).unwrap_or(0))
-        };
-        let waiting = count(
-            "SELECT COUNT(*) FROM events
-             WHERE state = 'pending' AND (locked_until IS NULL OR locked_until <= ?1)",
-            true,
-        )?;
-        let in_flight = count(
-            "SELECT COUNT(*) FROM events WHERE state = 'pending' AND locked_until > ?1",
-            true,
-        )?;
-        let dead = count("SELECT COUNT(*) FROM events WHERE state = 'dead'", false)?;
-        let done = count("SELECT COUNT(*) FROM events WHERE state = 'done'", false)?;
-        let oldest: Option<i64> = tx
-            .prepare_cached("SELECT MIN(received_at) FROM events WHERE state = 'pending'")
-            .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)))
-            .map_err(sql(op))?;
-        tx.commit().map_err(sql(op))?;
-        Ok(QueueStats {
-            pending: waiting,
-            in_flight,
-            dead,
-            done,
-            oldest_pending_age_ms: oldest.map(|received_at| now.saturating_sub(received_at)),
-        })
+        let tx = self.conn.transaction().map_err(sql("stats"))?;
+        let stats = read_stats(&tx, now)?;
+        tx.commit().map_err(sql("stats"))?;
+        Ok(stats)
     }
 
     fn ping(&mut self) -> Result<(), QueueError> {
@@ -868,19 +848,18 @@ fn insert_events<'a>(
     Ok(results)
 }
 
-/// Open the database file and set the connection's pragmas.
-fn open_connection(path: &Path) -> Result<Connection, QueueError> {
+/// Open the database file (creating it if `create`) and set the connection's
+/// pragmas.
+pub(super) fn open_connection(path: &Path, create: bool) -> Result<Connection, QueueError> {
     let err = |step: &'static str| {
         let path = path.to_path_buf();
         move |source| QueueError::Open { path, step, source }
     };
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(err("open"))?;
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags).map_err(err("open"))?;
     conn.busy_timeout(Duration::from_millis(5000))
         .map_err(err("set busy_timeout"))?;
     let mode: String = conn
@@ -898,7 +877,7 @@ fn open_connection(path: &Path) -> Result<Connection, QueueError> {
 }
 
 /// Bring the schema to [`SCHEMA_VERSION`].
-fn migrate(conn: &mut Connection, path: &Path) -> Result<(), QueueError> {
+pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), QueueError> {
     let err = |step: &'static str| {
         let path = path.to_path_buf();
         move |source| QueueError::Open { path, step, source }
@@ -920,6 +899,10 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), QueueError> {
         tx.execute_batch(SCHEMA_V1)
             .map_err(err("create schema version 1"))?;
     }
+    if version < 2 {
+        tx.execute_batch(SCHEMA_V2)
+            .map_err(err("migrate to schema version 2"))?;
+    }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(err("write user_version"))?;
@@ -928,8 +911,43 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), QueueError> {
     tx.commit().map_err(err("commit migration"))
 }
 
+/// Counts of events by state at `now`. Every query is answered from an index
+/// (see [`SCHEMA_V2`]), so this stays cheap however many events are kept.
+pub(super) fn read_stats(conn: &Connection, now: i64) -> Result<QueueStats, QueueError> {
+    let op = "stats";
+    let count = |sql_text: &str, args: &[&dyn rusqlite::ToSql]| -> Result<u64, QueueError> {
+        let n: i64 = conn
+            .prepare_cached(sql_text)
+            .and_then(|mut stmt| stmt.query_row(args, |row| row.get(0)))
+            .map_err(sql(op))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    };
+    let pending = count("SELECT COUNT(*) FROM events WHERE state = 'pending'", &[])?;
+    let in_flight = count(
+        "SELECT COUNT(*) FROM events INDEXED BY events_state_lease
+         WHERE state = 'pending' AND locked_until > ?1",
+        &[&now],
+    )?;
+    let dead = count("SELECT COUNT(*) FROM events WHERE state = 'dead'", &[])?;
+    let done = count("SELECT COUNT(*) FROM events WHERE state = 'done'", &[])?;
+    let oldest: Option<i64> = conn
+        .prepare_cached(
+            "SELECT MIN(received_at) FROM events INDEXED BY events_state_lease
+             WHERE state = 'pending'",
+        )
+        .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)))
+        .map_err(sql(op))?;
+    Ok(QueueStats {
+        pending: pending.saturating_sub(in_flight),
+        in_flight,
+        dead,
+        done,
+        oldest_pending_age_ms: oldest.map(|received_at| now.saturating_sub(received_at)),
+    })
+}
+
 /// Maps a SQLite error to [`QueueError::Sqlite`] for operation `op`.
-fn sql(op: &'static str) -> impl Fn(rusqlite::Error) -> QueueError {
+pub(super) fn sql(op: &'static str) -> impl Fn(rusqlite::Error) -> QueueError {
     move |source| QueueError::Sqlite { op, source }
 }
 
@@ -938,11 +956,11 @@ fn respond<T>(reply: Reply<T>, result: Result<T, QueueError>) {
     let _ = reply.send(result);
 }
 
-fn duration_ms(d: Duration) -> i64 {
+pub(super) fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn system_now_ms() -> i64 {
+pub(super) fn system_now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, duration_ms)
@@ -1279,6 +1297,37 @@ mod tests {
             Err(QueueError::SchemaTooNew { found, .. }) => assert_eq!(found, SCHEMA_VERSION + 1),
             other => panic!("expected SchemaTooNew, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_version_1_database_is_migrated_with_its_events() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            conn.execute_batch(SCHEMA_V1).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO events (dedupe_key, kind, headers, body, received_at, state,
+                                     attempts, next_attempt_at)
+                 VALUES ('old', 'Merge Request Hook', '[]', x'7b7d', ?1, 'pending', 0, ?1)",
+                [T0 - 5],
+            )
+            .unwrap();
+        }
+        let clock = TestClock::new();
+        let queue = open(dir.path(), &clock);
+        let stats = queue.stats().await.unwrap();
+        assert_eq!((stats.pending, stats.oldest_pending_age_ms), (1, Some(5)));
+        let claimed = queue.claim(10, LEASE).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        let conn = inspect(dir.path());
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        let replays: i64 = conn
+            .query_row("SELECT replays FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!((version, replays), (SCHEMA_VERSION, 0));
     }
 
     #[tokio::test]

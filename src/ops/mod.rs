@@ -1,0 +1,11 @@
+//! Operator commands: `cocreate queue …` (status, list, show, replay, purge).
+//!
+//! The logic and the output (text tables and `--json`) live here; `main.rs` only parses the
+//! command line and calls [`queue_cmd::run`].
+
+pub mod queue_cmd;
+pub mod redact;
+mod render;
+
+pub use queue_cmd::{OpsError, QueueArgs, QueueCommand};
+pub use redact::Redactor;
