@@ -8,11 +8,13 @@
 //!   gives the resulting actions to the one [`gitlab::Executor`] that writes to GitLab.
 
 pub mod app;
+pub mod clock;
 pub mod decide;
 pub mod domain;
 pub mod events;
 pub mod gitlab;
 pub mod handlers;
+pub mod jobs;
 pub mod messages;
 pub mod metrics;
 pub mod neutralize;

@@ -52,6 +52,27 @@ enum Command {
     Serve(ServeArgs),
     /// Print what cocreate would do for one webhook payload, touching nothing (payload facts only).
     Plan(PlanArgs),
+    /// Scheduled job: check that every open Co-Create MR's organization has a valid Corporate
+    /// Contributor Agreement; swap `CCA::…` labels, set the `cocreate/cca` commit status, and
+    /// post one note when the state changes. Writes JUnit, Markdown and JSON reports.
+    CcaCheck(CcaCheckArgs),
+    /// Scheduled sweep: re-route every open MR updated within --since, recovering webhooks
+    /// GitLab dropped (it never retries them). A second run right after writes nothing.
+    Reconcile(ReconcileArgs),
+    /// Scheduled job: ping the reviewer of a Co-Create MR waiting past the review-response SLO
+    /// (business days, policies/routing.yml `review_slo`), hand it on after a second period,
+    /// remind the author kindly when it has long been their turn. Each once per period.
+    Nudge(NudgeArgs),
+    /// Create the tool's labels (with colors and descriptions) in the watched groups/projects and
+    /// register its webhook there (merge request, issue, confidential issue and note events,
+    /// with the webhook secret). Idempotent: a second run changes nothing.
+    Setup(SetupArgs),
+    /// Rank and tier customers from an account export (CSV) by the action plan's segmentation
+    /// criteria (weights in policies/segmentation.yml), with their issue/MR counts from GitLab.
+    Score(ScoreArgs),
+    /// The program's success metrics for a fiscal quarter against the targets, from the
+    /// tracking issues' label history: Markdown with Mermaid charts, or JSON.
+    Report(ReportArgs),
     /// Inspect and repair the durable queue, also while `serve` runs: status, list, show,
     /// replay, purge.
     Queue(cocreate::ops::QueueArgs),
@@ -156,6 +177,144 @@ struct ServeArgs {
 }
 
 #[derive(Args, Debug)]
+struct JobArgs {
+    #[command(flatten)]
+    gitlab: GitlabArgs,
+
+    /// Read GitLab but write nothing; print what would be written.
+    #[arg(long)]
+    dry_run: bool,
+
+    /// Pretend it is this time (RFC 3339), for agreement expiry and --since; for tests and drills.
+    #[arg(long, hide = true, env = "COCREATE_NOW")]
+    now: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct CcaCheckArgs {
+    #[command(flatten)]
+    job: JobArgs,
+
+    /// Write a JUnit XML report (one test case per MR) for `artifacts:reports:junit`.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+
+    /// Write a Markdown summary.
+    #[arg(long)]
+    summary: Option<PathBuf>,
+
+    /// Print the report as JSON on stdout (default: the Markdown summary).
+    #[arg(long)]
+    json: bool,
+
+    /// Exit with code 1 when any MR's organization has no valid CCA.
+    #[arg(long)]
+    fail_on_missing: bool,
+}
+
+#[derive(Args, Debug)]
+struct ReconcileArgs {
+    #[command(flatten)]
+    job: JobArgs,
+
+    /// How far back to look, e.g. `2h`, `1d`, `90m`.
+    #[arg(long, default_value = "2h", value_parser = humantime::parse_duration)]
+    since: Duration,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum ScoreFormat {
+    Markdown,
+    Csv,
+    Json,
+}
+
+#[derive(Args, Debug)]
+struct ScoreArgs {
+    #[command(flatten)]
+    job: JobArgs,
+
+    /// The account export (CSV; columns in the README).
+    #[arg(long)]
+    accounts: PathBuf,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ScoreFormat::Markdown)]
+    format: ScoreFormat,
+
+    /// Write the output to this file instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+
+    /// Score the valid rows even when some rows are bad (they are listed).
+    #[arg(long)]
+    skip_bad_rows: bool,
+
+    /// Do not read GitLab: issue/MR counts come from the CSV's `issues_mrs` column.
+    #[arg(long)]
+    offline: bool,
+}
+
+#[derive(Args, Debug)]
+struct ReportArgs {
+    #[command(flatten)]
+    job: JobArgs,
+
+    /// Fiscal quarter, e.g. FY26Q1 (default: the current one).
+    #[arg(long)]
+    quarter: Option<String>,
+
+    /// Print JSON instead of Markdown.
+    #[arg(long)]
+    json: bool,
+
+    /// Write the Markdown (or JSON with --json) to this file instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+
+    /// Also write the JSON to this file (for artifacts).
+    #[arg(long)]
+    json_out: Option<PathBuf>,
+
+    /// Create or update the quarter's dashboard issue in the tracking project.
+    #[arg(long)]
+    publish: bool,
+}
+
+#[derive(Args, Debug)]
+struct NudgeArgs {
+    #[command(flatten)]
+    job: JobArgs,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct SetupArgs {
+    #[command(flatten)]
+    job: JobArgs,
+
+    /// The public URL of `cocreate serve`'s /webhook; without it only labels are set up.
+    #[arg(long, env = "COCREATE_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+
+    /// The secret GitLab sends as X-Gitlab-Token (the first of COCREATE_WEBHOOK_SECRET's list).
+    #[arg(
+        long,
+        env = "COCREATE_WEBHOOK_SECRET",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    webhook_secret: Vec<String>,
+}
+
+#[derive(Args, Debug)]
 struct PlanArgs {
     /// A webhook body (JSON), as GitLab sends it.
     #[arg(long)]
@@ -224,6 +383,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Queue(args) => {
             Ok(cocreate::ops::queue_cmd::run(args, &mut std::io::stdout()).await?)
         }
+        Command::CcaCheck(args) => cca_check(args, policies, templates).await,
+        Command::Reconcile(args) => reconcile(args, policies, templates).await,
+        Command::Setup(args) => setup(args, policies, templates).await,
+        Command::Nudge(args) => nudge(args, policies, templates).await,
+        Command::Score(args) => score(args, policies, templates).await,
+        Command::Report(args) => report(args, policies, templates).await,
         Command::Policies {
             command: PoliciesCommand::Check,
         } => match app::load_policies(&policies) {
@@ -289,6 +454,7 @@ async fn serve(
             },
             ..WorkerConfig::default()
         },
+        clock: cocreate::clock::Clock::system(),
     };
     let running = app::start(settings).await?;
     let stop = running.shutdown_handle();
@@ -299,6 +465,238 @@ async fn serve(
     });
     running.wait().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The handler context of a scheduled job: connected to GitLab (a token is required to read it).
+async fn job_context(
+    job: JobArgs,
+    policies: ConfigSource,
+    templates: ConfigSource,
+    command: &str,
+) -> anyhow::Result<cocreate::handlers::Context> {
+    let Some(token) = job.gitlab.gitlab_token.filter(|t| !t.trim().is_empty()) else {
+        bail!("{command} reads GitLab: set GITLAB_TOKEN (add --dry-run to write nothing)");
+    };
+    let clock = match job.now {
+        Some(t) => cocreate::clock::Clock::fixed(
+            chrono::DateTime::parse_from_rfc3339(&t)
+                .with_context(|| {
+                    format!("--now `{t}` is not an RFC 3339 time like 2026-11-23T12:00:00Z")
+                })?
+                .to_utc(),
+        ),
+        None => cocreate::clock::Clock::system(),
+    };
+    let settings = GitlabSettings {
+        url: job.gitlab.gitlab_url,
+        token: Some(token),
+        retry: Default::default(),
+    };
+    let policies =
+        app::load_policies(&policies).map_err(|e| anyhow::anyhow!("policies are invalid:\n{e}"))?;
+    let messages = app::load_messages(&templates)?;
+    let mut ctx = app::build_context(&settings, policies, messages, clock).await?;
+    if job.dry_run {
+        tracing::warn!("DRY RUN (--dry-run): reading GitLab, writing nothing");
+        ctx.executor = cocreate::gitlab::Executor::DryRun;
+    }
+    Ok(ctx)
+}
+
+async fn cca_check(
+    args: CcaCheckArgs,
+    policies: ConfigSource,
+    templates: ConfigSource,
+) -> anyhow::Result<ExitCode> {
+    use cocreate::jobs::cca_check;
+    let ctx = job_context(args.job, policies, templates, "cca-check").await?;
+    let report = cca_check::run(&ctx).await?;
+    if let Some(path) = &args.junit {
+        std::fs::write(path, cca_check::junit(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let summary = cca_check::summary(&report);
+    if let Some(path) = &args.summary {
+        std::fs::write(path, &summary)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{summary}");
+    }
+    Ok(if args.fail_on_missing && report.failures() > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn reconcile(
+    args: ReconcileArgs,
+    policies: ConfigSource,
+    templates: ConfigSource,
+) -> anyhow::Result<ExitCode> {
+    let ctx = job_context(args.job, policies, templates, "reconcile").await?;
+    let report = cocreate::jobs::reconcile::run(&ctx, args.since).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let writes: usize = report.mrs.iter().map(|m| m.writes).sum();
+        println!(
+            "reconcile since {}: {} MRs looked at, {} writes, {} errors; {} API reads, {} writes, {} ms",
+            report.since,
+            report.mrs.len(),
+            writes,
+            report.errors.len(),
+            report.api_reads,
+            report.api_writes,
+            report.elapsed_ms
+        );
+        for (mr, e) in &report.errors {
+            println!("error: {mr}: {e}");
+        }
+    }
+    Ok(if report.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn setup(
+    args: SetupArgs,
+    policies: ConfigSource,
+    templates: ConfigSource,
+) -> anyhow::Result<ExitCode> {
+    let secret = args
+        .webhook_secret
+        .into_iter()
+        .map(|s| s.trim().to_owned())
+        .find(|s| !s.is_empty())
+        .map(cocreate::decide::setup::Secret);
+    if args.webhook_url.is_some() && secret.is_none() {
+        bail!("--webhook-url needs a secret: set COCREATE_WEBHOOK_SECRET (GitLab sends it as X-Gitlab-Token)");
+    }
+    let dry = args.job.dry_run;
+    let ctx = job_context(args.job, policies, templates, "setup").await?;
+    let report = cocreate::jobs::setup::run(&ctx, args.webhook_url.as_deref(), secret).await?;
+    let verb = if dry { "would" } else { "did" };
+    if report.changes.is_empty() {
+        println!(
+            "setup: everything is in place ({} API reads)",
+            report.api_reads
+        );
+    }
+    for c in &report.changes {
+        println!("{verb}: {c}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn score(
+    args: ScoreArgs,
+    policies: ConfigSource,
+    templates: ConfigSource,
+) -> anyhow::Result<ExitCode> {
+    use cocreate::jobs::score;
+    let text = std::fs::read_to_string(&args.accounts)
+        .with_context(|| format!("cannot read {}", args.accounts.display()))?;
+    let report = if args.offline {
+        let policies = app::load_policies(&policies)
+            .map_err(|e| anyhow::anyhow!("policies are invalid:\n{e}"))?;
+        score::run(&policies, None, &text, args.skip_bad_rows).await
+    } else {
+        let ctx = job_context(args.job, policies, templates, "score (or pass --offline)").await?;
+        score::run(
+            &ctx.policies,
+            ctx.gitlab.as_ref(),
+            &text,
+            args.skip_bad_rows,
+        )
+        .await
+    }
+    .with_context(|| format!("cannot score {}", args.accounts.display()))?;
+    let output = match args.format {
+        ScoreFormat::Markdown => score::markdown(&report),
+        ScoreFormat::Csv => score::to_csv(&report)?,
+        ScoreFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+    };
+    match &args.out {
+        Some(path) => std::fs::write(path, &output)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => print!("{output}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn report(
+    args: ReportArgs,
+    policies: ConfigSource,
+    templates: ConfigSource,
+) -> anyhow::Result<ExitCode> {
+    use cocreate::jobs::report;
+    let ctx = job_context(args.job, policies, templates, "report").await?;
+    let quarter = match &args.quarter {
+        Some(q) => report::Quarter::parse(q)?,
+        None => report::Quarter::containing(
+            ctx.clock.today(),
+            ctx.policies.segmentation.fiscal_year_start_month,
+        ),
+    };
+    let mut result = report::run(&ctx, quarter).await?;
+    if args.publish {
+        result.dashboard = Some(report::publish(&ctx, &result).await?);
+    }
+    let json = serde_json::to_string_pretty(&result)? + "\n";
+    let output = if args.json {
+        json.clone()
+    } else {
+        report::markdown(&result)
+    };
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, &json).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    match &args.out {
+        Some(path) => std::fs::write(path, &output)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => print!("{output}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn nudge(
+    args: NudgeArgs,
+    policies: ConfigSource,
+    templates: ConfigSource,
+) -> anyhow::Result<ExitCode> {
+    let dry = args.job.dry_run;
+    let ctx = job_context(args.job, policies, templates, "nudge").await?;
+    let report = cocreate::jobs::nudge::run(&ctx).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let verb = if dry { "would" } else { "did" };
+        for n in report.mrs.iter().filter(|n| !n.changes.is_empty()) {
+            for c in &n.changes {
+                println!("{verb}: {c}");
+            }
+        }
+        println!(
+            "nudge: {} open Co-Create MRs, {} overdue, {} errors; {} API reads, {} writes, {} ms",
+            report.mrs.len(),
+            report.overdue,
+            report.errors.len(),
+            report.api_reads,
+            report.api_writes,
+            report.elapsed_ms
+        );
+    }
+    Ok(if report.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn shutdown_signal() {
@@ -364,8 +762,12 @@ fn plan(
         executor: cocreate::gitlab::Executor::DryRun,
         bot_username: ctx_bot,
         locks: Default::default(),
+        clock: cocreate::clock::Clock::system(),
     };
-    let Event::MergeRequest(_) = &event;
+    if let Event::Issue(_) = &event {
+        println!("plan shows merge request routing only; issue events need GitLab (run serve)");
+        return Ok(ExitCode::SUCCESS);
+    }
     let Some(input) = merge_request::parse(&event) else {
         println!("ignored: this merge request action is not routed");
         return Ok(ExitCode::SUCCESS);

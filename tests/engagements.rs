@@ -44,7 +44,10 @@ async fn an_intake_issue_becomes_the_tracking_issue() {
         (4 + 2 * ROSTER.len(), 1),
         "{calls:#?}"
     );
-    println!("API calls for an intake issue: {} reads, {writes} write", calls.len() - writes);
+    println!(
+        "API calls for an intake issue: {} reads, {writes} write",
+        calls.len() - writes
+    );
 
     let issue = h.gitlab.issue(TRACKING_PROJECT_ID, iid);
     assert_eq!(

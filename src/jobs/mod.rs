@@ -2,6 +2,7 @@
 //! GitLab lists instead of single events.
 
 pub mod cca_check;
+pub mod nudge;
 pub mod reconcile;
 pub mod report;
 pub mod score;
