@@ -89,6 +89,23 @@ fn cca_check_runs_when_agreements_change_and_reports_junit() {
 }
 
 #[test]
+fn the_weekly_report_publishes_and_keeps_markdown_and_json() {
+    let p = pipeline();
+    let j = &p["report"];
+    let script = j["script"][0].as_str().expect("script");
+    assert!(
+        script.contains("--publish")
+            && script.contains("--out report.md")
+            && script.contains("--json-out report.json"),
+        "{script}"
+    );
+    assert_eq!(
+        j["artifacts"]["paths"],
+        serde_json::json!(["report.md", "report.json"])
+    );
+}
+
+#[test]
 fn policies_are_checked_on_every_mr_that_edits_them() {
     let p = pipeline();
     let j = &p["policies-check"];
