@@ -257,6 +257,15 @@ struct ScoreArgs {
     /// Do not read GitLab: issue/MR counts come from the CSV's `issues_mrs` column.
     #[arg(long)]
     offline: bool,
+
+    /// Plan `stage::prospect` tracking issues for the top N organizations that have none.
+    /// A dry run unless --yes is given.
+    #[arg(long, value_name = "N")]
+    open_prospects: Option<usize>,
+
+    /// With --open-prospects: really open the issues.
+    #[arg(long)]
+    yes: bool,
 }
 
 #[derive(Args, Debug)]
@@ -602,21 +611,33 @@ async fn score(
     use cocreate::jobs::score;
     let text = std::fs::read_to_string(&args.accounts)
         .with_context(|| format!("cannot read {}", args.accounts.display()))?;
+    if args.open_prospects.is_some() && args.offline {
+        bail!("--open-prospects needs GitLab: drop --offline");
+    }
+    let mut ctx = None;
     let report = if args.offline {
         let policies = app::load_policies(&policies)
             .map_err(|e| anyhow::anyhow!("policies are invalid:\n{e}"))?;
         score::run(&policies, None, &text, args.skip_bad_rows).await
     } else {
-        let ctx = job_context(args.job, policies, templates, "score (or pass --offline)").await?;
-        score::run(
-            &ctx.policies,
-            ctx.gitlab.as_ref(),
-            &text,
-            args.skip_bad_rows,
-        )
-        .await
+        let c = ctx
+            .insert(job_context(args.job, policies, templates, "score (or pass --offline)").await?);
+        score::run(&c.policies, c.gitlab.as_ref(), &text, args.skip_bad_rows).await
     }
     .with_context(|| format!("cannot score {}", args.accounts.display()))?;
+    if let (Some(n), Some(ctx)) = (args.open_prospects, ctx.as_mut()) {
+        if !args.yes {
+            ctx.executor = cocreate::gitlab::Executor::DryRun;
+        }
+        let verb = if args.yes {
+            "opened"
+        } else {
+            "would open (pass --yes)"
+        };
+        for line in score::open_prospects(ctx, &report, n).await? {
+            eprintln!("{verb}: {line}");
+        }
+    }
     let output = match args.format {
         ScoreFormat::Markdown => score::markdown(&report),
         ScoreFormat::Csv => score::to_csv(&report)?,

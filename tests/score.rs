@@ -203,3 +203,64 @@ fn shipped_policies_dir_loads_segmentation() {
         EMBEDDED.iter().filter(|(n, _)| n.ends_with(".yml")).count()
     );
 }
+
+#[tokio::test]
+async fn open_prospects_opens_tracking_issues_for_the_top_untracked_once() {
+    let gitlab = world().await;
+    let mut ctx = context(&gitlab).await;
+    let report = score::run(&ctx.policies, ctx.gitlab.as_ref(), ACCOUNTS, true)
+        .await
+        .expect("scores");
+    let top: Vec<String> = report
+        .accounts
+        .iter()
+        .take(3)
+        .map(|a| a.slug.clone())
+        .collect();
+
+    // Dry run: planned, nothing written.
+    ctx.executor = cocreate::gitlab::Executor::DryRun;
+    gitlab.clear_calls();
+    let planned = score::open_prospects(&ctx, &report, 2)
+        .await
+        .expect("plans");
+    assert_eq!(planned.len(), 2, "{planned:?}");
+    assert!(gitlab.writes().is_empty());
+
+    ctx.executor = cocreate::gitlab::Executor::Live;
+    score::open_prospects(&ctx, &report, 2)
+        .await
+        .expect("opens");
+    let issues = gitlab.issues(support::harness::TRACKING_PROJECT_ID);
+    assert_eq!(issues.len(), 2);
+    for (issue, slug) in issues.iter().zip(&top) {
+        assert!(issue.confidential);
+        assert!(
+            issue
+                .labels
+                .contains(&"Co-Create stage::prospect".to_string()),
+            "{:?}",
+            issue.labels
+        );
+        assert!(
+            issue.labels.contains(&format!("Co-Create org::{slug}")),
+            "{:?}",
+            issue.labels
+        );
+    }
+    // Those two are tracked now: the next run opens the third, never a duplicate.
+    score::open_prospects(&ctx, &report, 2)
+        .await
+        .expect("opens");
+    let issues = gitlab.issues(support::harness::TRACKING_PROJECT_ID);
+    assert_eq!(issues.len(), report.accounts.len().min(4));
+    let mut slugs: Vec<&String> = issues
+        .iter()
+        .flat_map(|i| i.labels.iter())
+        .filter(|l| l.starts_with("Co-Create org::"))
+        .collect();
+    let before = slugs.len();
+    slugs.sort();
+    slugs.dedup();
+    assert_eq!(slugs.len(), before, "one tracking issue per organization");
+}

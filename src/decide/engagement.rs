@@ -381,6 +381,49 @@ pub fn decide_mr_engagement(
     }
 }
 
+/// A prospect to open a tracking issue for (from `cocreate score`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prospect<'a> {
+    pub slug: &'a str,
+    pub name: &'a str,
+    pub tier: u8,
+    pub score: f64,
+}
+
+/// `stage::prospect` tracking issues for the first `n` prospects that have no open tracking
+/// issue yet (`tracked`: slugs that have one). Confidential, like every tracking issue.
+pub fn plan_prospects(
+    ranked: &[Prospect<'_>],
+    n: usize,
+    tracked: &[String],
+    policies: &Policies,
+) -> Vec<Action> {
+    let labels = &policies.routing.labels;
+    ranked
+        .iter()
+        .filter(|p| !tracked.iter().any(|t| t == p.slug))
+        .take(n)
+        .map(|p| Action::CreateIssue {
+            project: policies.routing.tracking.project.clone(),
+            title: format!("Co-Create prospect: {}", p.name),
+            description: format!(
+                "{}\nProspect from `cocreate score`: tier {}, score {:.1}. Move it to `{}` once the account team has reached out, or close it if it does not fit.",
+                keyed_marker("engagement", p.slug),
+                p.tier,
+                p.score,
+                labels.stage("contacted"),
+            ),
+            labels: vec![
+                labels.engagement.clone(),
+                format!("{}{}", labels.org_prefix, p.slug),
+                labels.stage("prospect"),
+            ],
+            confidential: policies.routing.tracking.confidential,
+            assignee_ids: vec![],
+        })
+        .collect()
+}
+
 /// MR references in `<!-- cocreate:mr-link:P!I -->` markers.
 pub fn linked_mrs(markers: &[String]) -> Vec<MrRef> {
     markers
@@ -597,6 +640,58 @@ mod tests {
                 .count();
             assert_eq!(got_notes, notes, "{now:?}");
         }
+    }
+
+    #[test]
+    fn prospects_skip_tracked_organizations_and_stop_at_n() {
+        let p = policies();
+        let ranked = [
+            Prospect {
+                slug: "a",
+                name: "A",
+                tier: 1,
+                score: 90.0,
+            },
+            Prospect {
+                slug: "b",
+                name: "B",
+                tier: 1,
+                score: 80.0,
+            },
+            Prospect {
+                slug: "c",
+                name: "C",
+                tier: 2,
+                score: 70.0,
+            },
+            Prospect {
+                slug: "d",
+                name: "D",
+                tier: 3,
+                score: 60.0,
+            },
+        ];
+        let plan = plan_prospects(&ranked, 2, &["b".to_string()], &p);
+        let titles: Vec<String> = plan
+            .iter()
+            .map(|a| match a {
+                Action::CreateIssue {
+                    title,
+                    labels,
+                    confidential,
+                    ..
+                } => {
+                    assert!(labels.contains(&"Co-Create stage::prospect".to_string()));
+                    assert!(*confidential);
+                    title.clone()
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            titles,
+            vec!["Co-Create prospect: A", "Co-Create prospect: C"]
+        );
     }
 
     #[test]

@@ -869,6 +869,52 @@ pub fn to_csv(report: &ScoreReport) -> Result<String, csv::Error> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// Opens `stage::prospect` tracking issues for the top `n` scored organizations that have no open
+/// tracking issue (with `ctx.executor` a dry run, only plans). Returns what was (to be) written.
+pub async fn open_prospects(
+    ctx: &crate::handlers::Context,
+    report: &ScoreReport,
+    n: usize,
+) -> Result<Vec<String>, crate::gitlab::ExecuteError> {
+    use crate::decide::engagement::{plan_prospects, Prospect};
+    let Some(live) = &ctx.gitlab else {
+        return Ok(vec![]);
+    };
+    let policies = &ctx.policies;
+    let labels = &policies.routing.labels;
+    let project = &policies.routing.tracking.project;
+    let open: Vec<crate::gitlab::ApiIssue> = crate::gitlab::Get::new(format!(
+        "projects/{}/issues",
+        crate::gitlab::path_id(project)
+    ))
+    .param("state", "opened")
+    .param("labels", labels.engagement.clone())
+    .all(&live.client)
+    .await
+    .map_err(|e| {
+        crate::gitlab::GitlabError::new(format!("listing tracking issues in {project}"), e)
+    })?;
+    let tracked: Vec<String> = open
+        .iter()
+        .flat_map(|i| i.labels.iter())
+        .filter_map(|l| l.strip_prefix(labels.org_prefix.as_str()))
+        .map(str::to_owned)
+        .collect();
+    let ranked: Vec<Prospect<'_>> = report
+        .accounts
+        .iter()
+        .map(|a| Prospect {
+            slug: &a.slug,
+            name: &a.organization,
+            tier: a.tier,
+            score: a.score,
+        })
+        .collect();
+    let actions = plan_prospects(&ranked, n, &tracked, policies);
+    ctx.executor.run(Some(&live.client), &actions).await?;
+    Ok(actions.iter().map(|a| a.summary()).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
