@@ -14,6 +14,14 @@ struct Serve {
     url: String,
 }
 
+impl Drop for Serve {
+    /// A failing assertion must not leave a server running after the test.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
