@@ -42,7 +42,8 @@ pub fn inline(text: &str) -> String {
 
 fn truncate_chars(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
-        Some((idx, _)) => format!("{}…", &s[..idx]),
+        // Never keep an `@` whose U+2060 was cut off (every `@` here is followed by one).
+        Some((idx, _)) => format!("{}…", s[..idx].strip_suffix('@').unwrap_or(&s[..idx])),
         None => s.to_owned(),
     }
 }

@@ -6,3 +6,4 @@
 
 pub mod fake_gitlab;
 pub mod harness;
+pub mod load;
