@@ -123,6 +123,15 @@ impl ServeCommand {
     }
 }
 
+impl Drop for Serve {
+    /// A failing assertion must not leave a server running after the test (a no-op after
+    /// `kill` or `terminate`).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Serve {
     pub fn pid(&self) -> u32 {
         self.child.id()
