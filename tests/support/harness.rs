@@ -282,15 +282,7 @@ impl Harness {
 
     /// The bot's notes on an issue of the tracking project; marks them as checked.
     pub fn take_issue_notes(&self, iid: u64) -> Vec<String> {
-        let notes: Vec<String> = self
-            .gitlab
-            .issue_notes(TRACKING_PROJECT_ID, iid)
-            .into_iter()
-            .filter(|n| n.author_username == BOT_USERNAME)
-            .map(|n| n.body)
-            .collect();
-        self.checked_notes.fetch_add(notes.len(), Ordering::Relaxed);
-        notes
+        self.take_bot_notes(self.gitlab.issue_notes(TRACKING_PROJECT_ID, iid))
     }
 
     /// Delivers an issue event with a fresh event UUID; asserts it was queued.
@@ -301,9 +293,11 @@ impl Harness {
 
     /// The bot's notes on an MR; marks them as checked.
     pub fn take_notes(&self, iid: u64) -> Vec<String> {
-        let notes: Vec<String> = self
-            .gitlab
-            .notes(PROJECT_ID, iid)
+        self.take_bot_notes(self.gitlab.notes(PROJECT_ID, iid))
+    }
+
+    fn take_bot_notes(&self, notes: Vec<super::fake_gitlab::NoteState>) -> Vec<String> {
+        let notes: Vec<String> = notes
             .into_iter()
             .filter(|n| n.author_username == BOT_USERNAME)
             .map(|n| n.body)
