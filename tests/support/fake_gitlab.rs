@@ -1901,30 +1901,39 @@ fn mr_list_filters(w: &World, q: &Params, scope: &ListScope) -> Result<Vec<MrPre
     Ok(preds)
 }
 
+/// GitLab's list order: `order_by=created_at|updated_at` (default created_at), `sort=asc|desc`
+/// (default desc), ties broken by id. `times` gives (created_at, updated_at, id).
+fn sort_listing<T>(
+    q: &Params,
+    items: &mut [&T],
+    times: impl Fn(&T) -> (DateTime<Utc>, DateTime<Utc>, u64),
+) -> Result<(), Reply> {
+    let by_updated = q
+        .one_of("order_by", &["created_at", "updated_at"])?
+        .as_deref()
+        == Some("updated_at");
+    let ascending = q.one_of("sort", &["asc", "desc"])?.as_deref() == Some("asc");
+    items.sort_by_key(|x| {
+        let (created, updated, id) = times(x);
+        (if by_updated { updated } else { created }, id)
+    });
+    if !ascending {
+        items.reverse();
+    }
+    Ok(())
+}
+
 /// `GET /merge_requests`, `GET /groups/:id/merge_requests`, `GET /projects/:id/merge_requests`
 fn list_mrs(w: &mut World, ctx: &Ctx<'_>, scope: ListScope) -> HandlerResult {
     let preds = mr_list_filters(w, &ctx.query, &scope)?;
-    let order_by = ctx
-        .query
-        .one_of("order_by", &["created_at", "updated_at"])?
-        .unwrap_or_else(|| "created_at".to_owned());
-    let ascending = ctx.query.one_of("sort", &["asc", "desc"])?.as_deref() == Some("asc");
     let mut mrs: Vec<&Mr> = w
         .mrs
         .values()
         .filter(|mr| preds.iter().all(|p| p(mr)))
         .collect();
-    mrs.sort_by_key(|mr| {
-        let t = if order_by == "updated_at" {
-            mr.updated_at
-        } else {
-            mr.created_at
-        };
-        (t, mr.id)
-    });
-    if !ascending {
-        mrs.reverse();
-    }
+    sort_listing(&ctx.query, &mut mrs, |mr| {
+        (mr.created_at, mr.updated_at, mr.id)
+    })?;
     paginate(w, ctx, &mrs, |mr| mr_json(w, mr))
 }
 
@@ -2245,27 +2254,14 @@ fn issue_list_filters(
 /// `GET /issues`, `GET /groups/:id/issues`, `GET /projects/:id/issues`
 fn list_issues(w: &mut World, ctx: &Ctx<'_>, scope: ListScope) -> HandlerResult {
     let preds = issue_list_filters(w, &ctx.query, &scope)?;
-    let order_by = ctx
-        .query
-        .one_of("order_by", &["created_at", "updated_at"])?
-        .unwrap_or_else(|| "created_at".to_owned());
-    let ascending = ctx.query.one_of("sort", &["asc", "desc"])?.as_deref() == Some("asc");
     let mut issues: Vec<&Issue> = w
         .issues
         .values()
         .filter(|i| preds.iter().all(|p| p(i)))
         .collect();
-    issues.sort_by_key(|i| {
-        let t = if order_by == "updated_at" {
-            i.updated_at
-        } else {
-            i.created_at
-        };
-        (t, i.id)
-    });
-    if !ascending {
-        issues.reverse();
-    }
+    sort_listing(&ctx.query, &mut issues, |i| {
+        (i.created_at, i.updated_at, i.id)
+    })?;
     paginate(w, ctx, &issues, |i| issue_json(w, i))
 }
 
