@@ -6,9 +6,20 @@
 //! batch); each caller is answered only after that commit succeeded. Every
 //! other write goes through the same thread, so there is a single writer and
 //! never any `SQLITE_BUSY` between our own operations.
+//!
+//! Durability: only enqueues are committed with `synchronous=FULL` (fsync of
+//! the WAL before anyone is answered). Claims, acks, failures, releases,
+//! pings and prunes are committed with `synchronous=NORMAL`: they survive a
+//! crash of the process at once (the OS holds the WAL pages) and reach the
+//! disk with the next enqueue's fsync, which covers every earlier frame of the
+//! append-only WAL. A power loss can undo the last of them; that only makes an
+//! event be processed once more, which the level-triggered rules make
+//! harmless. Without this every ack cost an fsync on the thread that commits
+//! the receiver's batches.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,7 +32,7 @@ use super::{ClaimedEvent, Enqueued, EventId, NewEvent, Queue, QueueError, QueueS
 /// Name of the database file inside the queue directory.
 pub(super) const DB_FILE: &str = "queue.sqlite3";
 /// Schema version stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 /// Most commands the writer takes from the channel for one group commit.
 const MAX_BATCH: usize = 512;
 /// Commands that may wait in the channel before senders are made to wait.
@@ -32,9 +43,18 @@ const COALESCE_WAIT: Duration = Duration::from_millis(1);
 const COALESCE_POLL: Duration = Duration::from_micros(50);
 /// How often the checkpoint thread copies the WAL into the database.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
-/// WAL size (pages) past which the writer checkpoints by itself (a safety
-/// valve for when the checkpoint thread cannot keep the WAL short).
+/// WAL size (pages) past which the writer checkpoints by itself inside a
+/// commit (a safety valve for when the checkpoint thread cannot keep the WAL
+/// short; a checkpoint of this size stalls every caller for ~150 ms).
 const WRITER_AUTOCHECKPOINT_PAGES: i64 = 16_384;
+/// WAL size (pages) past which the writer finishes the checkpoint thread's
+/// work right after answering a batch. Under a steady stream of commits the
+/// checkpoint thread never sees the WAL fully copied, so the WAL is never
+/// rewound and grows; the writer, between two commits, can copy the last few
+/// frames (the thread already copied the rest) so that its next commit
+/// rewinds the WAL. Small and frequent: a few ms, after the callers of the
+/// batch have their answer.
+const WRITER_CHECKPOINT_PAGES: i64 = 1_024;
 /// Size the WAL file is truncated back to after a reset, if it grew past it
 /// (e.g. while a long-lived reader blocked checkpoints).
 const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
@@ -94,6 +114,16 @@ ALTER TABLE events ADD COLUMN replays INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE events ADD COLUMN replayed_at INTEGER;
 CREATE INDEX IF NOT EXISTS events_received_kind ON events (received_at, kind);
 CREATE INDEX IF NOT EXISTS events_state_lease ON events (state, locked_until, received_at);
+";
+
+/// Schema version 3: an index of the pending events in id order that also
+/// holds the claim's filter columns, so a claim reads the first due events
+/// of the index and stops, instead of reading every due pending row and
+/// sorting them (9 ms per claim at 20,000 pending, on the writer thread that
+/// also commits the receiver's batches; 0.02 ms with this index).
+const SCHEMA_V3: &str = "
+CREATE INDEX IF NOT EXISTS events_pending_id ON events (id, next_attempt_at, locked_until)
+    WHERE state = 'pending';
 ";
 
 /// Durable queue stored in `DIR/queue.sqlite3` (SQLite in WAL mode,
@@ -159,7 +189,9 @@ impl SqliteQueue {
                 step: "set wal_autocheckpoint",
                 source,
             })?;
-        let checkpointer = Checkpointer::start(open_connection(&path, true)?)?;
+        let wal_frames = Arc::new(AtomicI64::new(0));
+        let checkpointer =
+            Checkpointer::start(open_connection(&path, true)?, Arc::clone(&wal_frames))?;
 
         let (commands, receiver) = mpsc::channel(CHANNEL_CAPACITY);
         let writer = Writer {
@@ -168,6 +200,8 @@ impl SqliteQueue {
             commands: receiver,
             prunes: VecDeque::new(),
             last_batch: 0,
+            fsync_commits: true,
+            wal_frames,
         };
         let handle = std::thread::Builder::new()
             .name("queue-writer".to_owned())
@@ -296,6 +330,18 @@ impl Queue for SqliteQueue {
     }
 }
 
+/// `PRAGMA wal_checkpoint(PASSIVE)`: copy what it can of the WAL into the
+/// database. Returns the number of WAL frames still to copy before the WAL
+/// can be rewound: 0 once everything is copied (the next commit rewinds it),
+/// else the WAL's length.
+fn checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
+    let (frames, copied): (i64, i64) =
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get(1)?, row.get(2)?))
+        })?;
+    Ok(if copied >= frames { 0 } else { frames })
+}
+
 /// Background thread that copies the WAL back into the database file
 /// (`PRAGMA wal_checkpoint(PASSIVE)`) with its own connection, so that the
 /// writer thread does not pay for checkpoints while callers wait on it.
@@ -305,7 +351,8 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
-    fn start(conn: Connection) -> Result<Self, QueueError> {
+    /// `wal_frames` receives the result of each [`checkpoint`].
+    fn start(conn: Connection, wal_frames: Arc<AtomicI64>) -> Result<Self, QueueError> {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let handle = std::thread::Builder::new()
             .name("queue-checkpoint".to_owned())
@@ -315,8 +362,11 @@ impl Checkpointer {
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                     stopped.recv_timeout(CHECKPOINT_INTERVAL)
                 {
-                    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                        Ok(()) => failing = false,
+                    match checkpoint(&conn) {
+                        Ok(frames) => {
+                            wal_frames.store(frames, Ordering::Relaxed);
+                            failing = false;
+                        }
                         Err(error) if !failing => {
                             failing = true;
                             tracing::warn!(%error, "queue WAL checkpoint failed");
@@ -401,6 +451,11 @@ struct Writer {
     prunes: VecDeque<PruneJob>,
     /// Number of enqueues in the previous group commit (a load estimate).
     last_batch: usize,
+    /// Whether the connection is at `synchronous=FULL` (see the module docs).
+    fsync_commits: bool,
+    /// The WAL's length in frames while some are not yet copied, as last seen
+    /// by a checkpoint (see [`checkpoint`]).
+    wal_frames: Arc<AtomicI64>,
 }
 
 impl Writer {
@@ -426,6 +481,7 @@ impl Writer {
             if !enqueues.is_empty() {
                 self.last_batch = enqueues.len();
                 self.enqueue_batch(enqueues);
+                self.finish_checkpoint();
             }
             for command in others {
                 self.handle(command);
@@ -479,7 +535,35 @@ impl Writer {
         (self.clock)()
     }
 
+    /// See [`WRITER_CHECKPOINT_PAGES`].
+    fn finish_checkpoint(&mut self) {
+        if self.wal_frames.load(Ordering::Relaxed) < WRITER_CHECKPOINT_PAGES {
+            return;
+        }
+        match checkpoint(&self.conn) {
+            Ok(frames) => self.wal_frames.store(frames, Ordering::Relaxed),
+            Err(error) => tracing::warn!(%error, "queue WAL checkpoint by the writer failed"),
+        }
+    }
+
+    /// Switch between `synchronous=FULL` (enqueues) and `NORMAL` (every
+    /// other write), see the module docs. A no-op when already there.
+    fn fsync_commits(&mut self, full: bool) -> rusqlite::Result<()> {
+        if self.fsync_commits != full {
+            self.conn
+                .pragma_update(None, "synchronous", if full { "FULL" } else { "NORMAL" })?;
+            self.fsync_commits = full;
+        }
+        Ok(())
+    }
+
     fn handle(&mut self, command: Command) {
+        if !matches!(command, Command::Enqueue { .. }) {
+            if let Err(error) = self.fsync_commits(false) {
+                // Staying at FULL is slower but loses nothing.
+                tracing::warn!(%error, "could not set synchronous=NORMAL for queue bookkeeping");
+            }
+        }
         match command {
             Command::Enqueue { item, reply } => self.enqueue_batch(vec![(item, reply)]),
             Command::Claim {
@@ -516,7 +600,10 @@ impl Writer {
     /// back and every caller gets the error.
     fn enqueue_batch(&mut self, batch: Vec<PendingEnqueue>) {
         let now = self.now();
-        match insert_events(&mut self.conn, now, batch.iter().map(|(item, _)| item)) {
+        let durable = self.fsync_commits(true);
+        let inserted = durable
+            .and_then(|()| insert_events(&mut self.conn, now, batch.iter().map(|(item, _)| item)));
+        match inserted {
             Ok(results) => {
                 for ((_, reply), result) in batch.into_iter().zip(results) {
                     let _ = reply.send(Ok(result));
@@ -558,7 +645,7 @@ impl Writer {
                 .prepare_cached(
                     "UPDATE events SET attempts = attempts + 1, locked_until = ?1
                      WHERE id IN (
-                         SELECT id FROM events
+                         SELECT id FROM events INDEXED BY events_pending_id
                          WHERE state = 'pending'
                            AND next_attempt_at <= ?2
                            AND (locked_until IS NULL OR locked_until <= ?2)
@@ -902,6 +989,10 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), QueueErr
     if version < 2 {
         tx.execute_batch(SCHEMA_V2)
             .map_err(err("migrate to schema version 2"))?;
+    }
+    if version < 3 {
+        tx.execute_batch(SCHEMA_V3)
+            .map_err(err("migrate to schema version 3"))?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
