@@ -54,6 +54,8 @@ pub struct ServeSettings {
     pub data_dir: PathBuf,
     pub body_limit: usize,
     pub worker: WorkerConfig,
+    /// How often the `cocreate_reviews_overdue` gauge is read from GitLab (`None`: never).
+    pub overdue_refresh: Option<Duration>,
     /// Real time unless a test (or `--now`) sets it.
     pub clock: crate::clock::Clock,
 }
@@ -150,6 +152,7 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
     worker: tokio::task::JoinHandle<()>,
+    gauges: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -158,6 +161,9 @@ impl Running {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
         let _ = self.worker.await;
+        if let Some(gauges) = self.gauges {
+            let _ = gauges.await;
+        }
     }
 
     /// Resolves when the server stops on its own (e.g. after a signal).
@@ -166,11 +172,15 @@ impl Running {
             shutdown,
             server,
             worker,
+            gauges,
             ..
         } = self;
         let _ = server.await;
         let _ = shutdown.send(true);
         let _ = worker.await;
+        if let Some(gauges) = gauges {
+            let _ = gauges.await;
+        }
     }
 
     pub fn shutdown_handle(&self) -> watch::Sender<bool> {
@@ -234,6 +244,13 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
+    let gauges =
+        match (&ctx.gitlab, s.overdue_refresh) {
+            (Some(live), Some(every)) if !every.is_zero() => Some(tokio::spawn(
+                refresh_overdue_gauge(live.clone(), ctx.policies.clone(), every, rx.clone()),
+            )),
+            _ => None,
+        };
     let worker = tokio::spawn(worker::run(ctx, queue.clone(), s.worker.clone(), wake, rx));
     tracing::info!(%addr, policies = %source, data = %s.data_dir.display(), "cocreate serve is listening");
     Ok(Running {
@@ -242,5 +259,28 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
         shutdown: tx,
         server,
         worker,
+        gauges,
     })
+}
+
+/// Keeps the `cocreate_reviews_overdue` gauge current: reads the count from GitLab now and then
+/// every `every` until shutdown. A failed read keeps the last value (and logs why).
+async fn refresh_overdue_gauge(
+    live: crate::handlers::Live,
+    policies: Arc<crate::policy::Policies>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        match crate::jobs::nudge::count_overdue(&live, &policies).await {
+            Ok(n) => metrics::gauge!("cocreate_reviews_overdue").set(n as f64),
+            Err(error) => {
+                tracing::warn!(%error, "could not refresh cocreate_reviews_overdue; it keeps its last value")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|stopped| *stopped) => break,
+        }
+    }
 }

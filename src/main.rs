@@ -174,6 +174,12 @@ struct ServeArgs {
     /// (unset: no limit).
     #[arg(long, env = "COCREATE_READY_MAX_PENDING_AGE", value_parser = humantime::parse_duration)]
     ready_max_pending_age: Option<Duration>,
+
+    /// How often /metrics' `cocreate_reviews_overdue` (open Co-Create MRs labelled overdue by
+    /// `nudge`) is read from GitLab: one list page per 100 such MRs and watched scope. `0s`
+    /// turns it off; without a token it is never read.
+    #[arg(long, env = "COCREATE_OVERDUE_REFRESH", value_parser = humantime::parse_duration, default_value = "5m")]
+    overdue_refresh: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -463,6 +469,7 @@ async fn serve(
             },
             ..WorkerConfig::default()
         },
+        overdue_refresh: Some(args.overdue_refresh),
         clock: cocreate::clock::Clock::system(),
     };
     let running = app::start(settings).await?;

@@ -4,7 +4,8 @@
 //! `webhooks_rejected_total{reason}`, `webhooks_duplicate_total`, `events_processed_total{outcome}`,
 //! `events_retried_total`, `events_dead_lettered_total`, `gitlab_api_calls_total{method,status}`.
 //! Gauges set at scrape time: `queue_pending`, `queue_in_flight`, `queue_dead`,
-//! `queue_oldest_pending_age_seconds`.
+//! `queue_oldest_pending_age_seconds`. Refreshed from GitLab every `--overdue-refresh`:
+//! `reviews_overdue` (open Co-Create MRs labelled overdue by `nudge`).
 
 use std::sync::OnceLock;
 

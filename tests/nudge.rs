@@ -12,7 +12,7 @@ use cocreate::jobs::nudge;
 use cocreate::messages::Messages;
 use cocreate::policy::{Policies, EMBEDDED};
 use support::fake_gitlab::{FakeGitLab, MrSpec};
-use support::harness::{seed, AERO_DEV};
+use support::harness::{seed, Harness, AERO_DEV};
 
 async fn context(gitlab: &FakeGitLab, now: &str) -> Context {
     let policies = Policies::from_sources(
@@ -145,4 +145,63 @@ async fn ping_escalate_remind_and_nothing_twice() {
         "nudge on 3 MRs: {} reads (pages + one notes read per MR)",
         again.api_reads
     );
+}
+
+/// `serve` publishes how many open Co-Create MRs are overdue (the label `nudge` keeps) as the
+/// `cocreate_reviews_overdue` gauge, read from GitLab every `--overdue-refresh`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_exposes_the_overdue_gauge() {
+    let h = Harness::start_with(|s| {
+        s.overdue_refresh = Some(std::time::Duration::from_millis(50));
+    })
+    .await;
+    let overdue = |iid: u64, labels: &[&str], state: &str| {
+        h.gitlab.add_mr(MrSpec {
+            project_id: 2,
+            iid,
+            id: 3000 + iid,
+            author_id: AERO_DEV.0,
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            state: state.into(),
+            sha: format!("{iid:040x}"),
+            project_path: "vendor/product".into(),
+            ..MrSpec::default()
+        });
+    };
+    let both = ["Co-Create", "Co-Create review::overdue"];
+    overdue(71, &both, "opened");
+    overdue(72, &both, "opened");
+    overdue(73, &both, "merged"); // not open
+    overdue(74, &["Co-Create"], "opened"); // not overdue
+    overdue(75, &["Co-Create review::overdue"], "opened"); // not Co-Create
+    let gauge = |want: &'static str| {
+        let url = format!("{}/metrics", h.url());
+        let http = h.http.clone();
+        async move {
+            let mut last = String::new();
+            for _ in 0..100 {
+                last = http
+                    .get(&url)
+                    .send()
+                    .await
+                    .expect("scrape")
+                    .text()
+                    .await
+                    .expect("body");
+                if last
+                    .lines()
+                    .any(|l| l == format!("cocreate_reviews_overdue {want}"))
+                {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            panic!("cocreate_reviews_overdue never became {want}:\n{last}");
+        }
+    };
+    gauge("2").await;
+    // The review of !72 was answered: nudge took the label off.
+    overdue(72, &["Co-Create"], "opened");
+    gauge("1").await;
+    h.stop().await;
 }

@@ -169,14 +169,53 @@ async fn world() -> FakeGitLab {
     mr(&gitlab, 44, "example-mill", 25, "2025-02-10");
     mr(&gitlab, 45, "example-telco", TELCO_DEV.0, "2025-03-05");
     // An issue by aero's engineer after completion, and one before.
+    let mut aero_issues = vec![];
     for day in ["2025-03-25", "2025-04-15"] {
         gitlab.set_time(&format!("{day}T11:00:00Z"));
-        gitlab.add_issue(IssueSpec {
+        aero_issues.push(gitlab.add_issue(IssueSpec {
             project_id: PROJECT_ID,
             project_path: PROJECT_PATH.into(),
             author_id: AERO_DEV.0,
             ..IssueSpec::default()
-        });
+        }));
+    }
+    // Responses. MR 40 (opened 03-20 10:00): the bot's welcome and the author's own comment
+    // do not count; a reviewer answers 30 h later.
+    let mr_note = |iid: u64, at: &str, author: u64, body: &str, system: bool| {
+        gitlab.set_time(at);
+        if system {
+            gitlab.add_system_note(PROJECT_ID, iid, author, body);
+        } else {
+            gitlab.add_note(PROJECT_ID, iid, author, body);
+        }
+    };
+    mr_note(
+        40,
+        "2025-03-20T10:01:00Z",
+        gitlab.bot_user_id(),
+        "Welcome",
+        false,
+    );
+    mr_note(40, "2025-03-20T12:00:00Z", AERO_DEV.0, "any news?", false);
+    mr_note(40, "2025-03-21T16:00:00Z", 101, "Thanks, looking", false);
+    // MR 41 (04-10 10:00): an approval 4 h later.
+    mr_note(
+        41,
+        "2025-04-10T14:00:00Z",
+        102,
+        "approved this merge request",
+        true,
+    );
+    // MR 44 (mill, opened 02-10 10:00 by the maintainer): a reviewer 48 h later.
+    mr_note(44, "2025-02-12T10:00:00Z", 103, "LGTM", false);
+    // MR 45 (telco): only bookkeeping, so still waiting; MR 42 (aero) has nothing.
+    mr_note(45, "2025-03-05T11:00:00Z", 101, "added ~1 label", true);
+    // Comments by aero's engineer after its 04-01 completion: 04-02 and 04-12 count (whole
+    // days from the day after), the one on 04-01 and the one of 03-20 above do not.
+    mr_note(41, "2025-04-12T09:00:00Z", AERO_DEV.0, "fixed", false);
+    for at in ["2025-04-01T15:00:00Z", "2025-04-02T09:00:00Z"] {
+        gitlab.set_time(at);
+        gitlab.add_issue_note(PROJECT_ID, aero_issues[0], AERO_DEV.0, "more detail");
     }
     gitlab
 }
@@ -208,7 +247,19 @@ async fn fixture_timeline_gives_the_hand_computed_metrics() {
     // aero: 04-10, 04-20 after its 04-01 completion; mill: 02-10.
     assert_eq!(m.post_project_mrs, 3);
     assert_eq!(m.post_project_issues, 1); // aero's 04-15 issue
-                                          // aero 3 MRs in the quarter's window, mill 1, telco 1.
+    assert_eq!(m.post_project_comments, 2); // aero's of 04-02 and 04-12
+                                            // Time to first response: 30 h (MR 40), 4 h (41), 48 h (44); 42 and 45 wait.
+    let ttfr = &m.first_response;
+    assert_eq!(
+        (
+            ttfr.answered,
+            ttfr.waiting,
+            ttfr.median_hours,
+            ttfr.mean_hours
+        ),
+        (3, 2, Some(30.0), Some(27.3))
+    );
+    // aero 3 MRs in the quarter's window, mill 1, telco 1.
     assert_eq!(m.contributing_organizations, 3);
     assert_eq!(m.multi_contributing_organizations, 1);
     assert_eq!(m.multiple_contributions_percent, Some(33.3));
@@ -224,9 +275,11 @@ async fn fixture_timeline_gives_the_hand_computed_metrics() {
         (None, 0, None)
     );
     // Cost: 1 tracking-issue page + 6 label-event pages + 7 MR lists (3 policy + 4 more
-    // organizations, one watched group) + 2 issue totals (aero's two usernames).
-    assert_eq!((r.api_reads, r.api_writes), (16, 0));
-    assert_eq!(gitlab.calls().len(), 16);
+    // organizations, one watched group) + 5 notes pages (the MRs opened in the quarter) + 2
+    // issue totals and 2 comment totals (aero's two usernames; aero-dev-2 is unknown to
+    // GitLab and counts 0).
+    assert_eq!((r.api_reads, r.api_writes), (23, 0));
+    assert_eq!(gitlab.calls().len(), 23);
 
     let md = report::markdown(&r);
     // The README's sample: `COCREATE_SAMPLE_REPORT=/tmp/r.md cargo test --test report`.
@@ -240,9 +293,12 @@ async fn fixture_timeline_gives_the_hand_computed_metrics() {
         "| time from contact to project start, median | 9 weeks | 8-10 weeks | ✅ |",
         "```mermaid\nflowchart LR\n  s0[\"prospect: 4\"]",
         "bar [0, 0, 2, 0, 0]",
-        "| time to first response (CHAOSS) | not measured |",
-        "| example-aero | completed | 2025-01-20 | 2025-03-17 | 8 | 2025-04-01 | 3 | 2 | 1 |",
-        "16 GitLab API reads, 0 writes",
+        "| time to first response on Co-Create MRs opened in the quarter (CHAOSS), median | 30 h (3 MRs answered, 2 waiting) |",
+        "| time to first response, mean | 27.3 h (3 MRs answered, 2 waiting) |",
+        "| post-project comments (from the day after completion, in the quarter) | 2 |",
+        "| example-aero | completed | 2025-01-20 | 2025-03-17 | 8 | 2025-04-01 | 3 | 2 | 1 | 2 | 17 h | 1 |",
+        "| example-telco | meeting | 2025-02-05 | — | — | — | 1 | 0 | 0 | 0 | — | 1 |",
+        "23 GitLab API reads, 0 writes",
     ] {
         assert!(md.contains(want), "missing {want:?} in\n{md}");
     }

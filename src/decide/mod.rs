@@ -10,6 +10,7 @@ pub mod commands;
 pub mod engagement;
 pub mod nudge;
 mod recognize;
+pub mod response;
 mod reviewer;
 mod routing;
 pub mod setup;

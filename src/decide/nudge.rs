@@ -4,6 +4,7 @@
 use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
 use serde::Serialize;
 
+use super::response::Bots;
 use super::{Action, NoteTarget, RosterFacts};
 use crate::domain::{MrRef, UserId};
 use crate::messages::{keyed_marker, Marker, Messages, TemplateError};
@@ -47,13 +48,13 @@ pub fn whose_turn(
     author: &str,
     reviewers: &[String],
     activity: &[Activity],
-    bot: &str,
+    bots: Bots<'_>,
 ) -> (Turn, DateTime<Utc>) {
     let mut turn = (Turn::Reviewer, created_at);
     let mut sorted: Vec<&Activity> = activity.iter().collect();
     sorted.sort_by_key(|a| a.at);
     for a in sorted {
-        if a.username.eq_ignore_ascii_case(bot) {
+        if bots.contains(&a.username) {
             continue;
         }
         if a.username.eq_ignore_ascii_case(author) {
@@ -112,7 +113,16 @@ pub fn decide_nudge(
         .filter(|u| roster.reviewers.contains(u) || roster.lead.as_ref() == Some(u))
         .collect();
     let reviewers: Vec<String> = f.reviewers.iter().map(|(_, u)| u.clone()).collect();
-    let (turn, since) = whose_turn(f.created_at, f.author, &reviewers, f.activity, f.bot);
+    let (turn, since) = whose_turn(
+        f.created_at,
+        f.author,
+        &reviewers,
+        f.activity,
+        Bots {
+            ours: f.bot,
+            configured: &slo.bots,
+        },
+    );
     let waited = business_days_between(since.date_naive(), f.now.date_naive(), &slo.holidays);
     let period = since.format("%Y-%m-%dT%H:%M").to_string();
     let has_label = f.labels.contains(overdue_label);
@@ -298,7 +308,16 @@ mod tests {
         ];
         for (activity, want) in rows {
             assert_eq!(
-                whose_turn(created, "dev", &reviewers, &activity, "bot"),
+                whose_turn(
+                    created,
+                    "dev",
+                    &reviewers,
+                    &activity,
+                    Bots {
+                        ours: "bot",
+                        configured: &[]
+                    }
+                ),
                 want,
                 "{activity:?}"
             );

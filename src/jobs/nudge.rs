@@ -13,8 +13,9 @@ use super::Progress;
 use crate::decide::nudge::{decide_nudge, Activity, NudgeFacts, NudgeOutcome};
 use crate::domain::MrRef;
 use crate::gitlab::{ExecuteError, GitlabError};
-use crate::handlers::Context;
+use crate::handlers::{Context, Live};
 use crate::messages::TemplateError;
+use crate::policy::Policies;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Nudged {
@@ -127,10 +128,29 @@ pub async fn run(ctx: &Context) -> Result<NudgeReport, NudgeError> {
         }
         progress.tick();
     }
-    metrics::gauge!("cocreate_reviews_overdue").set(report.overdue as f64);
     let after = counter.snapshot();
     report.api_reads = after.0 - before.0;
     report.api_writes = after.1 - before.1;
     report.elapsed_ms = started.elapsed().as_millis();
     Ok(report)
+}
+
+/// Open Co-Create MRs that carry the overdue label (which this job keeps exactly on the MRs
+/// whose review is overdue). `serve` publishes it as the `cocreate_reviews_overdue` gauge.
+/// Cost: one page per 100 such MRs and watched scope.
+pub async fn count_overdue(live: &Live, policies: &Policies) -> Result<usize, GitlabError> {
+    let labels = &policies.routing.labels;
+    let mrs = live
+        .facts
+        .mrs_in_scope(
+            &live.client,
+            policies,
+            &[
+                ("state", "opened".into()),
+                // Comma-separated labels: MRs with all of them.
+                ("labels", format!("{},{}", labels.cocreate, labels.overdue)),
+            ],
+        )
+        .await?;
+    Ok(mrs.len())
 }

@@ -5,7 +5,9 @@
 //! and, per issue, its resource label events (when each `Co-Create stage::…` label was added);
 //! each organization's Co-Create MRs (its org label, in the watched scope); and, for
 //! organizations whose project completed, the issues their people opened afterwards (list
-//! totals). Metrics ([`compute`]) are a pure function of those facts, the quarter and "now".
+//! totals) and the comments they wrote afterwards (totals of their `commented` contribution
+//! events); the notes of each Co-Create MR opened in the quarter (time to first response).
+//! Metrics ([`compute`]) are a pure function of those facts, the quarter and "now".
 //!
 //! Definitions (a stage is "reached" when it or any later stage label is first added):
 //! - pipeline: engagements whose first stage label came before the quarter's end and that had
@@ -16,8 +18,13 @@
 //! - projects initiated: engagements that reached `active` in the quarter;
 //! - time to start: from reaching `contacted` to reaching `active`, for those projects;
 //! - conversion: projects initiated / pipeline;
-//! - post-project activity: MRs and issues created in the quarter after the organization's
-//!   engagement reached `completed`;
+//! - post-project activity: MRs and issues created, and comments written, in the quarter after
+//!   the organization's engagement reached `completed` (comments counted by day: from the day
+//!   after completion, anywhere the token can see, as GitLab's events API gives them);
+//! - time to first response (CHAOSS): for each Co-Create MR opened in the quarter, from its
+//!   creation to the first comment or approval by someone other than its author, bots
+//!   excluded ([`crate::decide::response`]); median and mean in hours over the MRs that got a
+//!   response, and a count of those still waiting;
 //! - multiple contributions: organizations with two or more Co-Create MRs (created before the
 //!   quarter's end) among those with at least one; time between contributions: the mean gap
 //!   between an organization's consecutive MRs.
@@ -29,8 +36,12 @@ use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::decide::engagement::{IssueRef, STAGES};
+use crate::decide::nudge::Activity;
+use crate::decide::response::{self, Bots};
 use crate::decide::Action;
-use crate::gitlab::{path_id, ApiIssue, ExecuteError, Get, GitlabClient, GitlabError};
+use crate::gitlab::{
+    path_id, ApiIssue, ApiNote, ApiUserRef, ExecuteError, Get, GitlabClient, GitlabError,
+};
 use crate::handlers::Context;
 use crate::policy::{Policies, Targets, Watch};
 
@@ -160,8 +171,48 @@ pub struct Facts {
     pub mrs: BTreeMap<String, Vec<DateTime<Utc>>>,
     /// Issues the organization's people opened in the quarter after completion.
     pub post_project_issues: BTreeMap<String, u64>,
+    /// Comments the organization's people wrote in the quarter after completion.
+    pub post_project_comments: BTreeMap<String, u64>,
+    /// Each organization's Co-Create MRs opened in the quarter, with their first response.
+    pub responses: BTreeMap<String, Vec<FirstResponse>>,
     /// Organizations of organizations.yml (listed even without any fact).
     pub organizations: Vec<String>,
+}
+
+/// One Co-Create MR opened in the quarter and when it first got a response (if it has).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FirstResponse {
+    pub created_at: DateTime<Utc>,
+    pub responded_at: Option<DateTime<Utc>>,
+}
+
+/// Time to first response over some MRs: median and mean hours of those answered.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ResponseTimes {
+    pub answered: usize,
+    pub waiting: usize,
+    pub median_hours: Option<f64>,
+    pub mean_hours: Option<f64>,
+}
+
+impl ResponseTimes {
+    fn of<'a>(mrs: impl IntoIterator<Item = &'a FirstResponse>, as_of: DateTime<Utc>) -> Self {
+        let mut hours = Vec::new();
+        let mut waiting = 0;
+        for mr in mrs {
+            match mr.responded_at.filter(|t| *t <= as_of) {
+                Some(t) => hours.push(response::hours(mr.created_at, t)),
+                None => waiting += 1,
+            }
+        }
+        hours.sort_by(f64::total_cmp);
+        ResponseTimes {
+            answered: hours.len(),
+            waiting,
+            median_hours: median(&hours),
+            mean_hours: mean(&hours),
+        }
+    }
 }
 
 pub fn stage_index(name: &str) -> Option<usize> {
@@ -191,6 +242,9 @@ pub struct OrgLine {
     pub mrs: usize,
     pub post_project_mrs: usize,
     pub post_project_issues: u64,
+    pub post_project_comments: u64,
+    /// Time to first response of its Co-Create MRs opened in the quarter.
+    pub first_response: ResponseTimes,
 }
 
 /// The quarter's numbers.
@@ -210,6 +264,9 @@ pub struct Metrics {
     pub post_project_organizations: usize,
     pub post_project_mrs: usize,
     pub post_project_issues: u64,
+    pub post_project_comments: u64,
+    /// Time to first response of every Co-Create MR opened in the quarter.
+    pub first_response: ResponseTimes,
     pub contributing_organizations: usize,
     pub multi_contributing_organizations: usize,
     pub multiple_contributions_percent: Option<f64>,
@@ -292,6 +349,7 @@ pub fn compute(facts: &Facts, start: NaiveDate, end: NaiveDate, now: DateTime<Ut
     let mut orgs: BTreeSet<String> = facts.organizations.iter().cloned().collect();
     orgs.extend(facts.engagements.iter().map(|e| e.org.clone()));
     orgs.extend(facts.mrs.keys().cloned());
+    orgs.extend(facts.responses.keys().cloned());
     let mut lines = Vec::new();
     let mut gaps = Vec::new();
     for org in &orgs {
@@ -333,6 +391,12 @@ pub fn compute(facts: &Facts, start: NaiveDate, end: NaiveDate, now: DateTime<Ut
             } else {
                 0
             },
+            post_project_comments: if completed.is_some() {
+                facts.post_project_comments.get(org).copied().unwrap_or(0)
+            } else {
+                0
+            },
+            first_response: ResponseTimes::of(quarter_mrs(facts, org, start, end), now),
         });
     }
     let contributing = lines.iter().filter(|l| l.mrs >= 1).count();
@@ -350,12 +414,33 @@ pub fn compute(facts: &Facts, start: NaiveDate, end: NaiveDate, now: DateTime<Ut
         post_project_organizations: lines.iter().filter(|l| l.completed.is_some()).count(),
         post_project_mrs: lines.iter().map(|l| l.post_project_mrs).sum(),
         post_project_issues: lines.iter().map(|l| l.post_project_issues).sum(),
+        post_project_comments: lines.iter().map(|l| l.post_project_comments).sum(),
+        first_response: ResponseTimes::of(
+            orgs.iter()
+                .flat_map(|org| quarter_mrs(facts, org, start, end)),
+            now,
+        ),
         contributing_organizations: contributing,
         multi_contributing_organizations: multi,
         multiple_contributions_percent: percent(multi, contributing),
         mean_days_between_contributions: mean(&gaps),
         organizations: lines,
     }
+}
+
+/// The organization's Co-Create MRs opened in `[start, end)`.
+fn quarter_mrs<'f>(
+    facts: &'f Facts,
+    org: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> impl Iterator<Item = &'f FirstResponse> {
+    facts
+        .responses
+        .get(org)
+        .into_iter()
+        .flatten()
+        .filter(move |r| start <= r.created_at && r.created_at < end)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -388,10 +473,7 @@ pub struct Report {
 }
 
 pub fn not_measured() -> Vec<String> {
-    vec![
-        "time to first response on Co-Create MRs (CHAOSS): not measured; it needs the review-SLO work, which has not landed".into(),
-        "post-project comments: not measured; only MRs and issues are counted".into(),
-    ]
+    Vec::new()
 }
 
 #[derive(Deserialize)]
@@ -408,8 +490,11 @@ struct ApiLabelName {
 }
 
 #[derive(Deserialize)]
-struct ApiCreated {
+struct ApiMrBrief {
+    iid: u64,
+    project_id: u64,
     created_at: DateTime<Utc>,
+    author: ApiUserRef,
 }
 
 fn scopes(watch: &Watch) -> Vec<String> {
@@ -437,11 +522,13 @@ fn iso(d: NaiveDate) -> String {
 }
 
 /// Reads the facts. Cost: the pages of the tracking-issue list, one label-event page per
-/// tracking issue, one MR-list page per organization and watched scope, and one issue total
-/// per user and scope of each organization whose project completed.
+/// tracking issue, one MR-list page per organization and watched scope, one notes page per
+/// Co-Create MR opened in the quarter, and, for each person of an organization whose project
+/// completed, one issue total per scope and one comment total.
 pub async fn gather(
     client: &GitlabClient,
     policies: &Policies,
+    bot: &str,
     start: NaiveDate,
     end: NaiveDate,
     now: DateTime<Utc>,
@@ -508,11 +595,19 @@ pub async fn gather(
     let mut slugs: BTreeSet<String> = organizations.iter().cloned().collect();
     slugs.extend(engagements.iter().map(|e| e.org.clone()));
     let scopes = scopes(&policies.routing.watch);
+    let bots = Bots {
+        ours: bot,
+        configured: &policies.routing.review_slo.bots,
+    };
+    let (q_start, q_end) = (at_midnight(start), at_midnight(end));
     let mut mrs = BTreeMap::new();
+    let mut responses = BTreeMap::new();
     for slug in &slugs {
+        let mut seen = BTreeSet::new();
         let mut times = Vec::new();
+        let mut firsts = Vec::new();
         for scope in &scopes {
-            let list: Vec<ApiCreated> = Get::new(format!("{scope}merge_requests"))
+            let list: Vec<ApiMrBrief> = Get::new(format!("{scope}merge_requests"))
                 .param("scope", "all")
                 .param("state", "all")
                 .param("labels", format!("{}{slug}", labels.org_prefix))
@@ -520,13 +615,24 @@ pub async fn gather(
                 .all(client)
                 .await
                 .map_err(|e| GitlabError::new(format!("listing the MRs of `{slug}`"), e))?;
-            times.extend(list.into_iter().map(|m| m.created_at));
+            for mr in list {
+                // A project inside a watched group is listed by both scopes.
+                if !seen.insert((mr.project_id, mr.iid)) {
+                    continue;
+                }
+                times.push(mr.created_at);
+                if q_start <= mr.created_at && mr.created_at < q_end {
+                    firsts.push(first_response(client, &mr, bots).await?);
+                }
+            }
         }
         mrs.insert(slug.clone(), times);
+        responses.insert(slug.clone(), firsts);
     }
     // Issues opened after completion: only organizations whose project completed.
     let as_of = now.min(at_midnight(end));
     let mut post_project_issues = BTreeMap::new();
+    let mut post_project_comments = BTreeMap::new();
     for slug in &slugs {
         let completed = engagements
             .iter()
@@ -542,6 +648,33 @@ pub async fn gather(
             continue;
         };
         let after = completed.max(at_midnight(start));
+        // The events API filters by whole days, `after` exclusive: count from the quarter's
+        // first day, or from the day after completion when that came later.
+        let after_day = if completed < at_midnight(start) {
+            start.pred_opt().unwrap_or(start)
+        } else {
+            completed.date_naive()
+        };
+        let mut comments = 0;
+        for user in &org.usernames {
+            let total = Get::new(format!("users/{}/events", path_id(user)))
+                .param("action", "commented")
+                .param("after", after_day.to_string())
+                .param("before", end.to_string())
+                .total(client)
+                .await
+                .map_err(|e| GitlabError::new(format!("counting the comments of `{user}`"), e));
+            comments += match total {
+                Ok(n) => n.unwrap_or(10_000),
+                // A username of organizations.yml that GitLab does not know wrote nothing.
+                Err(e) if e.is_not_found() => {
+                    tracing::warn!(user = %user, org = %slug, "no such GitLab user; check organizations.yml");
+                    0
+                }
+                Err(e) => return Err(e),
+            };
+        }
+        post_project_comments.insert(slug.clone(), comments);
         let mut n = 0;
         for user in &org.usernames {
             for scope in &scopes {
@@ -563,7 +696,46 @@ pub async fn gather(
         engagements,
         mrs,
         post_project_issues,
+        post_project_comments,
+        responses,
         organizations,
+    })
+}
+
+/// Reads an MR's notes (oldest first) and finds its first response.
+async fn first_response(
+    client: &GitlabClient,
+    mr: &ApiMrBrief,
+    bots: Bots<'_>,
+) -> Result<FirstResponse, GitlabError> {
+    let notes: Vec<ApiNote> = Get::new(format!(
+        "projects/{}/merge_requests/{}/notes",
+        mr.project_id, mr.iid
+    ))
+    .param("sort", "asc")
+    .param("order_by", "created_at")
+    .all(client)
+    .await
+    .map_err(|e| {
+        GitlabError::new(
+            format!("reading the notes of MR {}!{}", mr.project_id, mr.iid),
+            e,
+        )
+    })?;
+    let activity: Vec<Activity> = notes
+        .into_iter()
+        .filter_map(|n| {
+            Some(Activity {
+                at: n.created_at?,
+                username: n.author.username,
+                system: n.system,
+                body: n.body,
+            })
+        })
+        .collect();
+    Ok(FirstResponse {
+        created_at: mr.created_at,
+        responded_at: response::first_response(mr.created_at, &mr.author.username, &activity, bots),
     })
 }
 
@@ -576,7 +748,15 @@ pub async fn run(ctx: &Context, quarter: Quarter) -> Result<Report, ReportError>
     let seg = &ctx.policies.segmentation;
     let (start, end) = quarter.bounds(seg.fiscal_year_start_month);
     let now = ctx.clock.now();
-    let facts = gather(&live.client, &ctx.policies, start, end, now).await?;
+    let facts = gather(
+        &live.client,
+        &ctx.policies,
+        &ctx.bot_username,
+        start,
+        end,
+        now,
+    )
+    .await?;
     let metrics = compute(&facts, start, end, now);
     let after = counter.snapshot();
     Ok(Report {
@@ -592,6 +772,16 @@ pub async fn run(ctx: &Context, quarter: Quarter) -> Result<Report, ReportError>
         elapsed_ms: started.elapsed().as_millis(),
         dashboard: None,
     })
+}
+
+/// `26.5 h (12 MRs answered, 2 waiting)`.
+fn response_cell(t: &ResponseTimes, hours: Option<f64>) -> String {
+    format!(
+        "{} ({} MRs answered, {} waiting)",
+        opt(hours, " h"),
+        t.answered,
+        t.waiting
+    )
 }
 
 fn opt(v: Option<f64>, unit: &str) -> String {
@@ -706,6 +896,10 @@ pub fn markdown_body(r: &Report) -> String {
             m.post_project_issues.to_string(),
         ),
         (
+            "post-project comments (from the day after completion, in the quarter)",
+            m.post_project_comments.to_string(),
+        ),
+        (
             "organizations with multiple contributions",
             format!(
                 "{} of {} ({})",
@@ -718,7 +912,14 @@ pub fn markdown_body(r: &Report) -> String {
             "average time between contributions",
             opt(m.mean_days_between_contributions, " days"),
         ),
-        ("time to first response (CHAOSS)", "not measured".into()),
+        (
+            "time to first response on Co-Create MRs opened in the quarter (CHAOSS), median",
+            response_cell(&m.first_response, m.first_response.median_hours),
+        ),
+        (
+            "time to first response, mean",
+            response_cell(&m.first_response, m.first_response.mean_hours),
+        ),
     ] {
         out.push_str(&format!("| {k} | {v} |\n"));
     }
@@ -748,11 +949,11 @@ pub fn markdown_body(r: &Report) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    out.push_str("## Organizations\n\n| organization | stage | contacted | started | weeks to start | completed | MRs | post-project MRs | post-project issues |\n|---|---|---|---|---:|---|---:|---:|---:|\n");
+    out.push_str("## Organizations\n\n| organization | stage | contacted | started | weeks to start | completed | MRs | post-project MRs | post-project issues | post-project comments | first response, median | MRs waiting for one |\n|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|\n");
     let d = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_else(|| "—".into());
     for l in &m.organizations {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             l.org,
             l.stage.as_deref().unwrap_or("—"),
             d(l.contacted),
@@ -761,12 +962,17 @@ pub fn markdown_body(r: &Report) -> String {
             d(l.completed),
             l.mrs,
             l.post_project_mrs,
-            l.post_project_issues
+            l.post_project_issues,
+            l.post_project_comments,
+            opt(l.first_response.median_hours, " h"),
+            l.first_response.waiting
         ));
     }
-    out.push_str("\n## Not measured\n\n");
-    for n in &r.not_measured {
-        out.push_str(&format!("- {n}\n"));
+    if !r.not_measured.is_empty() {
+        out.push_str("\n## Not measured\n\n");
+        for n in &r.not_measured {
+            out.push_str(&format!("- {n}\n"));
+        }
     }
     out
 }
@@ -884,8 +1090,11 @@ mod tests {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
     }
 
+    /// A day at midnight, or a full RFC 3339 time.
     fn t(s: &str) -> DateTime<Utc> {
-        at_midnight(day(s))
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.to_utc())
+            .unwrap_or_else(|_| at_midnight(day(s)))
     }
 
     #[test]
@@ -913,6 +1122,13 @@ mod tests {
         assert_eq!(Quarter::parse("fy2026q1").expect("q").label(), "FY26Q1");
         for bad in ["26Q1", "FY26Q5", "FY26Q0", "FY6Q1", "FYabQ1", "FY26"] {
             assert!(Quarter::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn fr(created: &str, responded: Option<&str>) -> FirstResponse {
+        FirstResponse {
+            created_at: t(created),
+            responded_at: responded.map(t),
         }
     }
 
@@ -990,6 +1206,22 @@ mod tests {
                 ("d".into(), vec![t("2025-02-10")]),
             ]),
             post_project_issues: BTreeMap::from([("a".into(), 2), ("b".into(), 9)]),
+            post_project_comments: BTreeMap::from([("a".into(), 5), ("b".into(), 7)]),
+            responses: BTreeMap::from([
+                (
+                    "a".into(),
+                    vec![
+                        fr("2025-03-20", Some("2025-03-21")),
+                        fr("2025-04-10", Some("2025-04-10T12:00:00Z")),
+                        fr("2025-04-20", None),
+                        // After the quarter: not counted.
+                        fr("2025-05-05", Some("2025-05-06")),
+                    ],
+                ),
+                // Answered after "now": still waiting as of now.
+                ("c".into(), vec![fr("2025-03-01", Some("2025-07-01"))]),
+                ("d".into(), vec![fr("2025-02-10", Some("2025-02-12"))]),
+            ]),
             organizations: vec!["a".into(), "z".into()],
         };
         let m = compute(
@@ -1008,8 +1240,30 @@ mod tests {
         assert_eq!(funnel, vec![3, 3, 2, 1, 1, 1, 1, 0]);
         // a: 04-10 and 04-20 after completion; d: 02-10 (completed before the quarter).
         assert_eq!(m.post_project_mrs, 3);
-        // b has no completed engagement: its count is ignored.
+        // b has no completed engagement: its counts are ignored.
         assert_eq!(m.post_project_issues, 2);
+        assert_eq!(m.post_project_comments, 5);
+        // Answered: 24 h, 12 h (a), 48 h (d); waiting: a's of 04-20 and c's (answered later).
+        assert_eq!(
+            m.first_response,
+            ResponseTimes {
+                answered: 3,
+                waiting: 2,
+                median_hours: Some(24.0),
+                mean_hours: Some(28.0),
+            }
+        );
+        let a = &m.organizations[0];
+        assert_eq!(
+            a.first_response,
+            ResponseTimes {
+                answered: 2,
+                waiting: 1,
+                median_hours: Some(18.0),
+                mean_hours: Some(18.0),
+            }
+        );
+        assert_eq!(m.organizations[2].first_response.waiting, 1);
         assert_eq!(m.contributing_organizations, 2);
         assert_eq!(m.multi_contributing_organizations, 1);
         assert_eq!(m.multiple_contributions_percent, Some(50.0));

@@ -36,6 +36,9 @@ pub struct ReviewSlo {
     pub author_reminder_days: u32,
     /// Days that do not count as business days besides weekends (`YYYY-MM-DD`).
     pub holidays: Vec<chrono::NaiveDate>,
+    /// Usernames of bots besides this program and GitLab's own bot accounts: their notes are
+    /// never a response (time to first response) and never move whose turn it is.
+    pub bots: Vec<String>,
 }
 
 impl Default for ReviewSlo {
@@ -45,6 +48,7 @@ impl Default for ReviewSlo {
             escalate_after_days: 4,
             author_reminder_days: 30,
             holidays: Vec::new(),
+            bots: Vec::new(),
         }
     }
 }

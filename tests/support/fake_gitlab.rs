@@ -1541,6 +1541,7 @@ fn route(w: &mut World, ctx: &Ctx<'_>, segments: &[&str]) -> HandlerResult {
         ("GET", ["users"]) => list_users(w, ctx),
         ("GET", ["users", id]) => get_user(w, id),
         ("GET", ["users", id_or_username, "status"]) => get_user_status(w, id_or_username),
+        ("GET", ["users", id_or_username, "events"]) => list_user_events(w, ctx, id_or_username),
         ("GET", ["groups", group, "members", "all"]) => list_group_members_all(w, ctx, group),
         ("GET", ["merge_requests"]) => list_mrs(w, ctx, ListScope::Instance),
         ("GET", ["groups", group, "merge_requests"]) => {
@@ -2541,6 +2542,68 @@ fn post_issue_link(w: &mut World, ctx: &Ctx<'_>, project: &str, iid: &str) -> Ha
             "link_type": link_type,
         }),
     ))
+}
+
+/// `GET /users/:id/events` (id or username): the user's contribution events, newest first
+/// (`sort=asc` for oldest first). Only `commented` events are modelled (one per non-system
+/// note the user wrote on an MR or issue); `after`/`before` are `YYYY-MM-DD` and exclusive, as
+/// in GitLab.
+fn list_user_events(w: &mut World, ctx: &Ctx<'_>, id_or_username: &str) -> HandlerResult {
+    let user_id = lookup_user_by_id_or_username(w, id_or_username)?.spec.id;
+    let action = ctx.query.get("action");
+    if action.is_some_and(|a| a != "commented") {
+        return Err(Reply::error(
+            400,
+            "only action=commented is modelled by the fake GitLab",
+        ));
+    }
+    let day = |key: &str| -> Result<Option<chrono::NaiveDate>, Reply> {
+        ctx.query
+            .get(key)
+            .map(|v| {
+                chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| invalid_param(key))
+            })
+            .transpose()
+    };
+    let (after, before) = (day("after")?, day("before")?);
+    let ascending = ctx.query.one_of("sort", &["asc", "desc"])?.as_deref() == Some("asc");
+    let mut events: Vec<(Noteable, &Note)> = w
+        .mrs
+        .values()
+        .flat_map(|mr| mr.notes.iter().map(move |n| (Noteable::of_mr(mr), n)))
+        .chain(
+            w.issues
+                .values()
+                .flat_map(|i| i.notes.iter().map(move |n| (Noteable::of_issue(i), n))),
+        )
+        .filter(|(_, n)| n.author_id == user_id && !n.system)
+        .filter(|(_, n)| after.is_none_or(|d| n.created_at.date_naive() > d))
+        .filter(|(_, n)| before.is_none_or(|d| n.created_at.date_naive() < d))
+        .collect();
+    events.sort_by_key(|(_, n)| (n.created_at, n.id));
+    if !ascending {
+        events.reverse();
+    }
+    paginate(w, ctx, &events, |(noteable, note)| {
+        let author = w.user_or_placeholder(note.author_id);
+        json!({
+            "id": note.id,
+            "title": null,
+            "project_id": noteable.project_id,
+            "action_name": "commented on",
+            "target_id": note.id,
+            "target_iid": note.id,
+            "target_type": "Note",
+            "author_id": note.author_id,
+            "target_title": null,
+            "created_at": fmt_time(note.created_at),
+            "note": note_json(w, noteable, note),
+            "author": user_basic_json(&author),
+            "author_username": author.spec.username,
+            "imported": false,
+            "imported_from": "none",
+        })
+    })
 }
 
 /// `GET /projects/:id/issues/:iid/resource_label_events`, oldest first.

@@ -74,6 +74,8 @@ pub fn settings(gitlab: &FakeGitLab, data: &std::path::Path) -> ServeSettings {
             poll: Duration::from_millis(20),
             ..WorkerConfig::default()
         },
+        // Off, so that tests counting API calls count only the event's.
+        overdue_refresh: None,
         clock: cocreate::clock::Clock::fixed(
             chrono::DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z")
                 .expect("time")
