@@ -837,9 +837,17 @@ fn cost_since(gitlab: &FakeGitLab, from: usize) -> Cost {
 }
 
 fn run_job(gitlab: &FakeGitLab, root: &Path, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(args)
-        .env_clear()
+    run_job_at(gitlab, root, args, None)
+}
+
+/// Runs a job, with its clock set to `now` (RFC 3339) if given.
+fn run_job_at(gitlab: &FakeGitLab, root: &Path, args: &[&str], now: Option<&str>) -> String {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_clear();
+    if let Some(now) = now {
+        cmd.env("COCREATE_NOW", now);
+    }
+    let out = cmd
         .env("GITLAB_URL", gitlab.url())
         .env("GITLAB_TOKEN", gitlab.token())
         .env("COCREATE_POLICIES", root.join("policies"))
@@ -885,8 +893,8 @@ async fn cost_benchmark() {
     println!("\n## GitLab API calls (reads + writes), by open Co-Create MRs in the watched group");
     println!("\nThe example policies and roster (3 reviewers); MRs by `aero-dev-1` (CCA on file).");
     println!();
-    println!("| open Co-Create MRs | new MR, cold caches | new MR, warm caches | redelivery | reconcile, first sweep | reconcile, second sweep | cca-check sweep |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| open Co-Create MRs | new MR, cold caches | new MR, warm caches | redelivery | reconcile, first sweep | reconcile, second sweep | cca-check sweep | nudge, nothing due | nudge, all overdue (+14 days) | nudge again |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let sizes: Vec<usize> = std::env::var("BENCH_COST_SIZES")
         .unwrap_or_else(|_| "1,10,100,250,1000".into())
@@ -909,6 +917,20 @@ async fn cost_benchmark() {
         let from = gitlab.calls().len();
         run_job(&gitlab, root, &["cca-check"]);
         let cca = cost_since(&gitlab, from);
+        // nudge: now (nothing due), then two weeks later (every MR overdue: ping, label,
+        // hand-over), then the same again (nothing twice).
+        let from = gitlab.calls().len();
+        run_job(&gitlab, root, &["nudge"]);
+        let nudge_none = cost_since(&gitlab, from);
+        let later = (chrono::Utc::now() + chrono::Duration::days(14)).to_rfc3339();
+        let from = gitlab.calls().len();
+        run_job_at(&gitlab, root, &["nudge"], Some(&later));
+        let nudge_due = cost_since(&gitlab, from);
+        let from = gitlab.calls().len();
+        run_job_at(&gitlab, root, &["nudge"], Some(&later));
+        let nudge_again = cost_since(&gitlab, from);
+        assert_eq!(nudge_again.writes, 0, "a second nudge run wrote again");
+        assert!(nudge_due.writes >= n, "every MR should have been nudged");
 
         // Webhooks to a fresh `serve` (cold caches), then warm, then a redelivery.
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -928,7 +950,9 @@ async fn cost_benchmark() {
                 "COCREATE_TEMPLATES",
                 root.join("templates").display().to_string(),
             )
-            .env("RUST_LOG", "warn");
+            .env("RUST_LOG", "warn")
+            // The overdue gauge's reads would mix into the counts below.
+            .env("COCREATE_OVERDUE_REFRESH", "0s");
         let serve = cmd.start(1).await;
         let mut costs = Vec::new();
         for (iid, action) in [(20_001u64, "open"), (20_002, "open"), (20_001, "update")] {
@@ -950,8 +974,16 @@ async fn cost_benchmark() {
             1
         );
         println!(
-            "| {n} | {} | {} | {} | {} | {} | {} |",
-            costs[0], costs[1], costs[2], reconcile_first, reconcile_second, cca
+            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            costs[0],
+            costs[1],
+            costs[2],
+            reconcile_first,
+            reconcile_second,
+            cca,
+            nudge_none,
+            nudge_due,
+            nudge_again
         );
     }
     println!("\n(`serve` connects with one `GET /user`, not counted above.)");
