@@ -103,6 +103,10 @@ pub fn parse(kind: EventKind, body: &[u8]) -> Result<Result<Event, Ignored>, Pay
 }
 
 fn parse_as<T: for<'de> Deserialize<'de>>(kind: EventKind, body: &[u8]) -> Result<T, PayloadError> {
+    // Fast path; the JSON path of an error is worked out only when there is one.
+    if let Ok(value) = serde_json::from_slice(body) {
+        return Ok(value);
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| PayloadError {
         kind: kind.header(),
