@@ -14,6 +14,8 @@ FROM rust:1.95-slim-trixie AS build
 WORKDIR /src
 # Dependencies first: this layer is rebuilt only when Cargo.toml or Cargo.lock change.
 COPY Cargo.toml Cargo.lock ./
+# Build settings (the bundled SQLite's fallocate flag).
+COPY .cargo ./.cargo
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && cargo build --release --locked \
     && rm -rf src
