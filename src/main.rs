@@ -109,15 +109,8 @@ struct ServeArgs {
     #[arg(long, env = "COCREATE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
 
-    /// Accepted X-Gitlab-Token values, comma-separated (several while a secret is rotated).
-    /// Required when GITLAB_TOKEN is set, unless a signing key is.
-    #[arg(
-        long,
-        env = "COCREATE_WEBHOOK_SECRET",
-        hide_env_values = true,
-        value_delimiter = ','
-    )]
-    webhook_secret: Vec<String>,
+    #[command(flatten)]
+    secret: WebhookSecretArgs,
 
     /// Standard Webhooks signing keys (`whsec_…`), comma-separated. When set, every delivery
     /// must carry a valid webhook-signature within the time window.
@@ -319,7 +312,16 @@ struct SetupArgs {
     #[arg(long, env = "COCREATE_WEBHOOK_URL")]
     webhook_url: Option<String>,
 
-    /// The secret GitLab sends as X-Gitlab-Token (the first of COCREATE_WEBHOOK_SECRET's list).
+    #[command(flatten)]
+    secret: WebhookSecretArgs,
+}
+
+/// The webhook secret, shared by `serve` (which checks it) and `setup` (which registers it).
+#[derive(Args, Debug)]
+struct WebhookSecretArgs {
+    /// X-Gitlab-Token values, comma-separated (several while a secret is rotated). `serve`
+    /// accepts any of them and requires one when GITLAB_TOKEN is set, unless a signing key is;
+    /// `setup` registers the first on the webhook.
     #[arg(
         long,
         env = "COCREATE_WEBHOOK_SECRET",
@@ -449,7 +451,7 @@ async fn serve(
             token: args.gitlab.gitlab_token.filter(|t| !t.trim().is_empty()),
             retry: Default::default(),
         },
-        webhook_secrets: args.webhook_secret,
+        webhook_secrets: args.secret.webhook_secret,
         signing_keys,
         signature_window: Duration::from_secs(args.signature_window_secs),
         policies,
@@ -586,6 +588,7 @@ async fn setup(
     templates: ConfigSource,
 ) -> anyhow::Result<ExitCode> {
     let secret = args
+        .secret
         .webhook_secret
         .into_iter()
         .map(|s| s.trim().to_owned())
