@@ -338,3 +338,68 @@ fn shipped_issue_templates_match_their_sources() {
         "an unknown template in .gitlab/issue_templates"
     );
 }
+
+/// A tracking issue collects one link note per MR of its organization. Its notes are read
+/// once, then only from the page where the last read stopped: an MR event no longer reads
+/// every link note again.
+#[tokio::test]
+async fn a_tracking_issue_with_many_notes_is_read_incrementally() {
+    use cocreate::decide::engagement::IssueRef;
+    use support::fake_gitlab::FakeGitLab;
+
+    let gitlab = FakeGitLab::start().await;
+    seed(&gitlab);
+    let iid = gitlab.add_issue(IssueSpec {
+        project_id: TRACKING_PROJECT_ID,
+        project_path: TRACKING_PROJECT.into(),
+        title: "Co-Create engagement: example-aero".into(),
+        confidential: true,
+        ..IssueSpec::default()
+    });
+    let bot = gitlab.bot_user_id();
+    let link = |n: u64| format!("<!-- cocreate:mr-link:vendor/product!{n} -->\nLinked !{n}.");
+    for n in 1..=250 {
+        gitlab.add_issue_note(TRACKING_PROJECT_ID, iid, bot, &link(n));
+    }
+    // Someone else's note with a marker-like text does not count.
+    gitlab.add_issue_note(TRACKING_PROJECT_ID, iid, 701, &link(900));
+    let ctx = cocreate::app::build_context(
+        &cocreate::app::GitlabSettings {
+            url: gitlab.url(),
+            token: Some(gitlab.token()),
+            retry: Default::default(),
+        },
+        cocreate::policy::Policies::embedded().expect("policies"),
+        cocreate::messages::Messages::embedded().expect("templates"),
+        cocreate::clock::Clock::system(),
+    )
+    .await
+    .expect("context");
+    let live = ctx.gitlab.as_ref().expect("live");
+    let issue = IssueRef {
+        project: TRACKING_PROJECT.into(),
+        iid,
+    };
+
+    gitlab.clear_calls();
+    let first = live
+        .facts
+        .issue_markers(&live.client, &issue)
+        .await
+        .expect("markers");
+    assert_eq!(first.len(), 250);
+    assert_eq!(gitlab.calls().len(), 3, "3 pages of 100");
+
+    gitlab.add_issue_note(TRACKING_PROJECT_ID, iid, bot, &link(251));
+    gitlab.clear_calls();
+    let second = live
+        .facts
+        .issue_markers(&live.client, &issue)
+        .await
+        .expect("markers");
+    assert_eq!(second.len(), 251);
+    assert!(second.contains(&"<!-- cocreate:mr-link:vendor/product!251 -->".to_string()));
+    let calls = gitlab.calls();
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    assert!(calls[0].query.contains("page=3"), "{}", calls[0].query);
+}

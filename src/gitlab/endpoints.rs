@@ -95,8 +95,17 @@ impl Get {
         &self,
         client: &GitlabClient,
     ) -> Result<Vec<T>, api::ApiError<ClientError>> {
+        self.all_from(client, 1).await
+    }
+
+    /// Like [`Get::all`], from page `first` (of 100) on.
+    pub async fn all_from<T: DeserializeOwned + Send + 'static>(
+        &self,
+        client: &GitlabClient,
+        first: u64,
+    ) -> Result<Vec<T>, api::ApiError<ClientError>> {
         let mut out = Vec::new();
-        let mut page: u64 = 1;
+        let mut page: u64 = first.max(1);
         loop {
             let rsp = self.page(client, 100, page).await?;
             let items: Vec<T> = serde_json::from_slice(rsp.body()).map_err(|source| {

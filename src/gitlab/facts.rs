@@ -26,6 +26,8 @@ pub struct FactSource {
     group_members: TtlCache<String, Arc<HashSet<UserId>>>,
     user_ids: TtlCache<String, UserId>,
     statuses: TtlCache<String, Availability>,
+    /// Per issue: notes read so far and the bot markers in them (see `issue_markers`).
+    issue_notes: TtlCache<String, (usize, Arc<Vec<String>>)>,
 }
 
 impl FactSource {
@@ -36,6 +38,7 @@ impl FactSource {
             group_members: TtlCache::new(Duration::from_secs(600), 1_000),
             user_ids: TtlCache::new(Duration::from_secs(3600), 10_000),
             statuses: TtlCache::new(Duration::from_secs(300), 10_000),
+            issue_notes: TtlCache::new(Duration::from_secs(600), 10_000),
         }
     }
 
@@ -168,21 +171,40 @@ impl FactSource {
     }
 
     /// Markers (`<!-- cocreate:… -->`) in the bot's notes on an issue.
+    ///
+    /// Incremental: the markers and the number of notes read are kept for a while per issue,
+    /// and the next call reads from the page where the last one stopped (notes listed oldest
+    /// first, new ones come last). A tracking issue collects one link note per MR of its
+    /// organization, so without this every MR event read all of them. A deleted note can
+    /// shift notes to an earlier page, but only notes already read; their markers are kept.
     pub async fn issue_markers(
         &self,
         c: &GitlabClient,
         issue: &IssueRef,
     ) -> Result<Vec<String>, GitlabError> {
+        let key = issue.to_string();
+        let (seen, mut markers) = self
+            .issue_notes
+            .get(&key)
+            .map(|(seen, markers)| (seen, markers.as_ref().clone()))
+            .unwrap_or_default();
+        let first_page = seen as u64 / 100 + 1;
         let notes: Vec<ApiNote> = Get::new(format!(
             "projects/{}/issues/{}/notes",
             path_id(&issue.project),
             issue.iid
         ))
         .param("sort", "asc")
-        .all(c)
+        .param("order_by", "created_at")
+        .all_from(c, first_page)
         .await
         .doing(|| format!("listing notes of issue {issue}"))?;
-        Ok(self.bot_markers_in(&notes))
+        let read = (first_page as usize - 1) * 100 + notes.len();
+        markers.extend(self.bot_markers_in(&notes));
+        markers.sort();
+        markers.dedup();
+        self.issue_notes.put(key, (read, Arc::new(markers.clone())));
+        Ok(markers)
     }
 
     /// An issue as it is now.
