@@ -448,3 +448,66 @@ async fn healthz_readyz_and_metrics() {
     tokio::time::sleep(Duration::from_millis(1)).await;
     h.stop().await;
 }
+
+/// `serve` rides out a GitLab hiccup at start-up (its token check is retried on 5xx and 429),
+/// but a refused token stops it at once, with the reason.
+#[tokio::test]
+async fn start_up_retries_a_failing_gitlab_but_not_a_refused_token() {
+    use cocreate::app::{build_context, GitlabSettings};
+    use cocreate::gitlab::RetryPolicy;
+    use support::fake_gitlab::{FakeGitLab, BOT_USERNAME};
+
+    let gitlab = FakeGitLab::start().await;
+    seed(&gitlab);
+    let settings = |token: String| GitlabSettings {
+        url: gitlab.url(),
+        token: Some(token),
+        retry: RetryPolicy {
+            base: std::time::Duration::from_millis(5),
+            cap: std::time::Duration::from_millis(20),
+            ..RetryPolicy::default()
+        },
+    };
+    let context = |token: String| {
+        let settings = settings(token);
+        async move {
+            build_context(
+                &settings,
+                cocreate::policy::Policies::embedded().expect("policies"),
+                cocreate::messages::Messages::embedded().expect("templates"),
+                cocreate::clock::Clock::system(),
+            )
+            .await
+        }
+    };
+    gitlab.push_fault_for("GET", "/api/v4/user", Fault::Status(502));
+    gitlab.push_fault_for(
+        "GET",
+        "/api/v4/user",
+        Fault::RateLimited {
+            retry_after_secs: 0,
+        },
+    );
+    gitlab.clear_calls();
+    let ctx = context(gitlab.token())
+        .await
+        .expect("starts after two failures");
+    assert_eq!(ctx.bot_username, BOT_USERNAME);
+    let user_calls = gitlab.count("GET", "/api/v4/user");
+    assert!(user_calls >= 3, "{user_calls} GET /user");
+
+    gitlab.clear_calls();
+    let err = match context("not-the-token".into()).await {
+        Ok(_) => panic!("a refused token must stop the start"),
+        Err(e) => e.to_string(),
+    };
+    assert_eq!(gitlab.count("GET", "/api/v4/user"), 1, "no retry on 401");
+    assert!(
+        err.contains("401") || err.to_lowercase().contains("unauthorized"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("not-the-token"),
+        "the token is not echoed: {err}"
+    );
+}

@@ -135,7 +135,21 @@ impl GitlabClient {
             builder.insecure();
         }
         builder.user_agent(concat!("cocreate/", env!("CARGO_PKG_VERSION")));
-        let inner = builder.build_async().await?;
+        // The builder checks the token with a `GET /user` of its own, outside our retries:
+        // retry it here when GitLab is briefly unavailable (not when the token is refused).
+        let mut attempt = 1;
+        let inner = loop {
+            match builder.build_async().await {
+                Ok(inner) => break inner,
+                Err(e) if attempt < policy.max_attempts && transient(&e) => {
+                    let wait = crate::queue::backoff_delay(attempt, policy.base, policy.cap);
+                    tracing::warn!(error = %e, attempt, ?wait, "GitLab did not answer the start-up check; retrying");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         Ok(Self {
             inner,
             policy: Arc::new(policy),
@@ -153,6 +167,25 @@ impl GitlabClient {
 
     pub fn counter(&self) -> Arc<CallCounter> {
         self.counter.clone()
+    }
+}
+
+/// A failure worth retrying: no answer, a 5xx or a 429 (a refused token is not).
+fn transient(e: &gitlab::GitlabError) -> bool {
+    use gitlab::api::ApiError;
+    let retry =
+        |s: http::StatusCode| s.is_server_error() || s == http::StatusCode::TOO_MANY_REQUESTS;
+    match e {
+        gitlab::GitlabError::Communication { .. } | gitlab::GitlabError::NoResponse {} => true,
+        gitlab::GitlabError::Http { status } => retry(*status),
+        gitlab::GitlabError::Api { source } => match source {
+            ApiError::Client { .. } | ApiError::GitlabService { .. } => true,
+            ApiError::GitlabWithStatus { status, .. }
+            | ApiError::GitlabObjectWithStatus { status, .. }
+            | ApiError::GitlabUnrecognizedWithStatus { status, .. } => retry(*status),
+            _ => false,
+        },
+        _ => false,
     }
 }
 
