@@ -46,7 +46,7 @@ const COALESCE_POLL: Duration = Duration::from_micros(50);
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
 /// The checkpoint thread copies the WAL into the database once no enqueue has
 /// been committed for this long, or when the WAL file passes
-/// [`WAL_BURST_BYTES`]. A checkpoint's fsync of the database file delays the
+/// [`WAL_BURST_BYTES`], or [`CHECKPOINT_MAX_GAP`] after the last copy. A checkpoint's fsync of the database file delays the
 /// WAL fsyncs that acknowledgements wait for (measured: enqueue p99 9 ms
 /// without checkpoints, 30-90 ms with one every 50 ms during a burst, stalls
 /// up to 250 ms), so during a burst the WAL absorbs the writes and the copy
@@ -54,6 +54,10 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
 const CHECKPOINT_QUIET: Duration = Duration::from_millis(100);
 /// WAL size past which the checkpoint thread copies even during a burst.
 const WAL_BURST_BYTES: u64 = 256 * 1024 * 1024;
+/// Longest time between two checkpoints under steady traffic that never
+/// pauses for [`CHECKPOINT_QUIET`] (keeps the WAL, and the time to recover it
+/// after a crash, small when events arrive at a few hundred per second).
+const CHECKPOINT_MAX_GAP: Duration = Duration::from_secs(10);
 /// WAL size (pages) past which the writer checkpoints by itself inside a
 /// commit: the last safety valve, past [`WAL_BURST_BYTES`], for when the
 /// checkpoint thread cannot keep up (such a checkpoint stalls every caller).
@@ -423,14 +427,18 @@ impl Checkpointer {
             .name("queue-checkpoint".to_owned())
             .spawn(move || {
                 let mut failing = false;
+                let mut last = Instant::now();
                 // Runs until the sender is dropped (or sends).
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                     stopped.recv_timeout(CHECKPOINT_INTERVAL)
                 {
-                    let big = std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_BURST_BYTES);
-                    if !big && activity.since_last_enqueue() < CHECKPOINT_QUIET {
+                    let due = activity.since_last_enqueue() >= CHECKPOINT_QUIET
+                        || last.elapsed() >= CHECKPOINT_MAX_GAP
+                        || std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_BURST_BYTES);
+                    if !due {
                         continue;
                     }
+                    last = Instant::now();
                     match checkpoint(&conn) {
                         Ok(frames) => {
                             wal_frames.store(frames, Ordering::Relaxed);
