@@ -211,10 +211,28 @@ pub fn decide_nudge(
             actions.extend(note("nudge-author", body));
         }
     }
-    match (overdue, has_label) {
-        (true, false) => actions.insert(0, label_edit(f.mr, vec![overdue_label.clone()], vec![])),
-        (false, true) => actions.insert(0, label_edit(f.mr, vec![], vec![overdue_label.clone()])),
-        _ => {}
+    let label_change = match (overdue, has_label) {
+        (true, false) => Some((vec![overdue_label.clone()], vec![])),
+        (false, true) => Some((vec![], vec![overdue_label.clone()])),
+        _ => None,
+    };
+    if let Some((add, remove)) = label_change {
+        // One PUT: the label goes with the hand-over's edit when there is one.
+        let handover = actions.iter_mut().find_map(|a| match a {
+            Action::EditMergeRequest {
+                add_labels,
+                remove_labels,
+                ..
+            } => Some((add_labels, remove_labels)),
+            _ => None,
+        });
+        match handover {
+            Some((add_labels, remove_labels)) => {
+                add_labels.extend(add);
+                remove_labels.extend(remove);
+            }
+            None => actions.insert(0, label_edit(f.mr, add, remove)),
+        }
     }
     Ok((
         NudgeOutcome {
@@ -262,6 +280,68 @@ mod tests {
                 "{from} → {to}"
             );
         }
+    }
+
+    /// An MR first seen long past the hand-over: the overdue label and the new reviewer go in
+    /// one edit, then one note.
+    #[test]
+    fn hand_over_and_label_are_one_edit() {
+        use crate::domain::Availability;
+        use crate::messages::Messages;
+        use crate::policy::Policies;
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).expect("t").to_utc();
+        let policies = Policies::embedded().expect("examples");
+        let messages = Messages::embedded().expect("templates");
+        let member = |name: &str, id: u64, load: usize| crate::decide::RosterMember {
+            username: name.into(),
+            id: Some(id),
+            availability: Availability::Available,
+            open_reviews: load,
+            org_reviews: 0,
+        };
+        let roster = RosterFacts {
+            members: vec![
+                member("cs-reviewer-1", 101, 5),
+                member("cs-reviewer-2", 102, 1),
+                member("cs-reviewer-3", 103, 3),
+            ],
+            preferred: None,
+        };
+        let reviewers = vec![
+            (101, "cs-reviewer-1".to_string()),
+            (25, "maintainer".into()),
+        ];
+        let mr = MrRef {
+            project_id: 2,
+            iid: 7,
+        };
+        let facts = NudgeFacts {
+            mr,
+            created_at: t("2026-11-02T10:00:00Z"),
+            author: "dev",
+            labels: &["Co-Create".to_string()],
+            reviewers: &reviewers,
+            activity: &[],
+            markers: &[],
+            now: t("2026-11-16T10:00:00Z"), // 10 business days
+            roster: Some(&roster),
+            bot: "cocreate-bot",
+        };
+        let (outcome, actions) = decide_nudge(&facts, &policies, &messages).expect("decides");
+        assert!(outcome.overdue);
+        assert_eq!(actions.len(), 2, "{actions:#?}");
+        assert_eq!(
+            actions[0],
+            Action::EditMergeRequest {
+                mr,
+                add_labels: vec!["Co-Create review::overdue".into()],
+                remove_labels: vec![],
+                // The person's choice (maintainer) stays; the least loaded member takes over.
+                reviewer_ids: Some(vec![25, 102]),
+                added_reviewer: Some("cs-reviewer-2".into()),
+            }
+        );
+        assert!(matches!(actions[1], Action::PostNote { .. }));
     }
 
     #[test]
