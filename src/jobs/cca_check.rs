@@ -5,11 +5,9 @@
 //! of its notes (only when a note may be due) and its writes. An MR already in its wanted state
 //! costs nothing beyond its share of a page.
 
-use std::time::Instant;
-
 use serde::Serialize;
 
-use super::Progress;
+use super::{Progress, Spend};
 use crate::decide::{cca_actions, cca_state, plan_cca, recognize, CcaMrFacts, CcaState};
 use crate::domain::{MrRef, OrgSlug};
 use crate::gitlab::{ApiMergeRequest, ExecuteError, GitlabError};
@@ -69,9 +67,7 @@ pub enum CcaCheckError {
 /// Runs the check over every open Co-Create MR in the watched scope.
 pub async fn run(ctx: &Context) -> Result<CcaReport, CcaCheckError> {
     let live = ctx.gitlab.as_ref().ok_or(CcaCheckError::NoGitlab)?;
-    let started = Instant::now();
-    let counter = live.client.counter();
-    let before = counter.snapshot();
+    let spend = Spend::start(&live.client);
     let mrs = live
         .facts
         .open_cocreate_mrs(&live.client, &ctx.policies)
@@ -96,13 +92,13 @@ pub async fn run(ctx: &Context) -> Result<CcaReport, CcaCheckError> {
         });
         progress.tick();
     }
-    let after = counter.snapshot();
+    let spent = spend.so_far();
     Ok(CcaReport {
         checked,
         dry_run: matches!(ctx.executor, crate::gitlab::Executor::DryRun),
-        api_reads: after.0 - before.0,
-        api_writes: after.1 - before.1,
-        elapsed_ms: started.elapsed().as_millis(),
+        api_reads: spent.reads,
+        api_writes: spent.writes,
+        elapsed_ms: spent.elapsed_ms,
     })
 }
 

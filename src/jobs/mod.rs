@@ -9,6 +9,46 @@ pub mod score;
 pub mod setup;
 
 use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::gitlab::{CallCounter, GitlabClient};
+
+/// What a job spends: GitLab calls and wall time from [`Spend::start`] on.
+pub struct Spend {
+    counter: Arc<CallCounter>,
+    before: (u64, u64),
+    started: Instant,
+}
+
+/// The calls and time spent so far.
+#[derive(Debug, Clone, Copy)]
+pub struct Spent {
+    pub reads: u64,
+    pub writes: u64,
+    pub elapsed_ms: u128,
+}
+
+impl Spend {
+    pub fn start(client: &GitlabClient) -> Self {
+        let counter = client.counter();
+        let before = counter.snapshot();
+        Self {
+            counter,
+            before,
+            started: Instant::now(),
+        }
+    }
+
+    pub fn so_far(&self) -> Spent {
+        let (reads, writes) = self.counter.snapshot();
+        Spent {
+            reads: reads - self.before.0,
+            writes: writes - self.before.1,
+            elapsed_ms: self.started.elapsed().as_millis(),
+        }
+    }
+}
 
 /// A one-line progress indicator on a terminal (stderr); silent in CI logs.
 pub struct Progress {

@@ -5,11 +5,9 @@
 //! Cost: the pages of the open-MR list, one notes read per MR (whose turn it is lives in the
 //! notes), the roster's load once, and the writes.
 
-use std::time::Instant;
-
 use serde::Serialize;
 
-use super::Progress;
+use super::{Progress, Spend};
 use crate::decide::nudge::{decide_nudge, Activity, NudgeFacts, NudgeOutcome};
 use crate::domain::MrRef;
 use crate::gitlab::{ExecuteError, GitlabError};
@@ -48,9 +46,7 @@ pub enum NudgeError {
 
 pub async fn run(ctx: &Context) -> Result<NudgeReport, NudgeError> {
     let live = ctx.gitlab.as_ref().ok_or(NudgeError::NoGitlab)?;
-    let started = Instant::now();
-    let counter = live.client.counter();
-    let before = counter.snapshot();
+    let spend = Spend::start(&live.client);
     let c = &live.client;
     let mrs = live.facts.open_cocreate_mrs(c, &ctx.policies).await?;
     let mut report = NudgeReport {
@@ -128,10 +124,10 @@ pub async fn run(ctx: &Context) -> Result<NudgeReport, NudgeError> {
         }
         progress.tick();
     }
-    let after = counter.snapshot();
-    report.api_reads = after.0 - before.0;
-    report.api_writes = after.1 - before.1;
-    report.elapsed_ms = started.elapsed().as_millis();
+    let spent = spend.so_far();
+    report.api_reads = spent.reads;
+    report.api_writes = spent.writes;
+    report.elapsed_ms = spent.elapsed_ms;
     Ok(report)
 }
 

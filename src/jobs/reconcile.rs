@@ -2,11 +2,11 @@
 //! re-derives the wanted state of every open MR updated in the window, through the same handler
 //! as `serve`. A second run right after writes nothing.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
-use super::Progress;
+use super::{Progress, Spend};
 use crate::domain::MrRef;
 use crate::gitlab::GitlabError;
 use crate::handlers::merge_request::{self, MrInput};
@@ -41,9 +41,7 @@ pub enum ReconcileError {
 
 pub async fn run(ctx: &Context, since: Duration) -> Result<ReconcileReport, ReconcileError> {
     let live = ctx.gitlab.as_ref().ok_or(ReconcileError::NoGitlab)?;
-    let started = Instant::now();
-    let counter = live.client.counter();
-    let before = counter.snapshot();
+    let spend = Spend::start(&live.client);
     let after = chrono::Duration::from_std(since)
         .ok()
         .and_then(|d| ctx.clock.now().checked_sub_signed(d))
@@ -89,9 +87,9 @@ pub async fn run(ctx: &Context, since: Duration) -> Result<ReconcileReport, Reco
         }
         progress.tick();
     }
-    let after = counter.snapshot();
-    report.api_reads = after.0 - before.0;
-    report.api_writes = after.1 - before.1;
-    report.elapsed_ms = started.elapsed().as_millis();
+    let spent = spend.so_far();
+    report.api_reads = spent.reads;
+    report.api_writes = spent.writes;
+    report.elapsed_ms = spent.elapsed_ms;
     Ok(report)
 }

@@ -30,7 +30,6 @@
 //!   between an organization's consecutive MRs.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
 
 use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -742,9 +741,7 @@ async fn first_response(
 /// Gathers the facts and computes the quarter's report.
 pub async fn run(ctx: &Context, quarter: Quarter) -> Result<Report, ReportError> {
     let live = ctx.gitlab.as_ref().ok_or(ReportError::NoGitlab)?;
-    let started = Instant::now();
-    let counter = live.client.counter();
-    let before = counter.snapshot();
+    let spend = super::Spend::start(&live.client);
     let seg = &ctx.policies.segmentation;
     let (start, end) = quarter.bounds(seg.fiscal_year_start_month);
     let now = ctx.clock.now();
@@ -758,7 +755,7 @@ pub async fn run(ctx: &Context, quarter: Quarter) -> Result<Report, ReportError>
     )
     .await?;
     let metrics = compute(&facts, start, end, now);
-    let after = counter.snapshot();
+    let spent = spend.so_far();
     Ok(Report {
         quarter: quarter.label(),
         start,
@@ -767,9 +764,9 @@ pub async fn run(ctx: &Context, quarter: Quarter) -> Result<Report, ReportError>
         targets: seg.targets.clone(),
         metrics,
         not_measured: not_measured(),
-        api_reads: after.0 - before.0,
-        api_writes: after.1 - before.1,
-        elapsed_ms: started.elapsed().as_millis(),
+        api_reads: spent.reads,
+        api_writes: spent.writes,
+        elapsed_ms: spent.elapsed_ms,
         dashboard: None,
     })
 }

@@ -727,8 +727,7 @@ pub async fn run(
     let mut counts = BTreeMap::new();
     let mut api_reads = 0;
     if let Some(live) = live {
-        let counter = live.client.counter();
-        let before = counter.snapshot().0;
+        let spend = super::Spend::start(&live.client);
         let mut progress = super::Progress::new("score", rows.len());
         for r in &rows {
             let users = usernames_of(r, &policies.organizations);
@@ -738,7 +737,7 @@ pub async fn run(
             }
             progress.tick();
         }
-        api_reads = counter.snapshot().0 - before;
+        api_reads = spend.so_far().reads;
     }
     Ok(build_report(
         &rows,

@@ -52,8 +52,7 @@ pub async fn run(
     if owners.is_empty() {
         return Err(SetupError::NothingWatched);
     }
-    let counter = live.client.counter();
-    let before = counter.snapshot();
+    let spend = super::Spend::start(&live.client);
     let wanted = wanted_labels(&ctx.policies);
     let mut changes = Vec::new();
     for (owner, is_group) in &owners {
@@ -80,10 +79,10 @@ pub async fn run(
         ctx.executor.run(Some(&live.client), &actions).await?;
         changes.extend(actions.iter().map(|a| a.summary()));
     }
-    let after = counter.snapshot();
+    let spent = spend.so_far();
     Ok(SetupReport {
         changes,
-        api_reads: after.0 - before.0,
-        api_writes: after.1 - before.1,
+        api_reads: spent.reads,
+        api_writes: spent.writes,
     })
 }
