@@ -1776,7 +1776,9 @@ enum ListScope {
     Project(u64),
 }
 
-type MrPredicate = Box<dyn Fn(&Mr) -> bool>;
+/// One filter of a listing.
+type Predicate<T> = Box<dyn Fn(&T) -> bool>;
+type MrPredicate = Predicate<Mr>;
 
 /// Builds the filters of the merge request list endpoints from the query.
 fn mr_list_filters(w: &World, q: &Params, scope: &ListScope) -> Result<Vec<MrPredicate>, Reply> {
@@ -1819,31 +1821,12 @@ fn mr_list_filters(w: &World, q: &Params, scope: &ListScope) -> Result<Vec<MrPre
         _ => {}
     }
 
-    if let Some(state) = q.one_of("state", &["opened", "closed", "locked", "merged", "all"])? {
-        if state != "all" {
-            preds.push(Box::new(move |mr| mr.state == state));
-        }
-    }
-    if let Some(labels) = q.list("labels") {
-        match labels.as_slice() {
-            [only] if only.eq_ignore_ascii_case("none") => {
-                preds.push(Box::new(|mr| mr.labels.is_empty()));
-            }
-            [only] if only.eq_ignore_ascii_case("any") => {
-                preds.push(Box::new(|mr| !mr.labels.is_empty()));
-            }
-            _ => preds.push(Box::new(move |mr| {
-                labels.iter().all(|l| mr.labels.contains(l))
-            })),
-        }
-    }
-    if let Some(author_id) = q.u64("author_id")? {
-        preds.push(Box::new(move |mr| mr.author_id == author_id));
-    }
-    if let Some(username) = q.get("author_username") {
-        let author = w.user_by_username(username).map(|u| u.spec.id);
-        preds.push(Box::new(move |mr| Some(mr.author_id) == author));
-    }
+    shared_list_filters(
+        w,
+        q,
+        &["opened", "closed", "locked", "merged", "all"],
+        &mut preds,
+    )?;
     match q.get("reviewer_id") {
         None => {}
         Some(v) if v.eq_ignore_ascii_case("none") => {
@@ -1875,31 +1858,104 @@ fn mr_list_filters(w: &World, q: &Params, scope: &ListScope) -> Result<Vec<MrPre
             }));
         }
     }
-    // GitLab's finders compare inclusively.
-    if let Some(t) = q.time("updated_after")? {
-        preds.push(Box::new(move |mr| mr.updated_at >= t));
-    }
-    if let Some(t) = q.time("updated_before")? {
-        preds.push(Box::new(move |mr| mr.updated_at <= t));
-    }
-    if let Some(t) = q.time("created_after")? {
-        preds.push(Box::new(move |mr| mr.created_at >= t));
-    }
-    if let Some(t) = q.time("created_before")? {
-        preds.push(Box::new(move |mr| mr.created_at <= t));
-    }
     if let Some(wip) = q.one_of("wip", &["yes", "no"])? {
         let want_draft = wip == "yes";
         preds.push(Box::new(move |mr| mr.draft == want_draft));
+    }
+    Ok(preds)
+}
+
+/// What the MR and issue listings filter alike.
+trait Listed: 'static {
+    fn iid(&self) -> u64;
+    fn author_id(&self) -> u64;
+    fn state(&self) -> &str;
+    fn labels(&self) -> &[String];
+    fn created_at(&self) -> DateTime<Utc>;
+    fn updated_at(&self) -> DateTime<Utc>;
+}
+
+macro_rules! listed {
+    ($t:ty) => {
+        impl Listed for $t {
+            fn iid(&self) -> u64 {
+                self.iid
+            }
+            fn author_id(&self) -> u64 {
+                self.author_id
+            }
+            fn state(&self) -> &str {
+                &self.state
+            }
+            fn labels(&self) -> &[String] {
+                &self.labels
+            }
+            fn created_at(&self) -> DateTime<Utc> {
+                self.created_at
+            }
+            fn updated_at(&self) -> DateTime<Utc> {
+                self.updated_at
+            }
+        }
+    };
+}
+listed!(Mr);
+listed!(Issue);
+
+/// The filters both listings share: `state` (one of `states`), `labels`, `author_id`,
+/// `author_username`, the `created_*`/`updated_*` windows and `iids`.
+fn shared_list_filters<T: Listed>(
+    w: &World,
+    q: &Params,
+    states: &[&str],
+    preds: &mut Vec<Predicate<T>>,
+) -> Result<(), Reply> {
+    if let Some(state) = q.one_of("state", states)? {
+        if state != "all" {
+            preds.push(Box::new(move |x| x.state() == state));
+        }
+    }
+    if let Some(labels) = q.list("labels") {
+        match labels.as_slice() {
+            [only] if only.eq_ignore_ascii_case("none") => {
+                preds.push(Box::new(|x| x.labels().is_empty()));
+            }
+            [only] if only.eq_ignore_ascii_case("any") => {
+                preds.push(Box::new(|x| !x.labels().is_empty()));
+            }
+            _ => preds.push(Box::new(move |x| {
+                labels.iter().all(|l| x.labels().contains(l))
+            })),
+        }
+    }
+    if let Some(author_id) = q.u64("author_id")? {
+        preds.push(Box::new(move |x| x.author_id() == author_id));
+    }
+    if let Some(username) = q.get("author_username") {
+        let author = w.user_by_username(username).map(|u| u.spec.id);
+        preds.push(Box::new(move |x| Some(x.author_id()) == author));
+    }
+    // GitLab's finders compare inclusively.
+    if let Some(t) = q.time("updated_after")? {
+        preds.push(Box::new(move |x| x.updated_at() >= t));
+    }
+    if let Some(t) = q.time("updated_before")? {
+        preds.push(Box::new(move |x| x.updated_at() <= t));
+    }
+    if let Some(t) = q.time("created_after")? {
+        preds.push(Box::new(move |x| x.created_at() >= t));
+    }
+    if let Some(t) = q.time("created_before")? {
+        preds.push(Box::new(move |x| x.created_at() <= t));
     }
     if let Some(iids) = q.list("iids") {
         let iids: Vec<u64> = iids
             .iter()
             .map(|v| v.parse().map_err(|_| invalid_param("iids")))
             .collect::<Result<_, _>>()?;
-        preds.push(Box::new(move |mr| iids.contains(&mr.iid)));
+        preds.push(Box::new(move |x| iids.contains(&x.iid())));
     }
-    Ok(preds)
+    Ok(())
 }
 
 /// GitLab's list order: `order_by=created_at|updated_at` (default created_at), `sort=asc|desc`
@@ -2120,7 +2176,7 @@ fn post_mr_note(w: &mut World, ctx: &Ctx<'_>, project: &str, iid: &str) -> Handl
 // Handlers: issues
 // ---------------------------------------------------------------------------------------------
 
-type IssuePredicate = Box<dyn Fn(&Issue) -> bool>;
+type IssuePredicate = Predicate<Issue>;
 
 /// Builds the filters of the issue list endpoints from the query.
 fn issue_list_filters(
@@ -2170,24 +2226,7 @@ fn issue_list_filters(
         _ => {}
     }
 
-    if let Some(state) = q.one_of("state", &["opened", "closed", "all"])? {
-        if state != "all" {
-            preds.push(Box::new(move |i| i.state == state));
-        }
-    }
-    if let Some(labels) = q.list("labels") {
-        match labels.as_slice() {
-            [only] if only.eq_ignore_ascii_case("none") => {
-                preds.push(Box::new(|i| i.labels.is_empty()));
-            }
-            [only] if only.eq_ignore_ascii_case("any") => {
-                preds.push(Box::new(|i| !i.labels.is_empty()));
-            }
-            _ => preds.push(Box::new(move |i| {
-                labels.iter().all(|l| i.labels.contains(l))
-            })),
-        }
-    }
+    shared_list_filters(w, q, &["opened", "closed", "all"], &mut preds)?;
     if let Some(search) = q.get("search").map(str::to_lowercase) {
         preds.push(Box::new(move |i| {
             i.title.to_lowercase().contains(&search)
@@ -2198,13 +2237,6 @@ fn issue_list_filters(
     }
     if let Some(confidential) = q.bool("confidential")? {
         preds.push(Box::new(move |i| i.confidential == confidential));
-    }
-    if let Some(author_id) = q.u64("author_id")? {
-        preds.push(Box::new(move |i| i.author_id == author_id));
-    }
-    if let Some(username) = q.get("author_username") {
-        let author = w.user_by_username(username).map(|u| u.spec.id);
-        preds.push(Box::new(move |i| Some(i.author_id) == author));
     }
     match q.get("assignee_id") {
         None => {}
@@ -2228,26 +2260,6 @@ fn issue_list_filters(
             ids.iter()
                 .all(|id| id.is_some_and(|id| i.assignee_ids.contains(&id)))
         }));
-    }
-    // GitLab's finders compare inclusively.
-    if let Some(t) = q.time("updated_after")? {
-        preds.push(Box::new(move |i| i.updated_at >= t));
-    }
-    if let Some(t) = q.time("updated_before")? {
-        preds.push(Box::new(move |i| i.updated_at <= t));
-    }
-    if let Some(t) = q.time("created_after")? {
-        preds.push(Box::new(move |i| i.created_at >= t));
-    }
-    if let Some(t) = q.time("created_before")? {
-        preds.push(Box::new(move |i| i.created_at <= t));
-    }
-    if let Some(iids) = q.list("iids") {
-        let iids: Vec<u64> = iids
-            .iter()
-            .map(|v| v.parse().map_err(|_| invalid_param("iids")))
-            .collect::<Result<_, _>>()?;
-        preds.push(Box::new(move |i| iids.contains(&i.iid)));
     }
     Ok(preds)
 }
