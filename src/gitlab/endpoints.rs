@@ -188,6 +188,28 @@ pub fn path_id(raw: &str) -> String {
     }
 }
 
+/// The path prefixes of the watched scope, each followed by `issues` or `merge_requests`:
+/// `groups/<g>/` and `projects/<p>/`, or `""` (the whole instance) when nothing is watched.
+pub fn scope_prefixes(watch: &crate::policy::Watch) -> Vec<String> {
+    let mut prefixes = Vec::new();
+    if watch.groups.is_empty() && watch.projects.is_empty() {
+        prefixes.push(String::new());
+    }
+    prefixes.extend(
+        watch
+            .groups
+            .iter()
+            .map(|g| format!("groups/{}/", path_id(g))),
+    );
+    prefixes.extend(
+        watch
+            .projects
+            .iter()
+            .map(|p| format!("projects/{}/", path_id(p))),
+    );
+    prefixes
+}
+
 /// `GET /users/:id` (the fields we use).
 #[derive(Debug, Clone, Deserialize)]
 pub struct ApiUser {

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::endpoints::{
-    path_id, ApiCommitStatus, ApiIssue, ApiMergeRequest, ApiNote, ApiStatus, ApiUser, Get,
+    path_id, scope_prefixes, ApiCommitStatus, ApiIssue, ApiMergeRequest, ApiNote, ApiStatus,
+    ApiUser, Get,
 };
 use super::{Context, GitlabClient, GitlabError, TtlCache};
 use crate::decide::engagement::{linked_mrs, IssueRef, TrackingIssue};
@@ -371,19 +372,13 @@ impl FactSource {
         policies: &Policies,
         params: &[(&'static str, String)],
     ) -> Result<BTreeMap<MrRef, ApiMergeRequest>, GitlabError> {
-        let watch = &policies.routing.watch;
-        let mut queries = Vec::new();
-        if watch.groups.is_empty() && watch.projects.is_empty() {
-            queries.push(Get::new("merge_requests").param("scope", "all"));
-        }
-        for g in &watch.groups {
-            queries.push(Get::new(format!("groups/{}/merge_requests", path_id(g))));
-        }
-        for p in &watch.projects {
-            queries.push(Get::new(format!("projects/{}/merge_requests", path_id(p))));
-        }
         let mut all = BTreeMap::new();
-        for mut q in queries {
+        for prefix in scope_prefixes(&policies.routing.watch) {
+            let mut q = Get::new(format!("{prefix}merge_requests"));
+            if prefix.is_empty() {
+                // The instance-wide list defaults to the bot's own MRs.
+                q = q.param("scope", "all");
+            }
             for (k, v) in params {
                 q = q.param(k, v.clone());
             }

@@ -9,7 +9,9 @@ mod facts;
 
 pub use cache::TtlCache;
 pub use client::{host_of, CallCounter, ClientError, ConnectError, GitlabClient, RetryPolicy};
-pub use endpoints::{path_id, ApiIssue, ApiMergeRequest, ApiNote, ApiUser, ApiUserRef, Get};
+pub use endpoints::{
+    path_id, scope_prefixes, ApiIssue, ApiMergeRequest, ApiNote, ApiUser, ApiUserRef, Get,
+};
 pub use executor::{ExecuteError, ExecutionReport, Executor};
 pub use facts::FactSource;
 

@@ -39,10 +39,11 @@ use crate::decide::nudge::Activity;
 use crate::decide::response::{self, Bots};
 use crate::decide::Action;
 use crate::gitlab::{
-    path_id, ApiIssue, ApiNote, ApiUserRef, ExecuteError, Get, GitlabClient, GitlabError,
+    path_id, scope_prefixes, ApiIssue, ApiNote, ApiUserRef, ExecuteError, Get, GitlabClient,
+    GitlabError,
 };
 use crate::handlers::Context;
-use crate::policy::{Policies, Targets, Watch};
+use crate::policy::{Policies, Targets};
 
 /// A fiscal quarter: `FY26Q1` is quarter 1 of fiscal year 2026.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -496,26 +497,6 @@ struct ApiMrBrief {
     author: ApiUserRef,
 }
 
-fn scopes(watch: &Watch) -> Vec<String> {
-    let mut s = Vec::new();
-    if watch.groups.is_empty() && watch.projects.is_empty() {
-        s.push(String::new());
-    }
-    s.extend(
-        watch
-            .groups
-            .iter()
-            .map(|g| format!("groups/{}/", path_id(g))),
-    );
-    s.extend(
-        watch
-            .projects
-            .iter()
-            .map(|p| format!("projects/{}/", path_id(p))),
-    );
-    s
-}
-
 fn iso(d: NaiveDate) -> String {
     format!("{d}T00:00:00Z")
 }
@@ -593,7 +574,7 @@ pub async fn gather(
         .collect();
     let mut slugs: BTreeSet<String> = organizations.iter().cloned().collect();
     slugs.extend(engagements.iter().map(|e| e.org.clone()));
-    let scopes = scopes(&policies.routing.watch);
+    let scopes = scope_prefixes(&policies.routing.watch);
     let bots = Bots {
         ours: bot,
         configured: &policies.routing.review_slo.bots,

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::gitlab::{path_id, Get, GitlabClient, GitlabError};
+use crate::gitlab::{scope_prefixes, Get, GitlabClient, GitlabError};
 use crate::handlers::Live;
 use crate::policy::{Organizations, Policies, Segmentation, Subscription, Watch};
 
@@ -643,22 +643,7 @@ pub async fn history_count(
     watch: &Watch,
     usernames: &[String],
 ) -> Result<u64, GitlabError> {
-    let mut scopes: Vec<String> = Vec::new();
-    if watch.groups.is_empty() && watch.projects.is_empty() {
-        scopes.push(String::new());
-    }
-    scopes.extend(
-        watch
-            .groups
-            .iter()
-            .map(|g| format!("groups/{}/", path_id(g))),
-    );
-    scopes.extend(
-        watch
-            .projects
-            .iter()
-            .map(|p| format!("projects/{}/", path_id(p))),
-    );
+    let scopes = scope_prefixes(watch);
     let mut total = 0u64;
     for user in usernames {
         for scope in &scopes {
