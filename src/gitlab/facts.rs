@@ -14,6 +14,7 @@ use super::endpoints::{
 };
 use super::{Context, GitlabClient, GitlabError, TtlCache};
 use crate::decide::engagement::{linked_mrs, IssueRef, TrackingIssue};
+use crate::decide::nudge::Activity;
 use crate::decide::{RosterFacts, RosterMember};
 use crate::domain::{Availability, MrRef, OrgSlug, UserFacts, UserId};
 use crate::messages::Marker;
@@ -134,6 +135,22 @@ impl FactSource {
         .all(c)
         .await
         .doing(|| format!("listing notes of {mr}"))
+    }
+
+    /// What happened on an MR, from its notes, for the pure rules (whose turn it is, first
+    /// response). Notes without a creation time are left out.
+    pub fn activity_of(notes: &[ApiNote]) -> Vec<Activity> {
+        notes
+            .iter()
+            .filter_map(|n| {
+                Some(Activity {
+                    at: n.created_at?,
+                    username: n.author.username.clone(),
+                    system: n.system,
+                    body: n.body.clone(),
+                })
+            })
+            .collect()
     }
 
     /// Every marker string (fixed and keyed) in the bot's notes on this MR.

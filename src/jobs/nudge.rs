@@ -8,9 +8,9 @@
 use serde::Serialize;
 
 use super::{Progress, Spend};
-use crate::decide::nudge::{decide_nudge, Activity, NudgeFacts, NudgeOutcome};
+use crate::decide::nudge::{decide_nudge, NudgeFacts, NudgeOutcome};
 use crate::domain::MrRef;
-use crate::gitlab::{ExecuteError, GitlabError};
+use crate::gitlab::{ExecuteError, FactSource, GitlabError};
 use crate::handlers::{Context, Live};
 use crate::messages::TemplateError;
 use crate::policy::Policies;
@@ -63,17 +63,7 @@ pub async fn run(ctx: &Context) -> Result<NudgeReport, NudgeError> {
     for (mr_ref, mr) in &mrs {
         let result: Result<Nudged, NudgeError> = async {
             let notes = live.facts.mr_notes(c, *mr_ref).await?;
-            let activity: Vec<Activity> = notes
-                .iter()
-                .filter_map(|n| {
-                    Some(Activity {
-                        at: n.created_at?,
-                        username: n.author.username.clone(),
-                        system: n.system,
-                        body: String::new(),
-                    })
-                })
-                .collect();
+            let activity = FactSource::activity_of(&notes);
             let markers = live.facts.bot_markers_in(&notes);
             let reviewers: Vec<(u64, String)> = mr
                 .reviewers

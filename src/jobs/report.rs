@@ -35,14 +35,13 @@ use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::decide::engagement::{IssueRef, STAGES};
-use crate::decide::nudge::Activity;
 use crate::decide::response::{self, Bots};
 use crate::decide::Action;
+use crate::domain::MrRef;
 use crate::gitlab::{
-    path_id, scope_prefixes, ApiIssue, ApiNote, ApiUserRef, ExecuteError, Get, GitlabClient,
-    GitlabError,
+    path_id, scope_prefixes, ApiIssue, ApiUserRef, ExecuteError, FactSource, Get, GitlabError,
 };
-use crate::handlers::Context;
+use crate::handlers::{Context, Live};
 use crate::policy::{Policies, Targets};
 
 /// A fiscal quarter: `FY26Q1` is quarter 1 of fiscal year 2026.
@@ -506,13 +505,14 @@ fn iso(d: NaiveDate) -> String {
 /// Co-Create MR opened in the quarter, and, for each person of an organization whose project
 /// completed, one issue total per scope and one comment total.
 pub async fn gather(
-    client: &GitlabClient,
+    live: &Live,
     policies: &Policies,
     bot: &str,
     start: NaiveDate,
     end: NaiveDate,
     now: DateTime<Utc>,
 ) -> Result<Facts, GitlabError> {
+    let client = &live.client;
     let labels = &policies.routing.labels;
     let project = &policies.routing.tracking.project;
     let issues: Vec<ApiIssue> = Get::new(format!("projects/{}/issues", path_id(project)))
@@ -602,7 +602,7 @@ pub async fn gather(
                 }
                 times.push(mr.created_at);
                 if q_start <= mr.created_at && mr.created_at < q_end {
-                    firsts.push(first_response(client, &mr, bots).await?);
+                    firsts.push(first_response(live, &mr, bots).await?);
                 }
             }
         }
@@ -684,35 +684,16 @@ pub async fn gather(
 
 /// Reads an MR's notes (oldest first) and finds its first response.
 async fn first_response(
-    client: &GitlabClient,
+    live: &Live,
     mr: &ApiMrBrief,
     bots: Bots<'_>,
 ) -> Result<FirstResponse, GitlabError> {
-    let notes: Vec<ApiNote> = Get::new(format!(
-        "projects/{}/merge_requests/{}/notes",
-        mr.project_id, mr.iid
-    ))
-    .param("sort", "asc")
-    .param("order_by", "created_at")
-    .all(client)
-    .await
-    .map_err(|e| {
-        GitlabError::new(
-            format!("reading the notes of MR {}!{}", mr.project_id, mr.iid),
-            e,
-        )
-    })?;
-    let activity: Vec<Activity> = notes
-        .into_iter()
-        .filter_map(|n| {
-            Some(Activity {
-                at: n.created_at?,
-                username: n.author.username,
-                system: n.system,
-                body: n.body,
-            })
-        })
-        .collect();
+    let mr_ref = MrRef {
+        project_id: mr.project_id,
+        iid: mr.iid,
+    };
+    let notes = live.facts.mr_notes(&live.client, mr_ref).await?;
+    let activity = FactSource::activity_of(&notes);
     Ok(FirstResponse {
         created_at: mr.created_at,
         responded_at: response::first_response(mr.created_at, &mr.author.username, &activity, bots),
@@ -726,15 +707,7 @@ pub async fn run(ctx: &Context, quarter: Quarter) -> Result<Report, ReportError>
     let seg = &ctx.policies.segmentation;
     let (start, end) = quarter.bounds(seg.fiscal_year_start_month);
     let now = ctx.clock.now();
-    let facts = gather(
-        &live.client,
-        &ctx.policies,
-        &ctx.bot_username,
-        start,
-        end,
-        now,
-    )
-    .await?;
+    let facts = gather(live, &ctx.policies, &ctx.bot_username, start, end, now).await?;
     let metrics = compute(&facts, start, end, now);
     let spent = spend.so_far();
     Ok(Report {
