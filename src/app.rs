@@ -13,16 +13,12 @@ use crate::handlers::{Context, KeyedLocks, Live};
 use crate::messages::{Messages, TemplateError};
 use crate::policy::{Policies, PolicyErrors};
 use crate::queue::{Queue, QueueError, SqliteQueue};
+use crate::reload::{LiveConfig, ReloadError};
 use crate::server::{self, AppState};
 use crate::webhook::{SigningKey, Verifier};
 use crate::worker::{self, WorkerConfig};
 
-/// Where policies and templates come from.
-#[derive(Debug, Clone)]
-pub enum ConfigSource {
-    Dir(PathBuf),
-    Embedded,
-}
+pub use crate::reload::{ConfigSource, RepoSource};
 
 /// A GitLab connection's settings; no token means dry run.
 #[derive(Clone, Default)]
@@ -58,6 +54,18 @@ pub struct ServeSettings {
     pub overdue_refresh: Option<Duration>,
     /// Real time unless a test (or `--now`) sets it.
     pub clock: crate::clock::Clock,
+    /// How often directory policies and templates are checked for changes.
+    pub policy_poll: Duration,
+    /// How often GitLab-hosted policies are checked when no Push Hook came.
+    pub policy_fallback: Duration,
+    /// While GitLab refuses the token, how often it is checked again.
+    pub token_recheck: Duration,
+}
+
+impl ServeSettings {
+    pub const DEFAULT_POLICY_POLL: Duration = Duration::from_secs(5);
+    pub const DEFAULT_POLICY_FALLBACK: Duration = Duration::from_secs(600);
+    pub const DEFAULT_TOKEN_RECHECK: Duration = Duration::from_secs(30);
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +74,8 @@ pub enum StartError {
     Policies(#[from] PolicyErrors),
     #[error(transparent)]
     Template(#[from] TemplateError),
+    #[error(transparent)]
+    Reload(#[from] ReloadError),
     #[error("cannot open the queue: {0}")]
     Queue(#[from] QueueError),
     #[error("cannot connect to GitLab at {url}: {source}")]
@@ -81,18 +91,40 @@ pub enum StartError {
     NoSecret,
 }
 
+/// Loads policies for a one-shot command (a directory or the embedded examples; policies in a
+/// GitLab project are read by `serve`, which follows them live).
 pub fn load_policies(src: &ConfigSource) -> Result<Policies, PolicyErrors> {
     match src {
         ConfigSource::Dir(d) => Policies::load(d),
         ConfigSource::Embedded => Policies::embedded(),
+        ConfigSource::Gitlab(r) => Err(PolicyErrors(vec![crate::policy::PolicyError {
+            file: PathBuf::from(r.to_string()),
+            line: None,
+            column: None,
+            message: "policies in a GitLab project are read by `serve` only; scheduled jobs and checks read a checkout of that project: pass --policies DIR".into(),
+        }])),
     }
 }
 
 pub fn load_messages(src: &ConfigSource) -> Result<Messages, TemplateError> {
     match src {
         ConfigSource::Dir(d) => Messages::load(d),
-        ConfigSource::Embedded => Messages::embedded(),
+        ConfigSource::Embedded | ConfigSource::Gitlab(_) => Messages::embedded(),
     }
+}
+
+/// Connects to GitLab when a token is given; `None` is a dry run.
+pub async fn connect(gitlab: &GitlabSettings) -> Result<Option<GitlabClient>, StartError> {
+    let Some(token) = &gitlab.token else {
+        return Ok(None);
+    };
+    GitlabClient::connect(&gitlab.url, token, gitlab.retry.clone())
+        .await
+        .map(Some)
+        .map_err(|source| StartError::Gitlab {
+            url: gitlab.url.clone(),
+            source,
+        })
 }
 
 /// Builds the handler context: connects to GitLab when a token is given, else a dry run.
@@ -102,15 +134,20 @@ pub async fn build_context(
     messages: Messages,
     clock: crate::clock::Clock,
 ) -> Result<Context, StartError> {
+    let client = connect(gitlab).await?;
+    context_with(client, Arc::new(policies), Arc::new(messages), clock).await
+}
+
+/// The handler context around an already connected client (`None`: dry run).
+pub async fn context_with(
+    client: Option<GitlabClient>,
+    policies: Arc<Policies>,
+    messages: Arc<Messages>,
+    clock: crate::clock::Clock,
+) -> Result<Context, StartError> {
     let configured_bot = policies.routing.bot_username.clone();
-    let (live, bot_username, executor) = match &gitlab.token {
-        Some(token) => {
-            let client = GitlabClient::connect(&gitlab.url, token, gitlab.retry.clone())
-                .await
-                .map_err(|source| StartError::Gitlab {
-                    url: gitlab.url.clone(),
-                    source,
-                })?;
+    let (live, bot_username, executor) = match client {
+        Some(client) => {
             let bot = match configured_bot {
                 Some(b) => b,
                 None => {
@@ -135,13 +172,15 @@ pub async fn build_context(
         ),
     };
     Ok(Context {
-        policies: Arc::new(policies),
-        messages: Arc::new(messages),
+        policies,
+        messages,
         gitlab: live,
         executor,
         bot_username,
         locks: KeyedLocks::default(),
         clock,
+        live: None,
+        token: Default::default(),
     })
 }
 
@@ -153,6 +192,7 @@ pub struct Running {
     server: tokio::task::JoinHandle<()>,
     worker: tokio::task::JoinHandle<()>,
     gauges: Option<tokio::task::JoinHandle<()>>,
+    reloader: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -164,6 +204,7 @@ impl Running {
         if let Some(gauges) = self.gauges {
             let _ = gauges.await;
         }
+        let _ = self.reloader.await;
     }
 
     /// Resolves when the server stops on its own (e.g. after a signal).
@@ -173,6 +214,7 @@ impl Running {
             server,
             worker,
             gauges,
+            reloader,
             ..
         } = self;
         let _ = server.await;
@@ -181,6 +223,7 @@ impl Running {
         if let Some(gauges) = gauges {
             let _ = gauges.await;
         }
+        let _ = reloader.await;
     }
 
     pub fn shutdown_handle(&self) -> watch::Sender<bool> {
@@ -192,8 +235,6 @@ impl Running {
 pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
     // Install the metrics recorder before anything is counted.
     let _ = crate::metrics::handle();
-    let policies = load_policies(&s.policies)?;
-    let messages = load_messages(&s.templates)?;
     let verifier = Verifier::new(
         s.webhook_secrets.clone(),
         s.signing_keys.clone(),
@@ -205,8 +246,18 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
         }
         tracing::warn!("no webhook secret configured: accepting unauthenticated webhooks (allowed only in a dry run)");
     }
-    let source = policies.source.clone();
-    let ctx = build_context(&s.gitlab, policies, messages, s.clock).await?;
+    let client = connect(&s.gitlab).await?;
+    let live = LiveConfig::start(s.policies.clone(), s.templates.clone(), client.clone()).await?;
+    let first = live.current();
+    let source = first.policies.source.clone();
+    let mut ctx = context_with(
+        client,
+        first.policies.clone(),
+        first.messages.clone(),
+        s.clock,
+    )
+    .await?;
+    ctx.live = Some(live.clone());
     if ctx.gitlab.is_none() {
         tracing::warn!("DRY RUN: no GITLAB_TOKEN set; planned actions are logged, nothing is written to GitLab");
     }
@@ -218,6 +269,8 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
         verifier,
         wake: wake.clone(),
         policies_source: Some(source.clone()),
+        live: Some(live.clone()),
+        token: ctx.token.clone(),
         now_ms: server::system_now_ms,
         ready: s.worker.ready,
     };
@@ -251,7 +304,13 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
             )),
             _ => None,
         };
-    let worker = tokio::spawn(worker::run(ctx, queue.clone(), s.worker.clone(), wake, rx));
+    let reloader = tokio::spawn(
+        live.clone()
+            .run(s.policy_poll, s.policy_fallback, rx.clone()),
+    );
+    let mut worker_cfg = s.worker.clone();
+    worker_cfg.token_recheck = s.token_recheck;
+    let worker = tokio::spawn(worker::run(ctx, queue.clone(), worker_cfg, wake, rx));
     tracing::info!(%addr, policies = %source, data = %s.data_dir.display(), "cocreate serve is listening");
     Ok(Running {
         addr,
@@ -260,6 +319,7 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
         server,
         worker,
         gauges,
+        reloader,
     })
 }
 

@@ -17,6 +17,8 @@ pub enum EventKind {
     ConfidentialIssue,
     Note,
     ConfidentialNote,
+    /// Pushes; only those to the policy project's branch matter (they reload the policies).
+    Push,
     Other,
 }
 
@@ -29,6 +31,7 @@ impl EventKind {
             "Confidential Issue Hook" => Self::ConfidentialIssue,
             "Note Hook" => Self::Note,
             "Confidential Note Hook" => Self::ConfidentialNote,
+            "Push Hook" => Self::Push,
             _ => Self::Other,
         }
     }
@@ -41,6 +44,7 @@ impl EventKind {
             Self::ConfidentialIssue => "Confidential Issue Hook",
             Self::Note => "Note Hook",
             Self::ConfidentialNote => "Confidential Note Hook",
+            Self::Push => "Push Hook",
             Self::Other => "Other",
         }
     }
@@ -61,6 +65,7 @@ pub enum Event {
     MergeRequest(MergeRequestEvent),
     Issue(IssueEvent),
     Note(NoteEvent),
+    Push(PushEvent),
 }
 
 /// Why a delivery is accepted but not acted on.
@@ -98,6 +103,7 @@ pub fn parse(kind: EventKind, body: &[u8]) -> Result<Result<Event, Ignored>, Pay
         EventKind::Note | EventKind::ConfidentialNote => {
             parse_as(kind, body).map(|e| Ok(Event::Note(e)))
         }
+        EventKind::Push => parse_as(kind, body).map(|e| Ok(Event::Push(e))),
         other => Ok(Err(Ignored::UnsupportedKind(other.header().to_owned()))),
     }
 }
@@ -137,6 +143,17 @@ pub struct PayloadProject {
     pub path_with_namespace: String,
     #[serde(default)]
     pub web_url: String,
+}
+
+/// `Push Hook`: a branch or tag of a project moved.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PushEvent {
+    /// `refs/heads/<branch>` or `refs/tags/<tag>`.
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    /// The new head (all zeros when the branch was deleted).
+    pub after: String,
+    pub project: PayloadProject,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -294,9 +311,56 @@ impl MergeRequestEvent {
     }
 }
 
+impl Event {
+    /// The object the event is about, for logs: `group/project!16`, `group/project#3`, or
+    /// the pushed ref.
+    pub fn reference(&self) -> String {
+        let path = |p: &PayloadProject, id: u64| {
+            if p.path_with_namespace.is_empty() {
+                format!("project {id}")
+            } else {
+                p.path_with_namespace.clone()
+            }
+        };
+        match self {
+            Event::MergeRequest(e) => {
+                let mr = e.mr();
+                format!("{}!{}", path(&e.project, mr.project_id), mr.iid)
+            }
+            Event::Issue(e) => format!(
+                "{}#{}",
+                path(&e.project, e.project_id()),
+                e.object_attributes.iid
+            ),
+            Event::Note(e) => match &e.merge_request {
+                Some(mr) => format!("{}!{} (comment)", path(&e.project, e.project.id), mr.iid),
+                None => format!(
+                    "{} ({} comment)",
+                    path(&e.project, e.project.id),
+                    e.object_attributes.noteable_type
+                ),
+            },
+            Event::Push(e) => format!("{} {}", path(&e.project, e.project.id), e.git_ref),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_gitlab_documented_push() {
+        let Event::Push(push) = parse(EventKind::Push, &fixture("push.json"))
+            .expect("valid")
+            .expect("supported")
+        else {
+            panic!("a push event")
+        };
+        assert_eq!(push.git_ref, "refs/heads/master");
+        assert_eq!(push.after, "da1560886d4f094c3e6c9ef40349f7d38b5d27d7");
+        assert_eq!(push.project.path_with_namespace, "mike/diaspora");
+    }
 
     fn fixture(name: &str) -> Vec<u8> {
         let path = format!(

@@ -21,6 +21,7 @@ pub mod neutralize;
 pub mod ops;
 pub mod policy;
 pub mod queue;
+pub mod reload;
 pub mod server;
 pub mod webhook;
 pub mod worker;

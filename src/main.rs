@@ -27,10 +27,13 @@ struct Cli {
     #[arg(long, global = true, env = "COCREATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
 
-    /// Directory with organizations.yml and routing.yml. When unset and ./policies does not
-    /// exist, the example policies built into the binary are used (and the log says so).
+    /// Directory with organizations.yml and routing.yml, or (for `serve`) a GitLab project
+    /// holding them in `policies/` (and templates in `templates/`): `gitlab:<group>/<project>[@<branch>]`.
+    /// `serve` follows either live: a directory is re-read within seconds of a change and on
+    /// SIGHUP; a GitLab project on every push to the branch and every 10 minutes. When unset and
+    /// ./policies does not exist, the example policies built into the binary are used.
     #[arg(long, global = true, env = "COCREATE_POLICIES")]
-    policies: Option<PathBuf>,
+    policies: Option<String>,
 
     /// Directory with note templates (welcome.md, …); missing files fall back to the built-in ones.
     #[arg(long, global = true, env = "COCREATE_TEMPLATES")]
@@ -173,6 +176,14 @@ struct ServeArgs {
     /// turns it off; without a token it is never read.
     #[arg(long, env = "COCREATE_OVERDUE_REFRESH", value_parser = humantime::parse_duration, default_value = "5m")]
     overdue_refresh: Duration,
+
+    /// How often policy and template directories are checked for changes (SIGHUP checks at once).
+    #[arg(long, env = "COCREATE_POLICY_POLL", value_parser = humantime::parse_duration, default_value = "5s")]
+    policy_poll: Duration,
+
+    /// How often policies in a GitLab project are checked when no Push Hook arrived.
+    #[arg(long, env = "COCREATE_POLICY_FALLBACK", value_parser = humantime::parse_duration, default_value = "10m")]
+    policy_fallback: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -359,11 +370,14 @@ fn init_logs(format: LogFormat) {
 }
 
 fn config_source(
-    explicit: Option<&Path>,
+    explicit: Option<&str>,
     default_dir: &str,
     what: &str,
 ) -> anyhow::Result<ConfigSource> {
-    match explicit {
+    if let Some(repo) = explicit.and_then(app::RepoSource::parse) {
+        return Ok(ConfigSource::Gitlab(repo.map_err(anyhow::Error::msg)?));
+    }
+    match explicit.map(Path::new) {
         Some(p) if p.is_dir() => Ok(ConfigSource::Dir(p.to_owned())),
         Some(p) => bail!("{what} directory `{}` does not exist", p.display()),
         None if Path::new(default_dir).is_dir() => {
@@ -393,7 +407,15 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let policies = config_source(cli.policies.as_deref(), "policies", "policies")?;
-    let templates = config_source(cli.templates.as_deref(), "templates", "templates")?;
+    let templates = match (&policies, &cli.templates) {
+        // Templates follow policies kept in a GitLab project unless a directory is named.
+        (ConfigSource::Gitlab(repo), None) => ConfigSource::Gitlab(repo.clone()),
+        _ => config_source(
+            cli.templates.as_deref().and_then(Path::to_str),
+            "templates",
+            "templates",
+        )?,
+    };
     match cli.command {
         Command::Serve(args) => serve(args, policies, templates).await,
         Command::Plan(args) => plan(args, policies, templates),
@@ -473,6 +495,9 @@ async fn serve(
         },
         overdue_refresh: Some(args.overdue_refresh),
         clock: cocreate::clock::Clock::system(),
+        policy_poll: args.policy_poll.max(Duration::from_millis(100)),
+        policy_fallback: args.policy_fallback.max(Duration::from_secs(1)),
+        token_recheck: ServeSettings::DEFAULT_TOKEN_RECHECK,
     };
     let running = app::start(settings).await?;
     let stop = running.shutdown_handle();
@@ -794,6 +819,8 @@ fn plan(
         bot_username: ctx_bot,
         locks: Default::default(),
         clock: cocreate::clock::Clock::system(),
+        live: None,
+        token: Default::default(),
     };
     if let Event::Issue(_) = &event {
         println!("plan shows merge request routing only; issue events need GitLab (run serve)");

@@ -247,6 +247,16 @@ impl Messages {
         Self::from_sources(sources.into_iter())
     }
 
+    /// Templates from named texts (e.g. read from a repository); names missing there fall
+    /// back to the embedded ones, names the tool does not use are ignored.
+    pub fn from_named(named: Vec<(String, String)>) -> Result<Self, TemplateError> {
+        let mut named: std::collections::HashMap<String, String> = named.into_iter().collect();
+        Self::from_sources(EMBEDDED.iter().map(|(name, text)| {
+            let text = named.remove(*name).unwrap_or_else(|| text.to_string());
+            (name.to_string(), text)
+        }))
+    }
+
     fn from_sources(
         sources: impl Iterator<Item = (String, String)>,
     ) -> Result<Self, TemplateError> {

@@ -49,6 +49,10 @@ pub struct AppState {
     pub now_ms: fn() -> i64,
     /// Backlog limits past which `/readyz` answers 503.
     pub ready: ReadyLimits,
+    /// The live policies (version in force, last failed reload) for `/readyz`.
+    pub live: Option<Arc<crate::reload::LiveConfig>>,
+    /// Whether GitLab accepts the bot's token; refused means not ready.
+    pub token: crate::gitlab::TokenHealth,
 }
 
 pub fn system_now_ms() -> i64 {
@@ -182,6 +186,12 @@ async fn readyz(State(s): State<AppState>) -> Response {
     if s.policies_source.is_none() {
         problems.push("policies not loaded".to_owned());
     }
+    if s.token.is_refused() {
+        problems.push(
+            "GitLab refused the token (401): events wait until GITLAB_TOKEN works again".to_owned(),
+        );
+    }
+    let policies = s.live.as_ref().map(|l| l.status());
     let stats = s.queue.stats().await;
     match &stats {
         Ok(stats) => {
@@ -195,7 +205,9 @@ async fn readyz(State(s): State<AppState>) -> Response {
         "status": if problems.is_empty() { "ready" } else { "not ready" },
         "problems": problems,
         "queue": queue,
-        "policies": s.policies_source.as_deref().unwrap_or("not loaded"),
+        "policies": policies.as_ref().map(|p| p.source.as_str()).or(s.policies_source.as_deref()).unwrap_or("not loaded"),
+        "policies_version": policies.as_ref().map(|p| p.version.clone()),
+        "policies_reload_error": policies.as_ref().and_then(|p| p.last_error.clone()),
         "dead": stats.as_ref().map(|st| st.dead),
         "oldest_pending_age_seconds": stats.as_ref().map(|st| st.oldest_pending_age_ms.unwrap_or(0) / 1000),
         "limits": {

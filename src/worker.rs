@@ -11,6 +11,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 use crate::events::EventKind;
+use crate::gitlab::{Get, Retry};
 use crate::handlers::{self, Context, Outcome};
 use crate::queue::{backoff_delay, ClaimedEvent, Queue, QueueStats};
 
@@ -37,6 +38,9 @@ pub struct WorkerConfig {
     pub drain: Duration,
     /// Backlog limits past which `/readyz` reports the queue unhealthy.
     pub ready: ReadyLimits,
+    /// While GitLab refuses the token (401), no event is taken; the token is checked again
+    /// this often, and work resumes by itself once it is accepted.
+    pub token_recheck: Duration,
 }
 
 /// Limits on the worker's backlog past which `/readyz` answers 503 (`None`: no limit).
@@ -81,6 +85,7 @@ impl Default for WorkerConfig {
             retention: Duration::from_secs(7 * 24 * 3600),
             drain: Duration::from_secs(20),
             ready: ReadyLimits::default(),
+            token_recheck: Duration::from_secs(30),
         }
     }
 }
@@ -94,13 +99,20 @@ fn header<'a>(ev: &'a ClaimedEvent, name: &str) -> Option<&'a str> {
 
 /// Processes one claimed event and records the result in the queue.
 pub async fn process(ctx: &Context, queue: &dyn Queue, cfg: &WorkerConfig, ev: ClaimedEvent) {
+    // Decided with the policies in force now, whatever was in force at start.
+    let ctx = &ctx.with_live_config();
     let kind = EventKind::from_header(header(&ev, "x-gitlab-event").unwrap_or(""));
     let uuid = header(&ev, "x-gitlab-event-uuid").map(str::to_owned);
     let span = tracing::info_span!(
         "event",
         id = ev.id,
         kind = kind.header(),
-        attempt = ev.attempts
+        attempt = ev.attempts,
+        policies = ctx
+            .live
+            .as_ref()
+            .map(|l| l.current().version.clone())
+            .unwrap_or_default()
     );
     let result = tracing::Instrument::instrument(
         handlers::dispatch(ctx, kind, &ev.body, uuid.as_deref()),
@@ -117,6 +129,13 @@ pub async fn process(ctx: &Context, queue: &dyn Queue, cfg: &WorkerConfig, ev: C
             };
             metrics::counter!("cocreate_events_processed_total", "outcome" => label).increment(1);
             queue.ack(ev.id).await
+        }
+        Err(e) if e.retry() == Retry::Unauthorized => {
+            // Not the event's fault: it waits, unspent, until the token works again.
+            if ctx.token.refuse() {
+                tracing::error!(parent: &span, error = %e, "GitLab refused the bot's token (401): no event is processed until GITLAB_TOKEN works again; /readyz answers 503 meanwhile");
+            }
+            queue.release(ev.id).await
         }
         Err(e) if e.is_permanent() || ev.attempts >= cfg.max_attempts => {
             metrics::counter!("cocreate_events_dead_lettered_total").increment(1);
@@ -135,6 +154,32 @@ pub async fn process(ctx: &Context, queue: &dyn Queue, cfg: &WorkerConfig, ev: C
     if let Err(e) = recorded {
         // The lease will expire and the event will be claimed again: nothing is lost.
         tracing::error!(parent: &span, error = %e, "could not record the event's outcome");
+    }
+}
+
+/// While GitLab refuses the token: waits `token_recheck`, then asks GitLab who the bot is
+/// (`GET /user`); a success resumes work.
+async fn wait_for_token(ctx: &Context, cfg: &WorkerConfig, shutdown: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        _ = tokio::time::sleep(cfg.token_recheck) => {}
+        _ = shutdown.changed() => return,
+    }
+    let Some(live) = &ctx.gitlab else {
+        ctx.token.accept();
+        return;
+    };
+    match Get::new("user")
+        .one::<serde_json::Value>(&live.client)
+        .await
+    {
+        Ok(_) => {
+            if ctx.token.accept() {
+                tracing::info!("GitLab accepts the bot's token again; processing resumes");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "GitLab still refuses the bot's token; events keep waiting")
+        }
     }
 }
 
@@ -162,6 +207,10 @@ pub async fn run(
                 Err(e) => e.id(),
             };
             in_flight.remove(&id);
+        }
+        if ctx.token.is_refused() {
+            wait_for_token(&ctx, &cfg, &mut shutdown).await;
+            continue;
         }
         let free = cfg.concurrency.saturating_sub(tasks.len());
         let mut claimed_any = false;

@@ -151,12 +151,28 @@ pub fn decide_merge_request(
         None => (None, None),
     };
 
+    // One order for CCA writes on every path: a CCA note is posted before the label swap that
+    // records it, so a failed note is planned again by the next run (and found by its marker
+    // once posted). A new MR's notice rides in the welcome, which is found by its own marker
+    // whatever the labels say, so there the swap may share the routing edit.
+    let separate_cca_edit = facts.markers.contains(&Marker::Welcome) && cca_plan.note.is_some();
+    let (cca_add, cca_remove) = if separate_cca_edit {
+        add_labels.retain(|l| cca_plan.add_label.as_ref() != Some(l));
+        (cca_plan.add_label.clone(), cca_plan.remove_labels.clone())
+    } else {
+        (None, Vec::new())
+    };
+    let routing_remove = if separate_cca_edit {
+        Vec::new()
+    } else {
+        cca_plan.remove_labels.clone()
+    };
     let mut actions = Vec::new();
-    if !add_labels.is_empty() || !cca_plan.remove_labels.is_empty() || reviewer_ids.is_some() {
+    if !add_labels.is_empty() || !routing_remove.is_empty() || reviewer_ids.is_some() {
         actions.push(Action::EditMergeRequest {
             mr: facts.mr,
             add_labels,
-            remove_labels: cca_plan.remove_labels.clone(),
+            remove_labels: routing_remove,
             reviewer_ids,
             added_reviewer,
         });
@@ -196,6 +212,15 @@ pub fn decide_merge_request(
             target: NoteTarget::MergeRequest(facts.mr),
             marker,
             body: messages.cca_note(&facts.author.username, notice(marker))?,
+        });
+    }
+    if cca_add.is_some() || !cca_remove.is_empty() {
+        actions.push(Action::EditMergeRequest {
+            mr: facts.mr,
+            add_labels: cca_add.into_iter().collect(),
+            remove_labels: cca_remove,
+            reviewer_ids: None,
+            added_reviewer: None,
         });
     }
     Ok(Decision {
@@ -447,6 +472,47 @@ mod tests {
             .actions
             .iter()
             .all(|a| !matches!(a, Action::PostNote { .. })));
+    }
+
+    #[test]
+    fn a_cca_note_on_an_existing_mr_goes_before_the_label_that_records_it() {
+        // An MR welcomed while its organization had a CCA, which has since expired from the
+        // policies: the swap to `CCA::missing` is last, after the note it records.
+        let mut f = facts();
+        f.author = author("someone");
+        f.author.public_email = Some("x@bank.example.com".into());
+        f.markers = vec![Marker::Welcome];
+        f.labels = vec![
+            "Co-Create".into(),
+            "Community contribution".into(),
+            "Co-Create org::example-bank".into(),
+            "CCA::signed".into(),
+        ];
+        f.reviewers = vec![(102, "cs-reviewer-3".into())];
+        let d = run(&f);
+        let kinds: Vec<&str> = d
+            .actions
+            .iter()
+            .map(|a| match a {
+                Action::EditMergeRequest { .. } => "edit",
+                Action::SetCommitStatus { .. } => "status",
+                Action::PostNote { .. } => "note",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["status", "note", "edit"], "{:#?}", d.actions);
+        let Some(Action::EditMergeRequest {
+            add_labels,
+            remove_labels,
+            ..
+        }) = d.actions.last()
+        else {
+            panic!()
+        };
+        assert_eq!(add_labels, &["CCA::missing".to_string()]);
+        assert_eq!(remove_labels, &["CCA::signed".to_string()]);
+        // The note failed and the labels are unchanged: the next run plans the same note.
+        assert_eq!(run(&f).actions.len(), 3);
     }
 
     #[test]

@@ -29,14 +29,114 @@ pub struct ExecutionReport {
 pub enum ExecuteError {
     #[error(transparent)]
     Gitlab(#[from] GitlabError),
+    /// GitLab refused the write for good (403, 404, 400/422, …): what to fix, for the operator.
+    #[error("{source}: {hint}")]
+    Refused {
+        #[source]
+        source: Box<GitlabError>,
+        hint: String,
+    },
     #[error("cannot {0}: building the request failed: {1}")]
     Build(String, String),
 }
 
+impl ExecuteError {
+    /// How to treat the failure (writes: a 404 means the target is gone or hidden).
+    pub fn retry(&self) -> super::Retry {
+        match self {
+            ExecuteError::Gitlab(e) => e.retry(true),
+            ExecuteError::Refused { source, .. } => source.retry(true),
+            ExecuteError::Build(..) => super::Retry::Permanent,
+        }
+    }
+}
+
+/// What the bot account needs for a write, and where: named in the error of a refused write.
+fn role_needed(action: &Action) -> String {
+    let project = |id: &dyn std::fmt::Display| format!("project {id}");
+    let (role, place, why) = match action {
+        Action::EditMergeRequest { mr, .. } => (
+            "Developer",
+            project(&mr.project_id),
+            "to set labels and reviewers on merge requests",
+        ),
+        Action::SetCommitStatus { project_id, .. } => (
+            "Developer",
+            project(project_id),
+            "to set the cocreate/cca commit status",
+        ),
+        Action::PostNote {
+            target: NoteTarget::MergeRequest(mr),
+            ..
+        } => (
+            "Reporter",
+            project(&mr.project_id),
+            "to comment on merge requests",
+        ),
+        Action::CreateLabel { owner, .. } | Action::UpdateLabel { owner, .. } => {
+            ("Reporter", owner.replace('/', " "), "to manage labels")
+        }
+        Action::CreateHook { owner, .. } | Action::UpdateHook { owner, .. } => (
+            if owner.starts_with("groups/") {
+                "Owner"
+            } else {
+                "Maintainer"
+            },
+            owner.replace('/', " "),
+            "to manage webhooks",
+        ),
+        Action::CreateIssue { project: p, .. } => (
+            "Reporter",
+            project(p),
+            "to open confidential tracking issues",
+        ),
+        Action::EditIssue { issue, .. }
+        | Action::LinkIssues { issue, .. }
+        | Action::PostIssueNote { issue, .. } => (
+            "Reporter",
+            project(&issue.project),
+            "to edit and comment on confidential tracking issues",
+        ),
+        #[allow(unreachable_patterns)]
+        _ => (
+            "the right",
+            "the target project or group".to_owned(),
+            "for this write",
+        ),
+    };
+    format!("the bot account needs the {role} role (or higher) in {place} {why}; grant it, then `cocreate queue replay` the event")
+}
+
 impl Executor {
     /// Runs the actions in order; stops at the first failure (the event is retried, and the
-    /// level-triggered rules then skip what already succeeded).
+    /// level-triggered rules then skip what already succeeded). A write GitLab refuses for good
+    /// comes back as [`ExecuteError::Refused`], naming the role the bot lacks.
     pub async fn run(
+        &self,
+        client: Option<&GitlabClient>,
+        actions: &[Action],
+    ) -> Result<ExecutionReport, ExecuteError> {
+        match self.run_in_order(client, actions).await {
+            Err(ExecuteError::Gitlab(e)) if e.retry(true) == super::Retry::Permanent => {
+                let status = e.status();
+                let hint = match actions.iter().find(|a| a.summary() == e.what) {
+                    Some(a) if status == Some(http::StatusCode::FORBIDDEN) => role_needed(a),
+                    Some(a) if status == Some(http::StatusCode::NOT_FOUND) => format!(
+                        "the target is gone or the bot cannot see it ({})",
+                        role_needed(a)
+                    ),
+                    _ => "GitLab refused the request as invalid; retrying will not help (the event is kept as a dead letter for `cocreate queue show`)".to_owned(),
+                };
+                Err(ExecuteError::Refused {
+                    source: Box::new(e),
+                    hint,
+                })
+            }
+            other => other,
+        }
+    }
+
+    async fn run_in_order(
         &self,
         client: Option<&GitlabClient>,
         actions: &[Action],

@@ -1,12 +1,14 @@
 //! The GitLab edge: a retrying REST client, the reads that gather facts (cached where GitLab's
 //! rate limits demand it), and the one executor that writes.
 
+mod access;
 mod cache;
 mod client;
 mod endpoints;
 mod executor;
 mod facts;
 
+pub use access::TokenHealth;
 pub use cache::TtlCache;
 pub use client::{host_of, CallCounter, ClientError, ConnectError, GitlabClient, RetryPolicy};
 pub use endpoints::{
@@ -50,6 +52,37 @@ impl GitlabError {
                 source: ClientError::Status { status, .. },
             } => Some(*status),
             _ => None,
+        }
+    }
+}
+
+/// Whether a failed call is worth repeating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// No answer, a timeout, 408, 409, 429 or 5xx: try again with backoff.
+    Transient,
+    /// GitLab refused the request itself (400, 403, 404 on a write, 405, 422, …): repeating
+    /// it cannot help until someone fixes a role, a project or the request.
+    Permanent,
+    /// 401: the bot's token is bad (revoked, expired, wrong scope). Nothing can work until it
+    /// is fixed; events wait instead of failing.
+    Unauthorized,
+}
+
+impl GitlabError {
+    /// How to treat this failure; `write` says whether the call was a write (a 404 on a read
+    /// is often a race with a change in GitLab and worth one more try; on a write the target
+    /// is gone or hidden from the bot).
+    pub fn retry(&self, write: bool) -> Retry {
+        use http::StatusCode as S;
+        match self.status() {
+            None => Retry::Transient,
+            Some(S::UNAUTHORIZED) => Retry::Unauthorized,
+            Some(S::REQUEST_TIMEOUT | S::CONFLICT | S::TOO_MANY_REQUESTS) => Retry::Transient,
+            Some(s) if s.is_server_error() => Retry::Transient,
+            Some(S::NOT_FOUND) if !write => Retry::Transient,
+            Some(s) if s.is_client_error() => Retry::Permanent,
+            Some(_) => Retry::Transient,
         }
     }
 }

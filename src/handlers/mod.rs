@@ -4,14 +4,18 @@
 pub mod issue;
 pub mod merge_request;
 pub mod note;
+pub mod push;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::events::{self, Event, EventKind, Ignored, PayloadError};
-use crate::gitlab::{ExecuteError, Executor, FactSource, GitlabClient, GitlabError};
+use crate::gitlab::{
+    ExecuteError, Executor, FactSource, GitlabClient, GitlabError, Retry, TokenHealth,
+};
 use crate::messages::{Messages, TemplateError};
 use crate::policy::Policies;
+use crate::reload::LiveConfig;
 
 /// Everything a handler needs; shared by the worker, the scheduled jobs and `plan`.
 #[derive(Debug, Clone)]
@@ -25,6 +29,25 @@ pub struct Context {
     pub locks: KeyedLocks,
     /// "Now" for agreement expiry and sweep windows.
     pub clock: crate::clock::Clock,
+    /// `serve`'s live policies and templates; `None` for one-shot commands, which use the
+    /// version they loaded.
+    pub live: Option<Arc<LiveConfig>>,
+    /// Whether GitLab accepts the token (a 401 pauses the worker).
+    pub token: TokenHealth,
+}
+
+impl Context {
+    /// This context with the policies and templates in force now: each event is decided with
+    /// the version current when its processing starts.
+    pub fn with_live_config(&self) -> Context {
+        let mut ctx = self.clone();
+        if let Some(live) = &self.live {
+            let now = live.current();
+            ctx.policies = now.policies.clone();
+            ctx.messages = now.messages.clone();
+        }
+        ctx
+    }
 }
 
 /// A connected GitLab: the client and the cached fact reads.
@@ -54,12 +77,25 @@ pub enum HandleError {
     Gitlab(#[from] GitlabError),
     #[error(transparent)]
     Execute(#[from] ExecuteError),
+    #[error(transparent)]
+    Reload(#[from] crate::reload::ReloadError),
 }
 
 impl HandleError {
-    /// Retrying cannot help (a fixed parser or template plus `queue replay` can).
+    /// Whether trying again can help: a bad payload or template cannot (a fixed parser or
+    /// template plus `queue replay` can), nor a write GitLab refuses; no answer, 429 and 5xx
+    /// can; a 401 means the token must be fixed first.
+    pub fn retry(&self) -> Retry {
+        match self {
+            HandleError::Payload(_) | HandleError::Template(_) => Retry::Permanent,
+            HandleError::Gitlab(e) => e.retry(false),
+            HandleError::Execute(e) => e.retry(),
+            HandleError::Reload(_) => Retry::Transient,
+        }
+    }
+
     pub fn is_permanent(&self) -> bool {
-        matches!(self, HandleError::Payload(_) | HandleError::Template(_))
+        self.retry() == Retry::Permanent
     }
 }
 
@@ -70,7 +106,25 @@ pub async fn dispatch(
     body: &[u8],
     event_uuid: Option<&str>,
 ) -> Result<Outcome, HandleError> {
-    match events::parse(kind, body)? {
+    let event = events::parse(kind, body)?;
+    let reference = match &event {
+        Ok(e) => e.reference(),
+        Err(_) => String::new(),
+    };
+    let outcome = route(ctx, event, event_uuid).await;
+    if let Ok(Outcome::Skipped(reason)) = &outcome {
+        // One line per skipped event, so "why did the bot ignore my MR?" has an answer.
+        tracing::info!(reference = %reference, %reason, "event skipped");
+    }
+    outcome
+}
+
+async fn route(
+    ctx: &Context,
+    event: Result<Event, Ignored>,
+    event_uuid: Option<&str>,
+) -> Result<Outcome, HandleError> {
+    match event {
         Err(Ignored::UnsupportedKind(k)) => {
             Ok(Outcome::Skipped(format!("event kind `{k}` is not handled")))
         }
@@ -90,6 +144,12 @@ pub async fn dispatch(
         Ok(event @ Event::Note(_)) => match note::parse(&event, &ctx.bot_username) {
             Some(input) => note::handle(ctx, input, event_uuid).await,
             None => Ok(Outcome::Skipped("comment without a command".into())),
+        },
+        Ok(event @ Event::Push(_)) => match push::parse(&event, ctx.live.as_deref()) {
+            Some(input) => push::handle(ctx, input).await,
+            None => Ok(Outcome::Skipped(
+                "push is not to the policy project's branch".into(),
+            )),
         },
     }
 }

@@ -76,6 +76,9 @@ pub fn settings(gitlab: &FakeGitLab, data: &std::path::Path) -> ServeSettings {
         },
         // Off, so that tests counting API calls count only the event's.
         overdue_refresh: None,
+        policy_poll: Duration::from_millis(200),
+        policy_fallback: Duration::from_secs(600),
+        token_recheck: Duration::from_millis(100),
         clock: cocreate::clock::Clock::fixed(
             chrono::DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z")
                 .expect("time")
