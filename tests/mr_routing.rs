@@ -272,7 +272,7 @@ async fn rejects_bad_token_oversize_and_malformed_and_accepts_unsupported_kinds(
         .await
         .expect("text")
         .contains("object_attributes"));
-    let push = post(Some(SECRET), "Push Hook", b"{}".to_vec())
+    let push = post(Some(SECRET), "Pipeline Hook", b"{}".to_vec())
         .await
         .expect("send");
     assert_eq!(push.status(), 200);

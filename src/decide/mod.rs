@@ -216,6 +216,20 @@ pub enum Skip {
     NotOpen { state: String },
 }
 
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Skip::OwnEvent => write!(f, "the bot's own change"),
+            Skip::BotAuthor => write!(f, "the author is a bot account"),
+            Skip::NotCoCreate => write!(
+                f,
+                "the author is not in any Co-Create organization (organizations.yml)"
+            ),
+            Skip::NotOpen { state } => write!(f, "the merge request is {state}, not open"),
+        }
+    }
+}
+
 /// The outcome of deciding on one event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decision {

@@ -284,7 +284,7 @@ async fn finish(
 ) -> Result<Outcome, HandleError> {
     if let Some(skip) = decision.skip {
         tracing::debug!(%mr, ?skip, "nothing to do");
-        return Ok(Outcome::Skipped(format!("{skip:?}")));
+        return Ok(Outcome::Skipped(skip.to_string()));
     }
     let org = decision
         .org

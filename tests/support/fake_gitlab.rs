@@ -302,6 +302,12 @@ impl FakeGitLab {
         self.world().token.clone()
     }
 
+    /// Changes the token the fake accepts, as revoking the bot's token and issuing a new one
+    /// does: requests with any other token get GitLab's `401 {"message":"401 Unauthorized"}`.
+    pub fn set_token(&self, token: &str) {
+        self.world().token = token.to_owned();
+    }
+
     fn world(&self) -> MutexGuard<'_, World> {
         lock(&self.world)
     }
