@@ -120,6 +120,12 @@ impl Sandbox {
     /// gitlab-ci-local with `args` in the sandbox (its state directory goes there too).
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(binary());
+        // GCL_* variables set option defaults (GCL_NEEDS=true is --needs): none of the caller's.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("GCL_") {
+                cmd.env_remove(key);
+            }
+        }
         cmd.current_dir(self.path())
             .env("NO_COLOR", "1")
             .env("FORCE_COLOR", "0")
