@@ -7,6 +7,11 @@
 #
 # Your own policies and templates: mount them over /etc/cocreate/policies and
 # /etc/cocreate/templates (the image carries the examples).
+#
+# The pipeline's scheduled jobs (.gitlab-ci.yml: cca-check, reconcile, nudge, report) run in this
+# image too, so it must keep `cocreate` on PATH, the CA certificates and a shell; they reset
+# the entrypoint and point COCREATE_POLICIES/COCREATE_TEMPLATES at their checkout.
+# tests/dockerfile.rs checks that the pipeline and this file agree.
 
 # --- build ------------------------------------------------------------------------------------
 # Same Debian release as the run stage, so the binary's glibc matches.

@@ -5,5 +5,6 @@
 #![allow(dead_code)]
 
 pub mod fake_gitlab;
+pub mod gitlab_ci_local;
 pub mod harness;
 pub mod load;
