@@ -190,7 +190,11 @@ pub fn path_id(raw: &str) -> String {
 
 /// The path prefixes of the watched scope, each followed by `issues` or `merge_requests`:
 /// `groups/<g>/` and `projects/<p>/`, or `""` (the whole instance) when nothing is watched.
+///
+/// Only the outermost scopes ([`crate::policy::Watch::outermost`]): a project inside a
+/// watched group is read through the group, so no item is listed twice.
 pub fn scope_prefixes(watch: &crate::policy::Watch) -> Vec<String> {
+    let watch = &watch.outermost();
     let mut prefixes = Vec::new();
     if watch.groups.is_empty() && watch.projects.is_empty() {
         prefixes.push(String::new());
