@@ -276,11 +276,11 @@ async fn fixture_timeline_gives_the_hand_computed_metrics() {
         (None, 0, None)
     );
     // Cost: 1 tracking-issue page + 5 label-event pages (late's issue was opened after the
-    // quarter) + 6 MR lists (3 policy + 3 more organizations, one watched group) + 5 notes
+    // quarter) + 1 state-event page (telco, open at meeting) + 6 MR lists (3 policy + 3 more organizations, one watched group) + 5 notes
     // pages (the MRs opened in the quarter) + 2 issue lists and 2 comment-event lists (aero's
     // two usernames; aero-dev-2 is unknown to GitLab and wrote nothing).
-    assert_eq!((r.api_reads, r.api_writes), (21, 0));
-    assert_eq!(gitlab.calls().len(), 21);
+    assert_eq!((r.api_reads, r.api_writes), (22, 0));
+    assert_eq!(gitlab.calls().len(), 22);
 
     let md = report::markdown(&r);
     // The README's sample: `COCREATE_SAMPLE_REPORT=/tmp/r.md cargo test --test report`.
@@ -301,7 +301,7 @@ async fn fixture_timeline_gives_the_hand_computed_metrics() {
         "| example-telco | #2 | meeting | 2025-02-05 | — | — | — | 1 | 1 | 0 | 0 | 0 | — | 1 | — |",
         // aero (3 MRs in the quarter), mill (1), telco (1).
         "| contributing customers (opened at least one Co-Create MR in the quarter) | 3 |",
-        "21 GitLab API reads, 0 writes",
+        "22 GitLab API reads, 0 writes",
     ] {
         assert!(md.contains(want), "missing {want:?} in\n{md}");
     }
@@ -458,6 +458,22 @@ fn close(gitlab: &FakeGitLab, iid: u64, when: &str) {
     });
 }
 
+/// Reopens a closed issue at `when`.
+fn reopen(gitlab: &FakeGitLab, iid: u64, when: &str) {
+    let now = gitlab.issue(TRACKING_PROJECT_ID, iid);
+    gitlab.set_time(&at(when));
+    gitlab.add_issue(IssueSpec {
+        project_id: TRACKING_PROJECT_ID,
+        iid,
+        title: now.title,
+        description: now.description,
+        state: "opened".into(),
+        confidential: now.confidential,
+        labels: now.labels,
+        ..IssueSpec::default()
+    });
+}
+
 fn mr_at(gitlab: &FakeGitLab, iid: u64, org: &str, author: u64, when: &str) {
     gitlab.set_time(&at(when));
     gitlab.add_mr(MrSpec {
@@ -527,8 +543,12 @@ async fn second_world() -> FakeGitLab {
             ("2025-05-01T00:00:00Z", "meeting"),
         ],
     );
-    // #5 bank: a prospect, closed in the quarter.
-    let bank = open_engagement(&gitlab, "example-bank", &[("2025-03-01", "prospect")]);
+    // #5 bank: contacted, closed in the quarter (and reopened later, see below).
+    let bank = open_engagement(
+        &gitlab,
+        "example-bank",
+        &[("2025-03-01", "prospect"), ("2025-03-10", "contacted")],
+    );
     close(&gitlab, bank, "2025-04-15");
 
     // MRs, all in vendor/product: inside the watched group *and* watched on its own.
@@ -599,6 +619,7 @@ fn after_the_quarter(gitlab: &FakeGitLab) {
     gitlab.set_time("2025-05-02T10:00:00Z");
     gitlab.add_note(PROJECT_ID, 51, 101, "Sorry for the wait");
     close(gitlab, 3, "2025-06-10");
+    reopen(gitlab, 5, "2025-09-01"); // GitLab clears `closed_at`
     move_stage(gitlab, 2, "active", "completed", "2025-07-01");
     move_stage(gitlab, 4, "meeting", "aligned", "2025-07-15");
     // A new engagement, a new MR and more activity.
@@ -718,7 +739,8 @@ async fn second_timeline_is_exact_and_a_year_later_it_is_the_same() {
     assert_eq!(m["pipeline"], 4);
     // #2 reached meeting at exactly the start (inside); #4 at exactly the end (outside).
     assert_eq!(m["initial_meetings"], 1);
-    // #3 telco (contacted, closed only in June) and #4 grid (still contacted at the end).
+    // #3 telco (contacted, closed only in June) and #4 grid (still contacted at the end);
+    // not #5 bank (closed on 04-15; reopened in September, which FY26Q1 never sees).
     assert_eq!(m["active_conversations"], 2);
     assert_eq!(m["projects_initiated"], 1); // #2 on 03-31
     assert_eq!(m["conversion_percent"], 25.0);
@@ -729,9 +751,9 @@ async fn second_timeline_is_exact_and_a_year_later_it_is_the_same() {
         .iter()
         .map(|s| s[1].as_u64().expect("n"))
         .collect();
-    // prospect 4; contacted #2 #3 #4; meeting only #2 (#4's came at the end); aligned to
+    // prospect 4; contacted #2 #3 #4 #5; meeting only #2 (#4's came at the end); aligned to
     // active: #2 (skipped stages count as reached); nothing completed.
-    assert_eq!(funnel, vec![4, 3, 1, 1, 1, 1, 0, 0]);
+    assert_eq!(funnel, vec![4, 4, 1, 1, 1, 1, 0, 0]);
     // Post-project (aero's first project completed 2024-09-01, so the whole quarter): MRs 50
     // and 51; the issue of 03-15 once (not once per overlapping scope; 01-20 is before the
     // quarter, 05-01 00:00 at its end); comments of 02-10 12:00, 03-16 and 04-30 23:30.
@@ -772,7 +794,7 @@ async fn second_timeline_is_exact_and_a_year_later_it_is_the_same() {
     for want in [
         // aero: the new engagement (#2, active in the quarter), the old one listed.
         "| example-aero | #2 | active | 2025-01-20 | 2025-03-31 | 10 | — | 3 | 2 | 2 | 1 | 3 | 24 h | 1 | 1,250,000 | #1 completed (completed 2024-09-01) |",
-        "| example-bank | #5 | prospect | — | — | — | — | 0 | 0 | 0 | 0 | 0 | — | 0 | 400,000 | — |",
+        "| example-bank | #5 | contacted | 2025-03-10 | — | — | — | 0 | 0 | 0 | 0 | 0 | — | 0 | 400,000 | — |",
         // grid: still `contacted` at the end; its MR at exactly the end is not the quarter's.
         "| example-grid | #4 | contacted | 2025-02-12 | — | — | — | 0 | 0 | 0 | 0 | 0 | — | 0 | — | — |",
         "| example-telco | #3 | contacted | 2025-02-10 | — | — | — | 1 | 1 | 0 | 0 | 0 | 4 h | 0 | — | — |",
@@ -783,17 +805,18 @@ async fn second_timeline_is_exact_and_a_year_later_it_is_the_same() {
     ] {
         assert!(md.contains(want), "missing {want:?} in\n{md}");
     }
-    // Cost: 1 tracking-issue page + 5 label-event pages + 4 MR lists (aero, bank, grid,
-    // telco; one scope: vendor/product is read through `vendor`) + 3 notes pages (MRs 50, 51,
-    // 52) + aero's two usernames × (1 comment-event list + 1 issue list).
-    assert_eq!(json["api_reads"], 17);
+    // Cost: 1 tracking-issue page + 5 label-event pages + 2 state-event pages (#3 and #4,
+    // open at contacted; #5 was closed before the end) + 4 MR lists (aero, bank, grid, telco;
+    // one scope: vendor/product is read through `vendor`) + 3 notes pages (MRs 50, 51, 52) +
+    // aero's two usernames × (1 comment-event list + 1 issue list).
+    assert_eq!(json["api_reads"], 19);
     let calls: Vec<String> = gitlab
         .calls()
         .iter()
         .map(|c| format!("{} {}?{}", c.method, c.path, c.query))
         .collect();
     let reads: Vec<&String> = calls.iter().filter(|c| !c.contains("/user?")).collect();
-    assert_eq!(reads.len(), 17, "{calls:#?}");
+    assert_eq!(reads.len(), 19, "{calls:#?}");
     // The project inside the watched group is never read on its own.
     assert!(
         !reads
@@ -806,14 +829,17 @@ async fn second_timeline_is_exact_and_a_year_later_it_is_the_same() {
     after_the_quarter(&gitlab);
     let (md_later, json_later) =
         tokio::task::block_in_place(|| report_at(&gitlab, dir.path(), "2026-05-01T06:00:00Z"));
-    let without_time = |mut v: serde_json::Value| {
+    // Only the cost may differ: #5, reopened, now needs its state history (one more read).
+    assert_eq!(json_later["api_reads"], 20);
+    let without_cost = |mut v: serde_json::Value| {
         v["elapsed_ms"] = serde_json::Value::Null;
+        v["api_reads"] = serde_json::Value::Null;
         v
     };
-    assert_eq!(without_time(json_later), without_time(json.clone()));
+    assert_eq!(without_cost(json_later), without_cost(json.clone()));
     let body = |md: &str| {
         md.lines()
-            .filter(|l| !l.ends_with(" ms."))
+            .filter(|l| !l.contains(" GitLab API reads, "))
             .collect::<Vec<_>>()
             .join("\n")
     };

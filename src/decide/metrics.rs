@@ -72,6 +72,10 @@ pub struct Engagement {
     pub closed: bool,
     /// When it was closed (GitLab clears it when an issue is reopened).
     pub closed_at: Option<DateTime<Utc>>,
+    /// Its closings and reopenings (when, closed afterwards), when read: only where today's
+    /// state and `closed_at` cannot tell whether it was open at the quarter's end
+    /// ([`Engagement::state_unclear_at`]).
+    pub state_changes: Option<Vec<(DateTime<Utc>, bool)>>,
     /// (when, index in [`STAGES`]) of every stage label added, oldest first.
     pub stage_added: Vec<(DateTime<Utc>, usize)>,
 }
@@ -96,14 +100,33 @@ impl Engagement {
             .map(|(_, s)| *s)
     }
 
-    /// Open at `t`: not closed, or closed at or after `t`. A closed issue without `closed_at`
-    /// counts as closed all along.
+    /// Open at `t`: from the state history when read (the last change before `t`; none:
+    /// opened), else not closed, or closed at or after `t`. A closed issue without
+    /// `closed_at` counts as closed all along.
     pub fn open_at(&self, t: DateTime<Utc>) -> bool {
+        if let Some(changes) = &self.state_changes {
+            return !changes
+                .iter()
+                .filter(|(at, _)| *at < t)
+                .max_by_key(|(at, _)| *at)
+                .is_some_and(|(_, closed)| *closed);
+        }
         match (self.closed, self.closed_at) {
             (false, _) => true,
             (true, Some(c)) => c >= t,
             (true, None) => false,
         }
+    }
+
+    /// Whether only the state history tells if it was open at `t`: unless it was closed
+    /// before `t` and stayed closed, it may have been closed then and reopened since.
+    pub fn state_unclear_at(&self, t: DateTime<Utc>) -> bool {
+        !(self.closed && self.closed_at.is_some_and(|c| c < t))
+    }
+
+    /// A candidate active conversation at `t`: at `contacted` or `meeting` then.
+    pub fn conversing_at(&self, t: DateTime<Utc>) -> bool {
+        matches!(self.stage_at(t), Some(CONTACTED | MEETING))
     }
 
     /// When its first stage label was added.
@@ -325,7 +348,7 @@ pub fn compute(facts: &Facts, w: &Window) -> Metrics {
     let active_conversations = facts
         .engagements
         .iter()
-        .filter(|e| e.open_at(w.as_of) && matches!(e.stage_at(w.as_of), Some(CONTACTED | MEETING)))
+        .filter(|e| e.conversing_at(w.as_of) && e.open_at(w.as_of))
         .count();
     let started: Vec<&Engagement> = facts
         .engagements
@@ -517,6 +540,7 @@ mod tests {
             org: org.into(),
             closed: closed.is_some(),
             closed_at: closed.map(t),
+            state_changes: None,
             stage_added: stages
                 .iter()
                 .map(|(d, s)| (t(d), stage_index(s).expect("stage")))
@@ -751,6 +775,31 @@ mod tests {
         };
         assert_eq!(compute(&facts, &q1("2025-02-05")).active_conversations, 0);
         assert_eq!(compute(&facts, &q1("2025-02-11")).active_conversations, 1);
+        // Closed on 03-01, reopened in June: `closed_at` is gone, the history tells.
+        let mut reopened = facts.engagements[0].clone();
+        assert!(reopened.state_unclear_at(t("2025-05-01")));
+        reopened.state_changes = Some(vec![(t("2025-03-01"), true), (t("2025-06-01"), false)]);
+        for (at, open) in [
+            ("2025-02-20", true),
+            ("2025-03-01", true),
+            ("2025-03-02", false),
+            ("2025-06-02", true),
+        ] {
+            assert_eq!(reopened.open_at(t(at)), open, "{at}");
+        }
+        let facts_reopened = Facts {
+            engagements: vec![reopened],
+            ..Facts::default()
+        };
+        assert_eq!(
+            compute(&facts_reopened, &q1("2026-01-01")).active_conversations,
+            0
+        );
+        // Closed before the end and still closed: no history needed.
+        let mut closed = facts.engagements[0].clone();
+        (closed.closed, closed.closed_at) = (true, Some(t("2025-04-01")));
+        assert!(!closed.state_unclear_at(t("2025-05-01")));
+        assert!(closed.state_unclear_at(t("2025-03-01")));
         // A closed issue without `closed_at` counts as closed.
         let mut e = facts.engagements[0].clone();
         e.closed = true;

@@ -44,6 +44,12 @@ struct ApiLabelName {
 }
 
 #[derive(Deserialize)]
+struct ApiStateEvent {
+    created_at: DateTime<Utc>,
+    state: String,
+}
+
+#[derive(Deserialize)]
 struct ApiMrBrief {
     iid: u64,
     project_id: u64,
@@ -70,7 +76,9 @@ fn iso(t: DateTime<Utc>) -> String {
 }
 
 /// Reads the facts of the quarter `w`. Cost: the pages of the tracking-issue list (those
-/// created before the quarter's end), one label-event page per such issue, one MR-list page
+/// created before the quarter's end), one label-event page per such issue, one state-event
+/// page per issue at `contacted`/`meeting` at the end that was not closed before it (and
+/// stayed closed), one MR-list page
 /// per organization and outermost watched scope, one notes page per Co-Create MR opened in
 /// the quarter, and, for each person of an organization whose project completed, one page of
 /// their comment events and one issue-list page per outermost scope.
@@ -128,13 +136,48 @@ pub async fn gather(
             })
             .collect();
         stage_added.sort();
-        engagements.push(Engagement {
+        let mut e = Engagement {
             iid: issue.iid,
             org: org.to_owned(),
             closed: issue.state == "closed",
             closed_at: issue.closed_at,
+            state_changes: None,
             stage_added,
-        });
+        };
+        // Open at the end? Today's state and `closed_at` tell unless it may have been
+        // closed then and reopened since: then its state history does.
+        if e.conversing_at(w.as_of) && e.state_unclear_at(w.as_of) {
+            let events: Vec<ApiStateEvent> = Get::new(format!(
+                "projects/{}/issues/{}/resource_state_events",
+                path_id(project),
+                issue.iid
+            ))
+            .all(client)
+            .await
+            .map_err(|err| {
+                GitlabError::new(
+                    format!(
+                        "reading the state history of {}",
+                        IssueRef {
+                            project: project.clone(),
+                            iid: issue.iid
+                        }
+                    ),
+                    err,
+                )
+            })?;
+            e.state_changes = Some(
+                events
+                    .into_iter()
+                    .filter_map(|s| match s.state.as_str() {
+                        "closed" => Some((s.created_at, true)),
+                        "reopened" => Some((s.created_at, false)),
+                        _ => None,
+                    })
+                    .collect(),
+            );
+        }
+        engagements.push(e);
     }
     let organizations: Vec<String> = policies
         .organizations
