@@ -1,5 +1,5 @@
 //! The program's success metrics for one quarter: a pure function of GitLab's history (label
-//! events, `closed_at`, creation and note times), the quarter and "now".
+//! events, `closed_at` and state events, creation and note times), the quarter and "now".
 //!
 //! Every number is **as of the quarter's end** (or now, while the quarter runs): only what
 //! happened before that instant counts, so a quarter that is over keeps its numbers whatever

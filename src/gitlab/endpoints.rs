@@ -303,3 +303,27 @@ pub struct ApiIssue {
     #[serde(default)]
     pub web_url: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::scope_prefixes;
+    use crate::policy::Watch;
+
+    #[test]
+    fn scope_prefixes_read_each_item_through_one_outermost_scope() {
+        let watch = |groups: &[&str], projects: &[&str]| Watch {
+            groups: groups.iter().map(|s| (*s).to_owned()).collect(),
+            projects: projects.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        for (w, want) in [
+            (watch(&[], &[]), vec![""]),
+            (
+                watch(&["vendor", "vendor/sub"], &["vendor/product", "other/x"]),
+                vec!["groups/vendor/", "projects/other%2Fx/"],
+            ),
+            (watch(&[], &["7", "7"]), vec!["projects/7/"]),
+        ] {
+            assert_eq!(scope_prefixes(&w), want, "{w:?}");
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! [`crate::decide::metrics::compute`]).
 //!
 //! Everything read is history with a timestamp, so the facts of a quarter that is over do not
-//! change: label events, `closed_at`, creation times, note and event times. Lists are read
+//! change: label events, `closed_at` and state events, creation times, note and event times. Lists are read
 //! through the outermost watched scopes only ([`scope_prefixes`]) and every item is kept once
 //! (by its id), so a project inside a watched group is never counted twice.
 
