@@ -195,8 +195,10 @@ struct JobArgs {
     #[arg(long)]
     dry_run: bool,
 
-    /// Pretend it is this time (RFC 3339), for agreement expiry and --since; for tests and drills.
-    #[arg(long, hide = true, env = "COCREATE_NOW")]
+    /// Pretend it is this time (RFC 3339, e.g. 2026-11-23T12:00:00Z) instead of the clock: the
+    /// day agreements expire against, the end of --since, the business days of the review SLO,
+    /// the default quarter and "as of" of report. For drills, tests and re-running a past day.
+    #[arg(long, env = "COCREATE_NOW", value_name = "RFC3339")]
     now: Option<String>,
 }
 
@@ -302,6 +304,11 @@ struct ReportArgs {
     /// Create or update the quarter's dashboard issue in the tracking project.
     #[arg(long)]
     publish: bool,
+
+    /// The account export of `score` (CSV): its `arr` column gives the influenced ARR of the
+    /// quarter's contributing customers.
+    #[arg(long, value_name = "FILE")]
+    accounts: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -434,6 +441,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: PoliciesCommand::Check,
         } => match app::load_policies(&policies) {
             Ok(p) => {
+                for w in p.routing.watch.warnings() {
+                    println!("warning: {w}");
+                }
                 println!(
                     "ok: {} organizations, {} Contributor Success reviewers ({})",
                     p.organizations.all().len(),
@@ -694,6 +704,19 @@ async fn report(
     templates: ConfigSource,
 ) -> anyhow::Result<ExitCode> {
     use cocreate::jobs::report;
+    let arr = match &args.accounts {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let arr = cocreate::jobs::score::parse_arr(&text)
+                .with_context(|| format!("cannot read the ARR of {}", path.display()))?;
+            if arr.is_none() {
+                bail!("{} has no `arr` column", path.display());
+            }
+            arr
+        }
+        None => None,
+    };
     let ctx = job_context(args.job, policies, templates, "report").await?;
     let quarter = match &args.quarter {
         Some(q) => report::Quarter::parse(q)?,
@@ -702,7 +725,7 @@ async fn report(
             ctx.policies.segmentation.fiscal_year_start_month,
         ),
     };
-    let mut result = report::run(&ctx, quarter).await?;
+    let mut result = report::run_with(&ctx, quarter, arr).await?;
     if args.publish {
         result.dashboard = Some(report::publish(&ctx, &result).await?);
     }

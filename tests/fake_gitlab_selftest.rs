@@ -1707,3 +1707,94 @@ async fn the_gitlab_crate_can_create_edit_and_link_issues() {
     .expect_err("409 on a repeated link");
     assert_eq!(fake.issue(PROJECT_ID, other).links, [(PROJECT_ID, iid)]);
 }
+
+#[tokio::test]
+async fn issue_state_events_record_closing_and_reopening() {
+    let api = world().await;
+    let fake = &api.fake;
+    let create = |title: &'static str| {
+        let api = &api;
+        async move {
+            api.send_form(
+                reqwest::Method::POST,
+                &format!("projects/{PROJECT_ID}/issues"),
+                &format!("title={title}"),
+            )
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()
+        }
+    };
+    let created = create("Engagement").await;
+    let never_closed = create("Other").await;
+    let path = format!("projects/{PROJECT_ID}/issues/{}", created["iid"]);
+    for (at, event) in [
+        ("2025-04-15T09:00:00Z", "close"),
+        ("2025-09-01T09:00:00Z", "reopen"),
+        ("2025-10-01T09:00:00Z", "close"),
+    ] {
+        fake.set_time(at);
+        let rsp = api
+            .send_form(reqwest::Method::PUT, &path, &format!("state_event={event}"))
+            .await;
+        assert_eq!(rsp.status(), 200);
+    }
+    // Closing a closed issue changes nothing and records nothing.
+    api.send_form(reqwest::Method::PUT, &path, "state_event=close")
+        .await;
+    let events = api.get_json(&format!("{path}/resource_state_events")).await;
+    let events = events.as_array().unwrap();
+    let got: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["state"].as_str().unwrap(),
+                e["created_at"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("closed", "2025-04-15T09:00:00.000Z"),
+            ("reopened", "2025-09-01T09:00:00.000Z"),
+            ("closed", "2025-10-01T09:00:00.000Z"),
+        ]
+    );
+    // GitLab's documented fields.
+    for key in [
+        "id",
+        "user",
+        "created_at",
+        "resource_type",
+        "resource_id",
+        "state",
+    ] {
+        assert!(events[0].get(key).is_some(), "{key} in {}", events[0]);
+    }
+    assert_eq!(events[0]["resource_type"], "Issue");
+    assert_eq!(events[0]["resource_id"], created["id"]);
+    assert_eq!(events[0]["user"]["username"], BOT_USERNAME);
+    // `closed_at` only keeps the last closing.
+    let issue = api.get_json(&path).await;
+    assert_eq!(issue["closed_at"], "2025-10-01T09:00:00.000Z");
+    // The initial "opened" is not an event.
+    let other = format!(
+        "projects/{PROJECT_ID}/issues/{}/resource_state_events",
+        never_closed["iid"]
+    );
+    assert_eq!(api.get_json(&other).await, json!([]));
+    let rsp = api
+        .get(&format!("{path}/resource_state_events?per_page=2&page=2"))
+        .await;
+    assert_eq!(header(&rsp, "x-total"), "3");
+    assert_eq!(
+        api.get(&format!(
+            "projects/{PROJECT_ID}/issues/99/resource_state_events"
+        ))
+        .await
+        .status(),
+        404
+    );
+}

@@ -8,6 +8,7 @@
 mod cca;
 pub mod commands;
 pub mod engagement;
+pub mod metrics;
 pub mod nudge;
 mod recognize;
 pub mod response;

@@ -190,7 +190,11 @@ pub fn path_id(raw: &str) -> String {
 
 /// The path prefixes of the watched scope, each followed by `issues` or `merge_requests`:
 /// `groups/<g>/` and `projects/<p>/`, or `""` (the whole instance) when nothing is watched.
+///
+/// Only the outermost scopes ([`crate::policy::Watch::outermost`]): a project inside a
+/// watched group is read through the group, so no item is listed twice.
 pub fn scope_prefixes(watch: &crate::policy::Watch) -> Vec<String> {
+    let watch = &watch.outermost();
     let mut prefixes = Vec::new();
     if watch.groups.is_empty() && watch.projects.is_empty() {
         prefixes.push(String::new());
@@ -298,4 +302,28 @@ pub struct ApiIssue {
     pub assignees: Vec<ApiUserRef>,
     #[serde(default)]
     pub web_url: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scope_prefixes;
+    use crate::policy::Watch;
+
+    #[test]
+    fn scope_prefixes_read_each_item_through_one_outermost_scope() {
+        let watch = |groups: &[&str], projects: &[&str]| Watch {
+            groups: groups.iter().map(|s| (*s).to_owned()).collect(),
+            projects: projects.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        for (w, want) in [
+            (watch(&[], &[]), vec![""]),
+            (
+                watch(&["vendor", "vendor/sub"], &["vendor/product", "other/x"]),
+                vec!["groups/vendor/", "projects/other%2Fx/"],
+            ),
+            (watch(&[], &["7", "7"]), vec!["projects/7/"]),
+        ] {
+            assert_eq!(scope_prefixes(&w), want, "{w:?}");
+        }
+    }
 }

@@ -56,6 +56,11 @@ pub const COLUMNS: &[(&str, bool, &str)] = &[
         false,
         "public issues + MRs, used with --offline (GitLab's count wins otherwise)",
     ),
+    (
+        "arr",
+        false,
+        "annual recurring revenue, e.g. 1250000 or 1,250,000 (not scored; `report --accounts` sums it)",
+    ),
 ];
 
 /// One valid row of the account export.
@@ -189,6 +194,87 @@ pub fn parse_accounts(text: &str) -> (Vec<AccountRow>, Vec<RowError>) {
         }
     }
     (rows, errors)
+}
+
+/// Annual recurring revenue of each organization, by slug, from the `arr` column of an account
+/// export (`report --accounts FILE`). Only `organization`, `slug` and `arr` are read; a row
+/// with an empty `arr` gives no value. `Ok(None)` when the file has no `arr` column.
+pub fn parse_arr(text: &str) -> Result<Option<BTreeMap<String, f64>>, ScoreError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let header_error = |column: &str, message: String| {
+        ScoreError::BadHeader(vec![RowError {
+            line: 1,
+            column: column.into(),
+            message,
+        }])
+    };
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| header_error("(header)", e.to_string()))?
+        .iter()
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect();
+    let at = |name: &str| headers.iter().position(|h| h == name);
+    let Some(arr_at) = at("arr") else {
+        return Ok(None);
+    };
+    let (org_at, slug_at) = (at("organization"), at("slug"));
+    if org_at.is_none() && slug_at.is_none() {
+        return Err(header_error(
+            "organization",
+            "an `arr` needs an `organization` or `slug` column to belong to".into(),
+        ));
+    }
+    let mut out = BTreeMap::new();
+    let mut errors = Vec::new();
+    for record in reader.records() {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(RowError {
+                    line: e.position().map(|p| p.line()).unwrap_or(0),
+                    column: "(row)".into(),
+                    message: format!("not readable as CSV: {e}"),
+                });
+                continue;
+            }
+        };
+        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        let cell = |i: Option<usize>| i.and_then(|i| record.get(i)).unwrap_or("").trim();
+        let slug = match cell(slug_at) {
+            "" => slugify(cell(org_at)),
+            s => s.to_owned(),
+        };
+        let raw = cell(Some(arr_at));
+        if raw.is_empty() || slug.is_empty() {
+            continue;
+        }
+        let mut fail = |message: String| {
+            errors.push(RowError {
+                line,
+                column: "arr".into(),
+                message,
+            })
+        };
+        match raw.replace(['_', ','], "").parse::<f64>() {
+            Ok(v) if v.is_finite() && v >= 0.0 => {
+                if out.insert(slug.clone(), v).is_some() {
+                    fail(format!("`{slug}` has an ARR on an earlier row already"));
+                }
+            }
+            _ => fail(format!(
+                "`{raw}` is not an amount of 0 or more like 1250000 or 1,250,000"
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(Some(out))
+    } else {
+        Err(ScoreError::BadRows(errors))
+    }
 }
 
 fn parse_row(
@@ -909,6 +995,28 @@ mod tests {
         let (rows, errors) = parse_accounts(&format!("{HEADER}{line}\n"));
         assert!(errors.is_empty(), "{errors:?}");
         rows.into_iter().next().expect("one row")
+    }
+
+    #[test]
+    fn arr_is_read_by_slug() {
+        let text = "organization,slug,arr,seats\nExample Aero,,\"1,250,000\",5\nExample Telco,telco-x,300000.5,1\nExample Bank,,,2\n";
+        let arr = parse_arr(text).expect("ok").expect("arr column");
+        assert_eq!(
+            arr,
+            BTreeMap::from([
+                ("example-aero".to_owned(), 1_250_000.0),
+                ("telco-x".to_owned(), 300_000.5),
+            ])
+        );
+        // No `arr` column: nothing to sum.
+        assert_eq!(parse_arr(HEADER).expect("ok"), None);
+        let bad = parse_arr("organization,arr\nA,lots\nB,-5\nA,1\nA,2\n");
+        let Err(ScoreError::BadRows(errors)) = bad else {
+            panic!("{bad:?}")
+        };
+        let lines: Vec<u64> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![2, 3, 5], "{errors:?}");
+        assert!(errors[0].to_string().contains("line 2, column `arr`"));
     }
 
     #[test]

@@ -179,6 +179,77 @@ pub struct Watch {
     pub projects: Vec<String>,
 }
 
+impl Watch {
+    /// The watched scope without the groups and projects another watched group already holds
+    /// (GitLab lists a group's issues and MRs with its subgroups'): reads use only these, so
+    /// no item is listed twice. Paths are compared case-insensitively, as GitLab does; a
+    /// numeric id cannot be placed and is kept.
+    pub fn outermost(&self) -> Watch {
+        let mut groups: Vec<String> = Vec::new();
+        for (i, g) in self.groups.iter().enumerate() {
+            if self.outer_group(i).is_none() {
+                groups.push(g.clone());
+            }
+        }
+        let mut projects: Vec<String> = Vec::new();
+        for p in &self.projects {
+            let in_group = self.groups.iter().any(|g| contains(g, p));
+            if !in_group && !projects.iter().any(|k| same(k, p)) {
+                projects.push(p.clone());
+            }
+        }
+        Watch { groups, projects }
+    }
+
+    /// The watched group that holds group `i` (a parent, or an equal one listed earlier).
+    fn outer_group(&self, i: usize) -> Option<&str> {
+        let g = &self.groups[i];
+        self.groups
+            .iter()
+            .enumerate()
+            .find(|(j, h)| *j != i && contains(h, g) && (!same(h, g) || *j < i))
+            .map(|(_, h)| h.as_str())
+    }
+
+    /// `policies check` warnings: each watched group or project that another watched group
+    /// already holds, or that is listed twice (its items are counted once anyway: reads use
+    /// the outer scope).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, g) in self.groups.iter().enumerate() {
+            if let Some(outer) = self.outer_group(i) {
+                out.push(format!(
+                    "routing.yml watch: group `{g}` is inside watched group `{outer}` (or the same); its items are read once, through `{outer}`"
+                ));
+            }
+        }
+        for (i, p) in self.projects.iter().enumerate() {
+            if let Some(outer) = self.groups.iter().find(|g| contains(g, p)) {
+                out.push(format!(
+                    "routing.yml watch: project `{p}` is inside watched group `{outer}`; its items are read once, through `{outer}`"
+                ));
+            } else if self.projects[..i].iter().any(|k| same(k, p)) {
+                out.push(format!("routing.yml watch: project `{p}` is listed twice"));
+            }
+        }
+        out
+    }
+}
+
+fn same(a: &str, b: &str) -> bool {
+    a.trim_matches('/')
+        .eq_ignore_ascii_case(b.trim_matches('/'))
+}
+
+/// Whether the group at path `group` holds `path` (itself, a subgroup or a project under it).
+fn contains(group: &str, path: &str) -> bool {
+    let g = group.trim_matches('/').to_ascii_lowercase();
+    let p = path.trim_matches('/').to_ascii_lowercase();
+    !g.is_empty()
+        && !g.chars().all(|c| c.is_ascii_digit())
+        && (p == g || p.strip_prefix(&g).is_some_and(|rest| rest.starts_with('/')))
+}
+
 /// Validated `routing.yml`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routing {
@@ -241,5 +312,53 @@ pub(super) fn validate(doc: RoutingDoc) -> Result<Routing, Vec<Located>> {
         })
     } else {
         Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod watch_tests {
+    use super::Watch;
+
+    fn w(groups: &[&str], projects: &[&str]) -> Watch {
+        Watch {
+            groups: groups.iter().map(|s| (*s).to_owned()).collect(),
+            projects: projects.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn outermost_scopes_and_their_warnings() {
+        // (watch, outermost, number of warnings)
+        let cases = [
+            (w(&["vendor"], &[]), w(&["vendor"], &[]), 0),
+            (w(&["vendor"], &["vendor/product"]), w(&["vendor"], &[]), 1),
+            (
+                w(&["Vendor"], &["vendor/sub/product"]),
+                w(&["Vendor"], &[]),
+                1,
+            ),
+            (w(&["vendor", "vendor/sub"], &[]), w(&["vendor"], &[]), 1),
+            (w(&["vendor/sub", "vendor"], &[]), w(&["vendor"], &[]), 1),
+            (w(&["vendor", "vendor"], &[]), w(&["vendor"], &[]), 1),
+            // `vendor-tools` is not inside `vendor`.
+            (
+                w(&["vendor"], &["vendor-tools/cli"]),
+                w(&["vendor"], &["vendor-tools/cli"]),
+                0,
+            ),
+            (w(&[], &["a/b", "a/b"]), w(&[], &["a/b"]), 1),
+            // A numeric id cannot be placed: kept, no warning.
+            (w(&["vendor"], &["42"]), w(&["vendor"], &["42"]), 0),
+            (w(&[], &[]), w(&[], &[]), 0),
+        ];
+        for (watch, outer, warnings) in cases {
+            assert_eq!(watch.outermost(), outer, "{watch:?}");
+            assert_eq!(watch.warnings().len(), warnings, "{watch:?}");
+        }
+        let msg = &w(&["vendor"], &["vendor/product"]).warnings()[0];
+        assert!(
+            msg.contains("`vendor/product` is inside watched group `vendor`"),
+            "{msg}"
+        );
     }
 }

@@ -525,6 +525,7 @@ impl FakeGitLab {
                 Issue::new(id, key, spec.author_id, now)
             }
         };
+        let was_closed = issue.state == "closed";
         issue.title = spec.title;
         issue.description = Some(spec.description);
         issue.author_id = spec.author_id;
@@ -535,6 +536,15 @@ impl FakeGitLab {
         issue.updated_at = now;
         issue.closed_at = closed.then_some(now);
         issue.closed_by = closed.then_some(spec.author_id);
+        if closed != was_closed {
+            let id = w.alloc_object_id();
+            issue.state_events.push(StateEvent {
+                id,
+                user_id: spec.author_id,
+                created_at: now,
+                state: if closed { "closed" } else { "reopened" },
+            });
+        }
         w.issues.insert(key, issue);
         w.record_label_changes(key, &before, &labels, spec.author_id, now);
         iid
@@ -798,6 +808,9 @@ struct Issue {
     notes: Vec<Note>,
     links: Vec<IssueLink>,
     label_events: Vec<LabelEvent>,
+    /// Closings and reopenings, oldest first (`resource_state_events`; the initial "opened"
+    /// is not recorded, as in GitLab).
+    state_events: Vec<StateEvent>,
 }
 
 impl Issue {
@@ -821,8 +834,18 @@ impl Issue {
             notes: Vec::new(),
             links: Vec::new(),
             label_events: Vec::new(),
+            state_events: Vec::new(),
         }
     }
+}
+
+/// One entry of an issue's state history.
+struct StateEvent {
+    id: u64,
+    user_id: u64,
+    created_at: DateTime<Utc>,
+    /// `"closed"` or `"reopened"`.
+    state: &'static str,
 }
 
 /// One side of an issue link (each linked issue holds one, with the same id).
@@ -1590,6 +1613,9 @@ fn route(w: &mut World, ctx: &Ctx<'_>, segments: &[&str]) -> HandlerResult {
         }
         ("GET", ["projects", project, "issues", iid, "resource_label_events"]) => {
             list_issue_label_events(w, ctx, project, iid)
+        }
+        ("GET", ["projects", project, "issues", iid, "resource_state_events"]) => {
+            list_issue_state_events(w, ctx, project, iid)
         }
         ("POST", ["projects", project, "statuses", sha]) => post_status(w, ctx, project, sha),
         ("GET", [kind @ ("groups" | "projects"), owner, "labels"]) => {
@@ -2454,7 +2480,19 @@ fn put_issue(w: &mut World, ctx: &Ctx<'_>, project: &str, iid: &str) -> HandlerR
             issue.closed_by = closed.then_some(bot);
         }
         let labels_after = issue.labels.clone();
+        let closed = (before.5 != after.5).then_some(after.5 == "closed");
         w.record_label_changes(key, &before.2, &labels_after, bot, now);
+        if let Some(closed) = closed {
+            let id = w.alloc_object_id();
+            w.issue_mut_or_panic(key.0, key.1)
+                .state_events
+                .push(StateEvent {
+                    id,
+                    user_id: bot,
+                    created_at: now,
+                    state: if closed { "closed" } else { "reopened" },
+                });
+        }
     }
     Ok(Reply::json(200, issue_json(w, &w.issues[&key])))
 }
@@ -2635,6 +2673,28 @@ fn list_issue_label_events(
     let issue = &w.issues[&key];
     paginate(w, ctx, &issue.label_events, |e| {
         label_event_json(w, issue, e)
+    })
+}
+
+/// `GET /projects/:id/issues/:iid/resource_state_events`: closings and reopenings, oldest
+/// first (an issue never closed has none: the initial state is not an event).
+fn list_issue_state_events(
+    w: &mut World,
+    ctx: &Ctx<'_>,
+    project: &str,
+    iid: &str,
+) -> HandlerResult {
+    let key = find_issue_key(w, project, iid)?;
+    let issue = &w.issues[&key];
+    paginate(w, ctx, &issue.state_events, |e| {
+        json!({
+            "id": e.id,
+            "user": user_basic_json(&w.user_or_placeholder(e.user_id)),
+            "created_at": fmt_time(e.created_at),
+            "resource_type": "Issue",
+            "resource_id": issue.id,
+            "state": e.state,
+        })
     })
 }
 
