@@ -303,7 +303,10 @@ pub fn tracking_labels(policies: &Policies, templates: &[IssueTemplate]) -> Vec<
                 out.push(spec(
                     &name,
                     "#6699cc",
-                    &format!("Set by the issue template `{}` (created by cocreate setup)", t.name),
+                    &format!(
+                        "Set by the issue template `{}` (created by cocreate setup)",
+                        t.name
+                    ),
                 ));
             }
         }
@@ -397,9 +400,7 @@ pub fn plan_labels(owner: &str, existing: &[ExistingLabel], wanted: &[LabelSpec]
                 color: w.color.clone(),
                 description: w.description.clone(),
             }),
-            Some(e) if owner.starts_with("projects/") && e.is_project_label == Some(false) => {
-                None
-            }
+            Some(e) if owner.starts_with("projects/") && e.is_project_label == Some(false) => None,
             Some(e)
                 if !e.color.eq_ignore_ascii_case(&w.color)
                     || e.description.as_deref().unwrap_or("") != w.description =>
@@ -588,9 +589,7 @@ pub fn plan_templates(
 /// the Maintainer role in project X to register webhooks".
 pub fn role_needed(action: &Action) -> Option<String> {
     Some(match action {
-        Action::CreateLabel { owner, .. } | Action::UpdateLabel { owner, .. } => {
-            labels_role(owner)
-        }
+        Action::CreateLabel { owner, .. } | Action::UpdateLabel { owner, .. } => labels_role(owner),
         Action::CreateHook { owner, .. } | Action::UpdateHook { owner, .. } => hooks_role(owner),
         Action::CommitFiles {
             project, branch, ..
@@ -624,7 +623,10 @@ pub fn hooks_role(owner: &str) -> String {
             place(owner)
         )
     } else {
-        format!("the Maintainer role in {} to register webhooks", place(owner))
+        format!(
+            "the Maintainer role in {} to register webhooks",
+            place(owner)
+        )
     }
 }
 
@@ -716,10 +718,9 @@ mod tests {
         for t in embedded_templates() {
             for name in quick_action_labels(&t.content) {
                 seen += 1;
-                let s = known
-                    .iter()
-                    .find(|s| s.name == name)
-                    .unwrap_or_else(|| panic!("{}: /label ~{name:?} is not created by setup", t.name));
+                let s = known.iter().find(|s| s.name == name).unwrap_or_else(|| {
+                    panic!("{}: /label ~{name:?} is not created by setup", t.name)
+                });
                 assert!(!s.description.contains("issue template `"), "{name}");
             }
         }
@@ -749,7 +750,10 @@ mod tests {
             assert!(names.contains(&w), "{w} missing from {names:?}");
         }
         let mr: Vec<String> = mr_labels(&p).into_iter().map(|s| s.name).collect();
-        assert!(mr.contains(&"Co-Create review::overdue".to_string()), "{mr:?}");
+        assert!(
+            mr.contains(&"Co-Create review::overdue".to_string()),
+            "{mr:?}"
+        );
         assert!(mr.contains(&"CCA::missing".to_string()));
     }
 
@@ -770,7 +774,10 @@ mod tests {
     fn quick_action_labels_are_parsed_like_gitlab() {
         let cases: [(&str, &[&str]); 7] = [
             ("/label ~\"Co-Create intake\"", &["Co-Create intake"]),
-            ("/label ~bug ~\"two words\" plain", &["bug", "two words", "plain"]),
+            (
+                "/label ~bug ~\"two words\" plain",
+                &["bug", "two words", "plain"],
+            ),
             ("  /labels ~a\n/label ~b", &["a", "b"]),
             ("/label ~\"scoped::x\"\n/confidential", &["scoped::x"]),
             ("text /label ~x (not at the start of a line)", &[]),
@@ -921,16 +928,22 @@ mod tests {
     #[test]
     fn hook_is_created_once_and_repaired() {
         let secret = Secret("s3cret".into());
-        let scope = wanted_hooks(&watch(&[], &["2"]), "cocreate/engagements", None)
-            .remove(0);
-        let plan = plan_hook(&scope, &[], "https://bot.example.com/webhook", Some(&secret));
+        let scope = wanted_hooks(&watch(&[], &["2"]), "cocreate/engagements", None).remove(0);
+        let plan = plan_hook(
+            &scope,
+            &[],
+            "https://bot.example.com/webhook",
+            Some(&secret),
+        );
         assert!(
             matches!(plan.as_slice(), [Action::CreateHook { events, push_branch: None, .. }]
                 if events["merge_requests_events"] && !events["push_events"]),
             "{plan:?}"
         );
         assert!(!format!("{plan:?}").contains("s3cret"));
-        assert!(!serde_json::to_string(&plan).expect("json").contains("s3cret"));
+        assert!(!serde_json::to_string(&plan)
+            .expect("json")
+            .contains("s3cret"));
 
         let policy_hook = HookSpec {
             owner: "projects/2".into(),
@@ -950,9 +963,23 @@ mod tests {
         // (wanted, existing, planned an update?)
         let cases = [
             (&scope, ours(), false),
-            (&scope, ExistingHook { note_events: false, ..ours() }, true),
+            (
+                &scope,
+                ExistingHook {
+                    note_events: false,
+                    ..ours()
+                },
+                true,
+            ),
             // GitLab turns push events on by default: ours are off unless wanted.
-            (&scope, ExistingHook { push_events: true, ..ours() }, true),
+            (
+                &scope,
+                ExistingHook {
+                    push_events: true,
+                    ..ours()
+                },
+                true,
+            ),
             (&policy_hook, pushing.clone(), false),
             (&policy_hook, ours(), true),
             (
@@ -973,10 +1000,23 @@ mod tests {
             ),
         ];
         for (wanted, existing, update) in cases {
-            let plan = plan_hook(wanted, std::slice::from_ref(&existing), &existing.url, Some(&secret));
+            let plan = plan_hook(
+                wanted,
+                std::slice::from_ref(&existing),
+                &existing.url,
+                Some(&secret),
+            );
             match (update, plan.as_slice()) {
                 (false, []) => {}
-                (true, [Action::UpdateHook { id: 7, events, push_branch, .. }]) => {
+                (
+                    true,
+                    [Action::UpdateHook {
+                        id: 7,
+                        events,
+                        push_branch,
+                        ..
+                    }],
+                ) => {
                     assert_eq!(events.len(), HookEvent::ALL.len());
                     assert_eq!(push_branch, &wanted.push_branch);
                 }
@@ -1013,10 +1053,16 @@ mod tests {
         let a = ".gitlab/issue_templates/A.md".to_string();
         let b = ".gitlab/issue_templates/B.md".to_string();
         // (existing files, expected (action, path, last commit) per file of the one commit)
-        let cases: Vec<(BTreeMap<String, ExistingFile>, Vec<(FileAction, &str, Option<&str>)>)> = vec![
+        let cases: Vec<(
+            BTreeMap<String, ExistingFile>,
+            Vec<(FileAction, &str, Option<&str>)>,
+        )> = vec![
             (
                 BTreeMap::new(),
-                vec![(FileAction::Create, &a, None), (FileAction::Create, &b, None)],
+                vec![
+                    (FileAction::Create, &a, None),
+                    (FileAction::Create, &b, None),
+                ],
             ),
             (
                 BTreeMap::from([(a.clone(), file("a\n")), (b.clone(), file("old b\n"))]),

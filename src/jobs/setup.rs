@@ -38,7 +38,9 @@ impl std::str::FromStr for PolicyRepo {
             None => (s.trim(), ""),
         };
         let project = project.trim_matches('/');
-        if project.is_empty() || !project.contains('/') && !project.chars().all(|c| c.is_ascii_digit()) {
+        if project.is_empty()
+            || !project.contains('/') && !project.chars().all(|c| c.is_ascii_digit())
+        {
             return Err(format!(
                 "`{s}`: expected the project's full path, like cocreate/policies[@main]"
             ));
@@ -83,7 +85,10 @@ pub enum SetupError {
         #[source]
         source: GitlabError,
     },
-    #[error("{}: setup needs {need}\n  ({source})", outcome(execute_status(source), call))]
+    #[error(
+        "{}: setup needs {need}\n  ({source})",
+        outcome(execute_status(source), call)
+    )]
     Write {
         call: String,
         need: String,
@@ -151,11 +156,10 @@ pub fn issue_templates(src: &ConfigSource) -> Result<Vec<IssueTemplate>, SetupEr
         if !name.ends_with(".md") || !entry.path().is_file() {
             continue;
         }
-        let content =
-            std::fs::read_to_string(entry.path()).map_err(|e| SetupError::Templates {
-                path: entry.path().display().to_string(),
-                message: e.to_string(),
-            })?;
+        let content = std::fs::read_to_string(entry.path()).map_err(|e| SetupError::Templates {
+            path: entry.path().display().to_string(),
+            message: e.to_string(),
+        })?;
         found.push(IssueTemplate { name, content });
     }
     for f in found {
@@ -197,14 +201,14 @@ pub async fn run(ctx: &Context, opts: SetupOptions) -> Result<SetupReport, Setup
             Some(p) => Some(p.reference.clone()),
             None => None,
         };
-        let policy = opts
-            .policy_repo
-            .as_ref()
-            .zip(policy_branch.as_deref())
-            .map(|(p, reference)| PolicySource {
-                project: &p.project,
-                reference,
-            });
+        let policy =
+            opts.policy_repo
+                .as_ref()
+                .zip(policy_branch.as_deref())
+                .map(|(p, reference)| PolicySource {
+                    project: &p.project,
+                    reference,
+                });
         for wanted in wanted_hooks(&routing.watch, &routing.tracking.project, policy.as_ref()) {
             let hooks: Vec<ExistingHook> = read(
                 Get::new(format!("{}/hooks", wanted.owner)),
@@ -398,7 +402,10 @@ mod tests {
     fn policy_project_is_a_path_with_an_optional_ref() {
         let cases: [(&str, Option<(&str, &str)>); 6] = [
             ("cocreate/policies", Some(("cocreate/policies", ""))),
-            ("cocreate/policies@main", Some(("cocreate/policies", "main"))),
+            (
+                "cocreate/policies@main",
+                Some(("cocreate/policies", "main")),
+            ),
             (
                 "org/sub/policies@release/2026",
                 Some(("org/sub/policies", "release/2026")),
@@ -410,7 +417,8 @@ mod tests {
         for (raw, want) in cases {
             let got = raw.parse::<PolicyRepo>().ok();
             assert_eq!(
-                got.as_ref().map(|p| (p.project.as_str(), p.reference.as_str())),
+                got.as_ref()
+                    .map(|p| (p.project.as_str(), p.reference.as_str())),
                 want,
                 "{raw}"
             );
