@@ -4,7 +4,8 @@
 //! Model: per project, commits holding a full snapshot of their tree (tests keep repositories
 //! tiny) and branches pointing at commits. Ids are 40 hex digits derived with SHA-256 (GitLab
 //! uses Git's SHA-1; nothing in the tool recomputes them). A project's repository starts empty
-//! with GitLab's default initial branch `main` as its `default_branch` (as GitLab shows it).
+//! with GitLab's default initial branch `main` as its `default_branch` (as GitLab shows it);
+//! the first branch committed to becomes the default branch.
 //! Every commit, through the API or [`FakeGitLab::commit_files`], sends a Push Hook to the
 //! project's webhooks (see `deliveries`).
 
@@ -203,6 +204,10 @@ impl Repo {
                 tree,
             },
         );
+        if self.is_empty() {
+            // The first branch pushed to an empty repository becomes its default branch.
+            self.default_branch = branch.to_owned();
+        }
         self.branches.insert(branch.to_owned(), id.clone());
         Ok(id)
     }
