@@ -91,9 +91,16 @@ async fn after_setup_the_account_team_and_mr_flows_work_through_webhooks_alone()
         "an empty GitLab offers no template"
     );
 
+    gitlab.clear_calls();
     let (ok, out) = tokio::task::block_in_place(|| setup(gitlab, &url, &[]));
     assert!(ok, "{out}");
     assert!(!out.contains(SECRET), "the secret is never printed:\n{out}");
+    let calls = gitlab.calls();
+    let writes = gitlab.writes().len();
+    println!(
+        "setup on an empty GitLab: {} reads, {writes} writes",
+        calls.len() - writes
+    );
 
     // Labels: MR labels in the watched group, engagement labels in the tracking project.
     let group = label_names(gitlab, "groups/50");
@@ -256,6 +263,7 @@ async fn after_setup_the_account_team_and_mr_flows_work_through_webhooks_alone()
     assert!(ok, "{again}");
     assert!(again.contains("everything is in place"), "{again}");
     assert!(gitlab.writes().is_empty(), "{:#?}", gitlab.writes());
+    println!("setup again: {} reads, 0 writes", gitlab.calls().len());
     h.stop().await;
 }
 

@@ -1034,6 +1034,9 @@ mod tests {
         ));
     }
 
+    /// (action, path, last commit) of one file of the planned commit.
+    type Planned<'a> = (FileAction, &'a str, Option<&'a str>);
+
     #[test]
     fn templates_are_committed_once_only_when_missing_or_different() {
         let templates = vec![
@@ -1053,10 +1056,7 @@ mod tests {
         let a = ".gitlab/issue_templates/A.md".to_string();
         let b = ".gitlab/issue_templates/B.md".to_string();
         // (existing files, expected (action, path, last commit) per file of the one commit)
-        let cases: Vec<(
-            BTreeMap<String, ExistingFile>,
-            Vec<(FileAction, &str, Option<&str>)>,
-        )> = vec![
+        let cases: Vec<(BTreeMap<String, ExistingFile>, Vec<Planned<'_>>)> = vec![
             (
                 BTreeMap::new(),
                 vec![
@@ -1079,7 +1079,7 @@ mod tests {
         ];
         for (existing, want) in cases {
             let plan = plan_templates("cocreate/engagements", "main", &templates, &existing);
-            let got: Vec<(FileAction, &str, Option<&str>)> = match &plan {
+            let got: Vec<Planned<'_>> = match &plan {
                 None => vec![],
                 Some(Action::CommitFiles { files, branch, .. }) => {
                     assert_eq!(branch, "main");

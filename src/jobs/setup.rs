@@ -83,7 +83,7 @@ pub enum SetupError {
         call: String,
         need: String,
         #[source]
-        source: GitlabError,
+        source: Box<GitlabError>,
     },
     #[error(
         "{}: setup needs {need}\n  ({source})",
@@ -93,7 +93,7 @@ pub enum SetupError {
         call: String,
         need: String,
         #[source]
-        source: ExecuteError,
+        source: Box<ExecuteError>,
     },
     #[error("the tracking project {project} (routing.yml `tracking.project`) has no default branch: GitLab offers issue templates only from it; initialise the repository or set a default branch")]
     NoDefaultBranch { project: String },
@@ -258,7 +258,7 @@ async fn execute(
             .map_err(|source| SetupError::Write {
                 call: call_of(a),
                 need: role_needed(a).unwrap_or_else(|| "the right role".to_owned()),
-                source,
+                source: Box::new(source),
             })?;
         changes.push(a.summary());
     }
@@ -286,7 +286,7 @@ async fn read<T: serde::de::DeserializeOwned + Send + 'static>(
 ) -> Result<Vec<T>, SetupError> {
     let call = format!("GET {}", get_path(&get));
     get.all(client).await.map_err(|e| SetupError::Read {
-        source: GitlabError::new(format!("reading {call}"), e),
+        source: Box::new(GitlabError::new(format!("reading {call}"), e)),
         call,
         need,
     })
@@ -308,7 +308,7 @@ async fn default_branch(client: &GitlabClient, project: &str) -> Result<String, 
     let get = Get::new(format!("projects/{}", path_id(project)));
     let call = format!("GET {}", get_path(&get));
     let p: ApiProject = get.one(client).await.map_err(|e| SetupError::Read {
-        source: GitlabError::new(format!("reading project {project}"), e),
+        source: Box::new(GitlabError::new(format!("reading project {project}"), e)),
         call,
         need: read_repository_role(project),
     })?;
@@ -350,7 +350,7 @@ async fn read_file(
                 return Ok(None);
             }
             return Err(SetupError::Read {
-                source: e,
+                source: Box::new(e),
                 call,
                 need: read_repository_role(project),
             });

@@ -67,7 +67,7 @@ impl World {
             .filter(|g| path.starts_with(&format!("{}/", g.full_path)))
             .map(|g| (g.full_path.len(), g.id))
             .collect();
-        groups.sort_by(|a, b| b.0.cmp(&a.0));
+        groups.sort_by_key(|g| std::cmp::Reverse(g.0));
         std::iter::once(format!("projects/{project_id}"))
             .chain(groups.into_iter().map(|(_, id)| format!("groups/{id}")))
             .collect()
