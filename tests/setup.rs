@@ -341,6 +341,36 @@ async fn a_refused_step_names_the_role_it_needs() {
     );
     assert!(!out.contains(SECRET), "{out}");
 
+    // Listing a group's webhooks needs its Owner (and Premium).
+    let gitlab = FakeGitLab::start().await;
+    seed(&gitlab);
+    gitlab.push_fault_for("GET", "/api/v4/groups/vendor/hooks", Fault::Status(403));
+    let (ok, out) = tokio::task::block_in_place(|| setup(&gitlab, WEBHOOK_URL, &[]));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("403 Forbidden on GET groups/vendor/hooks: setup needs the Owner role in group vendor to register webhooks (group webhooks also need GitLab Premium"),
+        "{out}"
+    );
+
+    // A refusal that is not about roles (here: the template changed meanwhile) says so first.
+    let gitlab = FakeGitLab::start().await;
+    seed(&gitlab);
+    gitlab.push_fault_for(
+        "POST",
+        "/api/v4/projects/cocreate%2Fengagements/repository/commits",
+        Fault::Status(400),
+    );
+    let (ok, out) = tokio::task::block_in_place(|| setup(&gitlab, WEBHOOK_URL, &[]));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("400 Bad Request on POST projects/cocreate%2Fengagements/repository/commits: commit to cocreate/engagements branch main"),
+        "{out}"
+    );
+    assert!(
+        out.contains("(this step needs the Developer role in project cocreate/engagements and the right to push to `main`"),
+        "{out}"
+    );
+
     let gitlab = FakeGitLab::start().await;
     seed(&gitlab);
     gitlab.push_fault_for("POST", "/api/v4/groups/vendor/labels", Fault::Status(403));

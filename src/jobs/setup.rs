@@ -78,17 +78,14 @@ pub enum SetupError {
     NoGitlab,
     #[error("routing.yml watches no groups or projects: add `watch.groups` or `watch.projects` so setup knows where to create labels and hooks")]
     NothingWatched,
-    #[error("{}: setup needs {need}\n  ({source})", outcome(source.status(), call))]
+    #[error("{}", explain(source.status(), call, need, source))]
     Read {
         call: String,
         need: String,
         #[source]
         source: Box<GitlabError>,
     },
-    #[error(
-        "{}: setup needs {need}\n  ({source})",
-        outcome(execute_status(source), call)
-    )]
+    #[error("{}", explain(execute_status(source), call, need, source))]
     Write {
         call: String,
         need: String,
@@ -103,14 +100,27 @@ pub enum SetupError {
     Templates { path: String, message: String },
 }
 
-fn outcome(status: Option<http::StatusCode>, call: &str) -> String {
-    match status {
+/// "403 Forbidden on POST …/hooks: setup needs the Maintainer role in project X to register
+/// webhooks"; an answer that is not about permissions leads with GitLab's reason instead, and
+/// still names the role the step needs.
+fn explain(
+    status: Option<http::StatusCode>,
+    call: &str,
+    need: &str,
+    source: &dyn std::fmt::Display,
+) -> String {
+    let outcome = match status {
         Some(s) => format!(
             "{} {} on {call}",
             s.as_u16(),
             s.canonical_reason().unwrap_or("")
         ),
         None => format!("{call} failed"),
+    };
+    if matches!(status.map(|s| s.as_u16()), Some(401 | 403 | 404)) {
+        format!("{outcome}: setup needs {need}\n  ({source})")
+    } else {
+        format!("{outcome}: {source}\n  (this step needs {need})")
     }
 }
 

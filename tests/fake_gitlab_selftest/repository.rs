@@ -299,15 +299,18 @@ async fn files_come_base64_with_their_blob_and_last_commit_and_raw() {
         .get(&format!("projects/{PROJECT_ID}/repository/files/other.md"))
         .await;
     assert_eq!(no_ref.status(), 400);
-    for missing in [
-        format!("projects/{PROJECT_ID}/repository/files/nope.md?ref=main"),
-        format!("projects/{PROJECT_ID}/repository/files/other.md?ref=no-branch"),
-        format!("projects/{PROJECT_ID}/repository/files/nope.md/raw"),
+    for (missing, message) in [
+        ("files/nope.md?ref=main", "404 File Not Found"),
+        ("files/nope.md/raw", "404 File Not Found"),
+        ("files/other.md?ref=no-branch", "404 Commit Not Found"),
+        ("files/other.md/raw?ref=no-branch", "404 Commit Not Found"),
     ] {
-        let rsp = api.get(&missing).await;
+        let rsp = api
+            .get(&format!("projects/{PROJECT_ID}/repository/{missing}"))
+            .await;
         assert_eq!(rsp.status(), 404, "{missing}");
         let v: Value = rsp.json().await.expect("json");
-        assert_eq!(v["message"], json!("404 File Not Found"), "{missing}");
+        assert_eq!(v["message"], json!(message), "{missing}");
     }
 }
 

@@ -449,7 +449,7 @@ fn get_file(w: &mut World, ctx: &Ctx<'_>, project: &str, path: &str) -> HandlerR
         .ok_or_else(|| Reply::error(400, "ref is missing"))?
         .to_owned();
     let repo = w.repo(id);
-    let commit = resolve_ref(repo, Some(&reference), "File")?;
+    let commit = resolve_ref(repo, Some(&reference), "Commit")?;
     let content = commit
         .tree
         .get(path)
@@ -477,7 +477,11 @@ fn get_file(w: &mut World, ctx: &Ctx<'_>, project: &str, path: &str) -> HandlerR
 fn get_raw_file(w: &mut World, ctx: &Ctx<'_>, project: &str, path: &str) -> HandlerResult {
     let id = lookup_project(w, project)?;
     let repo = w.repo(id);
-    let commit = resolve_ref(repo, ctx.query.get("ref").filter(|r| !r.is_empty()), "File")?;
+    let commit = resolve_ref(
+        repo,
+        ctx.query.get("ref").filter(|r| !r.is_empty()),
+        "Commit",
+    )?;
     let content = commit
         .tree
         .get(path)
