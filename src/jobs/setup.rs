@@ -78,19 +78,18 @@ pub enum SetupError {
     NoGitlab,
     #[error("routing.yml watches no groups or projects: add `watch.groups` or `watch.projects` so setup knows where to create labels and hooks")]
     NothingWatched,
-    #[error("{}", explain(source.status(), call, need, source))]
+    /// (`cause` is shown in the message, not chained: it already carries its own causes.)
+    #[error("{}", explain(cause.status(), call, need, cause))]
     Read {
         call: String,
         need: String,
-        #[source]
-        source: Box<GitlabError>,
+        cause: Box<GitlabError>,
     },
-    #[error("{}", explain(execute_status(source), call, need, source))]
+    #[error("{}", explain(execute_status(cause), call, need, cause))]
     Write {
         call: String,
         need: String,
-        #[source]
-        source: Box<ExecuteError>,
+        cause: Box<ExecuteError>,
     },
     #[error("the tracking project {project} (routing.yml `tracking.project`) has no default branch: GitLab offers issue templates only from it; initialise the repository or set a default branch")]
     NoDefaultBranch { project: String },
@@ -107,7 +106,7 @@ fn explain(
     status: Option<http::StatusCode>,
     call: &str,
     need: &str,
-    source: &dyn std::fmt::Display,
+    cause: &dyn std::fmt::Display,
 ) -> String {
     let outcome = match status {
         Some(s) => format!(
@@ -118,9 +117,9 @@ fn explain(
         None => format!("{call} failed"),
     };
     if matches!(status.map(|s| s.as_u16()), Some(401 | 403 | 404)) {
-        format!("{outcome}: setup needs {need}\n  ({source})")
+        format!("{outcome}: setup needs {need}\n  ({cause})")
     } else {
-        format!("{outcome}: {source}\n  (this step needs {need})")
+        format!("{outcome}: {cause}\n  (this step needs {need})")
     }
 }
 
@@ -268,7 +267,7 @@ async fn execute(
             .map_err(|source| SetupError::Write {
                 call: call_of(a),
                 need: role_needed(a).unwrap_or_else(|| "the right role".to_owned()),
-                source: Box::new(source),
+                cause: Box::new(source),
             })?;
         changes.push(a.summary());
     }
@@ -296,7 +295,7 @@ async fn read<T: serde::de::DeserializeOwned + Send + 'static>(
 ) -> Result<Vec<T>, SetupError> {
     let call = format!("GET {}", get_path(&get));
     get.all(client).await.map_err(|e| SetupError::Read {
-        source: Box::new(GitlabError::new(format!("reading {call}"), e)),
+        cause: Box::new(GitlabError::new(format!("reading {call}"), e)),
         call,
         need,
     })
@@ -318,7 +317,7 @@ async fn default_branch(client: &GitlabClient, project: &str) -> Result<String, 
     let get = Get::new(format!("projects/{}", path_id(project)));
     let call = format!("GET {}", get_path(&get));
     let p: ApiProject = get.one(client).await.map_err(|e| SetupError::Read {
-        source: Box::new(GitlabError::new(format!("reading project {project}"), e)),
+        cause: Box::new(GitlabError::new(format!("reading project {project}"), e)),
         call,
         need: read_repository_role(project),
     })?;
@@ -360,7 +359,7 @@ async fn read_file(
                 return Ok(None);
             }
             return Err(SetupError::Read {
-                source: Box::new(e),
+                cause: Box::new(e),
                 call,
                 need: read_repository_role(project),
             });
