@@ -91,7 +91,7 @@ pub enum SetupError {
         need: String,
         cause: Box<ExecuteError>,
     },
-    #[error("the tracking project {project} (routing.yml `tracking.project`) has no default branch: GitLab offers issue templates only from it; initialise the repository or set a default branch")]
+    #[error("project {project} has no default branch (GitLab offers issue templates only from it, and `--policy-project` without `@REF` means it): initialise the repository or set a default branch")]
     NoDefaultBranch { project: String },
     #[error("{path} in {project} is not valid base64/UTF-8 text as GitLab sent it")]
     BadFile { project: String, path: String },
