@@ -326,12 +326,17 @@ struct SetupArgs {
     #[command(flatten)]
     job: JobArgs,
 
-    /// The public URL of `cocreate serve`'s /webhook; without it only labels are set up.
+    /// The public URL of `cocreate serve`'s /webhook; without it no webhook is registered.
     #[arg(long, env = "COCREATE_WEBHOOK_URL")]
     webhook_url: Option<String>,
 
     #[command(flatten)]
     secret: WebhookSecretArgs,
+
+    /// The GitLab project holding the policies (`group/project[@branch]`, default branch when
+    /// no `@`): its webhook also sends pushes to that branch, so `serve` reloads them.
+    #[arg(long, env = "COCREATE_POLICY_PROJECT", value_name = "PATH[@REF]")]
+    policy_project: Option<cocreate::jobs::setup::PolicyRepo>,
 }
 
 /// The webhook secret, shared by `serve` (which checks it) and `setup` (which registers it).
@@ -634,9 +639,22 @@ async fn setup(
     if args.webhook_url.is_some() && secret.is_none() {
         bail!("--webhook-url needs a secret: set COCREATE_WEBHOOK_SECRET (GitLab sends it as X-Gitlab-Token)");
     }
+    if args.policy_project.is_some() && args.webhook_url.is_none() {
+        bail!("--policy-project registers push events on a webhook: set --webhook-url (COCREATE_WEBHOOK_URL) too");
+    }
     let dry = args.job.dry_run;
+    let issue_templates = cocreate::jobs::setup::issue_templates(&templates)?;
     let ctx = job_context(args.job, policies, templates, "setup").await?;
-    let report = cocreate::jobs::setup::run(&ctx, args.webhook_url.as_deref(), secret).await?;
+    let report = cocreate::jobs::setup::run(
+        &ctx,
+        cocreate::jobs::setup::SetupOptions {
+            webhook_url: args.webhook_url,
+            secret,
+            policy_repo: args.policy_project,
+            templates: issue_templates,
+        },
+    )
+    .await?;
     let verb = if dry { "would" } else { "did" };
     if report.changes.is_empty() {
         println!(

@@ -3,6 +3,9 @@
 
 mod support;
 
+#[path = "fake_gitlab_selftest/repository.rs"]
+mod repository;
+
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 

@@ -72,14 +72,30 @@ pub enum Action {
         color: String,
         description: String,
     },
-    /// `POST /<owner>/hooks` with the tool's events and secret token.
+    /// `POST /<owner>/hooks` with the tool's events (each on or off) and secret token.
     CreateHook {
         owner: String,
         url: String,
         token: Option<setup::Secret>,
+        events: std::collections::BTreeMap<String, bool>,
+        /// `push_events_branch_filter`, with push events on.
+        push_branch: Option<String>,
     },
-    /// `PUT /<owner>/hooks/:id`: turn the tool's events on.
-    UpdateHook { owner: String, id: u64, url: String },
+    /// `PUT /<owner>/hooks/:id`: the tool's events back to what it wants.
+    UpdateHook {
+        owner: String,
+        id: u64,
+        url: String,
+        events: std::collections::BTreeMap<String, bool>,
+        push_branch: Option<String>,
+    },
+    /// `POST /projects/:id/repository/commits`: one commit creating or updating the files.
+    CommitFiles {
+        project: String,
+        branch: String,
+        message: String,
+        files: Vec<setup::FileChange>,
+    },
     /// `POST /projects/:id/issues` (a tracking issue).
     CreateIssue {
         project: String,
@@ -159,17 +175,51 @@ impl Action {
             Action::UpdateLabel { owner, name, .. } => {
                 format!("update color/description of label {name:?} in {owner}")
             }
-            Action::CreateHook { owner, url, token } => format!(
-                "register webhook {url} on {owner} ({})",
+            Action::CreateHook {
+                owner,
+                url,
+                token,
+                events,
+                push_branch,
+            } => format!(
+                "register webhook {url} on {owner} ({}; {})",
+                setup::describe_events(events, push_branch.as_deref()),
                 if token.is_some() {
                     "with secret token"
                 } else {
                     "WITHOUT a secret token"
                 }
             ),
-            Action::UpdateHook { owner, url, .. } => {
-                format!("turn on the tool's events of webhook {url} on {owner}")
-            }
+            Action::UpdateHook {
+                owner,
+                url,
+                events,
+                push_branch,
+                ..
+            } => format!(
+                "set the events of webhook {url} on {owner} to {}",
+                setup::describe_events(events, push_branch.as_deref())
+            ),
+            Action::CommitFiles {
+                project,
+                branch,
+                files,
+                ..
+            } => format!(
+                "commit to {project} branch {branch}: {}",
+                files
+                    .iter()
+                    .map(|f| format!(
+                        "{} {}",
+                        match f.action {
+                            setup::FileAction::Create => "create",
+                            setup::FileAction::Update => "update",
+                        },
+                        f.path
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Action::CreateIssue { project, title, .. } => {
                 format!("open issue {title:?} in {project}")
             }

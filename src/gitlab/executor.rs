@@ -3,11 +3,15 @@
 
 use gitlab::api::projects::merge_requests::notes::CreateMergeRequestNote;
 use gitlab::api::projects::merge_requests::EditMergeRequest;
-use gitlab::api::projects::repository::commits::{CommitStatusState, CreateCommitStatus};
+use gitlab::api::projects::repository::commits::{
+    CommitAction, CommitActionType, CommitStatusState, CreateCommit, CreateCommitStatus,
+};
+use gitlab::api::projects::repository::files::Encoding;
 use gitlab::api::{self, AsyncQuery};
 
 use super::endpoints::{path_id, Write};
 use super::{Context, GitlabClient, GitlabError};
+use crate::decide::setup::{FileAction, HookEvent};
 use crate::decide::{Action, NoteTarget, StatusState, STATUS_NAME};
 
 /// Where actions go.
@@ -41,6 +45,14 @@ pub enum ExecuteError {
 }
 
 impl ExecuteError {
+    /// The error as GitLab gave it, without the hint for the worker's operator.
+    pub fn without_hint(self) -> ExecuteError {
+        match self {
+            ExecuteError::Refused { source, .. } => ExecuteError::Gitlab(*source),
+            other => other,
+        }
+    }
+
     /// How to treat the failure (writes: a 404 means the target is gone or hidden).
     pub fn retry(&self) -> super::Retry {
         match self {
@@ -257,8 +269,14 @@ impl Executor {
                     )
                     .await?;
                 }
-                Action::CreateHook { owner, url, token } => {
-                    let mut params = hook_params(url);
+                Action::CreateHook {
+                    owner,
+                    url,
+                    token,
+                    events,
+                    push_branch,
+                } => {
+                    let mut params = hook_params(url, events, push_branch.as_deref());
                     if let Some(t) = token {
                         params.push(("token", t.0.clone()));
                     }
@@ -271,15 +289,57 @@ impl Executor {
                     )
                     .await?;
                 }
-                Action::UpdateHook { owner, id, url } => {
+                Action::UpdateHook {
+                    owner,
+                    id,
+                    url,
+                    events,
+                    push_branch,
+                } => {
                     write(
                         client,
                         &what,
                         http::Method::PUT,
                         format!("{owner}/hooks/{id}"),
-                        hook_params(url),
+                        hook_params(url, events, push_branch.as_deref()),
                     )
                     .await?;
+                }
+                Action::CommitFiles {
+                    project,
+                    branch,
+                    message,
+                    files,
+                } => {
+                    let mut actions = Vec::with_capacity(files.len());
+                    for f in files {
+                        let mut a = CommitAction::builder();
+                        a.action(match f.action {
+                            FileAction::Create => CommitActionType::Create,
+                            FileAction::Update => CommitActionType::Update,
+                        })
+                        .file_path(f.path.as_str())
+                        .content(f.content.as_bytes())
+                        .encoding(Encoding::Text);
+                        if let Some(c) = &f.last_commit_id {
+                            a.last_commit_id(c.as_str());
+                        }
+                        actions.push(
+                            a.build()
+                                .map_err(|e| ExecuteError::Build(what.clone(), e.to_string()))?,
+                        );
+                    }
+                    let endpoint = CreateCommit::builder()
+                        .project(project.as_str())
+                        .branch(branch.as_str())
+                        .commit_message(message.as_str())
+                        .actions(actions)
+                        .build()
+                        .map_err(|e| ExecuteError::Build(what.clone(), e.to_string()))?;
+                    api::ignore(endpoint)
+                        .query_async(client)
+                        .await
+                        .doing(|| what.clone())?;
                 }
                 Action::CreateIssue {
                     project,
@@ -394,17 +454,23 @@ impl Executor {
     }
 }
 
-fn hook_params(url: &str) -> Vec<(&'static str, String)> {
+fn hook_params(
+    url: &str,
+    events: &std::collections::BTreeMap<String, bool>,
+    push_branch: Option<&str>,
+) -> Vec<(&'static str, String)> {
     let mut p = vec![
         ("url", url.to_owned()),
-        ("push_events", "false".to_owned()),
         ("enable_ssl_verification", "true".to_owned()),
     ];
-    p.extend(
-        crate::decide::setup::HOOK_EVENTS
-            .iter()
-            .map(|e| (*e, "true".to_owned())),
-    );
+    for e in HookEvent::ALL {
+        let on = events.get(e.param()).copied().unwrap_or(false);
+        p.push((e.param(), on.to_string()));
+    }
+    if let Some(b) = push_branch {
+        p.push(("push_events_branch_filter", b.to_owned()));
+        p.push(("branch_filter_strategy", "wildcard".to_owned()));
+    }
     p
 }
 

@@ -33,6 +33,10 @@ use serde_json::{json, Value};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+mod deliveries;
+mod repository;
+pub use deliveries::Delivery;
+
 /// The token [`FakeGitLab::start`] expects in the `PRIVATE-TOKEN` header.
 pub const DEFAULT_TOKEN: &str = "test-token";
 /// Id of the default token user (the bot), returned by `GET /api/v4/user`.
@@ -973,6 +977,11 @@ struct World {
     calls: Vec<RecordedCall>,
     faults: VecDeque<FaultRule>,
     failure: Option<FailureRate>,
+    /// Git repositories by project id (see `repository`).
+    repos: BTreeMap<u64, repository::Repo>,
+    /// Webhook calls not yet sent (see `deliveries`).
+    deliveries: Vec<Delivery>,
+    next_delivery: u64,
 }
 
 impl World {
@@ -1014,6 +1023,9 @@ impl World {
             calls: Vec::new(),
             faults: VecDeque::new(),
             failure: None,
+            repos: BTreeMap::new(),
+            deliveries: Vec::new(),
+            next_delivery: 0,
         }
     }
 
@@ -1645,7 +1657,8 @@ fn route(w: &mut World, ctx: &Ctx<'_>, segments: &[&str]) -> HandlerResult {
         ("GET", ["projects", project, "repository", "commits", sha, "statuses"]) => {
             list_statuses(w, ctx, project, sha)
         }
-        _ => Err(Reply::error(404, "404 Not Found")),
+        _ => repository::route(w, ctx, segments)
+            .unwrap_or_else(|| Err(Reply::error(404, "404 Not Found"))),
     }
 }
 
@@ -2714,6 +2727,8 @@ pub struct HookState {
     pub url: String,
     pub token: Option<String>,
     pub events: BTreeMap<String, bool>,
+    /// Project hooks: only pushes to matching branches are sent (`*` wildcards).
+    pub push_events_branch_filter: Option<String>,
 }
 
 const HOOK_EVENTS: &[&str] = &[
@@ -2745,9 +2760,49 @@ fn label_json(l: &LabelState) -> Value {
            "subscribed": false, "priority": null, "is_project_label": false})
 }
 
+/// `GET /<owner>/labels`: the owner's labels, then (unless `include_ancestor_groups=false`,
+/// GitLab's default being true) those of its ancestor groups, nearest first.
 fn list_labels(w: &mut World, ctx: &Ctx<'_>, key: &str) -> HandlerResult {
-    let items = w.labels.get(key).cloned().unwrap_or_default();
-    paginate(w, ctx, &items, label_json)
+    let own: Vec<(LabelState, bool)> = w
+        .labels
+        .get(key)
+        .into_iter()
+        .flatten()
+        .map(|l| (l.clone(), key.starts_with("projects/")))
+        .collect();
+    let mut items = own;
+    if ctx.query.bool("include_ancestor_groups")?.unwrap_or(true) {
+        let path = match key.split_once('/') {
+            Some(("projects", id)) => id.parse().map(|id| w.project_path(id)).unwrap_or_default(),
+            Some(("groups", id)) => id
+                .parse::<u64>()
+                .ok()
+                .and_then(|id| w.groups.get(&id))
+                .map(|g| g.full_path.clone())
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        let mut ancestors: Vec<&Group> = w
+            .groups
+            .values()
+            .filter(|g| path.starts_with(&format!("{}/", g.full_path)))
+            .collect();
+        ancestors.sort_by_key(|g| std::cmp::Reverse(g.full_path.len()));
+        for g in ancestors {
+            items.extend(
+                w.labels
+                    .get(&format!("groups/{}", g.id))
+                    .into_iter()
+                    .flatten()
+                    .map(|l| (l.clone(), false)),
+            );
+        }
+    }
+    paginate(w, ctx, &items, |(l, is_project_label)| {
+        let mut v = label_json(l);
+        v["is_project_label"] = json!(*is_project_label);
+        v
+    })
 }
 
 fn create_label(w: &mut World, ctx: &Ctx<'_>, key: &str) -> HandlerResult {
@@ -2800,7 +2855,9 @@ fn update_label(w: &mut World, ctx: &Ctx<'_>, key: &str, id: &str) -> HandlerRes
 
 fn hook_json(h: &HookState) -> Value {
     let mut v = json!({"id": h.id, "url": h.url, "enable_ssl_verification": true,
-                       "created_at": "2026-01-01T00:00:00.000Z", "alert_status": "executable"});
+                       "created_at": "2026-01-01T00:00:00.000Z", "alert_status": "executable",
+                       "push_events_branch_filter": h.push_events_branch_filter.clone().unwrap_or_default(),
+                       "branch_filter_strategy": "wildcard"});
     for e in HOOK_EVENTS {
         v[*e] = json!(h.events.get(*e).copied().unwrap_or(false));
     }
@@ -2810,8 +2867,8 @@ fn hook_json(h: &HookState) -> Value {
 fn hook_events(p: &Params, base: &BTreeMap<String, bool>) -> BTreeMap<String, bool> {
     let mut events = base.clone();
     for e in HOOK_EVENTS {
-        if let Some(v) = p.get(e) {
-            events.insert(e.to_string(), v == "true");
+        if let Ok(Some(v)) = p.bool(e) {
+            events.insert(e.to_string(), v);
         } else if !events.contains_key(*e) {
             // GitLab's default: push events on, the rest off.
             events.insert(e.to_string(), *e == "push_events");
@@ -2838,6 +2895,10 @@ fn create_hook(w: &mut World, ctx: &Ctx<'_>, key: &str) -> HandlerResult {
         url,
         token: p.get("token").map(str::to_owned),
         events: hook_events(&p, &BTreeMap::new()),
+        push_events_branch_filter: p
+            .get("push_events_branch_filter")
+            .filter(|f| !f.is_empty())
+            .map(str::to_owned),
     };
     w.hooks.entry(key.to_owned()).or_default().push(h.clone());
     Ok(Reply::json(201, hook_json(&h)))
@@ -2857,6 +2918,9 @@ fn update_hook(w: &mut World, ctx: &Ctx<'_>, key: &str, id: &str) -> HandlerResu
         h.token = Some(t.to_owned());
     }
     h.events = hook_events(&p, &h.events);
+    if let Some(f) = p.get("push_events_branch_filter") {
+        h.push_events_branch_filter = Some(f.to_owned()).filter(|f| !f.is_empty());
+    }
     let h = h.clone();
     Ok(Reply::json(200, hook_json(&h)))
 }
