@@ -109,11 +109,10 @@ fn role_needed(action: &Action) -> String {
             project(&issue.project),
             "to edit and comment on confidential tracking issues",
         ),
-        #[allow(unreachable_patterns)]
-        _ => (
-            "the right",
-            "the target project or group".to_owned(),
-            "for this write",
+        Action::CommitFiles { project: p, .. } => (
+            "Developer",
+            project(p),
+            "to commit the issue templates (Maintainer when the branch is protected)",
         ),
     };
     format!("the bot account needs the {role} role (or higher) in {place} {why}; grant it, then `cocreate queue replay` the event")
