@@ -37,26 +37,33 @@ impl RepoSource {
 
     /// Parses `gitlab:<project path>[@<ref>]`; `None` when `raw` does not start with `gitlab:`.
     pub fn parse(raw: &str) -> Option<Result<Self, String>> {
-        let rest = raw.strip_prefix(Self::PREFIX)?;
-        let (project, reference) = match rest.rsplit_once('@') {
+        Some(raw.strip_prefix(Self::PREFIX)?.parse())
+    }
+}
+
+impl std::str::FromStr for RepoSource {
+    type Err = String;
+
+    /// `group/project` or `group/project@branch` (a numeric project id works too).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (project, reference) = match s.trim().split_once('@') {
+            Some((p, r)) if r.trim().is_empty() => {
+                return Err(format!("`{s}`: nothing after `@` (write {p}@<branch>, or leave `@` out for the default branch)"))
+            }
             Some((p, r)) => (p.trim(), Some(r.trim())),
-            None => (rest.trim(), None),
+            None => (s.trim(), None),
         };
         let project = project.trim_matches('/');
-        if project.is_empty() || project.contains(char::is_whitespace) {
-            return Some(Err(format!(
-                "`{raw}`: name the policy project as gitlab:<group>/<project>[@<branch>], e.g. gitlab:cocreate/policies@main"
-            )));
+        let is_id = !project.is_empty() && project.chars().all(|c| c.is_ascii_digit());
+        if !is_id && (!project.contains('/') || project.contains(char::is_whitespace)) {
+            return Err(format!(
+                "`{s}`: expected the project's full path, like cocreate/policies[@main]"
+            ));
         }
-        if reference.is_some_and(|r| r.is_empty()) {
-            return Some(Err(format!(
-                "`{raw}`: the branch after `@` is empty; leave out `@` for the default branch"
-            )));
-        }
-        Some(Ok(Self {
+        Ok(Self {
             project: project.to_owned(),
             reference: reference.map(str::to_owned),
-        }))
+        })
     }
 }
 
@@ -616,7 +623,7 @@ mod tests {
     #[test]
     fn repo_source_parses() {
         type Parsed<'a> = Option<Result<(&'a str, Option<&'a str>), ()>>;
-        let rows: [(&str, Parsed); 7] = [
+        let rows: [(&str, Parsed); 8] = [
             ("policies", None),
             (
                 "gitlab:cocreate/policies",
@@ -633,6 +640,7 @@ mod tests {
             ("gitlab:", Some(Err(()))),
             ("gitlab:a/b@", Some(Err(()))),
             ("gitlab:a b", Some(Err(()))),
+            ("gitlab:policies", Some(Err(()))),
         ];
         for (raw, want) in rows {
             let got =

@@ -17,40 +17,9 @@ use crate::decide::Action;
 use crate::gitlab::{path_id, ExecuteError, Get, GitlabClient, GitlabError};
 use crate::handlers::Context;
 
-/// A GitLab project whose repository holds the policies, at a branch (`PATH[@REF]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyRepo {
-    pub project: String,
-    /// Branch (or other ref); empty: the project's default branch.
-    pub reference: String,
-}
-
-impl std::str::FromStr for PolicyRepo {
-    type Err = String;
-
-    /// `group/project` or `group/project@branch`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (project, reference) = match s.trim().split_once('@') {
-            Some((p, r)) if r.trim().is_empty() => {
-                return Err(format!("`{s}`: nothing after `@` (write {p}@<branch>, or leave `@` out for the default branch)"))
-            }
-            Some((p, r)) => (p.trim(), r.trim()),
-            None => (s.trim(), ""),
-        };
-        let project = project.trim_matches('/');
-        if project.is_empty()
-            || !project.contains('/') && !project.chars().all(|c| c.is_ascii_digit())
-        {
-            return Err(format!(
-                "`{s}`: expected the project's full path, like cocreate/policies[@main]"
-            ));
-        }
-        Ok(Self {
-            project: project.to_owned(),
-            reference: reference.to_owned(),
-        })
-    }
-}
+/// A GitLab project whose repository holds the policies, at a branch (`PATH[@REF]`): the same
+/// source `serve --policies gitlab:PATH[@REF]` follows.
+pub use crate::reload::RepoSource as PolicyRepo;
 
 /// What `setup` is asked to do besides the labels.
 #[derive(Debug, Clone, Default)]
@@ -207,8 +176,11 @@ pub async fn run(ctx: &Context, opts: SetupOptions) -> Result<SetupReport, Setup
     // Webhooks.
     if let Some(url) = opts.webhook_url.as_deref() {
         let policy_branch = match &opts.policy_repo {
-            Some(p) if p.reference.is_empty() => Some(default_branch(client, &p.project).await?),
-            Some(p) => Some(p.reference.clone()),
+            Some(PolicyRepo {
+                reference: Some(branch),
+                ..
+            }) => Some(branch.clone()),
+            Some(p) => Some(default_branch(client, &p.project).await?),
             None => None,
         };
         let policy =
@@ -429,7 +401,7 @@ mod tests {
             let got = raw.parse::<PolicyRepo>().ok();
             assert_eq!(
                 got.as_ref()
-                    .map(|p| (p.project.as_str(), p.reference.as_str())),
+                    .map(|p| (p.project.as_str(), p.reference.as_deref().unwrap_or(""))),
                 want,
                 "{raw}"
             );
