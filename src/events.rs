@@ -95,9 +95,12 @@ pub fn parse(kind: EventKind, body: &[u8]) -> Result<Result<Event, Ignored>, Pay
         EventKind::Issue | EventKind::ConfidentialIssue => {
             parse_as(kind, body).map(|e| Ok(Event::Issue(e)))
         }
-        EventKind::Note | EventKind::ConfidentialNote => {
-            parse_as(kind, body).map(|e| Ok(Event::Note(e)))
-        }
+        EventKind::Note => parse_as(kind, body).map(|e| Ok(Event::Note(e))),
+        // GitLab sends internal notes (and notes on confidential issues) as this kind.
+        EventKind::ConfidentialNote => parse_as(kind, body).map(|mut e: NoteEvent| {
+            e.confidential_hook = true;
+            Ok(Event::Note(e))
+        }),
         other => Ok(Err(Ignored::UnsupportedKind(other.header().to_owned()))),
     }
 }
@@ -259,6 +262,12 @@ pub struct NoteAttributes {
     pub noteable_type: String,
     #[serde(default)]
     pub system: bool,
+    /// An internal note: only project members (Reporter and up) see it.
+    #[serde(default)]
+    pub internal: bool,
+    /// The older name of `internal`, still sent by some GitLab versions.
+    #[serde(default)]
+    pub confidential: Option<bool>,
 }
 
 /// The MR a note was written on (only present for MR notes).
@@ -279,6 +288,19 @@ pub struct NoteEvent {
     pub object_attributes: NoteAttributes,
     #[serde(default)]
     pub merge_request: Option<NoteMergeRequest>,
+    /// Delivered as `Confidential Note Hook` (set by [`parse`], not part of the body).
+    #[serde(skip)]
+    pub confidential_hook: bool,
+}
+
+impl NoteEvent {
+    /// Whether the note is visible only to project members: anything GitLab marks internal or
+    /// confidential, or delivers through the confidential note hook, counts.
+    pub fn is_internal(&self) -> bool {
+        self.object_attributes.internal
+            || self.object_attributes.confidential.unwrap_or(false)
+            || self.confidential_hook
+    }
 }
 
 impl MergeRequestEvent {

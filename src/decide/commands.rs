@@ -102,6 +102,8 @@ pub struct CommandFacts<'a> {
     pub head_status: Option<Option<&'a str>>,
     pub roster: Option<&'a RosterFacts>,
     pub bot: &'a str,
+    /// The command was written in an internal note: the reply is internal too.
+    pub internal: bool,
 }
 
 /// The answer to one command: each command note is answered once (keyed by its note id).
@@ -121,8 +123,15 @@ pub fn decide_command(
             .iter()
             .any(|(_, u)| u.eq_ignore_ascii_case(&issuer))
         || roster.contains(&issuer);
+    // A reply has the visibility of what it answers: what was said in an internal note is
+    // never quoted, or even acknowledged, where the public can read it.
+    let target = if f.internal {
+        NoteTarget::MergeRequestInternal(f.mr)
+    } else {
+        NoteTarget::MergeRequest(f.mr)
+    };
     let reply = |text: String| Action::PostNote {
-        target: NoteTarget::MergeRequest(f.mr),
+        target: target.clone(),
         marker: Marker::Command,
         body: format!("{marker}\n{text}"),
     };

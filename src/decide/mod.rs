@@ -31,7 +31,25 @@ use crate::messages::Marker;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum NoteTarget {
+    /// A note on the MR that everyone who can see the MR can read (public on a public project).
     MergeRequest(MrRef),
+    /// An internal note on the MR (`internal: true`): only project members with the Reporter
+    /// role or higher read it. The answer to anything said in an internal note goes here.
+    MergeRequestInternal(MrRef),
+}
+
+impl NoteTarget {
+    /// The MR the note goes on.
+    pub fn mr(&self) -> MrRef {
+        match self {
+            NoteTarget::MergeRequest(mr) | NoteTarget::MergeRequestInternal(mr) => *mr,
+        }
+    }
+
+    /// Whether the note is internal.
+    pub fn is_internal(&self) -> bool {
+        matches!(self, NoteTarget::MergeRequestInternal(_))
+    }
 }
 
 /// One write to GitLab. The executor is the only code that turns these into API calls.
@@ -195,8 +213,12 @@ impl Action {
                 format!("post note {marker} on issue {issue}")
             }
             Action::PostNote { target, marker, .. } => {
-                let NoteTarget::MergeRequest(mr) = target;
-                format!("post {marker:?} note on {mr}")
+                let visibility = if target.is_internal() {
+                    "internal "
+                } else {
+                    ""
+                };
+                format!("post {visibility}{marker:?} note on {}", target.mr())
             }
         }
     }

@@ -8,7 +8,7 @@ use gitlab::api::{self, AsyncQuery};
 
 use super::endpoints::{path_id, Write};
 use super::{Context, GitlabClient, GitlabError};
-use crate::decide::{Action, NoteTarget, StatusState, STATUS_NAME};
+use crate::decide::{Action, StatusState, STATUS_NAME};
 
 /// Where actions go.
 #[derive(Debug, Clone)]
@@ -274,11 +274,15 @@ impl Executor {
                     .await?;
                 }
                 Action::PostNote { target, body, .. } => {
-                    let NoteTarget::MergeRequest(mr) = target;
-                    let endpoint = CreateMergeRequestNote::builder()
-                        .project(mr.project_id)
+                    let mr = target.mr();
+                    let mut b = CreateMergeRequestNote::builder();
+                    b.project(mr.project_id)
                         .merge_request(mr.iid)
-                        .body(body.as_str())
+                        .body(body.as_str());
+                    if target.is_internal() {
+                        b.internal(true);
+                    }
+                    let endpoint = b
                         .build()
                         .map_err(|e| ExecuteError::Build(what.clone(), e.to_string()))?;
                     api::ignore(endpoint)

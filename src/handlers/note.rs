@@ -13,6 +13,8 @@ pub struct NoteInput {
     pub author_id: u64,
     pub issuer: String,
     pub command: Command,
+    /// The command was written in an internal note.
+    pub internal: bool,
 }
 
 /// A comment on an MR that addresses the bot.
@@ -35,6 +37,7 @@ pub fn parse(event: &Event, bot: &str) -> Option<NoteInput> {
         author_id: mr.author_id,
         issuer: n.user.username.clone(),
         command,
+        internal: n.is_internal(),
     })
 }
 
@@ -93,6 +96,7 @@ pub async fn handle(
         head_status: head_status.as_ref().map(|s| s.as_deref()),
         roster: roster.as_ref(),
         bot: &ctx.bot_username,
+        internal: input.internal,
     };
     let actions = decide_command(&facts, &ctx.policies, &ctx.messages)?;
     let report = ctx.executor.run(Some(&c), &actions).await?;
