@@ -83,3 +83,164 @@ async fn a_command_in_an_internal_note_is_answered_internally_and_never_quoted_p
     );
     h.stop().await;
 }
+
+// 2. Intakes and tracking issues.
+
+const INTAKE: &str = "## Co-Create engagement request\n\n- Organization: example-aero\n- CSM: @csm-aero\n- SA: @sa-aero\n- Opportunity: Faster pipelines for large monorepos\n- Customer contacts: @aero-dev-1\n\n/label ~\"Co-Create intake\"\n";
+
+/// An intake issue opened by the CSM; `confidential` as they left it (the quick action in the
+/// template can be deleted, or the issue opened without the template).
+fn intake(h: &Harness, description: &str, confidential: bool) -> u64 {
+    h.gitlab.add_issue(support::fake_gitlab::IssueSpec {
+        project_id: TRACKING_PROJECT_ID,
+        title: "Co-Create engagement request".into(),
+        description: description.into(),
+        author_id: 701,
+        confidential,
+        labels: vec!["Co-Create intake".into()],
+        project_path: TRACKING_PROJECT.into(),
+        ..support::fake_gitlab::IssueSpec::default()
+    })
+}
+
+async fn deliver_intake(h: &Harness, iid: u64, description: &str) {
+    h.deliver_issue(issue_event(
+        iid,
+        (701, "csm-aero"),
+        "open",
+        description,
+        &["Co-Create intake"],
+        None,
+    ))
+    .await;
+    h.wait_idle().await;
+}
+
+/// The example policies with `tracking.confidential: false`.
+fn without_confidential_tracking(s: &mut cocreate::app::ServeSettings) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    for entry in std::fs::read_dir(&root).expect("policies") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read");
+        let text = text.replace("  confidential: true", "  confidential: false");
+        std::fs::write(dir.path().join(path.file_name().expect("name")), text).expect("write");
+    }
+    s.policies = cocreate::app::ConfigSource::Dir(dir.path().to_owned());
+    dir
+}
+
+#[tokio::test]
+async fn an_intake_is_made_confidential_in_the_same_edit_that_converts_it() {
+    let h = Harness::start().await;
+    let iid = intake(&h, INTAKE, false);
+    h.gitlab.clear_calls();
+    deliver_intake(&h, iid, INTAKE).await;
+    let issue = h.gitlab.issue(TRACKING_PROJECT_ID, iid);
+    assert!(issue.confidential, "a tracking issue is confidential");
+    assert!(issue
+        .description
+        .contains("#cocreate-initiative-example-aero"));
+    let writes = h.gitlab.writes();
+    assert_eq!(writes.len(), 1, "one edit: {writes:#?}");
+    let body = &writes[0].body;
+    assert!(
+        body.contains("confidential=true") && body.contains("add_labels="),
+        "{body}"
+    );
+    assert!(h.take_issue_notes(iid).is_empty());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_duplicate_intake_is_made_confidential_before_the_note_names_the_organization() {
+    let h = Harness::start().await;
+    let first = h.gitlab.add_issue(support::fake_gitlab::IssueSpec {
+        project_id: TRACKING_PROJECT_ID,
+        title: "Co-Create engagement: Example Aero".into(),
+        author_id: 701,
+        confidential: true,
+        labels: vec![
+            "Co-Create engagement".into(),
+            "Co-Create org::example-aero".into(),
+        ],
+        project_path: TRACKING_PROJECT.into(),
+        ..support::fake_gitlab::IssueSpec::default()
+    });
+    let second = intake(&h, INTAKE, false);
+    h.gitlab.clear_calls();
+    deliver_intake(&h, second, INTAKE).await;
+    let writes = h.gitlab.writes();
+    let order: Vec<String> = writes
+        .iter()
+        .map(|w| format!("{} {}", w.method, w.path.rsplit('/').next().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            format!("PUT {second}"),
+            "POST links".into(),
+            "POST notes".into()
+        ]
+    );
+    assert!(
+        writes[0].body.contains("confidential=true"),
+        "{}",
+        writes[0].body
+    );
+    let notes = h.take_issue_notes(second);
+    assert!(notes[0].contains("Example Aero") && notes[0].contains(&format!("#{first}")));
+    assert!(h.gitlab.issue(TRACKING_PROJECT_ID, second).confidential);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_invalid_intake_on_a_public_issue_names_no_organization() {
+    let mut dir = None;
+    let h = Harness::start_with(|s| dir = Some(without_confidential_tracking(s))).await;
+    let text = "- Organization: Example Shipping\n- CSM: @csm-bank ae\n- Opportunity: x\n";
+    let iid = intake(&h, text, false);
+    deliver_intake(&h, iid, text).await;
+    let notes = h.take_issue_notes(iid);
+    assert_eq!(notes.len(), 1, "{notes:#?}");
+    let note = &notes[0];
+    for secret in [
+        "example-aero",
+        "example-telco",
+        "Known organizations",
+        "Example Shipping",
+        "csm-bank",
+    ] {
+        assert!(!note.contains(secret), "{secret} in {note}");
+    }
+    assert!(
+        note.contains("Organization: not the slug or name"),
+        "{note}"
+    );
+    assert!(note.contains("CSM: not a GitLab username"), "{note}");
+    assert!(!h.gitlab.issue(TRACKING_PROJECT_ID, iid).confidential);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_invalid_intake_is_made_confidential_before_its_note_lists_the_organizations() {
+    let h = Harness::start().await;
+    let text = "- Organization: nope\n- CSM: @csm-aero\n- Opportunity: x\n";
+    let iid = intake(&h, text, false);
+    h.gitlab.clear_calls();
+    deliver_intake(&h, iid, text).await;
+    let methods: Vec<String> = h.gitlab.writes().iter().map(|w| w.method.clone()).collect();
+    assert_eq!(
+        methods,
+        ["PUT", "POST"],
+        "confidential first, then the note"
+    );
+    assert!(h.gitlab.issue(TRACKING_PROJECT_ID, iid).confidential);
+    let notes = h.take_issue_notes(iid);
+    assert!(
+        notes[0].contains("Known organizations: `example-aero`"),
+        "{}",
+        notes[0]
+    );
+    h.stop().await;
+}

@@ -106,13 +106,15 @@ pub enum Action {
         confidential: bool,
         assignee_ids: Vec<UserId>,
     },
-    /// `PUT /projects/:id/issues/:iid`: labels added/removed, assignees set, description replaced.
+    /// `PUT /projects/:id/issues/:iid`: labels added/removed, assignees set, description
+    /// replaced, and (when `confidential` is set) the issue made confidential in the same edit.
     EditIssue {
         issue: engagement::IssueRef,
         add_labels: Vec<String>,
         remove_labels: Vec<String>,
         assignee_ids: Option<Vec<UserId>>,
         description: Option<String>,
+        confidential: Option<bool>,
     },
     /// `POST /projects/:id/issues/:iid/links`.
     LinkIssues {
@@ -196,8 +198,9 @@ impl Action {
                 remove_labels,
                 assignee_ids,
                 description,
+                confidential,
             } => format!(
-                "edit issue {issue}: add {add_labels:?}, remove {remove_labels:?}{}{}",
+                "edit issue {issue}: add {add_labels:?}, remove {remove_labels:?}{}{}{}",
                 assignee_ids
                     .as_ref()
                     .map(|a| format!(", assignees {a:?}"))
@@ -206,6 +209,11 @@ impl Action {
                     ", append the checklist"
                 } else {
                     ""
+                },
+                match confidential {
+                    Some(true) => ", make it confidential",
+                    Some(false) => ", make it public",
+                    None => "",
                 }
             ),
             Action::LinkIssues { issue, target } => format!("link issue {issue} to {target}"),

@@ -298,4 +298,9 @@ pub struct ApiIssue {
     pub assignees: Vec<ApiUserRef>,
     #[serde(default)]
     pub web_url: String,
+    #[serde(default)]
+    pub confidential: bool,
+    /// Who opened it (markers in the description count only when that is the bot).
+    #[serde(default)]
+    pub author: Option<ApiUserRef>,
 }

@@ -215,8 +215,12 @@ impl Executor {
                     remove_labels,
                     assignee_ids,
                     description,
+                    confidential,
                 } => {
                     let mut params = Vec::new();
+                    if let Some(c) = confidential {
+                        params.push(("confidential", c.to_string()));
+                    }
                     if !add_labels.is_empty() {
                         params.push(("add_labels", add_labels.join(",")));
                     }

@@ -285,6 +285,7 @@ impl FactSource {
             markers.extend(self.issue_markers(c, &issue).await?);
             out.push(TrackingIssue {
                 issue,
+                confidential: i.confidential,
                 assignees: i
                     .assignees
                     .iter()
