@@ -90,7 +90,11 @@ async fn recheck_updates_the_cca_at_once() {
     assert_eq!(r.status(), 200);
     h.wait_idle().await;
     let notes = h.take_notes(21);
-    assert!(last(&notes).contains("is **expired**"), "{}", last(&notes));
+    assert!(
+        last(&notes).contains("is **no longer current**"),
+        "{}",
+        last(&notes)
+    );
     assert!(h
         .gitlab
         .mr(PROJECT_ID, 21)

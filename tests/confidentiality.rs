@@ -244,3 +244,72 @@ async fn an_invalid_intake_is_made_confidential_before_its_note_lists_the_organi
     );
     h.stop().await;
 }
+
+// 3. Public MRs carry only whether a current agreement is on file and how to get one.
+
+/// Dates, versions and references of `agreements.yml`.
+fn assert_no_agreement_details(text: &str) {
+    for secret in [
+        "2024",
+        "2026",
+        "2028",
+        "CCA 2.",
+        "contracts/",
+        "expiring",
+        "expires",
+    ] {
+        assert!(!text.contains(secret), "{secret:?} in public text: {text}");
+    }
+}
+
+#[tokio::test]
+async fn an_expired_agreement_shows_on_the_public_mr_without_its_date() {
+    let h = Harness::start().await;
+    add_mr(&h.gitlab, 21, TELCO_DEV.0, "Telco change");
+    h.deliver_mr(mr_event(21, TELCO_DEV, TELCO_DEV, "open"))
+        .await;
+    h.wait_idle().await;
+    let sha = h.gitlab.mr(PROJECT_ID, 21).sha;
+    let statuses = h.gitlab.commit_statuses(PROJECT_ID, &sha);
+    assert_eq!(statuses.len(), 1);
+    assert_eq!(
+        statuses[0].description,
+        "No current Corporate Contributor Agreement on file"
+    );
+    say(&h, 21, TELCO_DEV, "@cocreate-bot recheck", false).await;
+    let notes = h.take_notes(21);
+    assert_eq!(
+        notes.len(),
+        2,
+        "welcome with instructions, recheck: {notes:#?}"
+    );
+    assert!(notes[0].contains("cla-managers@example.com"), "how to sign");
+    assert!(notes[1].contains("**no longer current**"), "{}", notes[1]);
+    for n in &notes {
+        assert_no_agreement_details(n);
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_agreement_about_to_expire_is_simply_on_file_on_the_public_mr() {
+    // 2027-12-20: example-aero's agreement expires within the warning period.
+    let h = Harness::start_with(|s| {
+        s.clock = cocreate::clock::Clock::fixed(
+            chrono::DateTime::parse_from_rfc3339("2027-12-20T12:00:00Z")
+                .expect("time")
+                .to_utc(),
+        )
+    })
+    .await;
+    routed(&h).await;
+    say(&h, 16, AERO_DEV, "@cocreate-bot recheck", false).await;
+    let notes = h.take_notes(16);
+    assert!(notes[1].contains("**on file**"), "{}", notes[1]);
+    assert_no_agreement_details(&notes[1]);
+    let sha = h.gitlab.mr(PROJECT_ID, 16).sha;
+    for s in h.gitlab.commit_statuses(PROJECT_ID, &sha) {
+        assert_no_agreement_details(&s.description);
+    }
+    h.stop().await;
+}

@@ -206,7 +206,7 @@ pub fn decide_command(
                     };
                     let plan = plan_cca(&facts, state, &policies.routing.labels);
                     actions.extend(cca_actions(&facts, &plan, state, f.author, policies, messages)?);
-                    state.name().to_owned()
+                    state.public_summary().to_owned()
                 }
             };
             actions.push(reply(messages.command_reply(
