@@ -61,6 +61,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         "command_recheck.md",
         include_str!("../templates/command_recheck.md"),
     ),
+    (
+        "command_ready_unassigned.md",
+        include_str!("../templates/command_ready_unassigned.md"),
+    ),
     ("nudge_ping.md", include_str!("../templates/nudge_ping.md")),
     (
         "nudge_escalate.md",

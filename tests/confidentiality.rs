@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use serde_json::Value;
 use support::fake_gitlab::NoteState;
 use support::harness::*;
@@ -27,16 +29,36 @@ fn bot_notes(h: &Harness, iid: u64) -> Vec<NoteState> {
         .collect()
 }
 
+/// The authors of the MRs these tests use.
+fn author_of(iid: u64) -> u64 {
+    match iid {
+        16 => AERO_DEV.0,
+        21 => TELCO_DEV.0,
+        _ => OUTSIDER.0,
+    }
+}
+
 /// A comment as GitLab sends it: the note exists on the MR, and the webhook says so.
 async fn say(h: &Harness, iid: u64, by: (u64, &str), body: &str, internal: bool) -> u64 {
+    say_claiming(h, iid, by, body, internal, author_of(iid)).await
+}
+
+/// Like [`say`], with a webhook whose `merge_request.author_id` says `claimed_author`.
+async fn say_claiming(
+    h: &Harness,
+    iid: u64,
+    by: (u64, &str),
+    body: &str,
+    internal: bool,
+    claimed_author: u64,
+) -> u64 {
     let id = if internal {
         h.gitlab.add_internal_note(PROJECT_ID, iid, by.0, body)
     } else {
         h.gitlab.add_note(PROJECT_ID, iid, by.0, body)
     };
-    let author = if iid == 16 { AERO_DEV.0 } else { TELCO_DEV.0 };
     let mut v: Value =
-        serde_json::from_slice(&note_event(iid, author, id, by, body)).expect("json");
+        serde_json::from_slice(&note_event(iid, claimed_author, id, by, body)).expect("json");
     v["object_attributes"]["internal"] = internal.into();
     let kind = if internal {
         v["event_type"] = "confidential_note".into();
@@ -63,6 +85,7 @@ async fn a_command_in_an_internal_note_is_answered_internally_and_never_quoted_p
     routed(&h).await;
     let secret = "acquisition-of-examplecorp-closes-friday";
     say(&h, 16, MAINTAINER, &format!("@cocreate-bot {secret}"), true).await;
+    h.gitlab.advance_time(Duration::from_secs(120));
     say(&h, 16, MAINTAINER, "@cocreate-bot help", true).await;
     let notes = bot_notes(&h, 16);
     let public: Vec<&NoteState> = notes.iter().filter(|n| !n.internal).collect();
@@ -311,5 +334,135 @@ async fn an_agreement_about_to_expire_is_simply_on_file_on_the_public_mr() {
     for s in h.gitlab.commit_statuses(PROJECT_ID, &sha) {
         assert_no_agreement_details(&s.description);
     }
+    h.stop().await;
+}
+
+// 4. Commands: who may make the bot write, and how often.
+
+/// Freezes the fake GitLab's clock, so the tests say how much time passes between comments.
+fn freeze(h: &Harness) {
+    h.gitlab.set_time("2026-11-23T12:00:00Z");
+}
+
+fn minutes(n: u64) -> Duration {
+    Duration::from_secs(60 * n)
+}
+
+#[tokio::test]
+async fn a_bystander_gets_one_polite_refusal_per_mr_however_often_they_ask() {
+    let h = Harness::start().await;
+    freeze(&h);
+    routed(&h).await;
+    for body in [
+        "@cocreate-bot ready",
+        "@cocreate-bot help",
+        "@cocreate-bot recheck",
+    ] {
+        say(&h, 16, OUTSIDER, body, false).await;
+        h.gitlab.advance_time(minutes(5));
+    }
+    let notes = h.take_notes(16);
+    assert_eq!(notes.len(), 2, "welcome and one refusal: {notes:#?}");
+    assert!(
+        notes[1].contains("only the author of this merge request"),
+        "{}",
+        notes[1]
+    );
+    // Someone else still gets their one refusal.
+    say(&h, 16, TELCO_DEV, "@cocreate-bot ready", false).await;
+    assert_eq!(h.take_notes(16).len(), 3);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn nothing_is_answered_on_an_mr_that_is_not_co_create() {
+    let h = Harness::start().await;
+    freeze(&h);
+    add_mr(&h.gitlab, 30, OUTSIDER.0, "Fix a typo");
+    h.gitlab.clear_calls();
+    // The author's `ready` would be a promise nobody keeps; a bystander's command a refusal.
+    say(&h, 30, OUTSIDER, "@cocreate-bot ready", false).await;
+    h.gitlab.advance_time(minutes(5));
+    say(&h, 30, TELCO_DEV, "@cocreate-bot help", false).await;
+    assert!(h.take_notes(30).is_empty());
+    assert!(h.gitlab.writes().is_empty(), "{:#?}", h.gitlab.writes());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn one_reply_per_person_per_mr_per_minute_whatever_they_post() {
+    let h = Harness::start().await;
+    freeze(&h);
+    routed(&h).await;
+    for i in 0..120 {
+        let body = if i % 2 == 0 {
+            "@cocreate-bot help"
+        } else {
+            "@cocreate-bot ready"
+        };
+        let id = h.gitlab.add_note(PROJECT_ID, 16, AERO_DEV.0, body);
+        let r = h
+            .deliver(
+                "Note Hook",
+                note_event(16, AERO_DEV.0, id, AERO_DEV, body),
+                Some(&new_uuid()),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    h.wait_idle().await;
+    assert_eq!(h.take_notes(16).len(), 2, "welcome and one reply");
+    // A minute later they are answered again, and someone else is answered meanwhile.
+    say(&h, 16, MAINTAINER, "@cocreate-bot help", false).await;
+    h.gitlab.advance_time(minutes(2));
+    say(&h, 16, AERO_DEV, "@cocreate-bot help", false).await;
+    assert_eq!(h.take_notes(16).len(), 4);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn commands_in_html_comments_code_and_quotes_are_ignored() {
+    let h = Harness::start().await;
+    freeze(&h);
+    routed(&h).await;
+    h.gitlab.clear_calls();
+    for body in [
+        "<!-- @cocreate-bot recheck -->",
+        "Notes for later:\n<!--\n@cocreate-bot ready\n-->",
+        ">>>\n@cocreate-bot help\n>>>",
+        "<code>@cocreate-bot ready</code>",
+        "<pre>\n@cocreate-bot recheck\n</pre>",
+        "> @cocreate-bot ready",
+        "```\n@cocreate-bot ready\n```",
+    ] {
+        say(&h, 16, AERO_DEV, body, false).await;
+        h.gitlab.advance_time(minutes(2));
+    }
+    assert_eq!(h.take_notes(16).len(), 1, "only the welcome");
+    assert!(h.gitlab.writes().is_empty(), "{:#?}", h.gitlab.writes());
+    h.stop().await;
+}
+
+// 5. Who may command is decided from the MR as GitLab has it.
+
+#[tokio::test]
+async fn who_may_command_comes_from_the_mr_in_gitlab_not_from_the_webhook() {
+    let h = Harness::start().await;
+    freeze(&h);
+    routed(&h).await;
+    // The webhook claims the outsider wrote !16; GitLab says aero-dev-1 did.
+    say_claiming(&h, 16, OUTSIDER, "@cocreate-bot ready", false, OUTSIDER.0).await;
+    let notes = h.take_notes(16);
+    assert_eq!(notes.len(), 2, "{notes:#?}");
+    assert!(
+        notes[1].contains("only the author of this merge request"),
+        "{}",
+        notes[1]
+    );
+    assert!(!notes[1].contains("ready for review"), "{}", notes[1]);
+    // The maintainer reviews !16 in GitLab (not in the webhook), so may command.
+    say_claiming(&h, 16, MAINTAINER, "@cocreate-bot help", false, OUTSIDER.0).await;
+    let notes = h.take_notes(16);
+    assert!(notes[2].contains("`@cocreate-bot ready`"), "{}", notes[2]);
     h.stop().await;
 }

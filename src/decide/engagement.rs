@@ -640,7 +640,8 @@ mod tests {
         let invalid = "- Organization: nope\n- CSM: @c\n- Opportunity: x";
         // (description, confidential now, other tracking issues, wanted: confidential edit
         // first, note lists/names organizations)
-        let rows: Vec<(&str, bool, bool, Option<bool>, Option<bool>)> = vec![
+        type Row<'a> = (&'a str, bool, bool, Option<bool>, Option<bool>);
+        let rows: Vec<Row> = vec![
             (INTAKE, false, false, Some(true), None),
             (INTAKE, true, false, None, None),
             (INTAKE, false, true, Some(true), Some(true)),

@@ -13,6 +13,7 @@ use super::endpoints::{
     ApiUser, Get,
 };
 use super::{Context, GitlabClient, GitlabError, TtlCache};
+use crate::decide::commands::BotNote;
 use crate::decide::engagement::{linked_mrs, IssueRef, TrackingIssue};
 use crate::decide::nudge::Activity;
 use crate::decide::{RosterFacts, RosterMember};
@@ -162,12 +163,24 @@ impl FactSource {
         Ok(self.bot_markers_in(&self.mr_notes(c, mr).await?))
     }
 
-    /// The markers (`<!-- cocreate:… -->`) of the bot's own notes among `notes`.
+    /// The markers (`<!-- cocreate:… -->`) of the bot's own notes among `notes`. Markers in
+    /// anyone else's note are text: they count only in notes the bot's own user wrote.
     pub fn bot_markers_in(&self, notes: &[ApiNote]) -> Vec<String> {
+        self.bot_notes_in(notes)
+            .into_iter()
+            .flat_map(|n| n.markers)
+            .collect()
+    }
+
+    /// The bot's own notes among `notes`, with their markers and times.
+    pub fn bot_notes_in(&self, notes: &[ApiNote]) -> Vec<BotNote> {
         notes
             .iter()
             .filter(|n| !n.system && n.author.username.eq_ignore_ascii_case(&self.bot_username))
-            .flat_map(|n| crate::messages::markers_in(&n.body))
+            .map(|n| BotNote {
+                markers: crate::messages::markers_in(&n.body),
+                at: n.created_at,
+            })
             .collect()
     }
 
