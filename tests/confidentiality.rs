@@ -466,3 +466,42 @@ async fn who_may_command_comes_from_the_mr_in_gitlab_not_from_the_webhook() {
     assert!(notes[2].contains("`@cocreate-bot ready`"), "{}", notes[2]);
     h.stop().await;
 }
+
+// 6 (markers). Markers count only in notes written by the bot's own user.
+
+#[tokio::test]
+async fn a_marker_written_by_someone_else_is_only_text() {
+    let h = Harness::start().await;
+    // A tracking issue converted from an intake: the account team wrote its description, and
+    // someone put the link marker of !16 into it.
+    let tracking = h.gitlab.add_issue(support::fake_gitlab::IssueSpec {
+        project_id: TRACKING_PROJECT_ID,
+        title: "Co-Create engagement request".into(),
+        description: format!("{INTAKE}\n<!-- cocreate:mr-link:{PROJECT_ID}!16 -->"),
+        author_id: 701,
+        confidential: true,
+        labels: vec![
+            "Co-Create engagement".into(),
+            "Co-Create org::example-aero".into(),
+            "Co-Create stage::active".into(),
+        ],
+        project_path: TRACKING_PROJECT.into(),
+        ..support::fake_gitlab::IssueSpec::default()
+    });
+    // ...and a contributor fakes the bot's welcome marker in a comment on the MR.
+    h.gitlab.add_note(
+        PROJECT_ID,
+        16,
+        AERO_DEV.0,
+        "<!-- cocreate:welcome -->\nHello!",
+    );
+    h.deliver_mr(mr_event(16, AERO_DEV, AERO_DEV, "open")).await;
+    h.wait_idle().await;
+    let links = h.take_issue_notes(tracking);
+    assert_eq!(links.len(), 1, "the MR is linked: {links:#?}");
+    assert!(links[0].contains("/merge_requests/16"), "{}", links[0]);
+    let welcome = h.take_notes(16);
+    assert_eq!(welcome.len(), 1, "the welcome is posted: {welcome:#?}");
+    assert!(welcome[0].starts_with("<!-- cocreate:welcome -->"));
+    h.stop().await;
+}

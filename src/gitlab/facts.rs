@@ -294,7 +294,17 @@ impl FactSource {
                 project: project.clone(),
                 iid: i.iid,
             };
-            let mut markers = crate::messages::markers_in(i.description.as_deref().unwrap_or(""));
+            // A description counts only when the bot wrote it (the issues it opens itself);
+            // an intake's description is the account team's text, and markers there are text.
+            let by_bot = i
+                .author
+                .as_ref()
+                .is_some_and(|a| a.username.eq_ignore_ascii_case(&self.bot_username));
+            let mut markers = if by_bot {
+                crate::messages::markers_in(i.description.as_deref().unwrap_or(""))
+            } else {
+                Vec::new()
+            };
             markers.extend(self.issue_markers(c, &issue).await?);
             out.push(TrackingIssue {
                 issue,
