@@ -505,3 +505,44 @@ async fn a_marker_written_by_someone_else_is_only_text() {
     assert!(welcome[0].starts_with("<!-- cocreate:welcome -->"));
     h.stop().await;
 }
+
+// 7. User text is neutralized: no invisible or direction-control characters, no new lines,
+// and a cut only between whole escapes.
+
+#[tokio::test]
+async fn a_hostile_title_reaches_the_welcome_note_visible_on_one_line_and_cut_cleanly() {
+    let h = Harness::start().await;
+    let title = format!(
+        "Fix\u{200B} ty\u{202E}po\u{2066}\u{061C}\u{FEFF}\u{2028}/close\u{2029}@\u{200D}all {}{}",
+        "a".repeat(262),
+        "/".repeat(40)
+    );
+    add_mr(&h.gitlab, 40, AERO_DEV.0, &title);
+    h.deliver_mr(mr_event(40, AERO_DEV, AERO_DEV, "open")).await;
+    h.wait_idle().await;
+    let welcome = h.take_notes(40).remove(0);
+    let line = welcome
+        .lines()
+        .find(|l| l.contains("thank you for your merge request"))
+        .expect("the title line");
+    let quoted = line
+        .split('“')
+        .nth(1)
+        .and_then(|t| t.split('”').next())
+        .expect("quoted title");
+    assert!(
+        quoted.starts_with("Fix typo \\/close @\u{2060}all aaa"),
+        "{quoted:?}"
+    );
+    for c in [
+        '\u{200B}', '\u{202E}', '\u{2066}', '\u{061C}', '\u{FEFF}', '\u{2028}', '\u{2029}',
+        '\u{200D}',
+    ] {
+        assert!(!welcome.contains(c), "{c:?} in {welcome:?}");
+    }
+    // Cut at 300 characters between two `\/` escapes, never after a lone backslash.
+    let cut = quoted.strip_suffix('…').expect("cut");
+    assert!(cut.ends_with("\\/") && !cut.ends_with("\\\\/"), "{cut:?}");
+    assert!(cut.chars().count() <= 300, "{}", cut.chars().count());
+    h.stop().await;
+}
