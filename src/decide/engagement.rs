@@ -710,6 +710,92 @@ mod tests {
     }
 
     #[test]
+    fn a_tracking_issue_made_public_is_made_confidential_again_before_a_note() {
+        let p = policies();
+        let m = Messages::embedded().expect("templates");
+        let org = p.organizations.all()[0].clone();
+        let tracking = |confidential| TrackingIssue {
+            issue: IssueRef {
+                project: "cocreate/engagements".into(),
+                iid: 1,
+            },
+            confidential,
+            assignees: vec![],
+            linked: vec![],
+        };
+        let decide = |t: &TrackingIssue, p: &Policies| {
+            decide_mr_engagement(
+                &MrEngagementFacts {
+                    org: &org,
+                    mr: MrRef {
+                        project_id: 2,
+                        iid: 16,
+                    },
+                    mr_url: "http://gitlab.example.com/vendor/product/-/merge_requests/16",
+                    title: "t",
+                    tracking: std::slice::from_ref(t),
+                    dri: None,
+                    cca: "signed",
+                },
+                p,
+                &m,
+            )
+            .expect("renders")
+        };
+        let public = decide(&tracking(false), &p);
+        assert!(
+            matches!(public.as_slice(), [Action::EditIssue { confidential: Some(true), .. }, Action::PostIssueNote { body, .. }] if body.contains(&org.name)),
+            "{public:?}"
+        );
+        let private = decide(&tracking(true), &p);
+        assert!(
+            matches!(private.as_slice(), [Action::PostIssueNote { .. }]),
+            "{private:?}"
+        );
+        // Without `tracking.confidential`, a public tracking issue's link note names nobody.
+        let mut open = policies();
+        open.routing.tracking.confidential = false;
+        let open_notes = decide(&tracking(false), &open);
+        assert!(
+            matches!(open_notes.as_slice(), [Action::PostIssueNote { body, .. }] if !body.contains(&org.name)),
+            "{open_notes:?}"
+        );
+        // The stage rules make a tracking issue confidential again too.
+        let issue = tracking(false).issue;
+        let stage = decide_stage(
+            &issue,
+            false,
+            &["Co-Create stage::meeting".into()],
+            &[],
+            &[],
+            &p,
+            &m,
+        )
+        .expect("renders");
+        assert!(
+            matches!(
+                stage.as_slice(),
+                [Action::EditIssue {
+                    confidential: Some(true),
+                    ..
+                }]
+            ),
+            "{stage:?}"
+        );
+        assert!(decide_stage(
+            &issue,
+            true,
+            &["Co-Create stage::meeting".into()],
+            &[],
+            &[],
+            &p,
+            &m
+        )
+        .expect("renders")
+        .is_empty());
+    }
+
+    #[test]
     fn stage_table() {
         let p = policies();
         let m = Messages::embedded().expect("templates");
