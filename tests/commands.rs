@@ -37,7 +37,16 @@ fn last(notes: &[String]) -> &str {
 async fn help_is_answered_once_even_on_redelivery() {
     let h = Harness::start().await;
     routed(&h).await;
+    h.gitlab.clear_calls();
     let id = comment(&h, AERO_DEV, "@cocreate-bot help").await;
+    // The MR (who may command), its notes (the comment itself, the bot's replies); one reply.
+    let calls = h.gitlab.calls();
+    let writes = calls.iter().filter(|c| c.method != "GET").count();
+    assert_eq!((calls.len() - writes, writes), (2, 1), "{calls:#?}");
+    println!(
+        "API calls for a help command: {} reads, {writes} write",
+        calls.len() - writes
+    );
     deliver(&h, id, AERO_DEV, "@cocreate-bot help").await;
     let notes = h.take_notes(16);
     assert_eq!(notes.len(), 2, "{notes:#?}");

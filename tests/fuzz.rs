@@ -12,6 +12,7 @@ use base64::Engine;
 use proptest::prelude::*;
 use serde_json::Value;
 
+use cocreate::decide::commands::parse_command;
 use cocreate::events::{self, EventKind};
 use cocreate::messages::{Marker, Messages, Welcome};
 use cocreate::neutralize;
@@ -663,6 +664,24 @@ proptest! {
         } else {
             assert_inline_safe(&input, &out)?;
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// Nobody reading the thread sees a command in an HTML comment or a quote, so none runs.
+    #[test]
+    fn commands_hidden_in_html_comments_or_quotes_never_run(text in hostile_text()) {
+        let body = format!("@cocreate-bot ready {text}");
+        let mut inner = body.clone();
+        while inner.contains("-->") {
+            inner = inner.replace("-->", "");
+        }
+        let commented = format!("<!-- {inner} -->");
+        prop_assert_eq!(parse_command(&commented, "cocreate-bot"), None, "{:?}", commented);
+        let quoted: String = body.lines().map(|l| format!("> {l}\n")).collect();
+        prop_assert_eq!(parse_command(&quoted, "cocreate-bot"), None, "{:?}", quoted);
     }
 }
 

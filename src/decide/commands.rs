@@ -197,7 +197,8 @@ pub fn may_command(f: &CommandFacts<'_>, policies: &Policies) -> bool {
 
 /// The answer to one command.
 ///
-/// - Not on a Co-Create MR: no answer at all (the bot has nothing to offer there).
+/// - Not on a Co-Create MR: no answer at all (the bot has nothing to offer there); nor to
+///   the bot's own notes.
 /// - Each command note is answered once (keyed by its note id), even when redelivered.
 /// - At most one reply per person per MR per [`REPLY_WINDOW`], whatever they post.
 /// - Someone who may not command gets one polite refusal per MR, then silence.
@@ -207,7 +208,7 @@ pub fn decide_command(
     policies: &Policies,
     messages: &Messages,
 ) -> Result<Vec<Action>, TemplateError> {
-    if !f.cocreate {
+    if !f.cocreate || f.note.issuer.eq_ignore_ascii_case(f.bot) {
         return Ok(vec![]);
     }
     let (marker, to_marker) = reply_markers(f.note.id, f.note.issuer_id);
