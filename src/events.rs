@@ -408,6 +408,28 @@ mod tests {
     }
 
     #[test]
+    fn internal_notes_are_recognised_by_flag_or_hook() {
+        let internal = |kind, edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut v: serde_json::Value =
+                serde_json::from_slice(&fixture("note_merge_request.json")).expect("json");
+            edit(&mut v);
+            let body = serde_json::to_vec(&v).expect("json");
+            match parse(kind, &body).expect("valid").expect("supported") {
+                Event::Note(n) => n.is_internal(),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(!internal(EventKind::Note, &|_| {}));
+        assert!(internal(EventKind::Note, &|v| v["object_attributes"]
+            ["internal"] =
+            true.into()));
+        assert!(internal(EventKind::Note, &|v| v["object_attributes"]
+            ["confidential"] =
+            true.into()));
+        assert!(internal(EventKind::ConfidentialNote, &|_| {}));
+    }
+
+    #[test]
     fn unsupported_kinds_are_ignored_even_with_garbage_bodies() {
         let r = parse(EventKind::Other, b"not json").expect("not parsed at all");
         assert!(matches!(r, Err(Ignored::UnsupportedKind(_))));
