@@ -594,6 +594,47 @@ async fn notes_record_the_internal_flag_as_gitlab_does() {
     assert!(fake.issue_notes(PROJECT_ID, iid)[0].internal);
 }
 
+/// doc/api/issues.md, "Update an issue": `confidential` (boolean) sets the flag, together with
+/// any other change in the same request; GET answers it, with the issue's `author`.
+#[tokio::test]
+async fn an_issue_edit_records_the_confidential_flag_with_the_other_changes() {
+    let api = world().await;
+    let fake = &api.fake;
+    let iid = fake.add_issue(IssueSpec {
+        project_id: PROJECT_ID,
+        project_path: PROJECT_PATH.to_owned(),
+        author_id: CONTRIBUTOR,
+        labels: vec!["intake".to_owned()],
+        ..IssueSpec::default()
+    });
+    let path = format!("projects/{PROJECT_ID}/issues/{iid}");
+    let rsp = api
+        .send_form(
+            reqwest::Method::PUT,
+            &path,
+            "add_labels=engagement&remove_labels=intake&confidential=true",
+        )
+        .await;
+    assert_eq!(rsp.status(), 200);
+    let body: Value = rsp.json().await.unwrap();
+    assert_eq!(body["confidential"], true);
+    let state = fake.issue(PROJECT_ID, iid);
+    assert!(state.confidential);
+    assert_eq!(state.labels, ["engagement"]);
+    let got = api.get_json(&path).await;
+    assert_eq!(got["confidential"], true);
+    assert_eq!(got["author"]["id"], CONTRIBUTOR);
+    let rsp = api
+        .send_form(reqwest::Method::PUT, &path, "confidential=false")
+        .await;
+    assert_eq!(rsp.status(), 200);
+    assert!(!fake.issue(PROJECT_ID, iid).confidential);
+    let bad = api
+        .send_form(reqwest::Method::PUT, &path, "confidential=perhaps")
+        .await;
+    assert_eq!(bad.status(), 400);
+}
+
 #[tokio::test]
 async fn merge_request_lists_filter_and_paginate() {
     let api = world().await;
