@@ -68,6 +68,14 @@ async fn ready_keeps_the_reviewer_and_pings_them() {
     routed(&h).await;
     h.gitlab.clear_calls();
     comment(&h, AERO_DEV, "Done with the changes. @cocreate-bot ready").await;
+    // The MR, its notes, the MR again under the lock; the reviewer is there, so no roster read.
+    let reads = h
+        .gitlab
+        .calls()
+        .iter()
+        .filter(|c| c.method == "GET")
+        .count();
+    assert_eq!(reads, 3, "{:#?}", h.gitlab.calls());
     let notes = h.take_notes(16);
     assert!(
         last(&notes)

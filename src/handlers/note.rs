@@ -106,8 +106,16 @@ pub async fn handle(
         }
         _ => None,
     };
-    let roster: Option<RosterFacts> = match (&note.command, &org) {
-        (Command::Ready, Some(o)) => {
+    // The roster's load only when `ready` may have to choose a reviewer.
+    let roster_reviews = reviewers.iter().any(|(_, u)| {
+        ctx.policies
+            .routing
+            .roster
+            .reviewers
+            .contains(&u.to_ascii_lowercase())
+    });
+    let roster: Option<RosterFacts> = match (&note.command, &org, roster_reviews) {
+        (Command::Ready, Some(o), false) => {
             Some(live.facts.roster(&c, &ctx.policies, Some(&o.slug)).await?)
         }
         _ => None,
