@@ -304,11 +304,13 @@ pub fn decide_intake(
         .filter(|l| **l == labels.intake)
         .cloned()
         .collect();
-    let checklist_marker = keyed_marker("checklist", "v1");
-    let description = if facts.description.contains(&checklist_marker) {
+    // The description is the account team's text: a hidden marker there is text. The
+    // checklist counts as there only with its heading, as the bot writes it (visible to all).
+    let checklist = messages.checklist(&org.slack_channel, &facts.cca, labels)?;
+    let head: String = checklist.lines().take(2).collect::<Vec<_>>().join("\n");
+    let description = if facts.description.contains(&head) {
         None
     } else {
-        let checklist = messages.checklist(&org.slack_channel, &facts.cca, labels)?;
         Some(format!("{}\n\n{checklist}", facts.description.trim_end()))
     };
     let dri = facts
@@ -793,6 +795,37 @@ mod tests {
         )
         .expect("renders")
         .is_empty());
+    }
+
+    #[test]
+    fn a_hidden_checklist_marker_alone_does_not_suppress_the_checklist() {
+        let p = policies();
+        let m = Messages::embedded().expect("templates");
+        let edit = |description: String| {
+            let facts = IntakeFacts {
+                issue: IssueRef {
+                    project: "cocreate/engagements".into(),
+                    iid: 3,
+                },
+                confidential: true,
+                description,
+                labels: vec!["Co-Create intake".into()],
+                markers: vec![],
+                other_tracking: Some(vec![]),
+                roster: None,
+                cca: "signed".into(),
+            };
+            match decide_intake(&facts, &p, &m).expect("renders").1.as_slice() {
+                [Action::EditIssue { description, .. }] => description.clone(),
+                other => panic!("{other:?}"),
+            }
+        };
+        let planted = format!("{INTAKE}\n{}", keyed_marker("checklist", "v1"));
+        let appended = edit(planted).expect("the checklist is appended");
+        assert!(appended.contains("## Co-Create checklist"), "{appended}");
+        // Once it is there (boxes ticked or not), it is not appended again.
+        let ticked = appended.replace("- [ ]", "- [x]");
+        assert_eq!(edit(ticked), None);
     }
 
     #[test]
