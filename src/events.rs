@@ -100,9 +100,12 @@ pub fn parse(kind: EventKind, body: &[u8]) -> Result<Result<Event, Ignored>, Pay
         EventKind::Issue | EventKind::ConfidentialIssue => {
             parse_as(kind, body).map(|e| Ok(Event::Issue(e)))
         }
-        EventKind::Note | EventKind::ConfidentialNote => {
-            parse_as(kind, body).map(|e| Ok(Event::Note(e)))
-        }
+        EventKind::Note => parse_as(kind, body).map(|e| Ok(Event::Note(e))),
+        // GitLab sends internal notes (and notes on confidential issues) as this kind.
+        EventKind::ConfidentialNote => parse_as(kind, body).map(|mut e: NoteEvent| {
+            e.confidential_hook = true;
+            Ok(Event::Note(e))
+        }),
         EventKind::Push => parse_as(kind, body).map(|e| Ok(Event::Push(e))),
         other => Ok(Err(Ignored::UnsupportedKind(other.header().to_owned()))),
     }
@@ -276,6 +279,12 @@ pub struct NoteAttributes {
     pub noteable_type: String,
     #[serde(default)]
     pub system: bool,
+    /// An internal note: only project members (Reporter and up) see it.
+    #[serde(default)]
+    pub internal: bool,
+    /// The older name of `internal`, still sent by some GitLab versions.
+    #[serde(default)]
+    pub confidential: Option<bool>,
 }
 
 /// The MR a note was written on (only present for MR notes).
@@ -296,6 +305,19 @@ pub struct NoteEvent {
     pub object_attributes: NoteAttributes,
     #[serde(default)]
     pub merge_request: Option<NoteMergeRequest>,
+    /// Delivered as `Confidential Note Hook` (set by [`parse`], not part of the body).
+    #[serde(skip)]
+    pub confidential_hook: bool,
+}
+
+impl NoteEvent {
+    /// Whether the note is visible only to project members: anything GitLab marks internal or
+    /// confidential, or delivers through the confidential note hook, counts.
+    pub fn is_internal(&self) -> bool {
+        self.object_attributes.internal
+            || self.object_attributes.confidential.unwrap_or(false)
+            || self.confidential_hook
+    }
 }
 
 impl MergeRequestEvent {
@@ -447,6 +469,28 @@ mod tests {
             panic!("note expected")
         };
         assert!(c.merge_request.is_none());
+    }
+
+    #[test]
+    fn internal_notes_are_recognised_by_flag_or_hook() {
+        let internal = |kind, edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut v: serde_json::Value =
+                serde_json::from_slice(&fixture("note_merge_request.json")).expect("json");
+            edit(&mut v);
+            let body = serde_json::to_vec(&v).expect("json");
+            match parse(kind, &body).expect("valid").expect("supported") {
+                Event::Note(n) => n.is_internal(),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(!internal(EventKind::Note, &|_| {}));
+        assert!(internal(EventKind::Note, &|v| v["object_attributes"]
+            ["internal"] =
+            true.into()));
+        assert!(internal(EventKind::Note, &|v| v["object_attributes"]
+            ["confidential"] =
+            true.into()));
+        assert!(internal(EventKind::ConfidentialNote, &|_| {}));
     }
 
     #[test]

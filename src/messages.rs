@@ -61,6 +61,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         "command_recheck.md",
         include_str!("../templates/command_recheck.md"),
     ),
+    (
+        "command_ready_unassigned.md",
+        include_str!("../templates/command_ready_unassigned.md"),
+    ),
     ("nudge_ping.md", include_str!("../templates/nudge_ping.md")),
     (
         "nudge_escalate.md",
@@ -382,41 +386,43 @@ impl Messages {
 
     /// One note on an invalid intake issue: exactly what is missing. `problems` are already
     /// neutralized by the caller where they quote user text.
+    /// `known`: the organizations to list, only on a confidential issue.
     pub fn intake_invalid(
         &self,
         marker: &str,
         problems: &[String],
-        known: &str,
+        known: Option<&str>,
     ) -> Result<String, TemplateError> {
         let body = self.render("intake_invalid.md", context! { problems, known })?;
         Ok(format!("{marker}\n{}", body.trim_end()))
     }
 
+    /// `org_name`: only on a confidential issue.
     pub fn intake_duplicate(
         &self,
         marker: &str,
-        org_name: &str,
+        org_name: Option<&str>,
         existing_iid: u64,
     ) -> Result<String, TemplateError> {
         let body = self.render(
             "intake_duplicate.md",
-            context! { org_name => neutralize::inline(org_name), existing => existing_iid },
+            context! { org_name => org_name.map(neutralize::inline), existing => existing_iid },
         )?;
         Ok(format!("{marker}\n{}", body.trim_end()))
     }
 
-    /// The note linking one MR to its engagement.
+    /// The note linking one MR to its engagement. `org_name`: only on a confidential issue.
     pub fn mr_link(
         &self,
         marker: &str,
-        org_name: &str,
+        org_name: Option<&str>,
         mr_url: &str,
         title: &str,
     ) -> Result<String, TemplateError> {
         let body = self.render(
             "mr_link.md",
             context! {
-                org_name => neutralize::inline(org_name),
+                org_name => org_name.map(neutralize::inline),
                 mr_url => mr_url,
                 title => neutralize::inline(title),
             },

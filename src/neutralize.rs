@@ -5,46 +5,94 @@
 //! HTML (links, images, hidden comments that could fake our markers). Titles and names are
 //! written by whoever opened the MR, so they go through [`inline`] before any template sees them.
 
+/// The longest neutralized text, in characters (an ellipsis follows when it was cut).
+pub const MAX_CHARS: usize = 300;
+
+/// Characters that render as nothing but change what a reader sees or how text is split:
+/// zero-width spaces and joiners, direction marks, embeddings, overrides and isolates (which
+/// can reorder what a reviewer reads), the word joiner and invisible operators, the byte
+/// order mark, soft hyphens and Unicode tag characters (invisible "ASCII").
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}'
+        | '\u{061C}'
+        | '\u{180E}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}'
+        | '\u{FEFF}'
+        | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{E0000}'..='\u{E007F}')
+}
+
 /// Neutralizes text meant to sit inside one line of a note.
 ///
-/// - newlines and other control characters become spaces, so nothing starts a new line
-///   (no quick action, heading or list can begin);
-/// - `@` is followed by a zero-width joiner-free break (U+2060 WORD JOINER), which GitLab does not
-///   treat as part of a mention, so `@all` renders as text and notifies nobody;
+/// - newlines, line and paragraph separators (U+2028, U+2029) and other control characters
+///   become spaces, so nothing starts a new line (no quick action, heading or list can begin);
+/// - invisible and direction-control characters ([`is_invisible`]) are removed;
+/// - `@` is followed by U+2060 WORD JOINER, which GitLab does not treat as part of a mention,
+///   so `@all` renders as text and notifies nobody;
 /// - Markdown and HTML punctuation is backslash-escaped or entity-encoded, so no link, image,
 ///   emphasis, HTML tag or `<!-- marker -->` can be formed;
 /// - every `/` is escaped (`\/` renders as `/`), so even a template that puts the value at the
-///   start of a line cannot form a quick action.
+///   start of a line cannot form a quick action;
+/// - the result is at most [`MAX_CHARS`] characters (plus `…` when cut), and a cut falls only
+///   between whole escapes: never after a lone `\`, inside an entity or between `@` and its
+///   word joiner.
 pub fn inline(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 8);
+    // Each input character becomes one unit, its escaped form; trims and the cut work on whole
+    // units. Streaming: a hostile 100 kB title costs no more memory than the note it ends in.
+    let mut out = String::with_capacity(text.len().min(4 * MAX_CHARS) + 4);
+    let mut used = 0;
+    // Blank units after the last kept one: kept only if something follows (trailing trim).
+    let mut pending = String::new();
+    let mut pending_chars = 0;
+    let mut unit = String::with_capacity(8);
     for c in text.chars() {
-        match c {
-            '\n' | '\r' | '\t' => out.push(' '),
-            c if c.is_control() => out.push(' '),
-            // Invisible direction overrides could reorder what a reviewer reads.
-            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => {}
-            '@' => out.push_str("@\u{2060}"),
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '/' | '\\' | '`' | '*' | '_' | '[' | ']' | '(' | ')' | '#' | '|' | '~' | '!' | '$'
-            | '{' | '}' | ':' | '"' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
+        unit.clear();
+        escape(c, &mut unit);
+        if unit.is_empty() {
+            continue;
         }
+        let n = unit.chars().count();
+        if unit.chars().all(char::is_whitespace) {
+            if !out.is_empty() {
+                pending.push_str(&unit);
+                pending_chars += n;
+            }
+            continue;
+        }
+        if used + pending_chars + n > MAX_CHARS {
+            // Keep notes short even for a hostile 100 kB title.
+            out.push('…');
+            return out;
+        }
+        out.push_str(&pending);
+        used += pending_chars + n;
+        pending.clear();
+        pending_chars = 0;
+        out.push_str(&unit);
     }
-    let trimmed = out.trim();
-    // Keep notes short even for a hostile 100 kB title.
-    truncate_chars(trimmed, 300)
+    out
 }
 
-fn truncate_chars(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        // Never keep an `@` whose U+2060 was cut off (every `@` here is followed by one).
-        Some((idx, _)) => format!("{}…", s[..idx].strip_suffix('@').unwrap_or(&s[..idx])),
-        None => s.to_owned(),
+/// The escaped form of one character (nothing for an invisible one).
+fn escape(c: char, unit: &mut String) {
+    match c {
+        '\n' | '\r' | '\t' | '\u{2028}' | '\u{2029}' => unit.push(' '),
+        c if c.is_control() => unit.push(' '),
+        c if is_invisible(c) => {}
+        '@' => unit.push_str("@\u{2060}"),
+        '&' => unit.push_str("&amp;"),
+        '<' => unit.push_str("&lt;"),
+        '>' => unit.push_str("&gt;"),
+        '/' | '\\' | '`' | '*' | '_' | '[' | ']' | '(' | ')' | '#' | '|' | '~' | '!' | '$'
+        | '{' | '}' | ':' | '"' => {
+            unit.push('\\');
+            unit.push(c);
+        }
+        c => unit.push(c),
     }
 }
 
@@ -94,6 +142,17 @@ mod tests {
             ("`code` *b* _i_", "\\`code\\` \\*b\\* \\_i\\_"),
             ("a\u{202E}b", "ab"),
             ("  @group/sub  ", "@\u{2060}group\\/sub"),
+            // Invisible and direction-control characters are removed.
+            ("a\u{200B}b\u{200C}c\u{200D}d\u{200E}e\u{200F}f", "abcdef"),
+            ("\u{061C}x\u{FEFF}y", "xy"),
+            ("\u{202A}\u{202B}\u{202C}\u{202D}\u{202E}z", "z"),
+            ("\u{2066}\u{2067}\u{2068}\u{2069}z", "z"),
+            ("@\u{200B}all", "@\u{2060}all"),
+            ("/\u{2060}close", "\\/close"),
+            ("so\u{00AD}ft \u{E0041}\u{E0042}tag", "soft tag"),
+            // Line and paragraph separators are spaces: no new line begins.
+            ("one\u{2028}/close\u{2029}two", "one \\/close two"),
+            ("\u{2028}\u{2029}x\u{2028}", "x"),
         ];
         for (input, want) in cases {
             assert_eq!(&inline(input), want, "input {input:?}");
@@ -118,6 +177,39 @@ mod tests {
     fn long_text_is_truncated() {
         let out = inline(&"a".repeat(10_000));
         assert_eq!(out.chars().count(), 301);
+    }
+
+    #[test]
+    fn the_cut_falls_only_between_whole_escapes() {
+        // (filler length, tail): the cut lands inside the tail's escape for some lengths.
+        for n in 290..=300 {
+            for tail in [
+                "\\\\\\",
+                "&&&&",
+                "<<<<",
+                "////",
+                "@@@@",
+                "::::",
+                "\u{2028}x",
+            ] {
+                let out = inline(&format!("{}{}", "a".repeat(n), tail.repeat(20)));
+                let body = out.strip_suffix('…').unwrap_or(&out);
+                assert!(body.chars().count() <= MAX_CHARS, "{out:?}");
+                // Every backslash escapes something; every entity is whole.
+                let trailing = body.len() - body.trim_end_matches('\\').len();
+                assert!(trailing % 2 == 0, "dangling backslash: {out:?}");
+                let tail_amp = body.rfind('&');
+                if let Some(i) = tail_amp {
+                    assert!(
+                        ["&amp;", "&lt;", "&gt;"]
+                            .iter()
+                            .any(|e| body[i..].starts_with(e)),
+                        "half entity: {out:?}"
+                    );
+                }
+                assert!(!body.ends_with('@'), "{out:?}");
+            }
+        }
     }
 
     #[test]

@@ -10,7 +10,14 @@ async fn routed(h: &Harness) {
     assert_eq!(h.take_notes(16).len(), 1, "welcome");
 }
 
-async fn comment(h: &Harness, note_id: u64, by: (u64, &str), body: &str) {
+/// A comment on `!16` as GitLab has it: saved on the MR, then its webhook delivered.
+async fn comment(h: &Harness, by: (u64, &str), body: &str) -> u64 {
+    let id = h.gitlab.add_note(PROJECT_ID, 16, by.0, body);
+    deliver(h, id, by, body).await;
+    id
+}
+
+async fn deliver(h: &Harness, note_id: u64, by: (u64, &str), body: &str) {
     let r = h
         .deliver(
             "Note Hook",
@@ -30,12 +37,24 @@ fn last(notes: &[String]) -> &str {
 async fn help_is_answered_once_even_on_redelivery() {
     let h = Harness::start().await;
     routed(&h).await;
-    comment(&h, 5001, AERO_DEV, "@cocreate-bot help").await;
-    comment(&h, 5001, AERO_DEV, "@cocreate-bot help").await;
+    h.gitlab.clear_calls();
+    let id = comment(&h, AERO_DEV, "@cocreate-bot help").await;
+    // The MR (who may command), its notes (the comment itself, the bot's replies); one reply.
+    let calls = h.gitlab.calls();
+    let writes = calls.iter().filter(|c| c.method != "GET").count();
+    assert_eq!((calls.len() - writes, writes), (2, 1), "{calls:#?}");
+    println!(
+        "API calls for a help command: {} reads, {writes} write",
+        calls.len() - writes
+    );
+    deliver(&h, id, AERO_DEV, "@cocreate-bot help").await;
     let notes = h.take_notes(16);
     assert_eq!(notes.len(), 2, "{notes:#?}");
     let help = last(&notes);
-    assert!(help.starts_with("<!-- cocreate:cmd:5001 -->"), "{help}");
+    assert!(
+        help.starts_with(&format!("<!-- cocreate:cmd:{id} -->")),
+        "{help}"
+    );
     assert!(
         help.contains("`@cocreate-bot ready`") && help.contains("`@cocreate-bot recheck`"),
         "{help}"
@@ -48,13 +67,15 @@ async fn ready_keeps_the_reviewer_and_pings_them() {
     let h = Harness::start().await;
     routed(&h).await;
     h.gitlab.clear_calls();
-    comment(
-        &h,
-        5002,
-        AERO_DEV,
-        "Done with the changes. @cocreate-bot ready",
-    )
-    .await;
+    comment(&h, AERO_DEV, "Done with the changes. @cocreate-bot ready").await;
+    // The MR, its notes, the MR again under the lock; the reviewer is there, so no roster read.
+    let reads = h
+        .gitlab
+        .calls()
+        .iter()
+        .filter(|c| c.method == "GET")
+        .count();
+    assert_eq!(reads, 3, "{:#?}", h.gitlab.calls());
     let notes = h.take_notes(16);
     assert!(
         last(&notes)
@@ -80,17 +101,24 @@ async fn recheck_updates_the_cca_at_once() {
     h.wait_idle().await;
     assert_eq!(h.take_notes(21).len(), 1);
     // Recheck evaluates the agreement again at once and says what it found.
+    let id = h
+        .gitlab
+        .add_note(PROJECT_ID, 21, TELCO_DEV.0, "@cocreate-bot recheck");
     let r = h
         .deliver(
             "Note Hook",
-            note_event(21, TELCO_DEV.0, 5003, TELCO_DEV, "@cocreate-bot recheck"),
+            note_event(21, TELCO_DEV.0, id, TELCO_DEV, "@cocreate-bot recheck"),
             Some(&new_uuid()),
         )
         .await;
     assert_eq!(r.status(), 200);
     h.wait_idle().await;
     let notes = h.take_notes(21);
-    assert!(last(&notes).contains("is **expired**"), "{}", last(&notes));
+    assert!(
+        last(&notes).contains("is **no longer current**"),
+        "{}",
+        last(&notes)
+    );
     assert!(h
         .gitlab
         .mr(PROJECT_ID, 21)
@@ -103,7 +131,7 @@ async fn recheck_updates_the_cca_at_once() {
 async fn strangers_get_one_polite_note_and_code_blocks_do_nothing() {
     let h = Harness::start().await;
     routed(&h).await;
-    comment(&h, 5004, OUTSIDER, "@cocreate-bot ready").await;
+    comment(&h, OUTSIDER, "@cocreate-bot ready").await;
     let notes = h.take_notes(16);
     assert!(
         last(&notes).contains("only the author of this merge request"),
@@ -113,12 +141,11 @@ async fn strangers_get_one_polite_note_and_code_blocks_do_nothing() {
     h.gitlab.clear_calls();
     comment(
         &h,
-        5005,
         AERO_DEV,
         "The bot says:\n```\n@cocreate-bot ready\n```\n> @cocreate-bot recheck",
     )
     .await;
-    comment(&h, 5006, AERO_DEV, "@cocreate-bot deploy `now`").await;
+    comment(&h, AERO_DEV, "@cocreate-bot deploy `now`").await;
     let notes = h.take_notes(16);
     assert_eq!(notes.len(), 3, "welcome, denied, unknown: {notes:#?}");
     assert!(

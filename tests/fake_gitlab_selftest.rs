@@ -522,6 +522,122 @@ async fn posted_notes_are_authored_by_the_bot() {
     assert_eq!(fake.notes(PROJECT_ID, 1).len(), 2);
 }
 
+/// doc/api/notes.md: `internal` ("The internal flag of a note. Default is false."), and the
+/// deprecated `confidential`, which `internal` overrides when both are sent. Both come back as
+/// `internal` and `confidential` in the note (api/note_internal_example.json, entry 305).
+#[tokio::test]
+async fn notes_record_the_internal_flag_as_gitlab_does() {
+    let api = world().await;
+    let fake = &api.fake;
+    let mr_path = format!("projects/{PROJECT_ID}/merge_requests/1/notes");
+    for (form, internal) in [
+        ("body=public", false),
+        ("body=internal&internal=true", true),
+        ("body=old+style&confidential=true", true),
+        ("body=overridden&confidential=true&internal=false", false),
+    ] {
+        let rsp = api.send_form(reqwest::Method::POST, &mr_path, form).await;
+        assert_eq!(rsp.status(), 201, "{form}");
+        let note: Value = rsp.json().await.unwrap();
+        assert_eq!(note["internal"], internal, "{form}");
+        assert_eq!(note["confidential"], internal, "{form}");
+    }
+    let bad = api
+        .send_form(reqwest::Method::POST, &mr_path, "body=x&internal=maybe")
+        .await;
+    assert_eq!(bad.status(), 400);
+    let flags: Vec<(String, bool)> = fake
+        .notes(PROJECT_ID, 1)
+        .into_iter()
+        .map(|n| (n.body, n.internal))
+        .collect();
+    assert_eq!(
+        flags,
+        [
+            ("public".to_owned(), false),
+            ("internal".to_owned(), true),
+            ("old style".to_owned(), true),
+            ("overridden".to_owned(), false)
+        ]
+    );
+    let listed = api.get_json(&format!("{mr_path}?sort=asc")).await;
+    let listed: Vec<bool> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["internal"].as_bool().unwrap())
+        .collect();
+    assert_eq!(listed, [false, true, true, false]);
+    assert_same_shape(
+        &api.get_json(&mr_path).await[0],
+        &fixture("api/notes_issue_list.json")[1],
+        "note",
+    );
+
+    // A note added as if in the UI with "Make this an internal note", and issue notes.
+    let id = fake.add_internal_note(PROJECT_ID, 1, CONTRIBUTOR, "members only");
+    assert!(fake
+        .notes(PROJECT_ID, 1)
+        .iter()
+        .any(|n| n.id == id && n.internal));
+    let iid = fake.add_issue(IssueSpec {
+        project_id: PROJECT_ID,
+        project_path: PROJECT_PATH.to_owned(),
+        ..IssueSpec::default()
+    });
+    let issue_path = format!("projects/{PROJECT_ID}/issues/{iid}/notes");
+    let rsp = api
+        .send_form(
+            reqwest::Method::POST,
+            &issue_path,
+            "body=hidden&internal=true",
+        )
+        .await;
+    assert_eq!(rsp.status(), 201);
+    assert!(fake.issue_notes(PROJECT_ID, iid)[0].internal);
+}
+
+/// doc/api/issues.md, "Update an issue": `confidential` (boolean) sets the flag, together with
+/// any other change in the same request; GET answers it, with the issue's `author`.
+#[tokio::test]
+async fn an_issue_edit_records_the_confidential_flag_with_the_other_changes() {
+    let api = world().await;
+    let fake = &api.fake;
+    let iid = fake.add_issue(IssueSpec {
+        project_id: PROJECT_ID,
+        project_path: PROJECT_PATH.to_owned(),
+        author_id: CONTRIBUTOR,
+        labels: vec!["intake".to_owned()],
+        ..IssueSpec::default()
+    });
+    let path = format!("projects/{PROJECT_ID}/issues/{iid}");
+    let rsp = api
+        .send_form(
+            reqwest::Method::PUT,
+            &path,
+            "add_labels=engagement&remove_labels=intake&confidential=true",
+        )
+        .await;
+    assert_eq!(rsp.status(), 200);
+    let body: Value = rsp.json().await.unwrap();
+    assert_eq!(body["confidential"], true);
+    let state = fake.issue(PROJECT_ID, iid);
+    assert!(state.confidential);
+    assert_eq!(state.labels, ["engagement"]);
+    let got = api.get_json(&path).await;
+    assert_eq!(got["confidential"], true);
+    assert_eq!(got["author"]["id"], CONTRIBUTOR);
+    let rsp = api
+        .send_form(reqwest::Method::PUT, &path, "confidential=false")
+        .await;
+    assert_eq!(rsp.status(), 200);
+    assert!(!fake.issue(PROJECT_ID, iid).confidential);
+    let bad = api
+        .send_form(reqwest::Method::PUT, &path, "confidential=perhaps")
+        .await;
+    assert_eq!(bad.status(), 400);
+}
+
 #[tokio::test]
 async fn merge_request_lists_filter_and_paginate() {
     let api = world().await;

@@ -12,6 +12,7 @@ use base64::Engine;
 use proptest::prelude::*;
 use serde_json::Value;
 
+use cocreate::decide::commands::parse_command;
 use cocreate::events::{self, EventKind};
 use cocreate::messages::{Marker, Messages, Welcome};
 use cocreate::neutralize;
@@ -527,6 +528,15 @@ fn hostile_text() -> impl Strategy<Value = String> {
         "\u{2060}",
         "\u{85}",
         "\u{2028}",
+        "\u{2029}",
+        "\u{200B}",
+        "\u{200D}",
+        "\u{200F}",
+        "\u{061C}",
+        "\u{FEFF}",
+        "\u{202A}",
+        "\u{2069}",
+        "\u{E0041}",
         "\u{0}",
         "\u{1b}[31m",
         " ",
@@ -579,6 +589,39 @@ fn assert_inline_safe(input: &str, out: &str) -> Result<(), TestCaseError> {
         !out.contains('\u{202E}') && !out.contains('\u{2066}'),
         "no direction overrides: {input:?} -> {out:?}"
     );
+    // Invisible and direction-control characters are gone; the only one left is the word
+    // joiner neutralize itself puts after each `@`.
+    for (i, c) in out.char_indices() {
+        let ours = c == '\u{2060}' && out[..i].ends_with('@');
+        prop_assert!(
+            ours || !neutralize::is_invisible(c),
+            "invisible {c:?} left: {input:?} -> {out:?}"
+        );
+    }
+    prop_assert!(
+        !out.contains('\u{2028}') && !out.contains('\u{2029}'),
+        "no line or paragraph separators: {input:?} -> {out:?}"
+    );
+    // Cut only between whole escapes: every backslash escapes a character, every `&` starts a
+    // whole entity.
+    let body = out.strip_suffix('…').unwrap_or(out);
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            prop_assert!(
+                chars.next().is_some(),
+                "dangling backslash: {input:?} -> {out:?}"
+            );
+        }
+    }
+    for (i, _) in body.match_indices('&') {
+        prop_assert!(
+            ["&amp;", "&lt;", "&gt;"]
+                .iter()
+                .any(|e| body[i..].starts_with(e)),
+            "half an entity: {input:?} -> {out:?}"
+        );
+    }
     prop_assert!(
         out.chars().count() <= 301,
         "short: {} chars",
@@ -621,6 +664,24 @@ proptest! {
         } else {
             assert_inline_safe(&input, &out)?;
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// Nobody reading the thread sees a command in an HTML comment or a quote, so none runs.
+    #[test]
+    fn commands_hidden_in_html_comments_or_quotes_never_run(text in hostile_text()) {
+        let body = format!("@cocreate-bot ready {text}");
+        let mut inner = body.clone();
+        while inner.contains("-->") {
+            inner = inner.replace("-->", "");
+        }
+        let commented = format!("<!-- {inner} -->");
+        prop_assert_eq!(parse_command(&commented, "cocreate-bot"), None, "{:?}", commented);
+        let quoted: String = body.lines().map(|l| format!("> {l}\n")).collect();
+        prop_assert_eq!(parse_command(&quoted, "cocreate-bot"), None, "{:?}", quoted);
     }
 }
 

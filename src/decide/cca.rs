@@ -83,11 +83,23 @@ impl CcaState {
         }
     }
 
+    /// The public commit status text. MRs are public: it says only whether a current
+    /// agreement is on file; dates, versions and references stay on the tracking issue.
     pub fn status_description(&self) -> String {
         match self {
             CcaState::Signed { .. } => "Corporate Contributor Agreement on file".into(),
             CcaState::Missing => "No Corporate Contributor Agreement on file".into(),
-            CcaState::Expired { on } => format!("Corporate Contributor Agreement expired on {on}"),
+            CcaState::Expired { .. } => "No current Corporate Contributor Agreement on file".into(),
+        }
+    }
+
+    /// The state as a public MR may say it (the `recheck` answer): on file or not, never
+    /// when it expires or expired.
+    pub fn public_summary(&self) -> &'static str {
+        match self {
+            CcaState::Signed { .. } => "on file",
+            CcaState::Missing => "not on file",
+            CcaState::Expired { .. } => "no longer current",
         }
     }
 
@@ -415,6 +427,45 @@ mod tests {
             assert_eq!(plan.status.as_ref().map(|s| s.1), r.status, "{}", r.name);
             assert_eq!(plan.note, r.note, "{}", r.name);
             assert_eq!(plan.needs_markers, r.needs_markers, "{}", r.name);
+        }
+    }
+
+    #[test]
+    fn what_a_public_mr_may_say_carries_no_date_version_or_reference() {
+        let p = Policies::embedded().expect("examples");
+        let slug = |s: &str| OrgSlug::parse(s).expect("slug");
+        let m = Messages::embedded().expect("templates");
+        // signed, expiring, expired, missing
+        for (org, today) in [
+            ("example-aero", "2026-11-23"),
+            ("example-aero", "2027-12-20"),
+            ("example-telco", "2026-11-23"),
+            ("example-bank", "2026-11-23"),
+        ] {
+            let state = cca_state(&slug(org), &p.agreements, d(today));
+            let lbl: Vec<String> = vec![];
+            let markers: Vec<Marker> = vec![];
+            let f = facts(&lbl, Some(&markers));
+            let plan = plan_cca(&f, &state, &p.routing.labels);
+            let actions = cca_actions(&f, &plan, &state, "dev", &p, &m).expect("renders");
+            let mut public: Vec<String> =
+                vec![state.status_description(), state.public_summary().into()];
+            for a in &actions {
+                match a {
+                    Action::SetCommitStatus { description, .. } => public.push(description.clone()),
+                    Action::PostNote { body, .. } => public.push(body.clone()),
+                    _ => {}
+                }
+            }
+            for text in public {
+                assert!(
+                    !text.chars().any(|c| c.is_ascii_digit()),
+                    "{org} {today}: {text}"
+                );
+                for secret in ["CCA 2", "contracts/", "expiring"] {
+                    assert!(!text.contains(secret), "{org} {today}: {text}");
+                }
+            }
         }
     }
 

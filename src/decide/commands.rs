@@ -3,6 +3,7 @@
 //! The parser is pure and strict about where a command may appear: text in code blocks, inline
 //! code and quotes never triggers one (people quote the bot's own help).
 
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
 use super::{
@@ -12,6 +13,9 @@ use crate::domain::{MrRef, UserId};
 use crate::messages::{keyed_marker, Marker, Messages, TemplateError};
 use crate::neutralize;
 use crate::policy::Policies;
+
+/// At most one reply per person per MR in this window, whatever they post.
+pub const REPLY_WINDOW: TimeDelta = TimeDelta::seconds(60);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "command", content = "word", rename_all = "snake_case")]
@@ -23,27 +27,76 @@ pub enum Command {
     Unknown(String),
 }
 
-/// Text outside fenced code blocks, inline code and quote lines.
+/// The body without HTML comments (`<!-- … -->`, also across lines, and an unclosed one to
+/// the end): GitLab renders nothing of them, so nobody reading the thread sees a command there.
+fn without_html_comments(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(i) = rest.find("<!--") {
+        out.push_str(&rest[..i]);
+        match rest[i + 4..].find("-->") {
+            Some(j) => rest = &rest[i + 4 + j + 3..],
+            None => rest = "",
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Text outside HTML comments, fenced code blocks, indented code, inline code (also
+/// `<code>`/`<pre>`), quote lines and GitLab's multi-line `>>>` quotes.
 fn visible_text(body: &str) -> String {
+    let body = without_html_comments(body);
     let mut out = String::new();
     let mut in_fence = false;
+    let mut in_quote = false;
+    let mut in_pre = false;
     for line in body.lines() {
         let t = line.trim_start();
-        if t.starts_with("```") || t.starts_with("~~~") {
+        if !in_quote && (t.starts_with("```") || t.starts_with("~~~")) {
             in_fence = !in_fence;
             continue;
         }
-        if in_fence || t.starts_with('>') || line.starts_with("    ") || line.starts_with('\t') {
+        if !in_fence && t.starts_with(">>>") {
+            in_quote = !in_quote;
             continue;
         }
-        // Drop inline code spans.
+        let lower = t.to_ascii_lowercase();
+        if lower.contains("<pre>") || lower.contains("<pre ") {
+            in_pre = !lower.contains("</pre>");
+            continue;
+        }
+        if in_pre {
+            in_pre = !lower.contains("</pre>");
+            continue;
+        }
+        if in_fence
+            || in_quote
+            || t.starts_with('>')
+            || line.starts_with("    ")
+            || line.starts_with('\t')
+        {
+            continue;
+        }
+        // Drop inline code spans, backticks and <code>…</code> alike.
         let mut inside = false;
-        for c in line.chars() {
+        let mut rest = line;
+        while !rest.is_empty() {
+            let lower = rest.to_ascii_lowercase();
+            if !inside && lower.starts_with("<code") {
+                match lower.find("</code>") {
+                    Some(end) => rest = &rest[end + "</code>".len()..],
+                    None => rest = "",
+                }
+                continue;
+            }
+            let Some(c) = rest.chars().next() else { break };
             if c == '`' {
                 inside = !inside;
             } else if !inside {
                 out.push(c);
             }
+            rest = &rest[c.len_utf8()..];
         }
         out.push('\n');
     }
@@ -84,17 +137,37 @@ pub fn parse_command(body: &str, bot: &str) -> Option<Command> {
     None
 }
 
-/// What a command's answer depends on.
+/// One note the bot's own user wrote on the MR: its markers and when GitLab saved it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotNote {
+    pub markers: Vec<String>,
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// The command comment as GitLab has it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandNote {
+    pub id: u64,
+    pub command: Command,
+    pub issuer_id: UserId,
+    pub issuer: String,
+    /// Internal note (only project members see it): the answer is internal too.
+    pub internal: bool,
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// What a command's answer depends on, all as read from GitLab.
 #[derive(Debug, Clone)]
 pub struct CommandFacts<'a> {
     pub mr: MrRef,
-    pub note_id: u64,
-    pub command: Command,
-    pub issuer: &'a str,
+    pub note: &'a CommandNote,
+    /// The MR's author and reviewers as GitLab has them (never the webhook's claim).
     pub author: &'a str,
     pub reviewers: &'a [(UserId, String)],
-    /// Markers of the bot's notes on the MR (fixed and keyed).
-    pub markers: &'a [String],
+    /// The MR is a Co-Create MR: its author is recognised as a Co-Create organization member.
+    pub cocreate: bool,
+    /// The bot's own notes on the MR (notes by anyone else carry no markers that count).
+    pub bot_notes: &'a [BotNote],
     /// The organization's CCA state, when the author is recognised.
     pub cca: Option<CcaState>,
     pub labels: &'a [String],
@@ -104,51 +177,98 @@ pub struct CommandFacts<'a> {
     pub bot: &'a str,
 }
 
-/// The answer to one command: each command note is answered once (keyed by its note id).
+/// Markers of a reply: which command note it answers, and to whom.
+fn reply_markers(note_id: u64, to: UserId) -> (String, String) {
+    (
+        keyed_marker("cmd", &note_id.to_string()),
+        keyed_marker("cmd-to", &to.to_string()),
+    )
+}
+
+/// Who may give commands on an MR: its author, its reviewers, the Contributor Success roster.
+pub fn may_command(f: &CommandFacts<'_>, policies: &Policies) -> bool {
+    let issuer = f.note.issuer.to_ascii_lowercase();
+    issuer == f.author.to_ascii_lowercase()
+        || f.reviewers
+            .iter()
+            .any(|(id, u)| *id == f.note.issuer_id || u.eq_ignore_ascii_case(&issuer))
+        || policies.routing.roster.reviewers.contains(&issuer)
+}
+
+/// The answer to one command.
+///
+/// - Not on a Co-Create MR: no answer at all (the bot has nothing to offer there); nor to
+///   the bot's own notes.
+/// - Each command note is answered once (keyed by its note id), even when redelivered.
+/// - At most one reply per person per MR per [`REPLY_WINDOW`], whatever they post.
+/// - Someone who may not command gets one polite refusal per MR, then silence.
+/// - The reply has the visibility of the command: internal for an internal note.
 pub fn decide_command(
     f: &CommandFacts<'_>,
     policies: &Policies,
     messages: &Messages,
 ) -> Result<Vec<Action>, TemplateError> {
-    let marker = keyed_marker("cmd", &f.note_id.to_string());
-    if f.markers.contains(&marker) {
+    if !f.cocreate || f.note.issuer.eq_ignore_ascii_case(f.bot) {
         return Ok(vec![]);
     }
-    let roster = &policies.routing.roster.reviewers;
-    let issuer = f.issuer.to_ascii_lowercase();
-    let authorized = issuer == f.author.to_ascii_lowercase()
-        || f.reviewers
-            .iter()
-            .any(|(_, u)| u.eq_ignore_ascii_case(&issuer))
-        || roster.contains(&issuer);
-    let reply = |text: String| Action::PostNote {
-        target: NoteTarget::MergeRequest(f.mr),
-        marker: Marker::Command,
-        body: format!("{marker}\n{text}"),
-    };
-    let who = neutralize::mention(f.issuer);
-    if !authorized {
-        return Ok(vec![reply(messages.command_reply(
-            "command_denied.md",
-            &who,
-            f.bot,
-            None,
-        )?)]);
+    let (marker, to_marker) = reply_markers(f.note.id, f.note.issuer_id);
+    let has = |m: &str| f.bot_notes.iter().any(|n| n.markers.iter().any(|x| x == m));
+    if has(&marker) {
+        return Ok(vec![]);
     }
+    let recently_answered = f.bot_notes.iter().any(|n| {
+        n.markers.contains(&to_marker)
+            && match (n.at, f.note.at) {
+                (Some(reply), Some(asked)) => reply >= asked - REPLY_WINDOW,
+                // Without times, a reply to the same person counts as recent.
+                _ => true,
+            }
+    });
+    if recently_answered {
+        return Ok(vec![]);
+    }
+    // A reply has the visibility of what it answers: what was said in an internal note is
+    // never quoted, or even acknowledged, where the public can read it.
+    let target = if f.note.internal {
+        NoteTarget::MergeRequestInternal(f.mr)
+    } else {
+        NoteTarget::MergeRequest(f.mr)
+    };
+    let reply = |extra_marker: Option<&str>, text: String| Action::PostNote {
+        target: target.clone(),
+        marker: Marker::Command,
+        body: match extra_marker {
+            Some(x) => format!("{marker}\n{to_marker}\n{x}\n{text}"),
+            None => format!("{marker}\n{to_marker}\n{text}"),
+        },
+    };
+    let who = neutralize::mention(&f.note.issuer);
+    if !may_command(f, policies) {
+        let denied = keyed_marker("cmd-denied", &f.note.issuer_id.to_string());
+        if has(&denied) {
+            return Ok(vec![]);
+        }
+        return Ok(vec![reply(
+            Some(&denied),
+            messages.command_reply("command_denied.md", &who, f.bot, None)?,
+        )]);
+    }
+    let roster = &policies.routing.roster.reviewers;
     let mut actions = Vec::new();
-    match &f.command {
-        Command::Help => actions.push(reply(messages.command_reply(
-            "command_help.md",
-            &who,
-            f.bot,
+    match &f.note.command {
+        Command::Help => actions.push(reply(
             None,
-        )?)),
-        Command::Unknown(word) => actions.push(reply(messages.command_reply(
-            "command_unknown.md",
-            &who,
-            f.bot,
-            Some(&neutralize::inline(word)),
-        )?)),
+            messages.command_reply("command_help.md", &who, f.bot, None)?,
+        )),
+        Command::Unknown(word) => actions.push(reply(
+            None,
+            messages.command_reply(
+                "command_unknown.md",
+                &who,
+                f.bot,
+                Some(&neutralize::inline(word)),
+            )?,
+        )),
         Command::Ready => {
             let existing = f
                 .reviewers
@@ -160,7 +280,8 @@ pub fn decide_command(
                 None => {
                     let choice = f
                         .roster
-                        .and_then(|r| choose_reviewer(&policies.routing.roster, r));
+                        .and_then(|r| choose_reviewer(&policies.routing.roster, r))
+                        .filter(|c| c.id.is_some());
                     if let Some(c) = &choice {
                         let mut ids: Vec<UserId> = f.reviewers.iter().map(|(id, _)| *id).collect();
                         ids.extend(c.id);
@@ -175,19 +296,38 @@ pub fn decide_command(
                     choice.map(|c| c.username)
                 }
             };
-            let ping = reviewer.map(|r| neutralize::mention(&r));
-            actions.push(reply(messages.command_reply(
-                "command_ready.md",
-                &who,
-                f.bot,
-                ping.as_deref(),
-            )?));
+            // Only promise what happens: a named reviewer is pinged by this very note; without
+            // one, the lead is (when there is one), and the note says nobody was assigned.
+            let text = match reviewer {
+                Some(r) => messages.command_reply(
+                    "command_ready.md",
+                    &who,
+                    f.bot,
+                    Some(&neutralize::mention(&r)),
+                )?,
+                None => messages.command_reply(
+                    "command_ready_unassigned.md",
+                    &who,
+                    f.bot,
+                    policies
+                        .routing
+                        .roster
+                        .lead
+                        .as_deref()
+                        .map(neutralize::mention)
+                        .as_deref(),
+                )?,
+            };
+            actions.push(reply(None, text));
         }
         Command::Recheck => {
             let state_name = match &f.cca {
-                None => "not applicable (the author is not recognised as a Co-Create organization member)".to_owned(),
+                None => "not applicable".to_owned(),
                 Some(state) => {
-                    let fixed: Vec<Marker> = f.markers.iter().flat_map(|m| Marker::found_in(m)).collect();
+                    let markers: Vec<&String> =
+                        f.bot_notes.iter().flat_map(|n| n.markers.iter()).collect();
+                    let fixed: Vec<Marker> =
+                        markers.iter().flat_map(|m| Marker::found_in(m)).collect();
                     let facts = CcaMrFacts {
                         mr: f.mr,
                         head_sha: f.head_sha,
@@ -196,16 +336,16 @@ pub fn decide_command(
                         markers: Some(&fixed),
                     };
                     let plan = plan_cca(&facts, state, &policies.routing.labels);
-                    actions.extend(cca_actions(&facts, &plan, state, f.author, policies, messages)?);
-                    state.name().to_owned()
+                    actions.extend(cca_actions(
+                        &facts, &plan, state, f.author, policies, messages,
+                    )?);
+                    state.public_summary().to_owned()
                 }
             };
-            actions.push(reply(messages.command_reply(
-                "command_recheck.md",
-                &who,
-                f.bot,
-                Some(&state_name),
-            )?));
+            actions.push(reply(
+                None,
+                messages.command_reply("command_recheck.md", &who, f.bot, Some(&state_name))?,
+            ));
         }
     }
     Ok(actions)
@@ -214,6 +354,241 @@ pub fn decide_command(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).expect("time").to_utc()
+    }
+
+    /// What the bot writes for one command, as (internal, body) of its notes plus other writes.
+    fn answer(
+        note: &CommandNote,
+        cocreate: bool,
+        bot_notes: &[BotNote],
+        reviewers: &[(UserId, String)],
+        roster: Option<&RosterFacts>,
+        policies: &Policies,
+    ) -> (Vec<(bool, String)>, usize) {
+        let m = Messages::embedded().expect("templates");
+        let f = CommandFacts {
+            mr: MrRef {
+                project_id: 2,
+                iid: 16,
+            },
+            note,
+            author: "aero-dev-1",
+            reviewers,
+            cocreate,
+            bot_notes,
+            cca: None,
+            labels: &[],
+            head_sha: None,
+            head_status: None,
+            roster,
+            bot: "cocreate-bot",
+        };
+        let actions = decide_command(&f, policies, &m).expect("renders");
+        let notes = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::PostNote { target, body, .. } => Some((target.is_internal(), body.clone())),
+                _ => None,
+            })
+            .collect::<Vec<_>>();
+        let others = actions.len() - notes.len();
+        (notes, others)
+    }
+
+    fn note(id: u64, issuer: (UserId, &str), command: Command, internal: bool) -> CommandNote {
+        CommandNote {
+            id,
+            command,
+            issuer_id: issuer.0,
+            issuer: issuer.1.into(),
+            internal,
+            at: Some(t("2026-11-23T12:00:00Z")),
+        }
+    }
+
+    fn reply(to: UserId, at: &str, denied: bool) -> BotNote {
+        let mut markers = vec![
+            keyed_marker("cmd", "1"),
+            keyed_marker("cmd-to", &to.to_string()),
+        ];
+        if denied {
+            markers.push(keyed_marker("cmd-denied", &to.to_string()));
+        }
+        BotNote {
+            markers,
+            at: Some(t(at)),
+        }
+    }
+
+    #[test]
+    fn who_is_answered_table() {
+        let p = Policies::embedded().expect("examples");
+        let dev = (501, "aero-dev-1");
+        let stranger = (600, "outsider");
+        let reviewer = vec![(25, "maintainer".to_string())];
+        // (case, command note, Co-Create MR, earlier bot notes, notes written, internal, text)
+        type Row = (
+            &'static str,
+            CommandNote,
+            bool,
+            Vec<BotNote>,
+            usize,
+            bool,
+            &'static str,
+        );
+        let rows: Vec<Row> = vec![
+            (
+                "the author's help",
+                note(7, dev, Command::Help, false),
+                true,
+                vec![],
+                1,
+                false,
+                "here is what you can ask",
+            ),
+            (
+                "internal in, internal out",
+                note(7, dev, Command::Unknown("secret".into()), true),
+                true,
+                vec![],
+                1,
+                true,
+                "secret",
+            ),
+            (
+                "a reviewer may command",
+                note(7, (25, "maintainer"), Command::Help, false),
+                true,
+                vec![],
+                1,
+                false,
+                "here is what",
+            ),
+            (
+                "not a Co-Create MR: silence",
+                note(7, dev, Command::Help, false),
+                false,
+                vec![],
+                0,
+                false,
+                "",
+            ),
+            (
+                "not a Co-Create MR: no refusal either",
+                note(7, stranger, Command::Help, false),
+                false,
+                vec![],
+                0,
+                false,
+                "",
+            ),
+            (
+                "answered already",
+                note(1, dev, Command::Help, false),
+                true,
+                vec![reply(501, "2026-11-23T11:00:00Z", false)],
+                0,
+                false,
+                "",
+            ),
+            (
+                "answered 30 s ago",
+                note(7, dev, Command::Help, false),
+                true,
+                vec![reply(501, "2026-11-23T11:59:30Z", false)],
+                0,
+                false,
+                "",
+            ),
+            (
+                "answered after it was asked",
+                note(7, dev, Command::Help, false),
+                true,
+                vec![reply(501, "2026-11-23T12:00:05Z", false)],
+                0,
+                false,
+                "",
+            ),
+            (
+                "answered 2 min ago",
+                note(7, dev, Command::Help, false),
+                true,
+                vec![reply(501, "2026-11-23T11:58:00Z", false)],
+                1,
+                false,
+                "here is what",
+            ),
+            (
+                "someone else was answered",
+                note(7, dev, Command::Help, false),
+                true,
+                vec![reply(25, "2026-11-23T11:59:59Z", false)],
+                1,
+                false,
+                "here is what",
+            ),
+            (
+                "a stranger: one refusal",
+                note(7, stranger, Command::Ready, false),
+                true,
+                vec![],
+                1,
+                false,
+                "only the author",
+            ),
+            (
+                "a stranger refused before",
+                note(7, stranger, Command::Ready, false),
+                true,
+                vec![reply(600, "2026-11-23T09:00:00Z", true)],
+                0,
+                false,
+                "",
+            ),
+        ];
+        for (case, n, cocreate, bot_notes, count, internal, text) in rows {
+            let (notes, _) = answer(&n, cocreate, &bot_notes, &reviewer, None, &p);
+            assert_eq!(notes.len(), count, "{case}: {notes:#?}");
+            if let Some((i, body)) = notes.first() {
+                assert_eq!(*i, internal, "{case}");
+                assert!(body.contains(text), "{case}: {body}");
+            }
+        }
+    }
+
+    #[test]
+    fn ready_promises_only_what_happens() {
+        let p = Policies::embedded().expect("examples");
+        let dev = (501, "aero-dev-1");
+        let ready = note(7, dev, Command::Ready, false);
+        // A roster reviewer already: pinged by the reply itself.
+        let with_cs = vec![(101, "cs-reviewer-1".to_string())];
+        let (notes, writes) = answer(&ready, true, &[], &with_cs, None, &p);
+        assert!(
+            notes[0].1.contains("@cs-reviewer-1, @aero-dev-1 says"),
+            "{notes:?}"
+        );
+        assert_eq!(writes, 0);
+        // Nobody can be assigned: the lead is asked, and nobody is promised.
+        let empty = RosterFacts::default();
+        let (notes, writes) = answer(&ready, true, &[], &[], Some(&empty), &p);
+        assert_eq!(writes, 0);
+        assert!(
+            notes[0].1.contains("@cs-lead") && notes[0].1.contains("could you pick one"),
+            "{notes:?}"
+        );
+        assert!(!notes[0].1.contains("shortly"), "{notes:?}");
+        let mut no_lead = p.clone();
+        no_lead.routing.roster.lead = None;
+        let (notes, _) = answer(&ready, true, &[], &[], Some(&empty), &no_lead);
+        assert!(
+            notes[0].1.contains("nobody has been asked yet"),
+            "{notes:?}"
+        );
+    }
 
     #[test]
     fn parser_table() {
@@ -244,6 +619,18 @@ mod tests {
                 "```\ncode\n```\n@cocreate-bot recheck",
                 Some(Command::Recheck),
             ),
+            ("<!-- @cocreate-bot recheck -->", None),
+            ("<!--\n@cocreate-bot recheck\n-->", None),
+            ("<!-- never closed\n@cocreate-bot recheck", None),
+            ("<!-- x --> @cocreate-bot help", Some(Command::Help)),
+            (">>>\n@cocreate-bot ready\n>>>", None),
+            (">>>\nquoted\n>>>\n@cocreate-bot help", Some(Command::Help)),
+            ("<code>@cocreate-bot ready</code>", None),
+            (
+                "see <CODE>@cocreate-bot ready</CODE> then @cocreate-bot help",
+                Some(Command::Help),
+            ),
+            ("<pre>\n@cocreate-bot ready\n</pre>", None),
         ];
         for (body, want) in rows {
             assert_eq!(&parse_command(body, bot), want, "{body:?}");

@@ -41,6 +41,8 @@ impl std::fmt::Display for IssueRef {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TrackingIssue {
     pub issue: IssueRef,
+    /// Whether GitLab has it confidential now.
+    pub confidential: bool,
     pub assignees: Vec<(UserId, String)>,
     /// MRs already linked (markers in its description and the bot's notes).
     pub linked: Vec<MrRef>,
@@ -108,23 +110,30 @@ pub fn parse_intake(description: &str) -> IntakeFields {
     f
 }
 
-fn username(field: &str, v: &str) -> Result<String, String> {
+fn username(field: &str, v: &str, private: bool) -> Result<String, String> {
     let name = v.trim().trim_start_matches('@');
     if neutralize::is_plain_username(name) {
         Ok(name.to_owned())
-    } else {
+    } else if private {
         Err(format!(
             "{field}: `{}` is not a GitLab username (write it as @username)",
             neutralize::inline(v)
+        ))
+    } else {
+        Err(format!(
+            "{field}: not a GitLab username (write it as @username)"
         ))
     }
 }
 
 /// Checks an intake: the organization must be known, a CSM and the opportunity given, every
 /// username well-formed. Problems are phrased for the account team, user text neutralized.
+/// `private`: the note quoting them goes on a confidential issue; on any other issue the
+/// problems quote nothing the account team wrote (no organization, no account team member).
 pub fn validate_intake<'p>(
     fields: &IntakeFields,
     policies: &'p Policies,
+    private: bool,
 ) -> Result<&'p Organization, Vec<String>> {
     let mut problems = Vec::new();
     let org = match &fields.organization {
@@ -139,11 +148,15 @@ pub fn validate_intake<'p>(
                 org.slug.as_str().eq_ignore_ascii_case(o.trim())
                     || org.name.eq_ignore_ascii_case(o.trim())
             });
-            if found.is_none() {
-                problems.push(format!(
+            match (found, private) {
+                (Some(_), _) => {}
+                (None, true) => problems.push(format!(
                     "Organization: `{}` is not a Co-Create organization yet (add it to policies/organizations.yml first)",
                     neutralize::inline(o)
-                ));
+                )),
+                (None, false) => problems.push(
+                    "Organization: not the slug or name of a Co-Create organization (check policies/organizations.yml)".to_string(),
+                ),
             }
             found
         }
@@ -151,14 +164,14 @@ pub fn validate_intake<'p>(
     match &fields.csm {
         None => problems.push("CSM: missing (the CSM's GitLab username)".into()),
         Some(v) => {
-            if let Err(e) = username("CSM", v) {
+            if let Err(e) = username("CSM", v, private) {
                 problems.push(e);
             }
         }
     }
     for (field, v) in [("AE", &fields.ae), ("SA", &fields.sa)] {
         if let Some(v) = v {
-            if let Err(e) = username(field, v) {
+            if let Err(e) = username(field, v, private) {
                 problems.push(e);
             }
         }
@@ -169,7 +182,7 @@ pub fn validate_intake<'p>(
         );
     }
     for c in &fields.contacts {
-        if let Err(e) = username("Customer contacts", c) {
+        if let Err(e) = username("Customer contacts", c, private) {
             problems.push(e);
         }
     }
@@ -183,6 +196,8 @@ pub fn validate_intake<'p>(
 #[derive(Debug, Clone)]
 pub struct IntakeFacts {
     pub issue: IssueRef,
+    /// Whether GitLab has the issue confidential now.
+    pub confidential: bool,
     pub description: String,
     pub labels: Vec<String>,
     /// Markers in the bot's notes on this issue.
@@ -203,13 +218,30 @@ pub fn decide_intake(
 ) -> Result<(Option<OrgSlug>, Vec<Action>), TemplateError> {
     let labels = &policies.routing.labels;
     let fields = parse_intake(&facts.description);
-    let org = match validate_intake(&fields, policies) {
+    // An intake carries engagement data (organization, account team, opportunity): with
+    // `tracking.confidential` it is made confidential before the bot writes anything on it,
+    // and a note names engagement data only where the issue is (or is being made) private.
+    let make_confidential = policies.routing.tracking.confidential && !facts.confidential;
+    let private = facts.confidential || make_confidential;
+    let confidential_edit = || Action::EditIssue {
+        issue: facts.issue.clone(),
+        add_labels: vec![],
+        remove_labels: vec![],
+        assignee_ids: None,
+        description: None,
+        confidential: Some(true),
+    };
+    let org = match validate_intake(&fields, policies, private) {
         Err(problems) => {
             // One note per distinct set of problems: a fix that leaves others gets a new note.
             let digest = short_hash(&problems.join("\n"));
             let marker = keyed_marker("intake-invalid", &digest);
+            let mut actions: Vec<Action> = make_confidential
+                .then(confidential_edit)
+                .into_iter()
+                .collect();
             if facts.markers.contains(&marker) {
-                return Ok((None, vec![]));
+                return Ok((None, actions));
             }
             let known: Vec<String> = policies
                 .organizations
@@ -217,15 +249,14 @@ pub fn decide_intake(
                 .iter()
                 .map(|o| format!("`{}`", o.slug))
                 .collect();
-            let body = messages.intake_invalid(&marker, &problems, &known.join(", "))?;
-            return Ok((
-                None,
-                vec![Action::PostIssueNote {
-                    issue: facts.issue.clone(),
-                    marker,
-                    body,
-                }],
-            ));
+            let known = private.then(|| known.join(", "));
+            let body = messages.intake_invalid(&marker, &problems, known.as_deref())?;
+            actions.push(Action::PostIssueNote {
+                issue: facts.issue.clone(),
+                marker,
+                body,
+            });
+            return Ok((None, actions));
         }
         Ok(org) => org,
     };
@@ -234,24 +265,25 @@ pub fn decide_intake(
     };
     if let Some(existing) = others.iter().min_by_key(|t| t.issue.iid) {
         let marker = keyed_marker("intake-duplicate", &existing.issue.iid.to_string());
+        let mut actions: Vec<Action> = make_confidential
+            .then(confidential_edit)
+            .into_iter()
+            .collect();
         if facts.markers.contains(&marker) {
-            return Ok((Some(org.slug.clone()), vec![]));
+            return Ok((Some(org.slug.clone()), actions));
         }
-        let body = messages.intake_duplicate(&marker, &org.name, existing.issue.iid)?;
-        return Ok((
-            Some(org.slug.clone()),
-            vec![
-                Action::LinkIssues {
-                    issue: facts.issue.clone(),
-                    target: existing.issue.clone(),
-                },
-                Action::PostIssueNote {
-                    issue: facts.issue.clone(),
-                    marker,
-                    body,
-                },
-            ],
-        ));
+        let org_name = private.then_some(org.name.as_str());
+        let body = messages.intake_duplicate(&marker, org_name, existing.issue.iid)?;
+        actions.push(Action::LinkIssues {
+            issue: facts.issue.clone(),
+            target: existing.issue.clone(),
+        });
+        actions.push(Action::PostIssueNote {
+            issue: facts.issue.clone(),
+            marker,
+            body,
+        });
+        return Ok((Some(org.slug.clone()), actions));
     }
     // The intake becomes the tracking issue.
     let wanted = [labels.engagement.clone(), labels.org(&org.slug)];
@@ -272,11 +304,13 @@ pub fn decide_intake(
         .filter(|l| **l == labels.intake)
         .cloned()
         .collect();
-    let checklist_marker = keyed_marker("checklist", "v1");
-    let description = if facts.description.contains(&checklist_marker) {
+    // The description is the account team's text: a hidden marker there is text. The
+    // checklist counts as there only with its heading, as the bot writes it (visible to all).
+    let checklist = messages.checklist(&org.slack_channel, &facts.cca, labels)?;
+    let head: String = checklist.lines().take(2).collect::<Vec<_>>().join("\n");
+    let description = if facts.description.contains(&head) {
         None
     } else {
-        let checklist = messages.checklist(&org.slack_channel, &facts.cca, labels)?;
         Some(format!("{}\n\n{checklist}", facts.description.trim_end()))
     };
     let dri = facts
@@ -284,9 +318,11 @@ pub fn decide_intake(
         .as_ref()
         .and_then(|r| super::choose_reviewer(&policies.routing.roster, r))
         .and_then(|c| c.id);
-    if add.is_empty() && remove.is_empty() && description.is_none() {
+    if add.is_empty() && remove.is_empty() && description.is_none() && !make_confidential {
         return Ok((Some(org.slug.clone()), vec![]));
     }
+    // One edit: the issue never carries the checklist (channel, CCA state) or the engagement
+    // labels without being confidential.
     Ok((
         Some(org.slug.clone()),
         vec![Action::EditIssue {
@@ -295,6 +331,7 @@ pub fn decide_intake(
             remove_labels: remove,
             assignee_ids: dri.map(|d| vec![d]),
             description,
+            confidential: make_confidential.then_some(true),
         }],
     ))
 }
@@ -372,11 +409,35 @@ pub fn decide_mr_engagement(
                 assignee_ids: dri.map(|d| vec![d.0]).unwrap_or_default(),
             }])
         }
-        Some(t) if !t.linked.contains(&mr) => Ok(vec![Action::PostIssueNote {
-            issue: t.issue.clone(),
-            body: messages.mr_link(&link_marker, &org.name, mr_url, title)?,
-            marker: link_marker,
-        }]),
+        Some(t) if !t.linked.contains(&mr) => {
+            // A tracking issue someone made public is made confidential again before the note;
+            // without `tracking.confidential`, a note on a public one does not name the
+            // organization.
+            let make_confidential = policies.routing.tracking.confidential && !t.confidential;
+            let private = t.confidential || make_confidential;
+            let mut actions = Vec::new();
+            if make_confidential {
+                actions.push(Action::EditIssue {
+                    issue: t.issue.clone(),
+                    add_labels: vec![],
+                    remove_labels: vec![],
+                    assignee_ids: None,
+                    description: None,
+                    confidential: Some(true),
+                });
+            }
+            actions.push(Action::PostIssueNote {
+                issue: t.issue.clone(),
+                body: messages.mr_link(
+                    &link_marker,
+                    private.then_some(org.name.as_str()),
+                    mr_url,
+                    title,
+                )?,
+                marker: link_marker,
+            });
+            Ok(actions)
+        }
         Some(_) => Ok(vec![]),
     }
 }
@@ -450,6 +511,7 @@ pub fn linked_mrs(markers: &[String]) -> Vec<MrRef> {
 /// else the furthest), and notes transitions that skip a required step.
 pub fn decide_stage(
     issue: &IssueRef,
+    confidential: bool,
     labels_now: &[String],
     just_added: &[String],
     markers: &[String],
@@ -482,13 +544,16 @@ pub fn decide_stage(
     let (pathway, remove_p) = pick(&l.pathway_prefix, &PATHWAYS);
     remove.extend(remove_p);
     let mut actions = Vec::new();
-    if !remove.is_empty() {
+    // Tracking issues are always confidential when the policy says so.
+    let make_confidential = policies.routing.tracking.confidential && !confidential;
+    if !remove.is_empty() || make_confidential {
         actions.push(Action::EditIssue {
             issue: issue.clone(),
             add_labels: vec![],
             remove_labels: remove,
             assignee_ids: None,
             description: None,
+            confidential: make_confidential.then_some(true),
         });
     }
     let stage_name = stage
@@ -559,11 +624,208 @@ mod tests {
             ("- Organization: example-aero\n- CSM: @all everyone\n- Opportunity: x\n- Customer contacts: @ok, /close", Err(2)),
         ];
         for (text, want) in rows {
-            let got = validate_intake(&parse_intake(text), &p)
+            let got = validate_intake(&parse_intake(text), &p, true)
                 .map(|o| o.slug.as_str())
                 .map_err(|e| e.len());
             assert_eq!(got, want, "{text:?}");
         }
+    }
+
+    #[test]
+    fn intake_confidentiality_table() {
+        let p = policies();
+        let m = Messages::embedded().expect("templates");
+        let issue = IssueRef {
+            project: "cocreate/engagements".into(),
+            iid: 3,
+        };
+        let invalid = "- Organization: nope\n- CSM: @c\n- Opportunity: x";
+        // (description, confidential now, other tracking issues, wanted: confidential edit
+        // first, note lists/names organizations)
+        type Row<'a> = (&'a str, bool, bool, Option<bool>, Option<bool>);
+        let rows: Vec<Row> = vec![
+            (INTAKE, false, false, Some(true), None),
+            (INTAKE, true, false, None, None),
+            (INTAKE, false, true, Some(true), Some(true)),
+            (invalid, false, false, Some(true), Some(true)),
+            (invalid, true, false, None, Some(true)),
+        ];
+        for (text, confidential, duplicate, edit, names) in rows {
+            let facts = IntakeFacts {
+                issue: issue.clone(),
+                confidential,
+                description: text.into(),
+                labels: vec!["Co-Create intake".into()],
+                markers: vec![],
+                other_tracking: Some(if duplicate {
+                    vec![TrackingIssue {
+                        issue: IssueRef {
+                            project: "cocreate/engagements".into(),
+                            iid: 1,
+                        },
+                        confidential: true,
+                        assignees: vec![],
+                        linked: vec![],
+                    }]
+                } else {
+                    vec![]
+                }),
+                roster: None,
+                cca: "signed".into(),
+            };
+            let (_, actions) = decide_intake(&facts, &p, &m).expect("renders");
+            let first_edit = actions.first().and_then(|a| match a {
+                Action::EditIssue { confidential, .. } => *confidential,
+                _ => None,
+            });
+            assert_eq!(first_edit, edit, "{text:?} {confidential}");
+            let note = actions.iter().find_map(|a| match a {
+                Action::PostIssueNote { body, .. } => Some(body.clone()),
+                _ => None,
+            });
+            let named = note
+                .as_ref()
+                .map(|b| b.contains("example-aero") || b.contains("Example Aero"));
+            assert_eq!(named, names, "{text:?} {confidential}: {note:?}");
+        }
+        // Without `tracking.confidential`, a public issue's note names nobody.
+        let mut open = policies();
+        open.routing.tracking.confidential = false;
+        let facts = IntakeFacts {
+            issue,
+            confidential: false,
+            description: invalid.into(),
+            labels: vec![],
+            markers: vec![],
+            other_tracking: None,
+            roster: None,
+            cca: String::new(),
+        };
+        let (_, actions) = decide_intake(&facts, &open, &m).expect("renders");
+        let [Action::PostIssueNote { body, .. }] = actions.as_slice() else {
+            panic!("{actions:?}")
+        };
+        assert!(
+            !body.contains("example-") && !body.contains("nope"),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn a_tracking_issue_made_public_is_made_confidential_again_before_a_note() {
+        let p = policies();
+        let m = Messages::embedded().expect("templates");
+        let org = p.organizations.all()[0].clone();
+        let tracking = |confidential| TrackingIssue {
+            issue: IssueRef {
+                project: "cocreate/engagements".into(),
+                iid: 1,
+            },
+            confidential,
+            assignees: vec![],
+            linked: vec![],
+        };
+        let decide = |t: &TrackingIssue, p: &Policies| {
+            decide_mr_engagement(
+                &MrEngagementFacts {
+                    org: &org,
+                    mr: MrRef {
+                        project_id: 2,
+                        iid: 16,
+                    },
+                    mr_url: "http://gitlab.example.com/vendor/product/-/merge_requests/16",
+                    title: "t",
+                    tracking: std::slice::from_ref(t),
+                    dri: None,
+                    cca: "signed",
+                },
+                p,
+                &m,
+            )
+            .expect("renders")
+        };
+        let public = decide(&tracking(false), &p);
+        assert!(
+            matches!(public.as_slice(), [Action::EditIssue { confidential: Some(true), .. }, Action::PostIssueNote { body, .. }] if body.contains(&org.name)),
+            "{public:?}"
+        );
+        let private = decide(&tracking(true), &p);
+        assert!(
+            matches!(private.as_slice(), [Action::PostIssueNote { .. }]),
+            "{private:?}"
+        );
+        // Without `tracking.confidential`, a public tracking issue's link note names nobody.
+        let mut open = policies();
+        open.routing.tracking.confidential = false;
+        let open_notes = decide(&tracking(false), &open);
+        assert!(
+            matches!(open_notes.as_slice(), [Action::PostIssueNote { body, .. }] if !body.contains(&org.name)),
+            "{open_notes:?}"
+        );
+        // The stage rules make a tracking issue confidential again too.
+        let issue = tracking(false).issue;
+        let stage = decide_stage(
+            &issue,
+            false,
+            &["Co-Create stage::meeting".into()],
+            &[],
+            &[],
+            &p,
+            &m,
+        )
+        .expect("renders");
+        assert!(
+            matches!(
+                stage.as_slice(),
+                [Action::EditIssue {
+                    confidential: Some(true),
+                    ..
+                }]
+            ),
+            "{stage:?}"
+        );
+        assert!(decide_stage(
+            &issue,
+            true,
+            &["Co-Create stage::meeting".into()],
+            &[],
+            &[],
+            &p,
+            &m
+        )
+        .expect("renders")
+        .is_empty());
+    }
+
+    #[test]
+    fn a_hidden_checklist_marker_alone_does_not_suppress_the_checklist() {
+        let p = policies();
+        let m = Messages::embedded().expect("templates");
+        let edit = |description: String| {
+            let facts = IntakeFacts {
+                issue: IssueRef {
+                    project: "cocreate/engagements".into(),
+                    iid: 3,
+                },
+                confidential: true,
+                description,
+                labels: vec!["Co-Create intake".into()],
+                markers: vec![],
+                other_tracking: Some(vec![]),
+                roster: None,
+                cca: "signed".into(),
+            };
+            match decide_intake(&facts, &p, &m).expect("renders").1.as_slice() {
+                [Action::EditIssue { description, .. }] => description.clone(),
+                other => panic!("{other:?}"),
+            }
+        };
+        let planted = format!("{INTAKE}\n{}", keyed_marker("checklist", "v1"));
+        let appended = edit(planted).expect("the checklist is appended");
+        assert!(appended.contains("## Co-Create checklist"), "{appended}");
+        // Once it is there (boxes ticked or not), it is not appended again.
+        let ticked = appended.replace("- [ ]", "- [x]");
+        assert_eq!(edit(ticked), None);
     }
 
     #[test]
@@ -624,7 +886,7 @@ mod tests {
             ),
         ];
         for (now, added, removed, notes) in rows {
-            let actions = decide_stage(&issue, &now, &added, &[], &p, &m).expect("renders");
+            let actions = decide_stage(&issue, true, &now, &added, &[], &p, &m).expect("renders");
             let got_removed: Vec<String> = actions
                 .iter()
                 .filter_map(|a| match a {

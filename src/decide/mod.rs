@@ -32,7 +32,25 @@ use crate::messages::Marker;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum NoteTarget {
+    /// A note on the MR that everyone who can see the MR can read (public on a public project).
     MergeRequest(MrRef),
+    /// An internal note on the MR (`internal: true`): only project members with the Reporter
+    /// role or higher read it. The answer to anything said in an internal note goes here.
+    MergeRequestInternal(MrRef),
+}
+
+impl NoteTarget {
+    /// The MR the note goes on.
+    pub fn mr(&self) -> MrRef {
+        match self {
+            NoteTarget::MergeRequest(mr) | NoteTarget::MergeRequestInternal(mr) => *mr,
+        }
+    }
+
+    /// Whether the note is internal.
+    pub fn is_internal(&self) -> bool {
+        matches!(self, NoteTarget::MergeRequestInternal(_))
+    }
 }
 
 /// One write to GitLab. The executor is the only code that turns these into API calls.
@@ -105,13 +123,15 @@ pub enum Action {
         confidential: bool,
         assignee_ids: Vec<UserId>,
     },
-    /// `PUT /projects/:id/issues/:iid`: labels added/removed, assignees set, description replaced.
+    /// `PUT /projects/:id/issues/:iid`: labels added/removed, assignees set, description
+    /// replaced, and (when `confidential` is set) the issue made confidential in the same edit.
     EditIssue {
         issue: engagement::IssueRef,
         add_labels: Vec<String>,
         remove_labels: Vec<String>,
         assignee_ids: Option<Vec<UserId>>,
         description: Option<String>,
+        confidential: Option<bool>,
     },
     /// `POST /projects/:id/issues/:iid/links`.
     LinkIssues {
@@ -229,8 +249,9 @@ impl Action {
                 remove_labels,
                 assignee_ids,
                 description,
+                confidential,
             } => format!(
-                "edit issue {issue}: add {add_labels:?}, remove {remove_labels:?}{}{}",
+                "edit issue {issue}: add {add_labels:?}, remove {remove_labels:?}{}{}{}",
                 assignee_ids
                     .as_ref()
                     .map(|a| format!(", assignees {a:?}"))
@@ -239,6 +260,11 @@ impl Action {
                     ", append the checklist"
                 } else {
                     ""
+                },
+                match confidential {
+                    Some(true) => ", make it confidential",
+                    Some(false) => ", make it public",
+                    None => "",
                 }
             ),
             Action::LinkIssues { issue, target } => format!("link issue {issue} to {target}"),
@@ -246,8 +272,12 @@ impl Action {
                 format!("post note {marker} on issue {issue}")
             }
             Action::PostNote { target, marker, .. } => {
-                let NoteTarget::MergeRequest(mr) = target;
-                format!("post {marker:?} note on {mr}")
+                let visibility = if target.is_internal() {
+                    "internal "
+                } else {
+                    ""
+                };
+                format!("post {visibility}{marker:?} note on {}", target.mr())
             }
         }
     }

@@ -284,6 +284,18 @@ pub struct ApiNote {
     pub system: bool,
     #[serde(default)]
     pub created_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Internal note (only project members see it); `confidential` is its older name.
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default)]
+    pub confidential: Option<bool>,
+}
+
+impl ApiNote {
+    /// Visible only to project members.
+    pub fn is_internal(&self) -> bool {
+        self.internal || self.confidential.unwrap_or(false)
+    }
 }
 
 /// An issue, with the fields we use.
@@ -302,6 +314,11 @@ pub struct ApiIssue {
     pub assignees: Vec<ApiUserRef>,
     #[serde(default)]
     pub web_url: String,
+    #[serde(default)]
+    pub confidential: bool,
+    /// Who opened it (markers in the description count only when that is the bot).
+    #[serde(default)]
+    pub author: Option<ApiUserRef>,
 }
 
 #[cfg(test)]

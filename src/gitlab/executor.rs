@@ -78,7 +78,7 @@ fn role_needed(action: &Action) -> String {
             "to set the cocreate/cca commit status",
         ),
         Action::PostNote {
-            target: NoteTarget::MergeRequest(mr),
+            target: NoteTarget::MergeRequest(mr) | NoteTarget::MergeRequestInternal(mr),
             ..
         } => (
             "Reporter",
@@ -374,8 +374,12 @@ impl Executor {
                     remove_labels,
                     assignee_ids,
                     description,
+                    confidential,
                 } => {
                     let mut params = Vec::new();
+                    if let Some(c) = confidential {
+                        params.push(("confidential", c.to_string()));
+                    }
                     if !add_labels.is_empty() {
                         params.push(("add_labels", add_labels.join(",")));
                     }
@@ -433,11 +437,15 @@ impl Executor {
                     .await?;
                 }
                 Action::PostNote { target, body, .. } => {
-                    let NoteTarget::MergeRequest(mr) = target;
-                    let endpoint = CreateMergeRequestNote::builder()
-                        .project(mr.project_id)
+                    let mr = target.mr();
+                    let mut b = CreateMergeRequestNote::builder();
+                    b.project(mr.project_id)
                         .merge_request(mr.iid)
-                        .body(body.as_str())
+                        .body(body.as_str());
+                    if target.is_internal() {
+                        b.internal(true);
+                    }
+                    let endpoint = b
                         .build()
                         .map_err(|e| ExecuteError::Build(what.clone(), e.to_string()))?;
                     api::ignore(endpoint)

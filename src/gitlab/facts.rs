@@ -13,6 +13,7 @@ use super::endpoints::{
     ApiUser, Get,
 };
 use super::{Context, GitlabClient, GitlabError, TtlCache};
+use crate::decide::commands::BotNote;
 use crate::decide::engagement::{linked_mrs, IssueRef, TrackingIssue};
 use crate::decide::nudge::Activity;
 use crate::decide::{RosterFacts, RosterMember};
@@ -162,12 +163,24 @@ impl FactSource {
         Ok(self.bot_markers_in(&self.mr_notes(c, mr).await?))
     }
 
-    /// The markers (`<!-- cocreate:… -->`) of the bot's own notes among `notes`.
+    /// The markers (`<!-- cocreate:… -->`) of the bot's own notes among `notes`. Markers in
+    /// anyone else's note are text: they count only in notes the bot's own user wrote.
     pub fn bot_markers_in(&self, notes: &[ApiNote]) -> Vec<String> {
+        self.bot_notes_in(notes)
+            .into_iter()
+            .flat_map(|n| n.markers)
+            .collect()
+    }
+
+    /// The bot's own notes among `notes`, with their markers and times.
+    pub fn bot_notes_in(&self, notes: &[ApiNote]) -> Vec<BotNote> {
         notes
             .iter()
             .filter(|n| !n.system && n.author.username.eq_ignore_ascii_case(&self.bot_username))
-            .flat_map(|n| crate::messages::markers_in(&n.body))
+            .map(|n| BotNote {
+                markers: crate::messages::markers_in(&n.body),
+                at: n.created_at,
+            })
             .collect()
     }
 
@@ -281,10 +294,21 @@ impl FactSource {
                 project: project.clone(),
                 iid: i.iid,
             };
-            let mut markers = crate::messages::markers_in(i.description.as_deref().unwrap_or(""));
+            // A description counts only when the bot wrote it (the issues it opens itself);
+            // an intake's description is the account team's text, and markers there are text.
+            let by_bot = i
+                .author
+                .as_ref()
+                .is_some_and(|a| a.username.eq_ignore_ascii_case(&self.bot_username));
+            let mut markers = if by_bot {
+                crate::messages::markers_in(i.description.as_deref().unwrap_or(""))
+            } else {
+                Vec::new()
+            };
             markers.extend(self.issue_markers(c, &issue).await?);
             out.push(TrackingIssue {
                 issue,
+                confidential: i.confidential,
                 assignees: i
                     .assignees
                     .iter()

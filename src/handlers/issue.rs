@@ -17,6 +17,8 @@ pub struct IssueInput {
     pub labels: Vec<String>,
     pub added_labels: Vec<String>,
     pub description: String,
+    /// Whether the issue is confidential (as GitLab has it now, when connected).
+    pub confidential: bool,
 }
 
 /// Routed actions: open, update, reopen (and events without an action).
@@ -39,6 +41,7 @@ fn input(ev: &IssueEvent) -> IssueInput {
         labels: ev.labels.iter().map(|l| l.title.clone()).collect(),
         added_labels: ev.added_labels(),
         description: ev.object_attributes.description.clone().unwrap_or_default(),
+        confidential: ev.object_attributes.confidential,
     }
 }
 
@@ -82,6 +85,7 @@ pub async fn handle(
             Some(now) => {
                 input.labels = now.labels;
                 input.description = now.description.unwrap_or_default();
+                input.confidential = now.confidential;
             }
         }
     }
@@ -94,6 +98,7 @@ pub async fn handle(
     } else {
         decide_stage(
             &input.issue,
+            input.confidential,
             &input.labels,
             &input.added_labels,
             &markers,
@@ -117,6 +122,7 @@ async fn intake(
 ) -> Result<Vec<Action>, HandleError> {
     let mut facts = IntakeFacts {
         issue: input.issue.clone(),
+        confidential: input.confidential,
         description: input.description.clone(),
         labels: input.labels.clone(),
         markers,

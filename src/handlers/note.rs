@@ -1,7 +1,11 @@
 //! Contributor commands in MR comments (`@<bot> help | ready | recheck`).
+//!
+//! The webhook only says that a comment may hold a command. Everything the answer depends on
+//! is read from GitLab: the MR (its author and reviewers decide who may command), the comment
+//! itself (author, text, internal or not) and the bot's own earlier replies.
 
 use super::{Context, HandleError, Outcome};
-use crate::decide::commands::{decide_command, parse_command, Command, CommandFacts};
+use crate::decide::commands::{decide_command, parse_command, Command, CommandFacts, CommandNote};
 use crate::decide::{cca_state, recognize, RosterFacts};
 use crate::domain::MrRef;
 use crate::events::Event;
@@ -10,9 +14,11 @@ use crate::events::Event;
 pub struct NoteInput {
     pub mr: MrRef,
     pub note_id: u64,
-    pub author_id: u64,
+    /// What the webhook says; the handler decides on the note as GitLab has it.
     pub issuer: String,
     pub command: Command,
+    /// The command was written in an internal note.
+    pub internal: bool,
 }
 
 /// A comment on an MR that addresses the bot.
@@ -32,9 +38,9 @@ pub fn parse(event: &Event, bot: &str) -> Option<NoteInput> {
             iid: mr.iid,
         },
         note_id: n.object_attributes.id,
-        author_id: mr.author_id,
         issuer: n.user.username.clone(),
         command,
+        internal: n.is_internal(),
     })
 }
 
@@ -48,7 +54,11 @@ pub async fn handle(
         return Ok(Outcome::Skipped("dry run".into()));
     };
     let c = live.client.for_event(event_uuid);
-    let author = live.facts.user(&c, input.author_id, &ctx.policies).await?;
+    // Who may command is decided from the MR as GitLab has it, not from the webhook's claim.
+    let Some(mr) = live.facts.merge_request(&c, input.mr).await? else {
+        return Ok(Outcome::Skipped(format!("{} no longer exists", input.mr)));
+    };
+    let author = live.facts.user(&c, mr.author.id, &ctx.policies).await?;
     let org = recognize(&author, &ctx.policies.organizations);
     // Serialize with the organization's other work (or per MR for everyone else).
     let key = org
@@ -56,35 +66,67 @@ pub async fn handle(
         .map(|o| o.slug.to_string())
         .unwrap_or_else(|| input.mr.to_string());
     let _guard = ctx.locks.lock(&key).await;
-    let Some(mr) = live.facts.merge_request(&c, input.mr).await? else {
-        return Ok(Outcome::Skipped(format!("{} no longer exists", input.mr)));
+    let notes = live.facts.mr_notes(&c, input.mr).await?;
+    // The comment as GitLab has it now: its author, text and visibility (an edited or deleted
+    // comment is answered as it is, or not at all).
+    let Some(note) = notes.iter().find(|n| n.id == input.note_id) else {
+        return Ok(Outcome::Skipped(format!(
+            "comment {} on {} no longer exists",
+            input.note_id, input.mr
+        )));
     };
-    let markers = live.facts.bot_marker_strings(&c, input.mr).await?;
+    let Some(command) = parse_command(&note.body, &ctx.bot_username) else {
+        return Ok(Outcome::Skipped("comment without a command".into()));
+    };
+    let note = CommandNote {
+        id: note.id,
+        command,
+        issuer_id: note.author.id,
+        issuer: note.author.username.clone(),
+        internal: note.is_internal() || input.internal,
+        at: note.created_at,
+    };
+    let bot_notes = live.facts.bot_notes_in(&notes);
+    // `ready` may add a reviewer: decide on the reviewers as they are under the lock.
+    let mr = match note.command {
+        Command::Ready => match live.facts.merge_request(&c, input.mr).await? {
+            Some(now) => now,
+            None => return Ok(Outcome::Skipped(format!("{} no longer exists", input.mr))),
+        },
+        _ => mr,
+    };
     let reviewers: Vec<(u64, String)> = mr
         .reviewers
         .iter()
         .map(|r| (r.id, r.username.clone()))
         .collect();
-    let head_status = match (&input.command, &mr.sha) {
-        (Command::Recheck, Some(sha)) => {
+    let head_status = match (&note.command, &mr.sha, &org) {
+        (Command::Recheck, Some(sha), Some(_)) => {
             Some(live.facts.cca_status(&c, input.mr.project_id, sha).await?)
         }
         _ => None,
     };
-    let roster: Option<RosterFacts> = match (&input.command, &org) {
-        (Command::Ready, Some(o)) => {
+    // The roster's load only when `ready` may have to choose a reviewer.
+    let roster_reviews = reviewers.iter().any(|(_, u)| {
+        ctx.policies
+            .routing
+            .roster
+            .reviewers
+            .contains(&u.to_ascii_lowercase())
+    });
+    let roster: Option<RosterFacts> = match (&note.command, &org, roster_reviews) {
+        (Command::Ready, Some(o), false) => {
             Some(live.facts.roster(&c, &ctx.policies, Some(&o.slug)).await?)
         }
         _ => None,
     };
     let facts = CommandFacts {
         mr: input.mr,
-        note_id: input.note_id,
-        command: input.command.clone(),
-        issuer: &input.issuer,
-        author: &author.username,
+        note: &note,
+        author: &mr.author.username,
         reviewers: &reviewers,
-        markers: &markers,
+        cocreate: org.is_some(),
+        bot_notes: &bot_notes,
         cca: org
             .as_ref()
             .map(|o| cca_state(&o.slug, &ctx.policies.agreements, ctx.clock.today())),
@@ -96,7 +138,7 @@ pub async fn handle(
     };
     let actions = decide_command(&facts, &ctx.policies, &ctx.messages)?;
     let report = ctx.executor.run(Some(&c), &actions).await?;
-    tracing::info!(mr = %input.mr, command = ?input.command, writes = report.writes, "command answered");
+    tracing::info!(mr = %input.mr, command = ?note.command, writes = report.writes, "command handled");
     Ok(Outcome::Done {
         writes: report.writes,
         planned: actions.len(),

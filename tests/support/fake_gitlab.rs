@@ -156,6 +156,9 @@ pub struct NoteState {
     pub author_username: String,
     pub created_at: String,
     pub system: bool,
+    /// An internal note (GitLab's `internal`, formerly `confidential`): only project members
+    /// with the Reporter role or higher see it.
+    pub internal: bool,
 }
 
 /// A project issue to add to the world. `state` is `"opened"` or `"closed"`.
@@ -485,13 +488,20 @@ impl FakeGitLab {
     /// `updated_at`. Returns the note id.
     pub fn add_note(&self, project_id: u64, iid: u64, author_id: u64, body: &str) -> u64 {
         self.world()
-            .create_mr_note(project_id, iid, author_id, body, false)
+            .create_mr_note(project_id, iid, author_id, body, false, false)
+    }
+
+    /// Adds an internal note (`internal: true`) as if `author_id` ticked "Make this an
+    /// internal note" in the UI. Returns the note id.
+    pub fn add_internal_note(&self, project_id: u64, iid: u64, author_id: u64, body: &str) -> u64 {
+        self.world()
+            .create_mr_note(project_id, iid, author_id, body, false, true)
     }
 
     /// Adds a system note ("requested review from @x", ...). Returns the note id.
     pub fn add_system_note(&self, project_id: u64, iid: u64, author_id: u64, body: &str) -> u64 {
         self.world()
-            .create_mr_note(project_id, iid, author_id, body, true)
+            .create_mr_note(project_id, iid, author_id, body, true, false)
     }
 
     // --- issues ------------------------------------------------------------------------------
@@ -582,7 +592,7 @@ impl FakeGitLab {
     /// issue's `updated_at`. Returns the note id.
     pub fn add_issue_note(&self, project_id: u64, iid: u64, author_id: u64, body: &str) -> u64 {
         self.world()
-            .create_issue_note(project_id, iid, author_id, body, false)
+            .create_issue_note(project_id, iid, author_id, body, false, false)
     }
 
     /// Label history of an issue, oldest first. Panics if the issue does not exist.
@@ -877,6 +887,7 @@ struct Note {
     author_id: u64,
     body: String,
     system: bool,
+    internal: bool,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -1063,7 +1074,7 @@ impl World {
     }
 
     /// A new note stamped with the clock's next tick.
-    fn new_note(&mut self, author_id: u64, body: &str, system: bool) -> Note {
+    fn new_note(&mut self, author_id: u64, body: &str, system: bool, internal: bool) -> Note {
         let now = self.clock.tick();
         let id = self.next_note_id;
         self.next_note_id += 1;
@@ -1072,6 +1083,7 @@ impl World {
             author_id,
             body: body.to_owned(),
             system,
+            internal,
             created_at: now,
             updated_at: now,
         }
@@ -1084,8 +1096,9 @@ impl World {
         author_id: u64,
         body: &str,
         system: bool,
+        internal: bool,
     ) -> u64 {
-        let note = self.new_note(author_id, body, system);
+        let note = self.new_note(author_id, body, system, internal);
         let (id, now) = (note.id, note.created_at);
         let mr = self.mr_mut_or_panic(project_id, iid);
         mr.notes.push(note);
@@ -1107,8 +1120,9 @@ impl World {
         author_id: u64,
         body: &str,
         system: bool,
+        internal: bool,
     ) -> u64 {
-        let note = self.new_note(author_id, body, system);
+        let note = self.new_note(author_id, body, system, internal);
         let (id, now) = (note.id, note.created_at);
         let issue = self.issue_mut_or_panic(project_id, iid);
         issue.notes.push(note);
@@ -1240,6 +1254,7 @@ impl World {
             author_username: self.user_or_placeholder(note.author_id).spec.username,
             created_at: fmt_time(note.created_at),
             system: note.system,
+            internal: note.internal,
         }
     }
 
@@ -2201,13 +2216,24 @@ fn note_body_param(params: &Params) -> Result<String, Reply> {
     Ok(body.to_owned())
 }
 
-/// `POST /projects/:id/merge_requests/:iid/notes` with `body` (form or JSON); authored by the
-/// token's user.
+/// The `internal` flag of a note creation request: `internal`, else the deprecated
+/// `confidential` ("`internal` overrides `confidential` when both parameters are submitted";
+/// default false), as in doc/api/notes.md.
+fn note_internal_param(params: &Params) -> Result<bool, Reply> {
+    Ok(match params.bool("internal")? {
+        Some(v) => v,
+        None => params.bool("confidential")?.unwrap_or(false),
+    })
+}
+
+/// `POST /projects/:id/merge_requests/:iid/notes` with `body` and optional `internal` (or the
+/// deprecated `confidential`), form or JSON; authored by the token's user.
 fn post_mr_note(w: &mut World, ctx: &Ctx<'_>, project: &str, iid: &str) -> HandlerResult {
     let (project_id, iid) = find_mr_key(w, project, iid)?;
     let params = ctx.params()?;
     let body = note_body_param(&params)?;
-    let note_id = w.create_mr_note(project_id, iid, w.bot_id, &body, false);
+    let internal = note_internal_param(&params)?;
+    let note_id = w.create_mr_note(project_id, iid, w.bot_id, &body, false, internal);
     let mr = &w.mrs[&(project_id, iid)];
     let note = mr
         .notes
@@ -2519,13 +2545,14 @@ fn list_issue_notes(w: &mut World, ctx: &Ctx<'_>, project: &str, iid: &str) -> H
     paginate(w, ctx, &notes, |n| note_json(w, &noteable, n))
 }
 
-/// `POST /projects/:id/issues/:iid/notes` with `body` (form or JSON); authored by the token's
-/// user.
+/// `POST /projects/:id/issues/:iid/notes` with `body` and optional `internal` (or the
+/// deprecated `confidential`), form or JSON; authored by the token's user.
 fn post_issue_note(w: &mut World, ctx: &Ctx<'_>, project: &str, iid: &str) -> HandlerResult {
     let (project_id, iid) = find_issue_key(w, project, iid)?;
     let params = ctx.params()?;
     let body = note_body_param(&params)?;
-    let note_id = w.create_issue_note(project_id, iid, w.bot_id, &body, false);
+    let internal = note_internal_param(&params)?;
+    let note_id = w.create_issue_note(project_id, iid, w.bot_id, &body, false, internal);
     let issue = &w.issues[&(project_id, iid)];
     let note = issue
         .notes
@@ -3250,8 +3277,8 @@ fn note_json(w: &World, noteable: &Noteable, note: &Note) -> Value {
         "noteable_iid": noteable.iid,
         "commands_changes": {},
         "resolvable": false,
-        "confidential": false,
-        "internal": false,
+        "confidential": note.internal,
+        "internal": note.internal,
         "imported": false,
         "imported_from": "none",
     })

@@ -32,6 +32,7 @@ pub fn dashboard_actions(
             remove_labels: vec![],
             assignee_ids: None,
             description: Some(description),
+            confidential: None,
         }],
         None => vec![Action::CreateIssue {
             project: project.to_owned(),
