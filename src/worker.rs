@@ -157,13 +157,20 @@ pub async fn process(ctx: &Context, queue: &dyn Queue, cfg: &WorkerConfig, ev: C
     }
 }
 
-/// While GitLab refuses the token: waits `token_recheck`, then asks GitLab who the bot is
-/// (`GET /user`); a success resumes work.
-async fn wait_for_token(ctx: &Context, cfg: &WorkerConfig, shutdown: &mut watch::Receiver<bool>) {
+/// While GitLab refuses the token: waits `delay` (1 s, doubling up to `token_recheck`, so a
+/// passing refusal costs a second and a revoked token one call per `token_recheck`), then asks
+/// GitLab who the bot is (`GET /user`); a success resumes work.
+async fn wait_for_token(
+    ctx: &Context,
+    cfg: &WorkerConfig,
+    delay: &mut Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) {
     tokio::select! {
-        _ = tokio::time::sleep(cfg.token_recheck) => {}
+        _ = tokio::time::sleep(*delay) => {}
         _ = shutdown.changed() => return,
     }
+    *delay = (*delay * 2).min(cfg.token_recheck);
     let Some(live) = &ctx.gitlab else {
         ctx.token.accept();
         return;
@@ -197,6 +204,7 @@ pub async fn run(
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut in_flight: std::collections::HashMap<tokio::task::Id, i64> = Default::default();
     let mut last_prune = std::time::Instant::now() - Duration::from_secs(3600);
+    let mut token_delay = Duration::from_secs(1).min(cfg.token_recheck);
     loop {
         if *shutdown.borrow() {
             break;
@@ -209,9 +217,10 @@ pub async fn run(
             in_flight.remove(&id);
         }
         if ctx.token.is_refused() {
-            wait_for_token(&ctx, &cfg, &mut shutdown).await;
+            wait_for_token(&ctx, &cfg, &mut token_delay, &mut shutdown).await;
             continue;
         }
+        token_delay = Duration::from_secs(1).min(cfg.token_recheck);
         let free = cfg.concurrency.saturating_sub(tasks.len());
         let mut claimed_any = false;
         if free > 0 {

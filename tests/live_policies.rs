@@ -241,3 +241,138 @@ async fn a_revoked_token_pauses_the_worker_and_work_resumes_once_it_is_fixed() {
     assert_eq!(h.take_notes(16).len(), 1);
     h.stop().await;
 }
+
+const POLICY_PROJECT: (u64, &str) = (950, "cocreate/policies");
+
+/// The repository's policies and templates as files of the policy project, with a welcome
+/// template of its own (so the test sees that templates follow the same source).
+fn policy_files() -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for f in ["organizations.yml", "routing.yml", "agreements.yml"] {
+        let text = std::fs::read_to_string(root.join("policies").join(f)).expect("read");
+        files.push((format!("policies/{f}"), text));
+    }
+    let welcome = std::fs::read_to_string(root.join("templates/welcome.md")).expect("read");
+    files.push((
+        "templates/welcome.md".into(),
+        welcome.replace(
+            "We are glad you are here.",
+            "Served from the policy project.",
+        ),
+    ));
+    files
+}
+
+fn commit(h: &support::fake_gitlab::FakeGitLab, files: &[(String, String)]) -> String {
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    h.commit_files(POLICY_PROJECT.0, "main", &refs)
+}
+
+/// GitLab's documented Push Hook, for a push of `after` to `branch` of the policy project.
+fn push_event(branch: &str, after: &str) -> Vec<u8> {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gitlab/payloads/push.json");
+    let mut v: Value =
+        serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("json");
+    v["ref"] = format!("refs/heads/{branch}").into();
+    v["after"] = after.into();
+    v["checkout_sha"] = after.into();
+    v["project_id"] = POLICY_PROJECT.0.into();
+    v["project"]["id"] = POLICY_PROJECT.0.into();
+    v["project"]["path_with_namespace"] = POLICY_PROJECT.1.into();
+    serde_json::to_vec(&v).expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_in_a_gitlab_project_follow_its_pushes() {
+    let repo = cocreate::app::RepoSource {
+        project: POLICY_PROJECT.1.into(),
+        reference: Some("main".into()),
+    };
+    let mut first = String::new();
+    let h = Harness::start_in(
+        |g| {
+            g.add_project(POLICY_PROJECT.0, POLICY_PROJECT.1);
+            first = commit(g, &policy_files());
+        },
+        |s| {
+            s.policies = cocreate::app::ConfigSource::Gitlab(repo.clone());
+            s.templates = cocreate::app::ConfigSource::Gitlab(repo);
+        },
+    )
+    .await;
+    let body = until_ready(&h, "started", |s, _| s == 200).await;
+    assert_eq!(body["policies_version"], first.as_str(), "{body:#}");
+    assert!(
+        body["policies"]
+            .as_str()
+            .is_some_and(|p| p.contains("gitlab:cocreate/policies")),
+        "{body:#}"
+    );
+
+    add_mr(&h.gitlab, 17, TELCO_DEV.0, "Support eSIM profiles");
+    h.deliver_mr(mr_event(17, TELCO_DEV, TELCO_DEV, "open"))
+        .await;
+    h.wait_idle().await;
+    assert_eq!(cca_labels(&h, 17), ["CCA::expired"]);
+    let welcome = h.take_notes(17);
+    assert!(
+        welcome[0].contains("Served from the policy project."),
+        "{}",
+        welcome[0]
+    );
+
+    // A push to another branch changes nothing.
+    h.deliver(
+        "Push Hook",
+        push_event("draft", &"1".repeat(40)),
+        Some(&new_uuid()),
+    )
+    .await;
+    h.wait_idle().await;
+    assert_eq!(readyz(&h).await.1["policies_version"], first.as_str());
+
+    // The CLA managers' merge lands on main; its Push Hook reloads at once.
+    let mut files = policy_files();
+    files[2].1.push_str(TELCO_SIGNED);
+    let merged = commit(&h.gitlab, &files);
+    let r = h
+        .deliver("Push Hook", push_event("main", &merged), Some(&new_uuid()))
+        .await;
+    assert_eq!(r.status(), 200);
+    h.wait_idle().await;
+    assert_eq!(readyz(&h).await.1["policies_version"], merged.as_str());
+    h.deliver_mr(mr_event(17, TELCO_DEV, TELCO_DEV, "update"))
+        .await;
+    h.wait_idle().await;
+    assert_eq!(cca_labels(&h, 17), ["CCA::signed"]);
+    let notes = h.take_notes(17);
+    assert_eq!(
+        notes
+            .iter()
+            .filter(|n| n.contains("<!-- cocreate:cca-signed -->"))
+            .count(),
+        1,
+        "{notes:#?}"
+    );
+
+    // A broken commit is rejected; the merged version stays in force.
+    files[0].1 = files[0].1.replacen("usernames:", "usernmes:", 1);
+    let broken = commit(&h.gitlab, &files);
+    h.deliver("Push Hook", push_event("main", &broken), Some(&new_uuid()))
+        .await;
+    h.wait_idle().await;
+    let body = readyz(&h).await.1;
+    assert_eq!(body["policies_version"], merged.as_str(), "{body:#}");
+    assert!(
+        body["policies_reload_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("policies/organizations.yml:") && e.contains("usernmes")),
+        "{body:#}"
+    );
+    h.stop().await;
+}

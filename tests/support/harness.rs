@@ -220,8 +220,18 @@ impl Harness {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut ServeSettings)) -> Self {
+        Self::start_in(|_| {}, adjust).await
+    }
+
+    /// Like [`Harness::start_with`], with `prepare` changing the seeded world before `serve`
+    /// starts (e.g. a policy project's repository that `serve` reads at start).
+    pub async fn start_in(
+        prepare: impl FnOnce(&FakeGitLab),
+        adjust: impl FnOnce(&mut ServeSettings),
+    ) -> Self {
         let gitlab = FakeGitLab::start().await;
         seed(&gitlab);
+        prepare(&gitlab);
         let data = tempfile::tempdir().expect("tempdir");
         let mut s = settings(&gitlab, data.path());
         adjust(&mut s);
