@@ -91,8 +91,9 @@ pub enum StartError {
     NoSecret,
 }
 
-/// Loads policies for a one-shot command (a directory or the embedded examples; policies in a
-/// GitLab project are read by `serve`, which follows them live).
+/// Loads policies from a directory or the embedded examples, for the commands that work without
+/// GitLab (`policies check`, `plan`); the others read a `gitlab:` source through
+/// [`crate::reload::LiveConfig`].
 pub fn load_policies(src: &ConfigSource) -> Result<Policies, PolicyErrors> {
     match src {
         ConfigSource::Dir(d) => Policies::load(d),
@@ -101,7 +102,7 @@ pub fn load_policies(src: &ConfigSource) -> Result<Policies, PolicyErrors> {
             file: PathBuf::from(r.to_string()),
             line: None,
             column: None,
-            message: "policies in a GitLab project are read by `serve` only; scheduled jobs and checks read a checkout of that project: pass --policies DIR".into(),
+            message: "`policies check` and `plan` read a directory: pass --policies DIR (a checkout of the policy project)".into(),
         }])),
     }
 }

@@ -552,10 +552,13 @@ async fn job_context(
         token: Some(token),
         retry: Default::default(),
     };
-    let policies =
-        app::load_policies(&policies).map_err(|e| anyhow::anyhow!("policies are invalid:\n{e}"))?;
-    let messages = app::load_messages(&templates)?;
-    let mut ctx = app::build_context(&settings, policies, messages, clock).await?;
+    // One read of the policies, from a directory or (`gitlab:…`) the policy project's branch.
+    let client = app::connect(&settings).await?;
+    let config = cocreate::reload::LiveConfig::start(policies, templates, client.clone())
+        .await?
+        .current();
+    let mut ctx =
+        app::context_with(client, config.policies.clone(), config.messages.clone(), clock).await?;
     if job.dry_run {
         tracing::warn!("DRY RUN (--dry-run): reading GitLab, writing nothing");
         ctx.executor = cocreate::gitlab::Executor::DryRun;
@@ -643,6 +646,10 @@ async fn setup(
         bail!("--policy-project registers push events on a webhook: set --webhook-url (COCREATE_WEBHOOK_URL) too");
     }
     let dry = args.job.dry_run;
+    let policy_repo = match &policies {
+        ConfigSource::Gitlab(repo) => Some(repo.clone()),
+        _ => None,
+    };
     let issue_templates = cocreate::jobs::setup::issue_templates(&templates)?;
     let ctx = job_context(args.job, policies, templates, "setup").await?;
     let report = cocreate::jobs::setup::run(
@@ -650,7 +657,8 @@ async fn setup(
         cocreate::jobs::setup::SetupOptions {
             webhook_url: args.webhook_url,
             secret,
-            policy_repo: args.policy_project,
+            // Policies read from a GitLab project: that project's hook sends its pushes.
+            policy_repo: args.policy_project.or(policy_repo),
             templates: issue_templates,
         },
     )
