@@ -557,8 +557,13 @@ async fn job_context(
     let config = cocreate::reload::LiveConfig::start(policies, templates, client.clone())
         .await?
         .current();
-    let mut ctx =
-        app::context_with(client, config.policies.clone(), config.messages.clone(), clock).await?;
+    let mut ctx = app::context_with(
+        client,
+        config.policies.clone(),
+        config.messages.clone(),
+        clock,
+    )
+    .await?;
     if job.dry_run {
         tracing::warn!("DRY RUN (--dry-run): reading GitLab, writing nothing");
         ctx.executor = cocreate::gitlab::Executor::DryRun;

@@ -376,3 +376,64 @@ async fn policies_in_a_gitlab_project_follow_its_pushes() {
     );
     h.stop().await;
 }
+
+/// A scheduled job reads the same source once: `cca-check --policies gitlab:…` through the
+/// binary checks an MR with the agreements of the policy project's branch head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_job_reads_policies_from_the_gitlab_project() {
+    let gitlab = support::fake_gitlab::FakeGitLab::start().await;
+    seed(&gitlab);
+    gitlab.add_project(POLICY_PROJECT.0, POLICY_PROJECT.1);
+    let mut files = policy_files();
+    files[2].1.push_str(TELCO_SIGNED);
+    commit(&gitlab, &files);
+    gitlab.add_mr(support::fake_gitlab::MrSpec {
+        labels: vec![
+            "Co-Create".into(),
+            "Co-Create org::example-telco".into(),
+            "CCA::expired".into(),
+        ],
+        ..support::fake_gitlab::MrSpec {
+            project_id: PROJECT_ID,
+            iid: 17,
+            id: 1017,
+            title: "Support eSIM profiles".into(),
+            author_id: TELCO_DEV.0,
+            sha: format!("{:040x}", 17),
+            project_path: PROJECT_PATH.into(),
+            ..Default::default()
+        }
+    });
+    let out = tokio::task::spawn_blocking({
+        let (url, token) = (gitlab.url(), gitlab.token());
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_cocreate"))
+                .args(["cca-check", "--json", "--now", "2026-11-23T12:00:00Z"])
+                .env("GITLAB_URL", url)
+                .env("GITLAB_TOKEN", token)
+                .env(
+                    "COCREATE_POLICIES",
+                    format!("gitlab:{}@main", POLICY_PROJECT.1),
+                )
+                .env_remove("COCREATE_TEMPLATES")
+                .output()
+                .expect("run")
+        }
+    })
+    .await
+    .expect("join");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let labels = gitlab.mr(PROJECT_ID, 17).labels;
+    assert!(
+        labels.contains(&"CCA::signed".to_string()),
+        "{labels:?}\n{stderr}"
+    );
+    assert!(!labels.contains(&"CCA::expired".to_string()), "{labels:?}");
+    let thanks = gitlab
+        .notes(PROJECT_ID, 17)
+        .into_iter()
+        .filter(|n| n.body.contains("<!-- cocreate:cca-signed -->"))
+        .count();
+    assert_eq!(thanks, 1);
+}
