@@ -53,6 +53,8 @@ pub struct ServeSettings {
     pub templates: ConfigSource,
     pub data_dir: PathBuf,
     pub body_limit: usize,
+    /// Timeouts, connection cap and body memory budget of the receiver.
+    pub limits: server::ReceiverLimits,
     pub worker: WorkerConfig,
     /// How often the `cocreate_reviews_overdue` gauge is read from GitLab (`None`: never).
     pub overdue_refresh: Option<Duration>,
@@ -77,6 +79,12 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("refusing to start: {0}")]
+    Secret(#[from] crate::webhook::SecretError),
+    #[error("refusing to start: the body memory budget ({budget} bytes) is smaller than the body limit ({limit} bytes)")]
+    BodyBudget { budget: usize, limit: usize },
+    #[error("refusing to start: the open-file limit ({0}) leaves no room for connections; raise it (systemd LimitNOFILE=, docker --ulimit nofile=)")]
+    OpenFiles(u64),
     #[error("refusing to start: a GitLab token is set but no webhook secret (COCREATE_WEBHOOK_SECRET) or signing key (COCREATE_SIGNING_KEY); anyone could send events")]
     NoSecret,
 }
@@ -194,8 +202,15 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
     let _ = crate::metrics::handle();
     let policies = load_policies(&s.policies)?;
     let messages = load_messages(&s.templates)?;
+    // An empty setting (`COCREATE_WEBHOOK_SECRET=`) is no secret; anything else must be a
+    // list of strong, unambiguous secrets.
+    let secrets: Vec<String> = match s.webhook_secrets.as_slice() {
+        [only] if only.is_empty() => Vec::new(),
+        all => all.to_vec(),
+    };
+    crate::webhook::check_secrets("COCREATE_WEBHOOK_SECRET", &secrets)?;
     let verifier = Verifier::new(
-        s.webhook_secrets.clone(),
+        secrets,
         s.signing_keys.clone(),
         s.signature_window,
     );
@@ -213,14 +228,37 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
     let queue: Arc<dyn Queue> = Arc::new(SqliteQueue::open(&s.data_dir)?);
     let wake = Arc::new(Notify::new());
     let (tx, rx) = watch::channel(false);
-    let state = AppState {
-        queue: queue.clone(),
+    if s.limits.body_budget < s.body_limit {
+        return Err(StartError::BodyBudget {
+            budget: s.limits.body_budget,
+            limit: s.body_limit,
+        });
+    }
+    let mut conn_limits = s.limits.conn;
+    let nofile = server::open_file_limit();
+    conn_limits.max_connections = server::connection_cap(conn_limits.max_connections, nofile)
+        .map_err(StartError::OpenFiles)?;
+    if conn_limits.max_connections < s.limits.conn.max_connections {
+        tracing::warn!(
+            wanted = s.limits.conn.max_connections,
+            allowed = conn_limits.max_connections,
+            open_file_limit = nofile,
+            "fewer connections than configured: the open-file limit must keep {} descriptors free",
+            server::RESERVED_FDS
+        );
+    }
+    let state = AppState::new(
+        queue.clone(),
         verifier,
-        wake: wake.clone(),
-        policies_source: Some(source.clone()),
-        now_ms: server::system_now_ms,
-        ready: s.worker.ready,
-    };
+        wake.clone(),
+        Some(source.clone()),
+        s.worker.ready,
+        server::BodyLimits {
+            limit: s.body_limit,
+            budget: s.limits.body_budget,
+            timeout: s.limits.body_timeout,
+        },
+    );
     let listener = tokio::net::TcpListener::bind(s.listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -231,19 +269,7 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
         addr: s.listen,
         source,
     })?;
-    let app = server::router(state, s.body_limit);
-    let mut srx = rx.clone();
-    let server = tokio::spawn(async move {
-        let stop = async move {
-            let _ = srx.wait_for(|v| *v).await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    let server = tokio::spawn(server::run(listener, state, conn_limits, rx.clone()));
     let gauges =
         match (&ctx.gitlab, s.overdue_refresh) {
             (Some(live), Some(every)) if !every.is_zero() => Some(tokio::spawn(

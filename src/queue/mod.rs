@@ -156,8 +156,18 @@ pub enum QueueError {
         #[source]
         source: std::io::Error,
     },
+    /// The data directory or a database file cannot be written (checked at start, so that
+    /// `serve` refuses to run instead of answering 503 to every delivery).
+    #[error("{path} is not writable: {source}")]
+    NotWritable {
+        /// The directory or file.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
     /// A database operation failed.
-    #[error("queue {op} failed")]
+    #[error("queue {op} failed: {source}")]
     Sqlite {
         /// The queue operation (e.g. "claim").
         op: &'static str,
@@ -167,7 +177,7 @@ pub enum QueueError {
     },
     /// A group commit of several enqueues failed; every caller of the batch
     /// gets this error (nothing of the batch was stored).
-    #[error("queue enqueue failed (group commit of {batch_size} events)")]
+    #[error("queue enqueue failed (group commit of {batch_size} events): {source}")]
     GroupCommit {
         /// Number of events in the failed batch.
         batch_size: usize,

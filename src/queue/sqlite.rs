@@ -198,6 +198,7 @@ impl SqliteQueue {
             source,
         })?;
         let path = dir.join(DB_FILE);
+        check_writable(dir, &path)?;
         let mut conn = open_connection(&path, true)?;
         migrate(&mut conn, &path)?;
         // Checkpoints normally run on their own thread; the writer only
@@ -1012,6 +1013,40 @@ fn insert_events<'a>(
     }
     tx.commit()?;
     Ok(results)
+}
+
+/// Fails with the path and the operating system's word when the queue directory does not
+/// take new files or an existing database file (or its WAL or shared-memory file) cannot be
+/// opened for writing. SQLite would otherwise open such a database read-only and fail every
+/// write later, without saying why.
+fn check_writable(dir: &Path, db: &Path) -> Result<(), QueueError> {
+    let not_writable = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| QueueError::NotWritable { path, source }
+    };
+    let probe = dir.join(format!(".write-probe-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&probe)
+        .map_err(not_writable(dir))?;
+    std::fs::remove_file(&probe).map_err(not_writable(dir))?;
+    for file in [db.to_path_buf(), wal_path(db), shm_path(db)] {
+        match std::fs::OpenOptions::new().write(true).open(&file) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(not_writable(&file)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// The shared-memory file next to the database file `db`.
+fn shm_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-shm");
+    PathBuf::from(name)
 }
 
 /// Open the database file (creating it if `create`) and set the connection's
