@@ -36,6 +36,7 @@ pub use inspect::{
     QueueStatus, Replayed, StorageSize,
 };
 pub use sqlite::SqliteQueue;
+
 pub use sqlite_inspect::SqliteInspector;
 
 /// Identifier of a stored event (monotonically increasing, never reused).
@@ -96,6 +97,26 @@ pub struct ClaimedEvent {
     pub attempts: u32,
     /// When the receiver got the event, in unix milliseconds.
     pub received_at_ms: i64,
+    /// The fencing token of this claim: every claim of the event gets a larger one, and only
+    /// the holder of the latest may renew, ack, fail or release it.
+    pub lease_token: i64,
+}
+
+impl ClaimedEvent {
+    /// This claim's lease, for the fenced operations.
+    pub fn lease(&self) -> Lease {
+        Lease {
+            id: self.id,
+            token: self.lease_token,
+        }
+    }
+}
+
+/// A claim of one event: its id and fencing token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lease {
+    pub id: EventId,
+    pub token: i64,
 }
 
 /// Counts of events by state, for metrics and health pages.
@@ -222,6 +243,15 @@ pub enum QueueError {
         /// End of the worker's lease.
         locked_until_ms: i64,
     },
+    /// The lease was lost: the event was claimed again (by another worker, after this one's
+    /// lease expired), so this holder may no longer change it.
+    #[error("queue {op}: the lease on event {id} was lost (it was claimed again)")]
+    LeaseLost {
+        /// The queue operation.
+        op: &'static str,
+        /// The event id.
+        id: EventId,
+    },
     /// The background task running a blocking database call panicked or was cancelled.
     #[error("queue {op}: the database task did not finish")]
     Blocking {
@@ -243,12 +273,15 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Claim up to `max` pending events whose `next_attempt_at <= now` and
     /// whose lease (`locked_until`) is unset or expired, oldest first (by id).
-    /// Sets `locked_until = now + lease` and increments `attempts`; the claim
+    /// Sets `locked_until = now + lease`, gives the claim a new fencing token, and increments
+    /// `attempts`, except when the event's previous lease expired unreleased (its worker
+    /// lost it: that is not a failed attempt); the claim
     /// is committed before this returns (no transaction is held while the
     /// caller works).
     async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<ClaimedEvent>, QueueError>;
 
     /// Mark the event processed (state `done`, `done_at = now`, lease cleared).
+    /// Unfenced (operator tools and tests); a worker uses [`Queue::ack_leased`].
     ///
     /// Acknowledging an event that is no longer pending (already done, or dead)
     /// is a no-op; an unknown id is [`QueueError::NotFound`].
@@ -272,6 +305,25 @@ pub trait Queue: Send + Sync + 'static {
     /// shutdown): `attempts -= 1`, lease cleared. A no-op for events that are
     /// no longer pending; an unknown id is [`QueueError::NotFound`].
     async fn release(&self, id: EventId) -> Result<(), QueueError>;
+
+    /// Extend a held lease to `now + lease`. [`QueueError::LeaseLost`] when the event was
+    /// claimed again meanwhile or is no longer pending.
+    async fn renew(&self, lease: Lease, duration: Duration) -> Result<(), QueueError>;
+
+    /// [`Queue::ack`], only while `lease` is the event's latest claim
+    /// ([`QueueError::LeaseLost`] otherwise; a no-op when it is no longer pending).
+    async fn ack_leased(&self, lease: Lease) -> Result<(), QueueError>;
+
+    /// [`Queue::fail`], only while `lease` is the event's latest claim.
+    async fn fail_leased(
+        &self,
+        lease: Lease,
+        error: &str,
+        retry_at_ms: Option<i64>,
+    ) -> Result<(), QueueError>;
+
+    /// [`Queue::release`], only while `lease` is the event's latest claim.
+    async fn release_leased(&self, lease: Lease) -> Result<(), QueueError>;
 
     /// Counts of events by state.
     async fn stats(&self) -> Result<QueueStats, QueueError>;

@@ -27,12 +27,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{ClaimedEvent, Enqueued, EventId, NewEvent, Queue, QueueError, QueueStats};
+use super::{ClaimedEvent, Enqueued, EventId, Lease, NewEvent, Queue, QueueError, QueueStats};
 
 /// Name of the database file inside the queue directory.
 pub(super) const DB_FILE: &str = "queue.sqlite3";
 /// Schema version stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 /// Most commands the writer takes from the channel for one group commit.
 const MAX_BATCH: usize = 512;
 /// Commands that may wait in the channel before senders are made to wait.
@@ -144,6 +144,13 @@ const SCHEMA_V3: &str = "
 CREATE INDEX IF NOT EXISTS events_pending_id ON events (id, next_attempt_at, locked_until)
     WHERE state = 'pending';
 DROP INDEX IF EXISTS events_state_next_attempt;
+";
+
+/// Schema version 4: fencing tokens. Each claim increments `lease_token`; renewals, acks,
+/// failures and releases by a worker name the token of their claim and are refused once the
+/// event was claimed again.
+const SCHEMA_V4: &str = "
+ALTER TABLE events ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0;
 ";
 
 /// Durable queue stored in `DIR/queue.sqlite3` (SQLite in WAL mode,
@@ -313,8 +320,57 @@ impl Queue for SqliteQueue {
     }
 
     async fn ack(&self, id: EventId) -> Result<(), QueueError> {
-        self.request("ack", |reply| Command::Ack { id, reply })
-            .await
+        self.request("ack", |reply| Command::Ack {
+            id,
+            token: None,
+            reply,
+        })
+        .await
+    }
+
+    async fn renew(&self, lease: Lease, duration: Duration) -> Result<(), QueueError> {
+        let lease_ms = duration_ms(duration);
+        self.request("renew", |reply| Command::Renew {
+            lease,
+            lease_ms,
+            reply,
+        })
+        .await
+    }
+
+    async fn ack_leased(&self, lease: Lease) -> Result<(), QueueError> {
+        self.request("ack", |reply| Command::Ack {
+            id: lease.id,
+            token: Some(lease.token),
+            reply,
+        })
+        .await
+    }
+
+    async fn fail_leased(
+        &self,
+        lease: Lease,
+        error: &str,
+        retry_at_ms: Option<i64>,
+    ) -> Result<(), QueueError> {
+        let error = error.to_owned();
+        self.request("fail", |reply| Command::Fail {
+            id: lease.id,
+            token: Some(lease.token),
+            error,
+            retry_at_ms,
+            reply,
+        })
+        .await
+    }
+
+    async fn release_leased(&self, lease: Lease) -> Result<(), QueueError> {
+        self.request("release", |reply| Command::Release {
+            id: lease.id,
+            token: Some(lease.token),
+            reply,
+        })
+        .await
     }
 
     async fn fail(
@@ -326,6 +382,7 @@ impl Queue for SqliteQueue {
         let error = error.to_owned();
         self.request("fail", |reply| Command::Fail {
             id,
+            token: None,
             error,
             retry_at_ms,
             reply,
@@ -334,8 +391,12 @@ impl Queue for SqliteQueue {
     }
 
     async fn release(&self, id: EventId) -> Result<(), QueueError> {
-        self.request("release", |reply| Command::Release { id, reply })
-            .await
+        self.request("release", |reply| Command::Release {
+            id,
+            token: None,
+            reply,
+        })
+        .await
     }
 
     async fn stats(&self) -> Result<QueueStats, QueueError> {
@@ -490,16 +551,24 @@ enum Command {
     },
     Ack {
         id: EventId,
+        token: Option<i64>,
+        reply: Reply<()>,
+    },
+    Renew {
+        lease: Lease,
+        lease_ms: i64,
         reply: Reply<()>,
     },
     Fail {
         id: EventId,
+        token: Option<i64>,
         error: String,
         retry_at_ms: Option<i64>,
         reply: Reply<()>,
     },
     Release {
         id: EventId,
+        token: Option<i64>,
         reply: Reply<()>,
     },
     Stats {
@@ -651,14 +720,20 @@ impl Writer {
                 lease_ms,
                 reply,
             } => respond(reply, self.claim(max, lease_ms)),
-            Command::Ack { id, reply } => respond(reply, self.ack(id)),
+            Command::Ack { id, token, reply } => respond(reply, self.ack(id, token)),
+            Command::Renew {
+                lease,
+                lease_ms,
+                reply,
+            } => respond(reply, self.renew(lease, lease_ms)),
             Command::Fail {
                 id,
+                token,
                 error,
                 retry_at_ms,
                 reply,
-            } => respond(reply, self.fail(id, &error, retry_at_ms)),
-            Command::Release { id, reply } => respond(reply, self.release(id)),
+            } => respond(reply, self.fail(id, token, &error, retry_at_ms)),
+            Command::Release { id, token, reply } => respond(reply, self.release(id, token)),
             Command::Stats { reply } => respond(reply, self.stats()),
             Command::Ping { reply } => respond(reply, self.ping()),
             Command::Prune {
@@ -723,7 +798,10 @@ impl Writer {
         let rows = {
             let mut stmt = tx
                 .prepare_cached(
-                    "UPDATE events SET attempts = attempts + 1, locked_until = ?1
+                    "UPDATE events SET
+                         attempts = attempts + (CASE WHEN locked_until IS NULL THEN 1 ELSE 0 END),
+                         lease_token = lease_token + 1,
+                         locked_until = ?1
                      WHERE id IN (
                          SELECT id FROM events INDEXED BY events_pending_id
                          WHERE state = 'pending'
@@ -731,7 +809,7 @@ impl Writer {
                            AND (locked_until IS NULL OR locked_until <= ?2)
                          ORDER BY id
                          LIMIT ?3)
-                     RETURNING id, kind, headers, body, attempts, received_at",
+                     RETURNING id, kind, headers, body, attempts, received_at, lease_token",
                 )
                 .map_err(sql(op))?;
             let rows = stmt
@@ -743,6 +821,7 @@ impl Writer {
                         row.get::<_, Vec<u8>>(3)?,
                         row.get::<_, i64>(4)?,
                         row.get::<_, i64>(5)?,
+                        row.get::<_, i64>(6)?,
                     ))
                 })
                 .map_err(sql(op))?;
@@ -750,15 +829,16 @@ impl Writer {
         };
 
         let mut claimed = Vec::with_capacity(rows.len());
-        for (id, kind, headers, body, attempts, received_at_ms) in rows {
+        for (id, kind, headers, body, attempts, received_at_ms, lease_token) in rows {
             match serde_json::from_str::<Vec<(String, String)>>(&headers) {
                 Ok(headers) => claimed.push(ClaimedEvent {
                     id,
                     kind,
                     headers,
                     body,
-                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX).max(1),
                     received_at_ms,
+                    lease_token,
                 }),
                 Err(error) => {
                     // Only this program writes the column, so this is damage;
@@ -786,26 +866,71 @@ impl Writer {
         Ok(claimed)
     }
 
-    fn ack(&mut self, id: EventId) -> Result<(), QueueError> {
+    fn ack(&mut self, id: EventId, token: Option<i64>) -> Result<(), QueueError> {
         let op = "ack";
         let now = self.now();
         let changed = self
             .conn
             .prepare_cached(
                 "UPDATE events SET state = 'done', done_at = ?2, locked_until = NULL
-                 WHERE id = ?1 AND state = 'pending'",
+                 WHERE id = ?1 AND state = 'pending' AND (?3 IS NULL OR lease_token = ?3)",
             )
-            .and_then(|mut stmt| stmt.execute(params![id, now]))
+            .and_then(|mut stmt| stmt.execute(params![id, now, token]))
             .map_err(sql(op))?;
         if changed == 0 {
-            self.ensure_exists(op, id)?;
+            self.ensure_not_fenced(op, id, token)?;
         }
         Ok(())
+    }
+
+    fn renew(&mut self, lease: Lease, lease_ms: i64) -> Result<(), QueueError> {
+        let op = "renew";
+        let until = self.now().saturating_add(lease_ms);
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE events SET locked_until = ?3
+                 WHERE id = ?1 AND state = 'pending' AND lease_token = ?2",
+            )
+            .and_then(|mut stmt| stmt.execute(params![lease.id, lease.token, until]))
+            .map_err(sql(op))?;
+        if changed == 0 {
+            self.ensure_exists(op, lease.id)?;
+            return Err(QueueError::LeaseLost { op, id: lease.id });
+        }
+        Ok(())
+    }
+
+    /// After a fenced change matched no row: [`QueueError::NotFound`] for an unknown id,
+    /// [`QueueError::LeaseLost`] when the event is pending under another claim, else `Ok`
+    /// (no longer pending: a no-op, as for unfenced changes).
+    fn ensure_not_fenced(
+        &self,
+        op: &'static str,
+        id: EventId,
+        token: Option<i64>,
+    ) -> Result<(), QueueError> {
+        let row: Option<(String, i64)> = self
+            .conn
+            .prepare_cached("SELECT state, lease_token FROM events WHERE id = ?1")
+            .and_then(|mut stmt| {
+                stmt.query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
+            })
+            .map_err(sql(op))?;
+        match row {
+            None => Err(QueueError::NotFound { op, id }),
+            Some((state, current)) if state == "pending" && token.is_some_and(|t| t != current) => {
+                Err(QueueError::LeaseLost { op, id })
+            }
+            Some(_) => Ok(()),
+        }
     }
 
     fn fail(
         &mut self,
         id: EventId,
+        token: Option<i64>,
         error: &str,
         retry_at_ms: Option<i64>,
     ) -> Result<(), QueueError> {
@@ -815,16 +940,19 @@ impl Writer {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql(op))?;
-        let row: Option<(i64, String)> = tx
-            .prepare_cached("SELECT attempts, state FROM events WHERE id = ?1")
+        let row: Option<(i64, String, i64)> = tx
+            .prepare_cached("SELECT attempts, state, lease_token FROM events WHERE id = ?1")
             .and_then(|mut stmt| {
-                stmt.query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+                stmt.query_row([id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
                     .optional()
             })
             .map_err(sql(op))?;
-        let Some((attempts, state)) = row else {
+        let Some((attempts, state, current)) = row else {
             return Err(QueueError::NotFound { op, id });
         };
+        if state == "pending" && token.is_some_and(|t| t != current) {
+            return Err(QueueError::LeaseLost { op, id });
+        }
         if state != "pending" {
             tracing::debug!(
                 id,
@@ -857,18 +985,18 @@ impl Writer {
         tx.commit().map_err(sql(op))
     }
 
-    fn release(&mut self, id: EventId) -> Result<(), QueueError> {
+    fn release(&mut self, id: EventId, token: Option<i64>) -> Result<(), QueueError> {
         let op = "release";
         let changed = self
             .conn
             .prepare_cached(
                 "UPDATE events SET attempts = MAX(attempts - 1, 0), locked_until = NULL
-                 WHERE id = ?1 AND state = 'pending'",
+                 WHERE id = ?1 AND state = 'pending' AND (?2 IS NULL OR lease_token = ?2)",
             )
-            .and_then(|mut stmt| stmt.execute([id]))
+            .and_then(|mut stmt| stmt.execute(params![id, token]))
             .map_err(sql(op))?;
         if changed == 0 {
-            self.ensure_exists(op, id)?;
+            self.ensure_not_fenced(op, id, token)?;
         }
         Ok(())
     }
@@ -1137,6 +1265,10 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), QueueErr
     if version < 3 {
         tx.execute_batch(SCHEMA_V3)
             .map_err(err("migrate to schema version 3"))?;
+    }
+    if version < 4 {
+        tx.execute_batch(SCHEMA_V4)
+            .map_err(err("migrate to schema version 4"))?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -1435,12 +1567,56 @@ mod tests {
         let first = queue.claim(1, LEASE).await.unwrap();
         assert_eq!(ids(&first), vec![a]);
         assert_eq!(first[0].attempts, 1);
-        // The worker "crashes": neither ack nor fail.
+        // The worker "crashes" (or stalls past its lease): neither ack nor fail.
         clock.advance(LEASE.as_millis() as i64);
         let second = queue.claim(1, LEASE).await.unwrap();
         assert_eq!(ids(&second), vec![a]);
-        assert_eq!(second[0].attempts, 2, "the crashed attempt counts");
+        assert_eq!(
+            second[0].attempts, 1,
+            "a lost lease is not a failed attempt"
+        );
+        assert!(second[0].lease_token > first[0].lease_token);
         assert!(queue.claim(1, LEASE).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn only_the_latest_claim_may_renew_ack_fail_or_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = TestClock::new();
+        let queue = open(dir.path(), &clock);
+        let a = enqueue_new(&queue, "a").await;
+        let first = queue.claim(1, LEASE).await.unwrap().remove(0);
+        // Renewing keeps the event from being claimed past the first lease.
+        clock.advance(LEASE.as_millis() as i64 - 1);
+        queue.renew(first.lease(), LEASE).await.unwrap();
+        clock.advance(LEASE.as_millis() as i64 - 1);
+        assert!(queue.claim(1, LEASE).await.unwrap().is_empty());
+        // The first worker stalls past its lease; a second claims the event.
+        clock.advance(1);
+        let second = queue.claim(1, LEASE).await.unwrap().remove(0);
+        assert_eq!(second.id, a);
+        let stale = first.lease();
+        for refused in [
+            queue.renew(stale, LEASE).await,
+            queue.ack_leased(stale).await,
+            queue.fail_leased(stale, "late", None).await,
+            queue.release_leased(stale).await,
+        ] {
+            assert!(
+                matches!(refused, Err(QueueError::LeaseLost { id, .. }) if id == a),
+                "{refused:?}"
+            );
+        }
+        let stats = queue.stats().await.unwrap();
+        assert_eq!((stats.in_flight, stats.done, stats.dead), (1, 0, 0));
+        // The current holder finishes the event; afterwards a stale ack is a no-op.
+        queue.ack_leased(second.lease()).await.unwrap();
+        queue.ack_leased(stale).await.unwrap();
+        assert_eq!(queue.stats().await.unwrap().done, 1);
+        assert!(matches!(
+            queue.renew(second.lease(), LEASE).await,
+            Err(QueueError::LeaseLost { .. })
+        ));
     }
 
     #[tokio::test]
