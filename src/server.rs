@@ -225,7 +225,7 @@ async fn webhook(State(s): State<AppState>, req: Request) -> Response {
     let kind_header = header(headers, "x-gitlab-event").unwrap_or("").to_owned();
     let kind = EventKind::from_header(&kind_header);
     metrics::counter!("cocreate_webhooks_received_total", "kind" => kind.header()).increment(1);
-    match events::parse(kind, &body.bytes) {
+    let serial_key = match events::parse(kind, &body.bytes) {
         Err(e) => {
             s.refusals.refused("malformed", client.map(|c| c.0));
             tracing::debug!(error = %e, "malformed webhook payload refused");
@@ -235,10 +235,11 @@ async fn webhook(State(s): State<AppState>, req: Request) -> Response {
             tracing::debug!(?ignored, "webhook ignored");
             return (StatusCode::OK, Json(json!({ "status": "ignored" }))).into_response();
         }
-        Ok(Ok(_)) => {}
-    }
+        Ok(Ok(event)) => serial_key(&event),
+    };
     let event = NewEvent {
         dedupe_key: dedupe_key(headers, &kind_header, &body.bytes, s.verifier.signs()),
+        serial_key,
         kind: kind_header,
         headers: KEPT_HEADERS
             .iter()
@@ -278,6 +279,26 @@ async fn webhook(State(s): State<AppState>, req: Request) -> Response {
                 "could not store the event",
             )
         }
+    }
+}
+
+/// What the worker must not run two of at once: one MR (its events and its comments' commands)
+/// or one issue. The handlers also serialize by organization; this key lets the queue keep a
+/// burst on one MR from taking every worker slot.
+pub fn serial_key(event: &events::Event) -> Option<String> {
+    match event {
+        events::Event::MergeRequest(e) => Some(format!(
+            "mr:{}:{}",
+            e.project.id, e.object_attributes.iid
+        )),
+        events::Event::Issue(e) => Some(format!(
+            "issue:{}:{}",
+            e.project.id, e.object_attributes.iid
+        )),
+        events::Event::Note(e) => e
+            .merge_request
+            .as_ref()
+            .map(|mr| format!("mr:{}:{}", e.project.id, mr.iid)),
     }
 }
 

@@ -50,6 +50,9 @@ pub struct NewEvent {
     pub dedupe_key: String,
     /// Kind of event (e.g. the GitLab `X-Gitlab-Event` value), used for routing.
     pub kind: String,
+    /// Events with the same key are never in flight at once, and a claim skips an event
+    /// whose key is busy (so one key's burst cannot fill the worker slots). E.g. one MR.
+    pub serial_key: Option<String>,
     /// Request headers worth keeping, in order, as `(name, value)` pairs.
     pub headers: Vec<(String, String)>,
     /// Raw request body.

@@ -149,8 +149,19 @@ DROP INDEX IF EXISTS events_state_next_attempt;
 /// Schema version 4: fencing tokens. Each claim increments `lease_token`; renewals, acks,
 /// failures and releases by a worker name the token of their claim and are refused once the
 /// event was claimed again.
+///
+/// And serialization keys (`serial_key`, e.g. one MR): a claim skips events whose key is
+/// held by an event in flight, so one MR's burst never fills the worker slots. The claim's
+/// index holds the key (reading it from the row would read past the body); a second index
+/// finds the keys in flight by lease end.
 const SCHEMA_V4: &str = "
 ALTER TABLE events ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN serial_key TEXT;
+CREATE INDEX IF NOT EXISTS events_pending_claim
+    ON events (id, next_attempt_at, locked_until, serial_key) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS events_inflight_key
+    ON events (locked_until, serial_key) WHERE state = 'pending';
+DROP INDEX IF EXISTS events_pending_id;
 ";
 
 /// Durable queue stored in `DIR/queue.sqlite3` (SQLite in WAL mode,
@@ -296,6 +307,7 @@ impl Queue for SqliteQueue {
             .map_err(|source| QueueError::Encode { source })?;
         let item = EnqueueItem {
             dedupe_key: event.dedupe_key,
+            serial_key: event.serial_key,
             kind: event.kind,
             headers,
             body: event.body,
@@ -532,6 +544,7 @@ impl Checkpointer {
 /// An event ready to be inserted (headers already encoded).
 struct EnqueueItem {
     dedupe_key: String,
+    serial_key: Option<String>,
     kind: String,
     headers: String,
     body: Vec<u8>,
@@ -795,38 +808,36 @@ impl Writer {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql(op))?;
-        let rows = {
+        let chosen = choose_claimable(&tx, now, max).map_err(sql(op))?;
+        let mut rows = Vec::with_capacity(chosen.len());
+        {
             let mut stmt = tx
                 .prepare_cached(
                     "UPDATE events SET
                          attempts = attempts + (CASE WHEN locked_until IS NULL THEN 1 ELSE 0 END),
                          lease_token = lease_token + 1,
                          locked_until = ?1
-                     WHERE id IN (
-                         SELECT id FROM events INDEXED BY events_pending_id
-                         WHERE state = 'pending'
-                           AND next_attempt_at <= ?2
-                           AND (locked_until IS NULL OR locked_until <= ?2)
-                         ORDER BY id
-                         LIMIT ?3)
+                     WHERE id = ?2
                      RETURNING id, kind, headers, body, attempts, received_at, lease_token",
                 )
                 .map_err(sql(op))?;
-            let rows = stmt
-                .query_map(params![locked_until, now, max], |row| {
-                    Ok((
-                        row.get::<_, i64>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, Vec<u8>>(3)?,
-                        row.get::<_, i64>(4)?,
-                        row.get::<_, i64>(5)?,
-                        row.get::<_, i64>(6)?,
-                    ))
-                })
-                .map_err(sql(op))?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(sql(op))?
-        };
+            for id in chosen {
+                let row = stmt
+                    .query_row(params![locked_until, id], |row| {
+                        Ok((
+                            row.get::<_, i64>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, String>(2)?,
+                            row.get::<_, Vec<u8>>(3)?,
+                            row.get::<_, i64>(4)?,
+                            row.get::<_, i64>(5)?,
+                            row.get::<_, i64>(6)?,
+                        ))
+                    })
+                    .map_err(sql(op))?;
+                rows.push(row);
+            }
+        }
 
         let mut claimed = Vec::with_capacity(rows.len());
         for (id, kind, headers, body, attempts, received_at_ms, lease_token) in rows {
@@ -1070,6 +1081,43 @@ impl Writer {
     }
 }
 
+/// The ids of up to `max` claimable events, oldest first, skipping events whose
+/// serialization key is held by an event in flight or by an earlier event of this claim.
+/// Reads only the two indexes of [`SCHEMA_V4`]; stops as soon as `max` are found.
+fn choose_claimable(conn: &Connection, now: i64, max: i64) -> rusqlite::Result<Vec<EventId>> {
+    let mut busy: std::collections::HashSet<String> = conn
+        .prepare_cached(
+            "SELECT serial_key FROM events INDEXED BY events_inflight_key
+             WHERE state = 'pending' AND locked_until > ?1 AND serial_key IS NOT NULL",
+        )?
+        .query_map([now], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, serial_key FROM events INDEXED BY events_pending_claim
+         WHERE state = 'pending'
+           AND next_attempt_at <= ?1
+           AND (locked_until IS NULL OR locked_until <= ?1)
+         ORDER BY id",
+    )?;
+    let mut rows = stmt.query([now])?;
+    let mut chosen = Vec::new();
+    while let Some(row) = rows.next()? {
+        if chosen.len() as i64 >= max {
+            break;
+        }
+        let id: EventId = row.get(0)?;
+        match row.get::<_, Option<String>>(1)? {
+            Some(key) if busy.contains(&key) => continue,
+            Some(key) => {
+                busy.insert(key);
+                chosen.push(id);
+            }
+            None => chosen.push(id),
+        }
+    }
+    Ok(chosen)
+}
+
 /// Put a command on the enqueue list or the list of other commands.
 fn sort_command(command: Command, enqueues: &mut Vec<PendingEnqueue>, others: &mut Vec<Command>) {
     match command {
@@ -1111,8 +1159,9 @@ fn insert_events<'a>(
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO events
-                 (dedupe_key, kind, headers, body, received_at, state, attempts, next_attempt_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6)
+                 (dedupe_key, kind, headers, body, received_at, state, attempts, next_attempt_at,
+                  serial_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?7)
              ON CONFLICT (dedupe_key) DO NOTHING
              RETURNING id",
         )?;
@@ -1126,7 +1175,8 @@ fn insert_events<'a>(
                         item.headers,
                         item.body,
                         item.received_at_ms,
-                        now
+                        now,
+                        item.serial_key
                     ],
                     |row| row.get(0),
                 )
@@ -1370,6 +1420,7 @@ mod tests {
     fn event(key: &str) -> NewEvent {
         NewEvent {
             dedupe_key: key.to_owned(),
+            serial_key: None,
             kind: "Merge Request Hook".to_owned(),
             headers: vec![
                 ("x-gitlab-event".to_owned(), "Merge Request Hook".to_owned()),
@@ -1577,6 +1628,36 @@ mod tests {
         );
         assert!(second[0].lease_token > first[0].lease_token);
         assert!(queue.claim(1, LEASE).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_busy_serialization_key_never_takes_the_worker_slots() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = TestClock::new();
+        let queue = open(dir.path(), &clock);
+        let keyed = |key: &str, serial: &str| NewEvent {
+            serial_key: Some(serial.to_owned()),
+            ..event(key)
+        };
+        // A burst of 20 comments on one MR, then one event of another MR, then one without key.
+        let mut burst = Vec::new();
+        for i in 0..20 {
+            burst.push(queue.enqueue(keyed(&format!("c{i}"), "mr:2:16")).await.unwrap().id());
+        }
+        let other = queue.enqueue(keyed("o", "mr:2:17")).await.unwrap().id();
+        let unkeyed = enqueue_new(&queue, "u").await;
+        // Eight free slots: one of the burst, the other MR, the unkeyed one.
+        let first = queue.claim(8, LEASE).await.unwrap();
+        assert_eq!(ids(&first), vec![burst[0], other, unkeyed]);
+        // While the burst's first is in flight, nothing else of its key is claimed.
+        assert!(queue.claim(8, LEASE).await.unwrap().is_empty());
+        for done in &first {
+            queue.ack_leased(done.lease()).await.unwrap();
+        }
+        assert_eq!(ids(&queue.claim(8, LEASE).await.unwrap()), vec![burst[1]]);
+        // An expired lease frees the key as well (the event is claimable again, first).
+        clock.advance(LEASE.as_millis() as i64);
+        assert_eq!(ids(&queue.claim(8, LEASE).await.unwrap()), vec![burst[1]]);
     }
 
     #[tokio::test]
