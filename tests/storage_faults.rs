@@ -1,0 +1,143 @@
+//! Storage faults, against the real binary: `serve` refuses to start on a queue it cannot
+//! write (naming the path and the cause), and `/readyz` and `/metrics` answer within a second
+//! and say "not ready" while the database is locked by someone else (a stalled disk, as the
+//! writer sees it), then recover without a restart.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::harness::SECRET;
+use support::load::ServeCommand;
+
+/// Runs `cocreate serve` as an unprivileged user (root would ignore the permissions) when the
+/// tests run as root, else as the current user.
+fn serve_as_unprivileged(data: &std::path::Path) -> std::process::Output {
+    let bin = env!("CARGO_BIN_EXE_cocreate");
+    let root = env!("CARGO_MANIFEST_DIR");
+    // SAFETY: geteuid has no preconditions.
+    let is_root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if is_root {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin]);
+        c
+    } else {
+        Command::new(bin)
+    };
+    cmd.arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("COCREATE_WEBHOOK_SECRET", SECRET)
+        .env("COCREATE_DATA", data)
+        .env("COCREATE_LISTEN", "127.0.0.1:0")
+        .env("COCREATE_POLICIES", format!("{root}/policies"))
+        .env("COCREATE_TEMPLATES", format!("{root}/templates"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cocreate serve")
+}
+
+#[test]
+fn serve_refuses_to_start_on_a_queue_it_cannot_write_and_says_where_and_why() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    // A data directory the service user cannot write into.
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+    let out = serve_as_unprivileged(&data);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "serve started: {stderr}");
+    assert!(stderr.contains(&data.display().to_string()), "{stderr}");
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+
+    // A writable directory with a database file the service user cannot write.
+    let data2 = tmp.path().join("data2");
+    std::fs::create_dir(&data2).expect("mkdir");
+    std::fs::set_permissions(&data2, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    drop(cocreate::queue::SqliteQueue::open(&data2).expect("create queue"));
+    let db = data2.join("queue.sqlite3");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o444)).expect("chmod");
+    let out = serve_as_unprivileged(&data2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "serve started: {stderr}");
+    assert!(stderr.contains(&db.display().to_string()), "{stderr}");
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_pages_answer_within_a_second_while_storage_stalls_then_recover() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let data = tmp.path().join("data");
+    let cmd = ServeCommand::new(env!("CARGO_BIN_EXE_cocreate"), tmp.path().join("serve.log"))
+        .env("COCREATE_WEBHOOK_SECRET", SECRET)
+        .env("COCREATE_DATA", data.display().to_string())
+        .env("COCREATE_POLICIES", format!("{root}/policies"))
+        .env("COCREATE_TEMPLATES", format!("{root}/templates"));
+    let serve = cmd.start(1).await;
+    let http = reqwest::Client::new();
+    let ready = || async {
+        let start = Instant::now();
+        let r = http
+            .get(format!("{}/readyz", serve.url))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .expect("readyz answers");
+        (r.status().as_u16(), start.elapsed(), r.text().await.expect("text"))
+    };
+    let (status, _, body) = ready().await;
+    assert_eq!(status, 200, "{body}");
+
+    // Someone holds the database's write lock: the queue's writer waits on it.
+    let blocker = rusqlite::Connection::open(data.join("queue.sqlite3")).expect("open");
+    blocker.execute_batch("BEGIN EXCLUSIVE").expect("lock");
+    // A delivery now waits on the lock (in the background), and so would every page that
+    // asked the writer.
+    let stuck = tokio::spawn({
+        let url = serve.url.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{url}/webhook"))
+                .header("X-Gitlab-Event", "Merge Request Hook")
+                .header("X-Gitlab-Token", SECRET)
+                .body(support::harness::mr_event(
+                    16,
+                    support::harness::AERO_DEV,
+                    support::harness::AERO_DEV,
+                    "open",
+                ))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, took, body) = ready().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(took < Duration::from_secs(1), "/readyz took {took:?}");
+    assert!(body.contains("did not answer"), "{body}");
+    let start = Instant::now();
+    let metrics = http
+        .get(format!("{}/metrics", serve.url))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("metrics answers")
+        .text()
+        .await
+        .expect("text");
+    assert!(start.elapsed() < Duration::from_secs(1));
+    assert!(metrics.contains("cocreate_queue_healthy 0"), "{metrics}");
+
+    // The lock goes away: the stuck delivery is stored, and the pages are ready again.
+    blocker.execute_batch("ROLLBACK").expect("unlock");
+    let stored = stuck.await.expect("task").expect("delivery answered");
+    assert_eq!(stored, 200);
+    let (status, _, body) = ready().await;
+    assert_eq!(status, 200, "{body}");
+    drop(serve);
+}
