@@ -89,6 +89,48 @@ pub enum StartError {
     NoSecret,
 }
 
+/// Why a `GITLAB_URL` is refused at start. The URL itself is never part of the message (it
+/// may hold a password).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GitlabUrlError {
+    #[error("GITLAB_URL is not a URL ({0})")]
+    Invalid(String),
+    #[error("GITLAB_URL contains credentials (`user:password@`); remove them, the bot authenticates with GITLAB_TOKEN")]
+    Credentials,
+    #[error("GITLAB_URL uses plain http:// to {host}, which would send the token unencrypted; use https://, or pass --allow-insecure-http (COCREATE_ALLOW_INSECURE_HTTP=true) if this is deliberate")]
+    InsecureHttp { host: String },
+    #[error("GITLAB_URL must be http:// or https://, not {0}://")]
+    Scheme(String),
+}
+
+/// Checks `GITLAB_URL` before anything connects: no credentials in it, and `https://` unless
+/// the host is loopback or `allow_insecure_http` is set.
+pub fn check_gitlab_url(raw: &str, allow_insecure_http: bool) -> Result<(), GitlabUrlError> {
+    let url = url::Url::parse(raw.trim()).map_err(|e| GitlabUrlError::Invalid(e.to_string()))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(GitlabUrlError::Credentials);
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            if loopback || allow_insecure_http {
+                Ok(())
+            } else {
+                Err(GitlabUrlError::InsecureHttp {
+                    host: url.host_str().unwrap_or("").to_owned(),
+                })
+            }
+        }
+        other => Err(GitlabUrlError::Scheme(other.to_owned())),
+    }
+}
+
 pub fn load_policies(src: &ConfigSource) -> Result<Policies, PolicyErrors> {
     match src {
         ConfigSource::Dir(d) => Policies::load(d),
@@ -308,5 +350,36 @@ async fn refresh_overdue_gauge(
             _ = tokio::time::sleep(every) => {}
             _ = stop.wait_for(|stopped| *stopped) => break,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gitlab_url_without_credentials_and_https_unless_loopback_or_allowed() {
+        assert_eq!(check_gitlab_url("https://gitlab.example.com", false), Ok(()));
+        assert_eq!(check_gitlab_url("http://127.0.0.1:8929", false), Ok(()));
+        assert_eq!(check_gitlab_url("http://localhost", false), Ok(()));
+        assert_eq!(check_gitlab_url("http://[::1]:80", false), Ok(()));
+        let e = check_gitlab_url("https://bot:hunter2-password@gitlab.example.com", false);
+        assert_eq!(e, Err(GitlabUrlError::Credentials));
+        assert!(!e.unwrap_err().to_string().contains("hunter2"));
+        assert_eq!(
+            check_gitlab_url("https://glpat-abc@gitlab.example.com", false),
+            Err(GitlabUrlError::Credentials)
+        );
+        assert_eq!(
+            check_gitlab_url("http://gitlab.example.com", false),
+            Err(GitlabUrlError::InsecureHttp {
+                host: "gitlab.example.com".into()
+            })
+        );
+        assert_eq!(check_gitlab_url("http://gitlab.example.com", true), Ok(()));
+        assert!(matches!(
+            check_gitlab_url("ftp://gitlab.example.com", true),
+            Err(GitlabUrlError::Scheme(_))
+        ));
     }
 }

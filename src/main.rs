@@ -98,6 +98,19 @@ struct GitlabArgs {
     /// API token of the bot account (scope `api`). Without it, a dry run.
     #[arg(long, env = "GITLAB_TOKEN", hide_env_values = true)]
     gitlab_token: Option<String>,
+
+    /// Accept a plain http:// GITLAB_URL to a host other than loopback (the token then
+    /// travels unencrypted).
+    #[arg(long, env = "COCREATE_ALLOW_INSECURE_HTTP")]
+    allow_insecure_http: bool,
+}
+
+impl GitlabArgs {
+    /// The checked GITLAB_URL (see [`app::check_gitlab_url`]); the error never quotes it.
+    fn checked_url(&self) -> anyhow::Result<String> {
+        app::check_gitlab_url(&self.gitlab_url, self.allow_insecure_http)?;
+        Ok(self.gitlab_url.clone())
+    }
 }
 
 #[derive(Args, Debug)]
@@ -471,7 +484,7 @@ async fn serve(
     let settings = ServeSettings {
         listen: args.listen,
         gitlab: GitlabSettings {
-            url: args.gitlab.gitlab_url,
+            url: args.gitlab.checked_url()?,
             token: args.gitlab.gitlab_token.filter(|t| !t.trim().is_empty()),
             retry: Default::default(),
         },
@@ -565,6 +578,7 @@ async fn job_context(
     templates: ConfigSource,
     command: &str,
 ) -> anyhow::Result<cocreate::handlers::Context> {
+    let url = job.gitlab.checked_url()?;
     let Some(token) = job.gitlab.gitlab_token.filter(|t| !t.trim().is_empty()) else {
         bail!("{command} reads GitLab: set GITLAB_TOKEN (add --dry-run to write nothing)");
     };
@@ -579,7 +593,7 @@ async fn job_context(
         None => cocreate::clock::Clock::system(),
     };
     let settings = GitlabSettings {
-        url: job.gitlab.gitlab_url,
+        url,
         token: Some(token),
         retry: Default::default(),
     };

@@ -818,3 +818,45 @@ async fn serve_refuses_to_start_with_a_token_but_no_webhook_secret() {
     assert!(stderr.contains("no webhook secret"), "{stderr}");
     assert!(!stderr.contains(GITLAB_TOKEN), "{stderr}");
 }
+
+/// `serve` with one bad setting: exits at start with a message that names the setting and
+/// never quotes a secret.
+fn serve_refusal(env: &[(&str, &str)]) -> String {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cocreate"))
+        .arg("serve")
+        .env_clear()
+        .env("GITLAB_TOKEN", "glpat-REFUSAL-TEST-4d2e")
+        .env("COCREATE_WEBHOOK_SECRET", SECRET)
+        .env("COCREATE_DATA", tmp.path())
+        .env("COCREATE_LISTEN", "127.0.0.1:0")
+        .env("COCREATE_POLICIES", format!("{root}/policies"))
+        .env("COCREATE_TEMPLATES", format!("{root}/templates"))
+        .env("RUST_LOG", "trace")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "serve started with {env:?}: {stderr}");
+    assert!(!stderr.contains("glpat-REFUSAL-TEST-4d2e"), "{stderr}");
+    stderr
+}
+
+#[test]
+fn serve_refuses_credentials_in_gitlab_url_plain_http_and_weak_secrets() {
+    let e = serve_refusal(&[("GITLAB_URL", "https://bot:pw-7c1d9e3f@gitlab.example.com")]);
+    assert!(e.contains("GITLAB_URL contains credentials"), "{e}");
+    assert!(!e.contains("pw-7c1d9e3f"), "{e}");
+    let e = serve_refusal(&[("GITLAB_URL", "http://gitlab.example.com")]);
+    assert!(e.contains("plain http://"), "{e}");
+    // A comma inside the secret makes a one-character fragment: refused, not a valid token.
+    let e = serve_refusal(&[(
+        "COCREATE_WEBHOOK_SECRET",
+        "strong-secret-part-one,x",
+    )]);
+    assert!(e.contains("entry 2 is only 1 character(s) long"), "{e}");
+    assert!(!e.contains("strong-secret-part-one"), "{e}");
+    let e = serve_refusal(&[("COCREATE_WEBHOOK_SECRET", "short")]);
+    assert!(e.contains("at least 16"), "{e}");
+}

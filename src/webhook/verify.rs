@@ -89,7 +89,7 @@ pub const MIN_SECRET_LEN: usize = 16;
 pub enum SecretError {
     #[error("{setting} has an empty entry (two commas in a row, or one at an end); list the secrets as `old,new`")]
     Empty { setting: &'static str },
-    #[error("{setting} entry {position} is {len} characters long; use at least {MIN_SECRET_LEN} (e.g. `openssl rand -hex 32`)")]
+    #[error("{setting} entry {position} is only {len} character(s) long; use at least {MIN_SECRET_LEN} (e.g. `openssl rand -hex 32`)")]
     TooShort {
         setting: &'static str,
         position: usize,
