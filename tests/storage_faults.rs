@@ -141,3 +141,50 @@ async fn health_pages_answer_within_a_second_while_storage_stalls_then_recover()
     assert_eq!(status, 200, "{body}");
     drop(serve);
 }
+
+/// A flood of `/readyz` costs no database write: only the background probe (every 5 s)
+/// writes its timestamp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_writes_nothing_to_the_database() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let data = tmp.path().join("data");
+    let cmd = ServeCommand::new(env!("CARGO_BIN_EXE_cocreate"), tmp.path().join("serve.log"))
+        .env("COCREATE_WEBHOOK_SECRET", SECRET)
+        .env("COCREATE_DATA", data.display().to_string())
+        .env("COCREATE_POLICIES", format!("{root}/policies"))
+        .env("COCREATE_TEMPLATES", format!("{root}/templates"));
+    let serve = cmd.start(1).await;
+    let db = rusqlite::Connection::open(data.join("queue.sqlite3")).expect("open");
+    let last_ping = || -> Option<String> {
+        db.query_row(
+            "SELECT value FROM meta WHERE key = 'last_ping_at'",
+            [],
+            |r| r.get(0),
+        )
+        .ok()
+    };
+    // Wait for a probe write, so that the next one is 5 s away.
+    let first = last_ping();
+    let deadline = Instant::now() + Duration::from_secs(12);
+    while last_ping() == first {
+        assert!(Instant::now() < deadline, "no probe write within 12 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let probed = last_ping();
+    let http = reqwest::Client::new();
+    let start = Instant::now();
+    let mut asked = 0;
+    while start.elapsed() < Duration::from_millis(1500) {
+        let r = http
+            .get(format!("{}/readyz", serve.url))
+            .send()
+            .await
+            .expect("readyz");
+        assert_eq!(r.status(), 200);
+        asked += 1;
+    }
+    assert!(asked > 20, "only {asked} requests");
+    assert_eq!(last_ping(), probed, "/readyz wrote to the database");
+    drop(serve);
+}
