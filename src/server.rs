@@ -248,11 +248,15 @@ async fn webhook(State(s): State<AppState>, req: Request) -> Response {
         body: body.bytes,
         received_at_ms: (s.now_ms)(),
     };
+    let bytes = event.body.len();
     let stored = s.queue.enqueue(event).await;
-    s.storage.record(match &stored {
-        Ok(_) => Storage::Writable,
-        Err(e) => Storage::Failing(health::cause(e)),
-    });
+    s.storage.record_enqueue(
+        bytes,
+        match &stored {
+            Ok(_) => Ok(()),
+            Err(e) => Err(health::cause(e)),
+        },
+    );
     match stored {
         Ok(Enqueued::New(id)) => {
             s.wake.notify_one();

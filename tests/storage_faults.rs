@@ -188,3 +188,130 @@ async fn readyz_writes_nothing_to_the_database() {
     assert_eq!(last_ping(), probed, "/readyz wrote to the database");
     drop(serve);
 }
+
+/// A full disk is reported as it is: deliveries get 503, `/readyz` names the cause, and the
+/// background probe does not call it writable again because a tiny write fits again (the test
+/// frees 300 KiB; the refused delivery was 700 KiB). The
+/// data directory is a 4 MiB tmpfs in a private mount namespace (`unshare`); where user
+/// namespaces are not allowed the test says so and does nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_reported_truthfully() {
+    let can_unshare = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !can_unshare {
+        eprintln!("SKIPPED: unshare --user --mount is not allowed here");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir");
+    let log = tmp.path().join("serve.log");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    #[allow(clippy::zombie_processes)] // killed and waited for below
+    let mut child = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+        .arg("mount -t tmpfs -o size=4m tmpfs \"$1\" && head -c 1048576 /dev/zero > \"$1/filler\" && exec \"$0\" serve")
+        .arg(env!("CARGO_BIN_EXE_cocreate"))
+        .arg(&data)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("COCREATE_WEBHOOK_SECRET", SECRET)
+        .env("COCREATE_DATA", &data)
+        .env("COCREATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("COCREATE_POLICIES", format!("{root}/policies"))
+        .env("COCREATE_TEMPLATES", format!("{root}/templates"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).expect("log")))
+        .spawn()
+        .expect("spawn");
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..400 {
+        if http.get(format!("{url}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(up, "serve did not come up: {}", log_text());
+    // ~700 KiB deliveries until the 4 MiB file system is full.
+    let mut v: serde_json::Value = serde_json::from_slice(&support::harness::mr_event(
+        16,
+        support::harness::AERO_DEV,
+        support::harness::AERO_DEV,
+        "open",
+    ))
+    .expect("json");
+    let mut refused = false;
+    for i in 0..12 {
+        v["object_attributes"]["description"] = format!("{i}{}", "x".repeat(700 * 1024)).into();
+        let r = http
+            .post(format!("{url}/webhook"))
+            .header("X-Gitlab-Event", "Merge Request Hook")
+            .header("X-Gitlab-Token", SECRET)
+            .header("X-Gitlab-Event-UUID", format!("full-disk-{i}"))
+            .body(serde_json::to_vec(&v).expect("json"))
+            .send()
+            .await
+            .expect("send");
+        if r.status() == 503 {
+            refused = true;
+            break;
+        }
+        assert_eq!(r.status(), 200);
+    }
+    let readyz = || async {
+        let r = http
+            .get(format!("{url}/readyz"))
+            .send()
+            .await
+            .expect("readyz");
+        (r.status().as_u16(), r.text().await.expect("text"))
+    };
+    // The process's view of its private tmpfs, to free a little space on it.
+    let filler = std::path::PathBuf::from(format!("/proc/{}/root", child.id()))
+        .join(data.strip_prefix("/").expect("absolute"))
+        .join("filler");
+    let result = async {
+        assert!(refused, "12 deliveries of 700 KiB fit into 4 MiB?");
+        let (status, body) = readyz().await;
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("full"), "{body}");
+        // Free 300 KiB: a small write fits again, a delivery like the refused one does not.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&filler)
+            .and_then(|f| f.set_len(724 * 1024))
+            .expect("shrink the filler");
+        // The probe runs meanwhile (every 5 s): still not writable.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let (status, body) = readyz().await;
+        assert_eq!(status, 503, "after a probe: {body}");
+        let metrics = http
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        assert!(metrics.contains("cocreate_queue_writable 0"), "{metrics}");
+        assert!(metrics.contains("cocreate_queue_healthy 0"), "{metrics}");
+    };
+    let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(result)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(panic) = outcome {
+        eprintln!("serve log:\n{}", log_text());
+        std::panic::resume_unwind(panic);
+    }
+}

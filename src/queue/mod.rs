@@ -331,9 +331,11 @@ pub trait Queue: Send + Sync + 'static {
     /// Counts of events by state.
     async fn stats(&self) -> Result<QueueStats, QueueError>;
 
-    /// A cheap write check for readiness probes: succeeds only if the queue
-    /// can commit a write right now.
-    async fn ping(&self) -> Result<(), QueueError>;
+    /// A write check for readiness probes: succeeds only if the queue can commit a write
+    /// right now. With `bytes > 0` the write includes that many bytes (kept in one scratch
+    /// row, replaced each time), so that after a full disk refused an event of that size, the
+    /// probe says writable only once such a write fits again.
+    async fn ping(&self, bytes: usize) -> Result<(), QueueError>;
 
     /// Delete done events whose `done_at` is older than `now - retention`
     /// (with their attempt history). Returns the number of events deleted.

@@ -416,8 +416,10 @@ impl Queue for SqliteQueue {
             .await
     }
 
-    async fn ping(&self) -> Result<(), QueueError> {
-        self.request("ping", |reply| Command::Ping { reply }).await
+    async fn ping(&self, bytes: usize) -> Result<(), QueueError> {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        self.request("ping", |reply| Command::Ping { bytes, reply })
+            .await
     }
 
     async fn prune_done(&self, retention: Duration) -> Result<u64, QueueError> {
@@ -588,6 +590,7 @@ enum Command {
         reply: Reply<QueueStats>,
     },
     Ping {
+        bytes: i64,
         reply: Reply<()>,
     },
     Prune {
@@ -748,7 +751,7 @@ impl Writer {
             } => respond(reply, self.fail(id, token, &error, retry_at_ms)),
             Command::Release { id, token, reply } => respond(reply, self.release(id, token)),
             Command::Stats { reply } => respond(reply, self.stats()),
-            Command::Ping { reply } => respond(reply, self.ping()),
+            Command::Ping { bytes, reply } => respond(reply, self.ping(bytes)),
             Command::Prune {
                 retention_ms,
                 reply,
@@ -1020,16 +1023,32 @@ impl Writer {
         Ok(stats)
     }
 
-    fn ping(&mut self) -> Result<(), QueueError> {
+    fn ping(&mut self, bytes: i64) -> Result<(), QueueError> {
         let now = self.now();
-        self.conn
-            .prepare_cached(
-                "INSERT INTO meta (key, value) VALUES ('last_ping_at', ?1)
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("ping"))?;
+        tx.prepare_cached(
+            "INSERT INTO meta (key, value) VALUES ('last_ping_at', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .and_then(|mut stmt| stmt.execute([now.to_string()]))
+        .map_err(sql("ping"))?;
+        // The scratch row: as large as asked (a random blob, so the write cannot be
+        // compressed away by the file system), or gone.
+        if bytes > 0 {
+            tx.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES ('probe', randomblob(?1))
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             )
-            .and_then(|mut stmt| stmt.execute([now.to_string()]))
-            .map(|_| ())
-            .map_err(sql("ping"))
+            .and_then(|mut stmt| stmt.execute([bytes]))
+            .map_err(sql("ping"))?;
+        } else {
+            tx.execute("DELETE FROM meta WHERE key = 'probe'", [])
+                .map_err(sql("ping"))?;
+        }
+        tx.commit().map_err(sql("ping"))
     }
 
     /// Delete one chunk for the oldest prune job; answer it when it is done.
@@ -1994,7 +2013,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let clock = TestClock::new();
         let queue = open(dir.path(), &clock);
-        queue.ping().await.unwrap();
+        queue.ping(0).await.unwrap();
+        queue.ping(4096).await.unwrap();
+        let probe: i64 = inspect(dir.path())
+            .query_row("SELECT length(value) FROM meta WHERE key = 'probe'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(probe, 4096);
+        queue.ping(0).await.unwrap();
         let value: String = inspect(dir.path())
             .query_row(
                 "SELECT value FROM meta WHERE key = 'last_ping_at'",
