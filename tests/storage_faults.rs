@@ -191,7 +191,8 @@ async fn readyz_writes_nothing_to_the_database() {
 
 /// A full disk is reported as it is: deliveries get 503, `/readyz` names the cause, and the
 /// background probe does not call it writable again because a tiny write fits again (the test
-/// frees 300 KiB; the refused delivery was 700 KiB). The
+/// frees 300 KiB; the refused delivery was 700 KiB). Once space is back, the next delivery is
+/// stored and `/readyz` is ready again, without a restart. The
 /// data directory is a 4 MiB tmpfs in a private mount namespace (`unshare`); where user
 /// namespaces are not allowed the test says so and does nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,6 +307,25 @@ async fn a_full_disk_is_reported_truthfully() {
             .expect("text");
         assert!(metrics.contains("cocreate_queue_writable 0"), "{metrics}");
         assert!(metrics.contains("cocreate_queue_healthy 0"), "{metrics}");
+        // Space is back: the next delivery is stored and the receiver is ready, no restart.
+        std::fs::remove_file(&filler).expect("remove the filler");
+        let r = http
+            .post(format!("{url}/webhook"))
+            .header("X-Gitlab-Event", "Merge Request Hook")
+            .header("X-Gitlab-Token", SECRET)
+            .header("X-Gitlab-Event-UUID", "full-disk-after")
+            .body(support::harness::mr_event(
+                16,
+                support::harness::AERO_DEV,
+                support::harness::AERO_DEV,
+                "update",
+            ))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+        let (status, body) = readyz().await;
+        assert_eq!(status, 200, "after space was freed: {body}");
     };
     let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(result)).await;
     let _ = child.kill();

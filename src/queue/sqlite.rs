@@ -2008,6 +2008,21 @@ mod tests {
         assert_eq!(history, 0, "attempt history is deleted with its event");
     }
 
+    #[test]
+    fn errors_keep_their_cause() {
+        let full = QueueError::Sqlite {
+            op: "claim",
+            source: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                None,
+            ),
+        };
+        assert_eq!(
+            full.to_string(),
+            "queue claim failed: Error code 13: Insertion failed because database is full"
+        );
+    }
+
     #[tokio::test]
     async fn ping_writes() {
         let dir = tempfile::tempdir().unwrap();
