@@ -251,11 +251,7 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
         all => all.to_vec(),
     };
     crate::webhook::check_secrets("COCREATE_WEBHOOK_SECRET", &secrets)?;
-    let verifier = Verifier::new(
-        secrets,
-        s.signing_keys.clone(),
-        s.signature_window,
-    );
+    let verifier = Verifier::new(secrets, s.signing_keys.clone(), s.signature_window);
     if verifier.is_open() {
         if s.gitlab.token.is_some() {
             return Err(StartError::NoSecret);
@@ -359,7 +355,10 @@ mod tests {
 
     #[test]
     fn gitlab_url_without_credentials_and_https_unless_loopback_or_allowed() {
-        assert_eq!(check_gitlab_url("https://gitlab.example.com", false), Ok(()));
+        assert_eq!(
+            check_gitlab_url("https://gitlab.example.com", false),
+            Ok(())
+        );
         assert_eq!(check_gitlab_url("http://127.0.0.1:8929", false), Ok(()));
         assert_eq!(check_gitlab_url("http://localhost", false), Ok(()));
         assert_eq!(check_gitlab_url("http://[::1]:80", false), Ok(()));

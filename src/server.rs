@@ -291,10 +291,9 @@ async fn webhook(State(s): State<AppState>, req: Request) -> Response {
 /// burst on one MR from taking every worker slot.
 pub fn serial_key(event: &events::Event) -> Option<String> {
     match event {
-        events::Event::MergeRequest(e) => Some(format!(
-            "mr:{}:{}",
-            e.project.id, e.object_attributes.iid
-        )),
+        events::Event::MergeRequest(e) => {
+            Some(format!("mr:{}:{}", e.project.id, e.object_attributes.iid))
+        }
         events::Event::Issue(e) => Some(format!(
             "issue:{}:{}",
             e.project.id, e.object_attributes.iid

@@ -14,7 +14,8 @@ async fn an_event_slower_than_its_lease_runs_once_and_burns_no_attempt() {
     let h = Harness::start_with(|s| s.worker.lease = Duration::from_millis(300)).await;
     // Every GitLab answer takes 400 ms: the event needs several leases' time.
     for _ in 0..12 {
-        h.gitlab.push_fault(Fault::Delay(Duration::from_millis(400)));
+        h.gitlab
+            .push_fault(Fault::Delay(Duration::from_millis(400)));
     }
     let r = h
         .http

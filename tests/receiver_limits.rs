@@ -192,8 +192,8 @@ async fn bodies_of_unauthenticated_clients_are_never_buffered() {
                 }
             });
             let mut answer = Vec::new();
-            let _ = tokio::time::timeout(Duration::from_secs(20), rd.read_to_end(&mut answer))
-                .await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(20), rd.read_to_end(&mut answer)).await;
             let _ = writer.await;
             String::from_utf8_lossy(&answer).into_owned()
         }));
@@ -254,11 +254,16 @@ async fn authenticated_bodies_share_a_memory_budget() {
     let (closed, answer) = closed_within(&mut second, Duration::from_secs(10)).await;
     assert!(closed.is_some(), "the second body was waited for");
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-    assert!(answer.to_ascii_lowercase().contains("retry-after: 5"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 5"),
+        "{answer}"
+    );
     drop(first);
     // Once the first is gone, its share is free again.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (status, body) = deliver(&s, Duration::from_secs(10)).await.expect("delivery");
+    let (status, body) = deliver(&s, Duration::from_secs(10))
+        .await
+        .expect("delivery");
     assert_eq!(status, 200, "{body}");
 }
 
@@ -313,7 +318,10 @@ async fn slow_headers_short_bodies_and_idle_connections_are_closed() {
     assert!(short_answer.starts_with("HTTP/1.1 408"), "{short_answer}");
     let (idle_closed, idle_answer) = closed_within(&mut idle, Duration::from_secs(15)).await;
     assert!(idle_answer.starts_with("HTTP/1.1 200"), "{idle_answer}");
-    assert!(idle_closed.is_some(), "an idle keep-alive connection was held 15 s");
+    assert!(
+        idle_closed.is_some(),
+        "an idle keep-alive connection was held 15 s"
+    );
     let (slow_closed, _) = dripping.await.expect("slow client");
     assert!(
         slow_closed.is_some(),
@@ -356,7 +364,10 @@ async fn sigterm_ends_the_process_within_25_s_whatever_clients_do() {
         let mut c = TcpStream::connect(s.addr()).await.expect("connect");
         match i % 4 {
             0 => {}
-            1 => c.write_all(b"POST /webhook HTTP/1.1\r\nHost: x\r\n").await.expect("w"),
+            1 => c
+                .write_all(b"POST /webhook HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .expect("w"),
             2 => {
                 c.write_all(webhook_head(Some(SECRET), 4096).as_bytes())
                     .await

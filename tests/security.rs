@@ -273,7 +273,10 @@ async fn unsigned_headers_never_outrank_the_signed_webhook_id() {
             .json()
             .await
             .expect("json");
-        assert_eq!(v["status"], "duplicate", "replay {i} with a fresh Idempotency-Key");
+        assert_eq!(
+            v["status"], "duplicate",
+            "replay {i} with a fresh Idempotency-Key"
+        );
     }
     h.wait_idle().await;
     assert_eq!(stored(&h).await, 1);
@@ -289,14 +292,22 @@ async fn dedupe_keys_are_scoped_by_event_kind() {
     let mr = mr_event(16, AERO_DEV, AERO_DEV, "update");
     let r = post(
         &h,
-        &[("X-Gitlab-Event", MR_HOOK), ("X-Gitlab-Token", SECRET), ("X-Gitlab-Event-UUID", &uuid)],
+        &[
+            ("X-Gitlab-Event", MR_HOOK),
+            ("X-Gitlab-Token", SECRET),
+            ("X-Gitlab-Event-UUID", &uuid),
+        ],
         mr.clone(),
     )
     .await;
     assert_eq!(r.json::<Value>().await.expect("json")["status"], "queued");
     let r = post(
         &h,
-        &[("X-Gitlab-Event", "System Hook"), ("X-Gitlab-Token", SECRET), ("X-Gitlab-Event-UUID", &uuid)],
+        &[
+            ("X-Gitlab-Event", "System Hook"),
+            ("X-Gitlab-Token", SECRET),
+            ("X-Gitlab-Event-UUID", &uuid),
+        ],
         mr.clone(),
     )
     .await;
@@ -307,11 +318,18 @@ async fn dedupe_keys_are_scoped_by_event_kind() {
     );
     let r = post(
         &h,
-        &[("X-Gitlab-Event", MR_HOOK), ("X-Gitlab-Token", SECRET), ("X-Gitlab-Event-UUID", &uuid)],
+        &[
+            ("X-Gitlab-Event", MR_HOOK),
+            ("X-Gitlab-Token", SECRET),
+            ("X-Gitlab-Event-UUID", &uuid),
+        ],
         mr,
     )
     .await;
-    assert_eq!(r.json::<Value>().await.expect("json")["status"], "duplicate");
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["status"],
+        "duplicate"
+    );
     h.wait_idle().await;
     assert_eq!(stored(&h).await, 2);
     let _ = h.take_notes(16);
@@ -377,12 +395,18 @@ async fn trailing_data_is_400_and_bad_values_are_quoted_short() {
     let text = r.text().await.expect("text");
     assert!(text.contains("trailing"), "{text}");
 
-    let mut v: Value = serde_json::from_slice(&mr_event(16, AERO_DEV, AERO_DEV, "open")).expect("json");
+    let mut v: Value =
+        serde_json::from_slice(&mr_event(16, AERO_DEV, AERO_DEV, "open")).expect("json");
     v["object_attributes"]["iid"] = "9".repeat(512 * 1024).into();
     let r = post(&h, &headers, serde_json::to_vec(&v).expect("json")).await;
     assert_eq!(r.status(), 400);
     let text = r.text().await.expect("text");
-    assert!(text.len() < 600, "{} bytes of error: {}", text.len(), &text[..600.min(text.len())]);
+    assert!(
+        text.len() < 600,
+        "{} bytes of error: {}",
+        text.len(),
+        &text[..600.min(text.len())]
+    );
     assert!(text.contains("999…"), "{text}");
     assert_eq!(stored(&h).await, 0);
     h.stop().await;
@@ -838,7 +862,10 @@ fn serve_refusal(env: &[(&str, &str)]) -> String {
         .output()
         .expect("run");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "serve started with {env:?}: {stderr}");
+    assert!(
+        !out.status.success(),
+        "serve started with {env:?}: {stderr}"
+    );
     assert!(!stderr.contains("glpat-REFUSAL-TEST-4d2e"), "{stderr}");
     stderr
 }
@@ -851,10 +878,7 @@ fn serve_refuses_credentials_in_gitlab_url_plain_http_and_weak_secrets() {
     let e = serve_refusal(&[("GITLAB_URL", "http://gitlab.example.com")]);
     assert!(e.contains("plain http://"), "{e}");
     // A comma inside the secret makes a one-character fragment: refused, not a valid token.
-    let e = serve_refusal(&[(
-        "COCREATE_WEBHOOK_SECRET",
-        "strong-secret-part-one,x",
-    )]);
+    let e = serve_refusal(&[("COCREATE_WEBHOOK_SECRET", "strong-secret-part-one,x")]);
     assert!(e.contains("entry 2 is only 1 character(s) long"), "{e}");
     assert!(!e.contains("strong-secret-part-one"), "{e}");
     let e = serve_refusal(&[("COCREATE_WEBHOOK_SECRET", "short")]);

@@ -87,7 +87,11 @@ async fn health_pages_answer_within_a_second_while_storage_stalls_then_recover()
             .send()
             .await
             .expect("readyz answers");
-        (r.status().as_u16(), start.elapsed(), r.text().await.expect("text"))
+        (
+            r.status().as_u16(),
+            start.elapsed(),
+            r.text().await.expect("text"),
+        )
     };
     let (status, _, body) = ready().await;
     assert_eq!(status, 200, "{body}");

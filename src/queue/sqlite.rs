@@ -1661,7 +1661,13 @@ mod tests {
         // A burst of 20 comments on one MR, then one event of another MR, then one without key.
         let mut burst = Vec::new();
         for i in 0..20 {
-            burst.push(queue.enqueue(keyed(&format!("c{i}"), "mr:2:16")).await.unwrap().id());
+            burst.push(
+                queue
+                    .enqueue(keyed(&format!("c{i}"), "mr:2:16"))
+                    .await
+                    .unwrap()
+                    .id(),
+            );
         }
         let other = queue.enqueue(keyed("o", "mr:2:17")).await.unwrap().id();
         let unkeyed = enqueue_new(&queue, "u").await;
@@ -2031,7 +2037,11 @@ mod tests {
         queue.ping(0).await.unwrap();
         queue.ping(4096).await.unwrap();
         let probe: i64 = inspect(dir.path())
-            .query_row("SELECT length(value) FROM meta WHERE key = 'probe'", [], |r| r.get(0))
+            .query_row(
+                "SELECT length(value) FROM meta WHERE key = 'probe'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(probe, 4096);
         queue.ping(0).await.unwrap();

@@ -138,16 +138,26 @@ mod tests {
     async fn bodies_share_one_budget_and_give_it_back() {
         let l = limits(100, 150);
         let budget = BodyBudget::new(l.budget);
-        let first = read(axum::body::Body::from(vec![b'a'; 100]), Some(100), &l, &budget)
-            .await
-            .expect("fits");
+        let first = read(
+            axum::body::Body::from(vec![b'a'; 100]),
+            Some(100),
+            &l,
+            &budget,
+        )
+        .await
+        .expect("fits");
         assert_eq!(first.bytes.len(), 100);
         assert_eq!(budget.available(), 50);
         // Declared and chunked bodies are both held to what is left.
         assert_eq!(
-            read(axum::body::Body::from(vec![b'b'; 60]), Some(60), &l, &budget)
-                .await
-                .unwrap_err(),
+            read(
+                axum::body::Body::from(vec![b'b'; 60]),
+                Some(60),
+                &l,
+                &budget
+            )
+            .await
+            .unwrap_err(),
             BodyError::OverBudget
         );
         assert_eq!(

@@ -78,9 +78,9 @@ impl StorageHealth {
     /// it wrote at least as much as the refused event.
     fn record_probe(&self, bytes: usize, state: Storage) {
         if state == Storage::Writable {
-            let _ = self
-                .refused_bytes
-                .compare_exchange(bytes, 0, Ordering::Relaxed, Ordering::Relaxed);
+            let _ =
+                self.refused_bytes
+                    .compare_exchange(bytes, 0, Ordering::Relaxed, Ordering::Relaxed);
             if self.probe_bytes() > bytes {
                 return;
             }
@@ -101,7 +101,11 @@ impl StorageHealth {
     }
 
     pub fn current(&self) -> Storage {
-        self.last.lock().unwrap_or_else(|p| p.into_inner()).1.clone()
+        self.last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .clone()
     }
 
     /// `Ok` with a word for the page, or `Err` with what is wrong.

@@ -324,7 +324,10 @@ mod tests {
     fn connections_stay_below_the_open_file_limit() {
         assert_eq!(connection_cap(512, None), Ok(512));
         assert_eq!(connection_cap(512, Some(1024)), Ok(512));
-        assert_eq!(connection_cap(5000, Some(1024)), Ok(1024 - RESERVED_FDS as usize));
+        assert_eq!(
+            connection_cap(5000, Some(1024)),
+            Ok(1024 - RESERVED_FDS as usize)
+        );
         assert_eq!(connection_cap(0, Some(1024)), Ok(1));
         assert_eq!(connection_cap(512, Some(64)), Err(64));
     }

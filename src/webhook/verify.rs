@@ -339,7 +339,8 @@ mod tests {
 
     #[test]
     fn short_empty_or_ambiguous_secrets_are_refused_without_echoing_them() {
-        let ok = |v: &[&str]| check_secrets("S", &v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let ok =
+            |v: &[&str]| check_secrets("S", &v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert_eq!(ok(&["0123456789abcdef", "fedcba9876543210fe"]), Ok(()));
         // `COCREATE_WEBHOOK_SECRET=real,x`: the fragment `x` would be a valid token.
         let short = ok(&["0123456789abcdef", "x"]).unwrap_err();
@@ -351,7 +352,10 @@ mod tests {
                 len: 1
             }
         );
-        assert_eq!(ok(&["0123456789abcdef", ""]), Err(SecretError::Empty { setting: "S" }));
+        assert_eq!(
+            ok(&["0123456789abcdef", ""]),
+            Err(SecretError::Empty { setting: "S" })
+        );
         assert_eq!(
             ok(&["0123456789 abcdef"]),
             Err(SecretError::Ambiguous {
@@ -372,7 +376,11 @@ mod tests {
     #[test]
     fn headers_are_checked_before_the_body() {
         let (key, id, ts, _, expected) = vector();
-        let v = Verifier::new(vec!["0123456789abcdef".into()], vec![key], Duration::from_secs(300));
+        let v = Verifier::new(
+            vec!["0123456789abcdef".into()],
+            vec![key],
+            Duration::from_secs(300),
+        );
         let tss = ts.to_string();
         let h = SignatureHeaders {
             id: Some(&id),
@@ -382,9 +390,18 @@ mod tests {
         let token = Some(b"0123456789abcdef".as_slice());
         assert_eq!(v.check_headers(token, h, ts), Ok(()));
         assert_eq!(v.check_headers(None, h, ts), Err(Rejection::MissingToken));
-        let unsigned = SignatureHeaders { signature: None, ..h };
-        assert_eq!(v.check_headers(token, unsigned, ts), Err(Rejection::MissingSignature));
-        assert_eq!(v.check_headers(token, h, ts + 301), Err(Rejection::StaleTimestamp));
+        let unsigned = SignatureHeaders {
+            signature: None,
+            ..h
+        };
+        assert_eq!(
+            v.check_headers(token, unsigned, ts),
+            Err(Rejection::MissingSignature)
+        );
+        assert_eq!(
+            v.check_headers(token, h, ts + 301),
+            Err(Rejection::StaleTimestamp)
+        );
     }
 
     #[test]
