@@ -410,3 +410,57 @@ async fn sigterm_ends_the_process_within_25_s_whatever_clients_do() {
     eprintln!("SIGTERM to exit: {took:?} with 10 slow clients connected");
     drop(clients);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_logged_with_the_client_address_at_most_once_per_second() {
+    let s = serve(&[("COCREATE_LOG_FORMAT", "json")], None).await;
+    let http = reqwest::Client::new();
+    let start = Instant::now();
+    let mut sent = 0;
+    while sent < 300 {
+        let r = http
+            .post(format!("{}/webhook", s.url()))
+            .header("X-Gitlab-Event", MR_HOOK)
+            .header("X-Gitlab-Token", "wrong-token-of-an-attacker")
+            .body("{}")
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 401);
+        sent += 1;
+    }
+    let secs = start.elapsed().as_secs() + 1;
+    // One more after a pause: its line carries the count of those not logged.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = http
+        .post(format!("{}/webhook", s.url()))
+        .header("X-Gitlab-Event", MR_HOOK)
+        .header("X-Gitlab-Token", "wrong-token-of-an-attacker")
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 401);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = std::fs::read_to_string(&s.log).expect("log");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "webhook refused")
+        .collect();
+    assert!(
+        !lines.is_empty() && lines.len() as u64 <= secs + 2,
+        "{} lines for 301 refusals in about {secs} s: {lines:?}",
+        lines.len()
+    );
+    for l in &lines {
+        assert_eq!(l["fields"]["client"], "127.0.0.1", "{l}");
+        assert_eq!(l["fields"]["reason"], "bad_token", "{l}");
+    }
+    let counted: u64 = lines
+        .iter()
+        .filter_map(|l| l["fields"]["refused_since_last_line"].as_u64())
+        .sum();
+    assert_eq!(counted + lines.len() as u64, 301, "{lines:?}");
+    assert!(!log.contains("wrong-token-of-an-attacker"));
+}
