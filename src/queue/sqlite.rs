@@ -152,15 +152,14 @@ DROP INDEX IF EXISTS events_state_next_attempt;
 ///
 /// And serialization keys (`serial_key`, e.g. one MR): a claim skips events whose key is
 /// held by an event in flight, so one MR's burst never fills the worker slots. The claim's
-/// index holds the key (reading it from the row would read past the body); a second index
-/// finds the keys in flight by lease end.
+/// index holds the key (reading it from each candidate row would read past the body); it
+/// replaces `events_pending_id`, so an insert updates as many indexes as before. The keys in
+/// flight (a handful of rows) are read from the rows found by `events_state_lease`.
 const SCHEMA_V4: &str = "
 ALTER TABLE events ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE events ADD COLUMN serial_key TEXT;
 CREATE INDEX IF NOT EXISTS events_pending_claim
     ON events (id, next_attempt_at, locked_until, serial_key) WHERE state = 'pending';
-CREATE INDEX IF NOT EXISTS events_inflight_key
-    ON events (locked_until, serial_key) WHERE state = 'pending';
 DROP INDEX IF EXISTS events_pending_id;
 ";
 
@@ -1106,7 +1105,7 @@ impl Writer {
 fn choose_claimable(conn: &Connection, now: i64, max: i64) -> rusqlite::Result<Vec<EventId>> {
     let mut busy: std::collections::HashSet<String> = conn
         .prepare_cached(
-            "SELECT serial_key FROM events INDEXED BY events_inflight_key
+            "SELECT serial_key FROM events INDEXED BY events_state_lease
              WHERE state = 'pending' AND locked_until > ?1 AND serial_key IS NOT NULL",
         )?
         .query_map([now], |row| row.get(0))?
