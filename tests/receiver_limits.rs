@@ -464,3 +464,18 @@ async fn refusals_are_logged_with_the_client_address_at_most_once_per_second() {
     assert_eq!(counted + lines.len() as u64, 301, "{lines:?}");
     assert!(!log.contains("wrong-token-of-an-attacker"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_headers_are_refused_before_authentication() {
+    let s = serve(&[], None).await;
+    let mut conn = TcpStream::connect(s.addr()).await.expect("connect");
+    let junk = "a".repeat(100 * 1024);
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Junk: {junk}\r\nContent-Length: 2\r\n\r\n{{}}"
+    );
+    // The server may close while we still write; what it answered is what counts.
+    let _ = conn.write_all(head.as_bytes()).await;
+    let (closed, answer) = closed_within(&mut conn, Duration::from_secs(15)).await;
+    assert!(closed.is_some(), "a 100 KiB header was waited for");
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+}

@@ -55,6 +55,13 @@ impl Default for ConnLimits {
     }
 }
 
+/// hyper's read buffer per connection (default ~400 KiB).
+pub const MAX_BUF_BYTES: usize = 64 * 1024;
+/// Largest request head (start line and headers; 431 past it). GitLab's are well under 4 KiB;
+/// without a bound, 512 slow connections without a token could hold 200 MiB of header bytes
+/// before the header timeout.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
 /// File descriptors kept free for everything but client connections: the queue's database,
 /// WAL and shared-memory files for three connections, GitLab's connection pool, the listener,
 /// the log, the runtime's own.
@@ -188,6 +195,8 @@ async fn serve_connection(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_BUF_BYTES)
+        .max_header_size(MAX_HEADER_BYTES)
         .keep_alive(true)
         .serve_connection(io, service);
     tokio::pin!(conn);
