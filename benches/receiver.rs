@@ -771,6 +771,7 @@ async fn queue_alone(args: &Args, body: &[u8], with_worker: bool) {
                     }
                     let ev = NewEvent {
                         dedupe_key: format!("whid:bench-{i}"),
+                        serial_key: None,
                         kind: "Merge Request Hook".into(),
                         headers: vec![("x-gitlab-event".into(), "Merge Request Hook".into())],
                         body: body.to_vec(),

@@ -49,6 +49,8 @@ pub struct ServeSettings {
     pub templates: ConfigSource,
     pub data_dir: PathBuf,
     pub body_limit: usize,
+    /// Timeouts, connection cap and body memory budget of the receiver.
+    pub limits: server::ReceiverLimits,
     pub worker: WorkerConfig,
     /// How often the `cocreate_reviews_overdue` gauge is read from GitLab (`None`: never).
     pub overdue_refresh: Option<Duration>,
@@ -87,8 +89,56 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("refusing to start: {0}")]
+    Secret(#[from] crate::webhook::SecretError),
+    #[error("refusing to start: the body memory budget ({budget} bytes) is smaller than the body limit ({limit} bytes)")]
+    BodyBudget { budget: usize, limit: usize },
+    #[error("refusing to start: the open-file limit ({0}) leaves no room for connections; raise it (systemd LimitNOFILE=, docker --ulimit nofile=)")]
+    OpenFiles(u64),
     #[error("refusing to start: a GitLab token is set but no webhook secret (COCREATE_WEBHOOK_SECRET) or signing key (COCREATE_SIGNING_KEY); anyone could send events")]
     NoSecret,
+}
+
+/// Why a `GITLAB_URL` is refused at start. The URL itself is never part of the message (it
+/// may hold a password).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GitlabUrlError {
+    #[error("GITLAB_URL is not a URL ({0})")]
+    Invalid(String),
+    #[error("GITLAB_URL contains credentials (`user:password@`); remove them, the bot authenticates with GITLAB_TOKEN")]
+    Credentials,
+    #[error("GITLAB_URL uses plain http:// to {host}, which would send the token unencrypted; use https://, or pass --allow-insecure-http (COCREATE_ALLOW_INSECURE_HTTP=true) if this is deliberate")]
+    InsecureHttp { host: String },
+    #[error("GITLAB_URL must be http:// or https://, not {0}://")]
+    Scheme(String),
+}
+
+/// Checks `GITLAB_URL` before anything connects: no credentials in it, and `https://` unless
+/// the host is loopback or `allow_insecure_http` is set.
+pub fn check_gitlab_url(raw: &str, allow_insecure_http: bool) -> Result<(), GitlabUrlError> {
+    let url = url::Url::parse(raw.trim()).map_err(|e| GitlabUrlError::Invalid(e.to_string()))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(GitlabUrlError::Credentials);
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            if loopback || allow_insecure_http {
+                Ok(())
+            } else {
+                Err(GitlabUrlError::InsecureHttp {
+                    host: url.host_str().unwrap_or("").to_owned(),
+                })
+            }
+        }
+        other => Err(GitlabUrlError::Scheme(other.to_owned())),
+    }
 }
 
 /// Loads policies from a directory or the embedded examples, for the commands that work without
@@ -236,11 +286,14 @@ impl Running {
 pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
     // Install the metrics recorder before anything is counted.
     let _ = crate::metrics::handle();
-    let verifier = Verifier::new(
-        s.webhook_secrets.clone(),
-        s.signing_keys.clone(),
-        s.signature_window,
-    );
+    // An empty setting (`COCREATE_WEBHOOK_SECRET=`) is no secret; anything else must be a
+    // list of strong, unambiguous secrets.
+    let secrets: Vec<String> = match s.webhook_secrets.as_slice() {
+        [only] if only.is_empty() => Vec::new(),
+        all => all.to_vec(),
+    };
+    crate::webhook::check_secrets("COCREATE_WEBHOOK_SECRET", &secrets)?;
+    let verifier = Verifier::new(secrets, s.signing_keys.clone(), s.signature_window);
     if verifier.is_open() {
         if s.gitlab.token.is_some() {
             return Err(StartError::NoSecret);
@@ -265,16 +318,39 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
     let queue: Arc<dyn Queue> = Arc::new(SqliteQueue::open(&s.data_dir)?);
     let wake = Arc::new(Notify::new());
     let (tx, rx) = watch::channel(false);
-    let state = AppState {
-        queue: queue.clone(),
+    if s.limits.body_budget < s.body_limit {
+        return Err(StartError::BodyBudget {
+            budget: s.limits.body_budget,
+            limit: s.body_limit,
+        });
+    }
+    let mut conn_limits = s.limits.conn;
+    let nofile = server::open_file_limit();
+    conn_limits.max_connections = server::connection_cap(conn_limits.max_connections, nofile)
+        .map_err(StartError::OpenFiles)?;
+    if conn_limits.max_connections < s.limits.conn.max_connections {
+        tracing::warn!(
+            wanted = s.limits.conn.max_connections,
+            allowed = conn_limits.max_connections,
+            open_file_limit = nofile,
+            "fewer connections than configured: the open-file limit must keep {} descriptors free",
+            server::RESERVED_FDS
+        );
+    }
+    let mut state = AppState::new(
+        queue.clone(),
         verifier,
-        wake: wake.clone(),
-        policies_source: Some(source.clone()),
-        live: Some(live.clone()),
-        token: ctx.token.clone(),
-        now_ms: server::system_now_ms,
-        ready: s.worker.ready,
-    };
+        wake.clone(),
+        Some(source.clone()),
+        s.worker.ready,
+        server::BodyLimits {
+            limit: s.body_limit,
+            budget: s.limits.body_budget,
+            timeout: s.limits.body_timeout,
+        },
+    );
+    state.live = Some(live.clone());
+    state.token = ctx.token.clone();
     let listener = tokio::net::TcpListener::bind(s.listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -285,19 +361,7 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
         addr: s.listen,
         source,
     })?;
-    let app = server::router(state, s.body_limit);
-    let mut srx = rx.clone();
-    let server = tokio::spawn(async move {
-        let stop = async move {
-            let _ = srx.wait_for(|v| *v).await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    let server = tokio::spawn(server::run(listener, state, conn_limits, rx.clone()));
     let gauges =
         match (&ctx.gitlab, s.overdue_refresh) {
             (Some(live), Some(every)) if !every.is_zero() => Some(tokio::spawn(
@@ -343,5 +407,39 @@ async fn refresh_overdue_gauge(
             _ = tokio::time::sleep(every) => {}
             _ = stop.wait_for(|stopped| *stopped) => break,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gitlab_url_without_credentials_and_https_unless_loopback_or_allowed() {
+        assert_eq!(
+            check_gitlab_url("https://gitlab.example.com", false),
+            Ok(())
+        );
+        assert_eq!(check_gitlab_url("http://127.0.0.1:8929", false), Ok(()));
+        assert_eq!(check_gitlab_url("http://localhost", false), Ok(()));
+        assert_eq!(check_gitlab_url("http://[::1]:80", false), Ok(()));
+        let e = check_gitlab_url("https://bot:hunter2-password@gitlab.example.com", false);
+        assert_eq!(e, Err(GitlabUrlError::Credentials));
+        assert!(!e.unwrap_err().to_string().contains("hunter2"));
+        assert_eq!(
+            check_gitlab_url("https://glpat-abc@gitlab.example.com", false),
+            Err(GitlabUrlError::Credentials)
+        );
+        assert_eq!(
+            check_gitlab_url("http://gitlab.example.com", false),
+            Err(GitlabUrlError::InsecureHttp {
+                host: "gitlab.example.com".into()
+            })
+        );
+        assert_eq!(check_gitlab_url("http://gitlab.example.com", true), Ok(()));
+        assert!(matches!(
+            check_gitlab_url("ftp://gitlab.example.com", true),
+            Err(GitlabUrlError::Scheme(_))
+        ));
     }
 }

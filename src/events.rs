@@ -117,14 +117,33 @@ fn parse_as<T: for<'de> Deserialize<'de>>(kind: EventKind, body: &[u8]) -> Resul
         return Ok(value);
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| PayloadError {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| PayloadError {
         kind: kind.header(),
-        path: match e.path().to_string() {
+        path: excerpt(&match e.path().to_string() {
             p if p == "?" => "(document)".to_owned(),
             p => p,
-        },
-        message: e.inner().to_string(),
-    })
+        }),
+        message: excerpt(&e.inner().to_string()),
+    })?;
+    // The fast path failed: if only for data after the document, say so (not accepted).
+    de.end().map_err(|e| PayloadError {
+        kind: kind.header(),
+        path: "(document)".to_owned(),
+        message: excerpt(&e.to_string()),
+    })?;
+    Ok(value)
+}
+
+/// Longest piece of a payload quoted in an error (serde quotes bad values in full; a 1 MB
+/// field must not come back in the 400 body and the log).
+const EXCERPT_CHARS: usize = 160;
+
+/// `text` cut to [`EXCERPT_CHARS`] characters, marked with `…` when cut.
+fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(EXCERPT_CHARS) {
+        None => text.to_owned(),
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -12,7 +12,7 @@ use cocreate::app::{self, ConfigSource, GitlabSettings, ServeSettings};
 use cocreate::decide::decide_merge_request;
 use cocreate::events::{self, Event, EventKind};
 use cocreate::handlers::merge_request;
-use cocreate::server::DEFAULT_BODY_LIMIT;
+use cocreate::server::{ConnLimits, ReceiverLimits, DEFAULT_BODY_BUDGET, DEFAULT_BODY_LIMIT};
 use cocreate::webhook::SigningKey;
 use cocreate::worker::WorkerConfig;
 
@@ -101,6 +101,19 @@ struct GitlabArgs {
     /// API token of the bot account (scope `api`). Without it, a dry run.
     #[arg(long, env = "GITLAB_TOKEN", hide_env_values = true)]
     gitlab_token: Option<String>,
+
+    /// Accept a plain http:// GITLAB_URL to a host other than loopback (the token then
+    /// travels unencrypted).
+    #[arg(long, env = "COCREATE_ALLOW_INSECURE_HTTP")]
+    allow_insecure_http: bool,
+}
+
+impl GitlabArgs {
+    /// The checked GITLAB_URL (see [`app::check_gitlab_url`]); the error never quotes it.
+    fn checked_url(&self) -> anyhow::Result<String> {
+        app::check_gitlab_url(&self.gitlab_url, self.allow_insecure_http)?;
+        Ok(self.gitlab_url.clone())
+    }
 }
 
 #[derive(Args, Debug)]
@@ -136,6 +149,30 @@ struct ServeArgs {
     /// Largest accepted webhook body in bytes (GitLab's own limit is 25 MiB).
     #[arg(long, env = "COCREATE_BODY_LIMIT", default_value_t = DEFAULT_BODY_LIMIT)]
     body_limit: usize,
+
+    /// Bytes of webhook bodies held in memory at once, over all requests (at least the body
+    /// limit); past it a delivery gets 503 with Retry-After.
+    #[arg(long, env = "COCREATE_BODY_BUDGET", default_value_t = DEFAULT_BODY_BUDGET)]
+    body_budget: usize,
+
+    /// Longest time to receive a request's headers, e.g. `10s` (also how long a kept-alive
+    /// connection may wait for its next request before the headers start).
+    #[arg(long, env = "COCREATE_HEADER_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
+    header_timeout: Duration,
+
+    /// Longest time to receive a webhook body once its headers are in.
+    #[arg(long, env = "COCREATE_BODY_TIMEOUT", value_parser = humantime::parse_duration, default_value = "60s")]
+    body_timeout: Duration,
+
+    /// A connection on which nothing moved for this long (and no request is being answered)
+    /// is closed.
+    #[arg(long, env = "COCREATE_IDLE_TIMEOUT", value_parser = humantime::parse_duration, default_value = "30s")]
+    idle_timeout: Duration,
+
+    /// Most client connections open at once; lowered at start to leave 64 descriptors of the
+    /// open-file limit (ulimit -n) free.
+    #[arg(long, env = "COCREATE_MAX_CONNECTIONS", default_value_t = 512)]
+    max_connections: usize,
 
     /// Events processed at once.
     #[arg(long, env = "COCREATE_CONCURRENCY", default_value_t = 8)]
@@ -486,7 +523,7 @@ async fn serve(
     let settings = ServeSettings {
         listen: args.listen,
         gitlab: GitlabSettings {
-            url: args.gitlab.gitlab_url,
+            url: args.gitlab.checked_url()?,
             token: args.gitlab.gitlab_token.filter(|t| !t.trim().is_empty()),
             retry: Default::default(),
         },
@@ -497,6 +534,16 @@ async fn serve(
         templates,
         data_dir: args.data,
         body_limit: args.body_limit,
+        limits: ReceiverLimits {
+            conn: ConnLimits {
+                header_timeout: positive(args.header_timeout, "--header-timeout")?,
+                idle_timeout: positive(args.idle_timeout, "--idle-timeout")?,
+                max_connections: args.max_connections.max(1),
+                ..ConnLimits::default()
+            },
+            body_budget: args.body_budget,
+            body_timeout: positive(args.body_timeout, "--body-timeout")?,
+        },
         worker: WorkerConfig {
             concurrency: args.concurrency.max(1),
             max_attempts: args.max_attempts.max(1),
@@ -518,13 +565,52 @@ async fn serve(
     };
     let running = app::start(settings).await?;
     let stop = running.shutdown_handle();
+    let (signalled_tx, signalled) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutdown requested: no new deliveries, finishing in-flight events");
         let _ = stop.send(true);
+        let _ = signalled_tx.send(());
     });
-    running.wait().await;
-    Ok(ExitCode::SUCCESS)
+    exit_by_deadline(running.wait(), signalled).await
+}
+
+/// Longest time from SIGTERM to exit (systemd's default stop timeout is 30 s, Docker's 10 s
+/// unless `--stop-timeout`/`stop_grace_period` is set: see the README).
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(25);
+
+/// Waits for `stopped`; once `signalled`, for at most [`SHUTDOWN_DEADLINE`]. The receiver and
+/// the worker each stop within their own grace periods, well inside it; this is the backstop
+/// should anything hang (a stalled disk during the release of leases). Events not released
+/// then are claimed again when their lease expires.
+async fn exit_by_deadline(
+    stopped: impl std::future::Future<Output = ()>,
+    signalled: tokio::sync::oneshot::Receiver<()>,
+) -> anyhow::Result<ExitCode> {
+    tokio::pin!(stopped);
+    tokio::select! {
+        () = &mut stopped => return Ok(ExitCode::SUCCESS),
+        Ok(()) = signalled => {}
+    }
+    match tokio::time::timeout(SHUTDOWN_DEADLINE, stopped).await {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(_) => {
+            tracing::error!(
+                deadline_secs = SHUTDOWN_DEADLINE.as_secs(),
+                "shutdown did not finish in time; exiting anyway (unfinished events are claimed again after their lease)"
+            );
+            // Not a return: dropping the queue would wait for its writer thread, which is
+            // what may hang.
+            std::process::exit(1)
+        }
+    }
+}
+
+fn positive(d: Duration, name: &str) -> anyhow::Result<Duration> {
+    if d.is_zero() {
+        bail!("{name} must be more than 0s");
+    }
+    Ok(d)
 }
 
 /// The handler context of a scheduled job: connected to GitLab (a token is required to read it).
@@ -534,6 +620,7 @@ async fn job_context(
     templates: ConfigSource,
     command: &str,
 ) -> anyhow::Result<cocreate::handlers::Context> {
+    let url = job.gitlab.checked_url()?;
     let Some(token) = job.gitlab.gitlab_token.filter(|t| !t.trim().is_empty()) else {
         bail!("{command} reads GitLab: set GITLAB_TOKEN (add --dry-run to write nothing)");
     };
@@ -548,7 +635,7 @@ async fn job_context(
         None => cocreate::clock::Clock::system(),
     };
     let settings = GitlabSettings {
-        url: job.gitlab.gitlab_url,
+        url,
         token: Some(token),
         retry: Default::default(),
     };

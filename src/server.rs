@@ -1,24 +1,37 @@
 //! The HTTP edge: `POST /webhook`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
 //!
-//! A delivery is verified, size-limited, parsed (so a malformed supported event is refused with
-//! 400 and never stored), stored durably, and only then acknowledged. All GitLab work happens
-//! later, in the worker, so GitLab gets its answer in milliseconds.
+//! A delivery is authenticated from its headers first (a request without a valid token, or
+//! with signing keys without valid-looking signature headers, is answered 401 and its body is
+//! never read), then its body is read within a size limit, a time limit and a shared memory
+//! budget, verified, parsed (so a malformed supported event is refused with 400 and never
+//! stored), stored durably, and only then acknowledged. All GitLab work happens later, in the
+//! worker, so GitLab gets its answer in milliseconds.
+
+mod body;
+mod health;
+mod listen;
+mod refusals;
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tokio::sync::Notify;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+
+pub use body::{BodyBudget, BodyError, BodyLimits};
+pub use health::{Storage, StorageHealth, ANSWER_WITHIN};
+pub use listen::{connection_cap, open_file_limit, ClientAddr, ConnLimits, RESERVED_FDS};
+pub use refusals::RefusalLog;
 
 use crate::events::{self, EventKind};
 use crate::queue::{Enqueued, NewEvent, Queue, QueueStats};
-use crate::webhook::{SignatureHeaders, Verifier};
+use crate::webhook::{Rejection, SignatureHeaders, Verifier};
 use crate::worker::ReadyLimits;
 
 /// GitLab's own limit for webhook payloads.
@@ -37,6 +50,32 @@ const KEPT_HEADERS: &[&str] = &[
     "content-type",
 ];
 
+/// The receiver's limits besides the body size (each a `serve` setting, see the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiverLimits {
+    pub conn: ConnLimits,
+    /// Bytes of request bodies held in memory at once (at least the body limit).
+    pub body_budget: usize,
+    /// Longest time to receive a body after its headers.
+    pub body_timeout: std::time::Duration,
+}
+
+impl Default for ReceiverLimits {
+    fn default() -> Self {
+        Self {
+            conn: ConnLimits::default(),
+            body_budget: DEFAULT_BODY_BUDGET,
+            body_timeout: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+/// Default memory budget of request bodies in flight: two bodies of GitLab's largest size.
+pub const DEFAULT_BODY_BUDGET: usize = 64 * 1024 * 1024;
+
+/// Seconds a client is told to wait when the body budget is in use.
+const RETRY_AFTER_SECS: &str = "5";
+
 /// Shared state of the routes.
 #[derive(Clone)]
 pub struct AppState {
@@ -53,22 +92,63 @@ pub struct AppState {
     pub live: Option<Arc<crate::reload::LiveConfig>>,
     /// Whether GitLab accepts the bot's token; refused means not ready.
     pub token: crate::gitlab::TokenHealth,
+    pub body: BodyLimits,
+    pub budget: BodyBudget,
+    pub storage: StorageHealth,
+    pub refusals: Arc<RefusalLog>,
+}
+
+impl AppState {
+    /// State with the default body limits for `body_limit` and fresh health and logs.
+    pub fn new(
+        queue: Arc<dyn Queue>,
+        verifier: Verifier,
+        wake: Arc<Notify>,
+        policies_source: Option<String>,
+        ready: ReadyLimits,
+        body: BodyLimits,
+    ) -> Self {
+        Self {
+            queue,
+            verifier,
+            wake,
+            policies_source,
+            now_ms: system_now_ms,
+            ready,
+            budget: BodyBudget::new(body.budget),
+            body,
+            storage: StorageHealth::default(),
+            refusals: Arc::default(),
+            live: None,
+            token: Default::default(),
+        }
+    }
 }
 
 pub fn system_now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-pub fn router(state: AppState, body_limit: usize) -> Router {
+pub fn router(state: AppState) -> Router {
     Router::new()
-        .route(
-            "/webhook",
-            post(webhook).layer(DefaultBodyLimit::max(body_limit)),
-        )
+        .route("/webhook", post(webhook))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(state)
+}
+
+/// Serves the routes on `listener` and probes the storage, until `stop` turns true (see
+/// [`ConnLimits`] for the timeouts, connection cap and shutdown deadline).
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    limits: ConnLimits,
+    stop: watch::Receiver<bool>,
+) {
+    let probe = health::probe(state.queue.clone(), state.storage.clone(), stop.clone());
+    let app = router(state);
+    tokio::join!(listen::serve(listener, app, limits, stop), probe);
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -80,19 +160,29 @@ fn reject(status: StatusCode, reason: &'static str, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-/// The key a redelivery shares with its original: the first of `Idempotency-Key`, `webhook-id`,
-/// `X-Gitlab-Event-UUID`; older GitLab sends none, then a hash of the event kind and body.
-pub fn dedupe_key(headers: &HeaderMap, kind: &str, body: &[u8]) -> String {
+/// The key a redelivery shares with its original, scoped by event kind. With signing keys the
+/// signed `webhook-id` decides (`signed`), so an unsigned header cannot make a replay look
+/// new. Otherwise the first of `Idempotency-Key`, `webhook-id`, `X-Gitlab-Event-UUID`; older
+/// GitLab sends none, then a hash of the event kind and body.
+pub fn dedupe_key(headers: &HeaderMap, kind: &str, body: &[u8], signed: bool) -> String {
+    let kind = kind.trim();
+    let named = |name: &str| {
+        header(headers, name)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    if signed {
+        if let Some(id) = named("webhook-id") {
+            return format!("signed:{kind}:{id}");
+        }
+    }
     for (name, prefix) in [
         ("idempotency-key", "idem"),
         ("webhook-id", "whid"),
         ("x-gitlab-event-uuid", "uuid"),
     ] {
-        if let Some(v) = header(headers, name)
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-        {
-            return format!("{prefix}:{v}");
+        if let Some(v) = named(name) {
+            return format!("{prefix}:{kind}:{v}");
         }
     }
     let mut h = Sha256::new();
@@ -102,48 +192,78 @@ pub fn dedupe_key(headers: &HeaderMap, kind: &str, body: &[u8]) -> String {
     format!("sha256:{}", hex::encode(h.finalize()))
 }
 
-async fn webhook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = s
-        .verifier
-        .check_token(headers.get("x-gitlab-token").map(|v| v.as_bytes()))
-    {
-        tracing::warn!(reason = r.label(), "webhook refused");
-        return reject(StatusCode::UNAUTHORIZED, r.label(), "unauthorized");
+impl AppState {
+    fn refuse(&self, r: Rejection, client: Option<ClientAddr>) -> Response {
+        self.refusals.refused(r.label(), client.map(|c| c.0));
+        reject(StatusCode::UNAUTHORIZED, r.label(), "unauthorized")
     }
+}
+
+async fn webhook(State(s): State<AppState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
+    let client = parts.extensions.get::<ClientAddr>().copied();
     let sig = SignatureHeaders {
-        id: header(&headers, "webhook-id"),
-        timestamp: header(&headers, "webhook-timestamp"),
-        signature: header(&headers, "webhook-signature"),
+        id: header(headers, "webhook-id"),
+        timestamp: header(headers, "webhook-timestamp"),
+        signature: header(headers, "webhook-signature"),
     };
-    if let Err(r) = s.verifier.check_signature(sig, &body, (s.now_ms)() / 1000) {
-        tracing::warn!(reason = r.label(), "webhook refused");
-        return reject(StatusCode::UNAUTHORIZED, r.label(), "unauthorized");
+    let now_unix = (s.now_ms)() / 1000;
+    // Authenticate before a byte of the body is read.
+    if let Err(r) = s.verifier.check_headers(
+        headers.get("x-gitlab-token").map(|v| v.as_bytes()),
+        sig,
+        now_unix,
+    ) {
+        return s.refuse(r, client);
     }
-    let kind_header = header(&headers, "x-gitlab-event").unwrap_or("").to_owned();
+    let content_length = header(headers, "content-length").and_then(|v| v.trim().parse().ok());
+    let body = match body::read(body, content_length, &s.body, &s.budget).await {
+        Ok(b) => b,
+        Err(e) => {
+            s.refusals.refused(body_reason(e), client.map(|c| c.0));
+            return body_refusal(e);
+        }
+    };
+    if let Err(r) = s.verifier.check_signature(sig, &body.bytes, now_unix) {
+        return s.refuse(r, client);
+    }
+    let kind_header = header(headers, "x-gitlab-event").unwrap_or("").to_owned();
     let kind = EventKind::from_header(&kind_header);
     metrics::counter!("cocreate_webhooks_received_total", "kind" => kind.header()).increment(1);
-    match events::parse(kind, &body) {
+    let serial_key = match events::parse(kind, &body.bytes) {
         Err(e) => {
-            tracing::warn!(error = %e, "malformed webhook payload refused");
+            s.refusals.refused("malformed", client.map(|c| c.0));
+            tracing::debug!(error = %e, "malformed webhook payload refused");
             return reject(StatusCode::BAD_REQUEST, "malformed", &e.to_string());
         }
         Ok(Err(ignored)) => {
             tracing::debug!(?ignored, "webhook ignored");
             return (StatusCode::OK, Json(json!({ "status": "ignored" }))).into_response();
         }
-        Ok(Ok(_)) => {}
-    }
+        Ok(Ok(event)) => serial_key(&event),
+    };
     let event = NewEvent {
-        dedupe_key: dedupe_key(&headers, &kind_header, &body),
+        dedupe_key: dedupe_key(headers, &kind_header, &body.bytes, s.verifier.signs()),
+        serial_key,
         kind: kind_header,
         headers: KEPT_HEADERS
             .iter()
-            .filter_map(|n| header(&headers, n).map(|v| (n.to_string(), v.to_owned())))
+            .filter_map(|n| header(headers, n).map(|v| (n.to_string(), v.to_owned())))
             .collect(),
-        body: body.to_vec(),
+        body: body.bytes,
         received_at_ms: (s.now_ms)(),
     };
-    match s.queue.enqueue(event).await {
+    let bytes = event.body.len();
+    let stored = s.queue.enqueue(event).await;
+    s.storage.record_enqueue(
+        bytes,
+        match &stored {
+            Ok(_) => Ok(()),
+            Err(e) => Err(health::cause(e)),
+        },
+    );
+    match stored {
         Ok(Enqueued::New(id)) => {
             s.wake.notify_one();
             (
@@ -162,7 +282,7 @@ async fn webhook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
         }
         Err(e) => {
             // Not stored, so not acknowledged: GitLab records the failure.
-            tracing::error!(error = %e, "could not store webhook");
+            tracing::error!(error = %health::cause(&e), "could not store webhook");
             reject(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "queue_error",
@@ -172,15 +292,85 @@ async fn webhook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
     }
 }
 
+/// What the worker must not run two of at once: one MR (its events and its comments' commands)
+/// or one issue. The handlers also serialize by organization; this key lets the queue keep a
+/// burst on one MR from taking every worker slot.
+pub fn serial_key(event: &events::Event) -> Option<String> {
+    match event {
+        events::Event::MergeRequest(e) => {
+            Some(format!("mr:{}:{}", e.project.id, e.object_attributes.iid))
+        }
+        events::Event::Issue(e) => Some(format!(
+            "issue:{}:{}",
+            e.project.id, e.object_attributes.iid
+        )),
+        events::Event::Note(e) => e
+            .merge_request
+            .as_ref()
+            .map(|mr| format!("mr:{}:{}", e.project.id, mr.iid)),
+        // Pushes reload the policies, one at a time.
+        events::Event::Push(_) => Some("policies".to_owned()),
+    }
+}
+
+fn body_reason(e: BodyError) -> &'static str {
+    match e {
+        BodyError::TooLarge => "too_large",
+        BodyError::OverBudget => "body_budget",
+        BodyError::Timeout => "body_timeout",
+        BodyError::Read => "body_read",
+    }
+}
+
+fn body_refusal(e: BodyError) -> Response {
+    let reason = body_reason(e);
+    match e {
+        BodyError::TooLarge => reject(StatusCode::PAYLOAD_TOO_LARGE, reason, "body too large"),
+        BodyError::OverBudget => {
+            let mut r = reject(
+                StatusCode::SERVICE_UNAVAILABLE,
+                reason,
+                "too many request bodies in flight; retry later",
+            );
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+            r
+        }
+        BodyError::Timeout => reject(
+            StatusCode::REQUEST_TIMEOUT,
+            reason,
+            "request body not received in time",
+        ),
+        BodyError::Read => reject(StatusCode::BAD_REQUEST, reason, "request body unreadable"),
+    }
+}
+
+/// The queue's counts, or why there are none: the writer thread answers them, so a stalled disk
+/// would make a health page wait; it gets [`ANSWER_WITHIN`].
+async fn timely_stats(queue: &dyn Queue) -> Result<QueueStats, String> {
+    match tokio::time::timeout(ANSWER_WITHIN, queue.stats()).await {
+        Ok(Ok(stats)) => Ok(stats),
+        Ok(Err(e)) => Err(format!("queue stats unavailable: {}", health::cause(&e))),
+        Err(_) => Err(format!(
+            "queue did not answer within {} ms (storage stalled?)",
+            ANSWER_WITHIN.as_millis()
+        )),
+    }
+}
+
 /// Ready when the queue takes writes, the policies are loaded, and the backlog is within the
 /// configured limits (dead letters, oldest pending age). The body says which check failed.
+/// Writes nothing: whether the queue takes writes comes from the last enqueue or background
+/// probe; answers within a second also when the disk stalls.
 async fn readyz(State(s): State<AppState>) -> Response {
     let mut problems = Vec::new();
-    let queue = match s.queue.ping().await {
-        Ok(()) => "writable".to_owned(),
-        Err(e) => {
-            problems.push("queue not writable".to_owned());
-            e.to_string()
+    let queue = match s.storage.verdict() {
+        Ok(word) => word.to_owned(),
+        Err(problem) => {
+            problems.push(problem.clone());
+            problem
         }
     };
     if s.policies_source.is_none() {
@@ -192,13 +382,16 @@ async fn readyz(State(s): State<AppState>) -> Response {
         );
     }
     let policies = s.live.as_ref().map(|l| l.status());
-    let stats = s.queue.stats().await;
+    let stats = timely_stats(&*s.queue).await;
     match &stats {
         Ok(stats) => {
-            record_limits(&s.ready, stats);
+            record_limits(&s.ready, stats, &s.storage);
             problems.extend(s.ready.problems(stats));
         }
-        Err(e) => problems.push(format!("queue stats unavailable: {e}")),
+        Err(e) => {
+            metrics::gauge!("cocreate_queue_healthy").set(0.0);
+            problems.push(e.clone());
+        }
     }
     let stats = stats.ok();
     let body = json!({
@@ -224,10 +417,14 @@ async fn readyz(State(s): State<AppState>) -> Response {
 }
 
 /// Publishes the readiness limits next to the queue gauges they apply to:
-/// `cocreate_queue_healthy` (1 within every limit, else 0), `cocreate_queue_dead_limit` and
-/// `cocreate_queue_oldest_pending_age_limit_seconds` (only when set).
-fn record_limits(limits: &ReadyLimits, stats: &QueueStats) {
-    let healthy = limits.problems(stats).is_empty();
+/// `cocreate_queue_healthy` (1 when the storage takes writes and the backlog is within every
+/// limit, else 0), `cocreate_queue_writable` (1 when the last write succeeded),
+/// `cocreate_queue_dead_limit` and `cocreate_queue_oldest_pending_age_limit_seconds` (only when
+/// set).
+fn record_limits(limits: &ReadyLimits, stats: &QueueStats, storage: &StorageHealth) {
+    let writable = storage.verdict().is_ok();
+    metrics::gauge!("cocreate_queue_writable").set(if writable { 1.0 } else { 0.0 });
+    let healthy = writable && limits.problems(stats).is_empty();
     metrics::gauge!("cocreate_queue_healthy").set(if healthy { 1.0 } else { 0.0 });
     if let Some(max) = limits.max_dead {
         metrics::gauge!("cocreate_queue_dead_limit").set(max as f64);
@@ -238,9 +435,17 @@ fn record_limits(limits: &ReadyLimits, stats: &QueueStats) {
 }
 
 async fn metrics_text(State(s): State<AppState>) -> Response {
-    if let Ok(stats) = s.queue.stats().await {
-        crate::metrics::record_queue(&stats);
-        record_limits(&s.ready, &stats);
+    match timely_stats(&*s.queue).await {
+        Ok(stats) => {
+            crate::metrics::record_queue(&stats);
+            record_limits(&s.ready, &stats, &s.storage);
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "metrics without fresh queue counts");
+            metrics::gauge!("cocreate_queue_healthy").set(0.0);
+            let writable = s.storage.verdict().is_ok();
+            metrics::gauge!("cocreate_queue_writable").set(if writable { 1.0 } else { 0.0 });
+        }
     }
     match crate::metrics::handle() {
         Some(h) => (

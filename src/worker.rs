@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use crate::events::EventKind;
 use crate::gitlab::{Get, Retry};
 use crate::handlers::{self, Context, Outcome};
-use crate::queue::{backoff_delay, ClaimedEvent, Queue, QueueStats};
+use crate::queue::{backoff_delay, ClaimedEvent, Lease, Queue, QueueError, QueueStats};
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -114,11 +114,15 @@ pub async fn process(ctx: &Context, queue: &dyn Queue, cfg: &WorkerConfig, ev: C
             .map(|l| l.current().version.clone())
             .unwrap_or_default()
     );
-    let result = tracing::Instrument::instrument(
+    let lease = ev.lease();
+    let work = tracing::Instrument::instrument(
         handlers::dispatch(ctx, kind, &ev.body, uuid.as_deref()),
         span.clone(),
-    )
-    .await;
+    );
+    let Some(result) = while_leased(queue, lease, cfg.lease, work).await else {
+        tracing::warn!(parent: &span, "lease lost: another worker claimed the event; this attempt stops and records nothing");
+        return;
+    };
     let now = crate::server::system_now_ms();
     let recorded = match result {
         Ok(outcome) => {
@@ -128,26 +132,26 @@ pub async fn process(ctx: &Context, queue: &dyn Queue, cfg: &WorkerConfig, ev: C
                 Outcome::Done { .. } => "written",
             };
             metrics::counter!("cocreate_events_processed_total", "outcome" => label).increment(1);
-            queue.ack(ev.id).await
+            queue.ack_leased(lease).await
         }
         Err(e) if e.retry() == Retry::Unauthorized => {
             // Not the event's fault: it waits, unspent, until the token works again.
             if ctx.token.refuse() {
                 tracing::error!(parent: &span, error = %e, "GitLab refused the bot's token (401): no event is processed until GITLAB_TOKEN works again; /readyz answers 503 meanwhile");
             }
-            queue.release(ev.id).await
+            queue.release_leased(lease).await
         }
         Err(e) if e.is_permanent() || ev.attempts >= cfg.max_attempts => {
             metrics::counter!("cocreate_events_dead_lettered_total").increment(1);
             tracing::error!(parent: &span, error = %e, attempts = ev.attempts, "event moved to the dead-letter table");
-            queue.fail(ev.id, &e.to_string(), None).await
+            queue.fail_leased(lease, &e.to_string(), None).await
         }
         Err(e) => {
             let delay = backoff_delay(ev.attempts, cfg.backoff_base, cfg.backoff_cap);
             metrics::counter!("cocreate_events_retried_total").increment(1);
             tracing::warn!(parent: &span, error = %e, retry_in_ms = delay.as_millis() as u64, "event failed; will retry");
             queue
-                .fail(ev.id, &e.to_string(), Some(now + delay.as_millis() as i64))
+                .fail_leased(lease, &e.to_string(), Some(now + delay.as_millis() as i64))
                 .await
         }
     };
@@ -190,6 +194,35 @@ async fn wait_for_token(
     }
 }
 
+/// Runs `work` while renewing `lease` every third of `duration`, so an event that takes longer
+/// than one lease is not claimed by a second worker. Returns `None`, dropping `work`, when the
+/// lease was lost all the same (this worker stalled past its lease and another claimed the
+/// event): the same event never runs in two workers at once. A renewal that fails for another
+/// reason (storage) is tried again at the next tick.
+pub async fn while_leased<T>(
+    queue: &dyn Queue,
+    lease: Lease,
+    duration: Duration,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::pin!(work);
+    let every = (duration / 3).max(Duration::from_millis(10));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            out = &mut work => return Some(out),
+            _ = tick.tick() => match queue.renew(lease, duration).await {
+                Ok(()) => {}
+                Err(QueueError::LeaseLost { .. }) => return None,
+                Err(error) => {
+                    tracing::warn!(%error, event_id = lease.id, "could not renew the lease; trying again");
+                }
+            },
+        }
+    }
+}
+
 /// Runs until `shutdown` turns true; then stops claiming, lets in-flight events finish for
 /// `cfg.drain`, and releases the rest so the next start picks them up at once.
 pub async fn run(
@@ -202,7 +235,7 @@ pub async fn run(
     let ctx = Arc::new(ctx);
     let cfg = Arc::new(cfg);
     let mut tasks: JoinSet<()> = JoinSet::new();
-    let mut in_flight: std::collections::HashMap<tokio::task::Id, i64> = Default::default();
+    let mut in_flight: std::collections::HashMap<tokio::task::Id, Lease> = Default::default();
     let mut last_prune = std::time::Instant::now() - Duration::from_secs(3600);
     let mut token_delay = Duration::from_secs(1).min(cfg.token_recheck);
     loop {
@@ -229,10 +262,10 @@ pub async fn run(
                     claimed_any = !events.is_empty();
                     for ev in events {
                         let (ctx, queue, cfg) = (ctx.clone(), queue.clone(), cfg.clone());
-                        let event_id = ev.id;
+                        let lease = ev.lease();
                         let handle =
                             tasks.spawn(async move { process(&ctx, &*queue, &cfg, ev).await });
-                        in_flight.insert(handle.id(), event_id);
+                        in_flight.insert(handle.id(), lease);
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "could not claim events"),
@@ -284,9 +317,9 @@ pub async fn run(
             },
             _ = &mut deadline => {
                 tasks.abort_all();
-                for (_, event_id) in in_flight.drain() {
-                    if let Err(e) = queue.release(event_id).await {
-                        tracing::warn!(error = %e, event_id, "could not release event; its lease will expire");
+                for (_, lease) in in_flight.drain() {
+                    if let Err(e) = queue.release_leased(lease).await {
+                        tracing::warn!(error = %e, event_id = lease.id, "could not release event; its lease will expire");
                     }
                 }
                 break;

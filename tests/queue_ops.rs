@@ -145,6 +145,7 @@ async fn dead_letters_are_listed_shown_replayed_and_purged_while_serve_runs() {
         .queue
         .enqueue(NewEvent {
             dedupe_key: "planted".into(),
+            serial_key: None,
             kind: "Pipeline Hook".into(),
             headers: vec![
                 ("x-gitlab-event".into(), "Pipeline Hook".into()),
@@ -460,6 +461,7 @@ async fn measure_size_and_status_time_after_100k_events() {
                     let uuid = format!("00000000-0000-4000-8000-{i:012}");
                     let event = NewEvent {
                         dedupe_key: format!("uuid:{uuid}"),
+                        serial_key: None,
                         kind: "Merge Request Hook".into(),
                         headers: vec![
                             ("x-gitlab-event".into(), "Merge Request Hook".into()),

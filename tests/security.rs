@@ -254,6 +254,88 @@ async fn a_replayed_delivery_is_not_processed_twice() {
     h.stop().await;
 }
 
+/// With a signing key the signed `webhook-id` identifies a delivery: an unsigned
+/// `Idempotency-Key` (or event UUID) added to a captured delivery cannot make it new again.
+#[tokio::test]
+async fn unsigned_headers_never_outrank_the_signed_webhook_id() {
+    let key = test_key();
+    let h = Harness::start_with(|s| s.signing_keys = vec![test_key()]).await;
+    let body = mr_event(16, AERO_DEV, AERO_DEV, "open");
+    let now = chrono::Utc::now().timestamp();
+    let captured = signed_headers(&key, "msg_captured", now, &body);
+    assert_eq!(post_owned(&h, &captured, body.clone()).await.status(), 200);
+    for i in 0..5 {
+        let mut replay = captured.clone();
+        replay.push(("Idempotency-Key".into(), format!("fresh-{i}")));
+        replay.push(("X-Gitlab-Event-UUID".into(), new_uuid()));
+        let v: Value = post_owned(&h, &replay, body.clone())
+            .await
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(
+            v["status"], "duplicate",
+            "replay {i} with a fresh Idempotency-Key"
+        );
+    }
+    h.wait_idle().await;
+    assert_eq!(stored(&h).await, 1);
+    assert_eq!(h.take_notes(16).len(), 1);
+    h.stop().await;
+}
+
+/// Deliveries of different kinds never dedupe against each other, even with the same id.
+#[tokio::test]
+async fn dedupe_keys_are_scoped_by_event_kind() {
+    let h = Harness::start().await;
+    let uuid = new_uuid();
+    let mr = mr_event(16, AERO_DEV, AERO_DEV, "update");
+    let r = post(
+        &h,
+        &[
+            ("X-Gitlab-Event", MR_HOOK),
+            ("X-Gitlab-Token", SECRET),
+            ("X-Gitlab-Event-UUID", &uuid),
+        ],
+        mr.clone(),
+    )
+    .await;
+    assert_eq!(r.json::<Value>().await.expect("json")["status"], "queued");
+    let r = post(
+        &h,
+        &[
+            ("X-Gitlab-Event", "System Hook"),
+            ("X-Gitlab-Token", SECRET),
+            ("X-Gitlab-Event-UUID", &uuid),
+        ],
+        mr.clone(),
+    )
+    .await;
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["status"],
+        "queued",
+        "a System Hook with the MR hook's UUID is another delivery"
+    );
+    let r = post(
+        &h,
+        &[
+            ("X-Gitlab-Event", MR_HOOK),
+            ("X-Gitlab-Token", SECRET),
+            ("X-Gitlab-Event-UUID", &uuid),
+        ],
+        mr,
+    )
+    .await;
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["status"],
+        "duplicate"
+    );
+    h.wait_idle().await;
+    assert_eq!(stored(&h).await, 2);
+    let _ = h.take_notes(16);
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn oversize_bodies_are_413_with_or_without_content_length() {
     let limit = 64 * 1024;
@@ -296,6 +378,36 @@ async fn oversize_bodies_are_413_with_or_without_content_length() {
     .await
     .expect("raw client");
     assert!(status.contains(" 413 "), "{status:?}");
+    assert_eq!(stored(&h).await, 0);
+    h.stop().await;
+}
+
+/// A JSON document followed by more data is not a webhook; and a huge (512 KiB) bad value is quoted in
+/// the error as a short, cut excerpt only.
+#[tokio::test]
+async fn trailing_data_is_400_and_bad_values_are_quoted_short() {
+    let h = Harness::start().await;
+    let mut body = mr_event(16, AERO_DEV, AERO_DEV, "open");
+    body.extend_from_slice(b" {\"object_kind\":\"merge_request\"}");
+    let headers = [("X-Gitlab-Event", MR_HOOK), ("X-Gitlab-Token", SECRET)];
+    let r = post(&h, &headers, body).await;
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.expect("text");
+    assert!(text.contains("trailing"), "{text}");
+
+    let mut v: Value =
+        serde_json::from_slice(&mr_event(16, AERO_DEV, AERO_DEV, "open")).expect("json");
+    v["object_attributes"]["iid"] = "9".repeat(512 * 1024).into();
+    let r = post(&h, &headers, serde_json::to_vec(&v).expect("json")).await;
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.expect("text");
+    assert!(
+        text.len() < 600,
+        "{} bytes of error: {}",
+        text.len(),
+        &text[..600.min(text.len())]
+    );
+    assert!(text.contains("999…"), "{text}");
     assert_eq!(stored(&h).await, 0);
     h.stop().await;
 }
@@ -729,4 +841,46 @@ async fn serve_refuses_to_start_with_a_token_but_no_webhook_secret() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no webhook secret"), "{stderr}");
     assert!(!stderr.contains(GITLAB_TOKEN), "{stderr}");
+}
+
+/// `serve` with one bad setting: exits at start with a message that names the setting and
+/// never quotes a secret.
+fn serve_refusal(env: &[(&str, &str)]) -> String {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cocreate"))
+        .arg("serve")
+        .env_clear()
+        .env("GITLAB_TOKEN", "glpat-REFUSAL-TEST-4d2e")
+        .env("COCREATE_WEBHOOK_SECRET", SECRET)
+        .env("COCREATE_DATA", tmp.path())
+        .env("COCREATE_LISTEN", "127.0.0.1:0")
+        .env("COCREATE_POLICIES", format!("{root}/policies"))
+        .env("COCREATE_TEMPLATES", format!("{root}/templates"))
+        .env("RUST_LOG", "trace")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "serve started with {env:?}: {stderr}"
+    );
+    assert!(!stderr.contains("glpat-REFUSAL-TEST-4d2e"), "{stderr}");
+    stderr
+}
+
+#[test]
+fn serve_refuses_credentials_in_gitlab_url_plain_http_and_weak_secrets() {
+    let e = serve_refusal(&[("GITLAB_URL", "https://bot:pw-7c1d9e3f@gitlab.example.com")]);
+    assert!(e.contains("GITLAB_URL contains credentials"), "{e}");
+    assert!(!e.contains("pw-7c1d9e3f"), "{e}");
+    let e = serve_refusal(&[("GITLAB_URL", "http://gitlab.example.com")]);
+    assert!(e.contains("plain http://"), "{e}");
+    // A comma inside the secret makes a one-character fragment: refused, not a valid token.
+    let e = serve_refusal(&[("COCREATE_WEBHOOK_SECRET", "strong-secret-part-one,x")]);
+    assert!(e.contains("entry 2 is only 1 character(s) long"), "{e}");
+    assert!(!e.contains("strong-secret-part-one"), "{e}");
+    let e = serve_refusal(&[("COCREATE_WEBHOOK_SECRET", "short")]);
+    assert!(e.contains("at least 16"), "{e}");
 }

@@ -36,6 +36,7 @@ pub use inspect::{
     QueueStatus, Replayed, StorageSize,
 };
 pub use sqlite::SqliteQueue;
+
 pub use sqlite_inspect::SqliteInspector;
 
 /// Identifier of a stored event (monotonically increasing, never reused).
@@ -49,6 +50,9 @@ pub struct NewEvent {
     pub dedupe_key: String,
     /// Kind of event (e.g. the GitLab `X-Gitlab-Event` value), used for routing.
     pub kind: String,
+    /// Events with the same key are never in flight at once, and a claim skips an event
+    /// whose key is busy (so one key's burst cannot fill the worker slots). E.g. one MR.
+    pub serial_key: Option<String>,
     /// Request headers worth keeping, in order, as `(name, value)` pairs.
     pub headers: Vec<(String, String)>,
     /// Raw request body.
@@ -96,6 +100,26 @@ pub struct ClaimedEvent {
     pub attempts: u32,
     /// When the receiver got the event, in unix milliseconds.
     pub received_at_ms: i64,
+    /// The fencing token of this claim: every claim of the event gets a larger one, and only
+    /// the holder of the latest may renew, ack, fail or release it.
+    pub lease_token: i64,
+}
+
+impl ClaimedEvent {
+    /// This claim's lease, for the fenced operations.
+    pub fn lease(&self) -> Lease {
+        Lease {
+            id: self.id,
+            token: self.lease_token,
+        }
+    }
+}
+
+/// A claim of one event: its id and fencing token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lease {
+    pub id: EventId,
+    pub token: i64,
 }
 
 /// Counts of events by state, for metrics and health pages.
@@ -156,8 +180,18 @@ pub enum QueueError {
         #[source]
         source: std::io::Error,
     },
+    /// The data directory or a database file cannot be written (checked at start, so that
+    /// `serve` refuses to run instead of answering 503 to every delivery).
+    #[error("{path} is not writable: {source}")]
+    NotWritable {
+        /// The directory or file.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
     /// A database operation failed.
-    #[error("queue {op} failed")]
+    #[error("queue {op} failed: {source}")]
     Sqlite {
         /// The queue operation (e.g. "claim").
         op: &'static str,
@@ -167,7 +201,7 @@ pub enum QueueError {
     },
     /// A group commit of several enqueues failed; every caller of the batch
     /// gets this error (nothing of the batch was stored).
-    #[error("queue enqueue failed (group commit of {batch_size} events)")]
+    #[error("queue enqueue failed (group commit of {batch_size} events): {source}")]
     GroupCommit {
         /// Number of events in the failed batch.
         batch_size: usize,
@@ -212,6 +246,15 @@ pub enum QueueError {
         /// End of the worker's lease.
         locked_until_ms: i64,
     },
+    /// The lease was lost: the event was claimed again (by another worker, after this one's
+    /// lease expired), so this holder may no longer change it.
+    #[error("queue {op}: the lease on event {id} was lost (it was claimed again)")]
+    LeaseLost {
+        /// The queue operation.
+        op: &'static str,
+        /// The event id.
+        id: EventId,
+    },
     /// The background task running a blocking database call panicked or was cancelled.
     #[error("queue {op}: the database task did not finish")]
     Blocking {
@@ -233,12 +276,15 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Claim up to `max` pending events whose `next_attempt_at <= now` and
     /// whose lease (`locked_until`) is unset or expired, oldest first (by id).
-    /// Sets `locked_until = now + lease` and increments `attempts`; the claim
+    /// Sets `locked_until = now + lease`, gives the claim a new fencing token, and increments
+    /// `attempts`, except when the event's previous lease expired unreleased (its worker
+    /// lost it: that is not a failed attempt); the claim
     /// is committed before this returns (no transaction is held while the
     /// caller works).
     async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<ClaimedEvent>, QueueError>;
 
     /// Mark the event processed (state `done`, `done_at = now`, lease cleared).
+    /// Unfenced (operator tools and tests); a worker uses [`Queue::ack_leased`].
     ///
     /// Acknowledging an event that is no longer pending (already done, or dead)
     /// is a no-op; an unknown id is [`QueueError::NotFound`].
@@ -263,12 +309,33 @@ pub trait Queue: Send + Sync + 'static {
     /// no longer pending; an unknown id is [`QueueError::NotFound`].
     async fn release(&self, id: EventId) -> Result<(), QueueError>;
 
+    /// Extend a held lease to `now + lease`. [`QueueError::LeaseLost`] when the event was
+    /// claimed again meanwhile or is no longer pending.
+    async fn renew(&self, lease: Lease, duration: Duration) -> Result<(), QueueError>;
+
+    /// [`Queue::ack`], only while `lease` is the event's latest claim
+    /// ([`QueueError::LeaseLost`] otherwise; a no-op when it is no longer pending).
+    async fn ack_leased(&self, lease: Lease) -> Result<(), QueueError>;
+
+    /// [`Queue::fail`], only while `lease` is the event's latest claim.
+    async fn fail_leased(
+        &self,
+        lease: Lease,
+        error: &str,
+        retry_at_ms: Option<i64>,
+    ) -> Result<(), QueueError>;
+
+    /// [`Queue::release`], only while `lease` is the event's latest claim.
+    async fn release_leased(&self, lease: Lease) -> Result<(), QueueError>;
+
     /// Counts of events by state.
     async fn stats(&self) -> Result<QueueStats, QueueError>;
 
-    /// A cheap write check for readiness probes: succeeds only if the queue
-    /// can commit a write right now.
-    async fn ping(&self) -> Result<(), QueueError>;
+    /// A write check for readiness probes: succeeds only if the queue can commit a write
+    /// right now. With `bytes > 0` the write includes that many bytes (kept in one scratch
+    /// row, replaced each time), so that after a full disk refused an event of that size, the
+    /// probe says writable only once such a write fits again.
+    async fn ping(&self, bytes: usize) -> Result<(), QueueError>;
 
     /// Delete done events whose `done_at` is older than `now - retention`
     /// (with their attempt history). Returns the number of events deleted.

@@ -27,12 +27,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{ClaimedEvent, Enqueued, EventId, NewEvent, Queue, QueueError, QueueStats};
+use super::{ClaimedEvent, Enqueued, EventId, Lease, NewEvent, Queue, QueueError, QueueStats};
 
 /// Name of the database file inside the queue directory.
 pub(super) const DB_FILE: &str = "queue.sqlite3";
 /// Schema version stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 /// Most commands the writer takes from the channel for one group commit.
 const MAX_BATCH: usize = 512;
 /// Commands that may wait in the channel before senders are made to wait.
@@ -146,6 +146,23 @@ CREATE INDEX IF NOT EXISTS events_pending_id ON events (id, next_attempt_at, loc
 DROP INDEX IF EXISTS events_state_next_attempt;
 ";
 
+/// Schema version 4: fencing tokens. Each claim increments `lease_token`; renewals, acks,
+/// failures and releases by a worker name the token of their claim and are refused once the
+/// event was claimed again.
+///
+/// And serialization keys (`serial_key`, e.g. one MR): a claim skips events whose key is
+/// held by an event in flight, so one MR's burst never fills the worker slots. The claim's
+/// index holds the key (reading it from each candidate row would read past the body); it
+/// replaces `events_pending_id`, so an insert updates as many indexes as before. The keys in
+/// flight (a handful of rows) are read from the rows found by `events_state_lease`.
+const SCHEMA_V4: &str = "
+ALTER TABLE events ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN serial_key TEXT;
+CREATE INDEX IF NOT EXISTS events_pending_claim
+    ON events (id, next_attempt_at, locked_until, serial_key) WHERE state = 'pending';
+DROP INDEX IF EXISTS events_pending_id;
+";
+
 /// Durable queue stored in `DIR/queue.sqlite3` (SQLite in WAL mode,
 /// `synchronous=FULL`).
 ///
@@ -198,6 +215,7 @@ impl SqliteQueue {
             source,
         })?;
         let path = dir.join(DB_FILE);
+        check_writable(dir, &path)?;
         let mut conn = open_connection(&path, true)?;
         migrate(&mut conn, &path)?;
         // Checkpoints normally run on their own thread; the writer only
@@ -288,6 +306,7 @@ impl Queue for SqliteQueue {
             .map_err(|source| QueueError::Encode { source })?;
         let item = EnqueueItem {
             dedupe_key: event.dedupe_key,
+            serial_key: event.serial_key,
             kind: event.kind,
             headers,
             body: event.body,
@@ -312,8 +331,57 @@ impl Queue for SqliteQueue {
     }
 
     async fn ack(&self, id: EventId) -> Result<(), QueueError> {
-        self.request("ack", |reply| Command::Ack { id, reply })
-            .await
+        self.request("ack", |reply| Command::Ack {
+            id,
+            token: None,
+            reply,
+        })
+        .await
+    }
+
+    async fn renew(&self, lease: Lease, duration: Duration) -> Result<(), QueueError> {
+        let lease_ms = duration_ms(duration);
+        self.request("renew", |reply| Command::Renew {
+            lease,
+            lease_ms,
+            reply,
+        })
+        .await
+    }
+
+    async fn ack_leased(&self, lease: Lease) -> Result<(), QueueError> {
+        self.request("ack", |reply| Command::Ack {
+            id: lease.id,
+            token: Some(lease.token),
+            reply,
+        })
+        .await
+    }
+
+    async fn fail_leased(
+        &self,
+        lease: Lease,
+        error: &str,
+        retry_at_ms: Option<i64>,
+    ) -> Result<(), QueueError> {
+        let error = error.to_owned();
+        self.request("fail", |reply| Command::Fail {
+            id: lease.id,
+            token: Some(lease.token),
+            error,
+            retry_at_ms,
+            reply,
+        })
+        .await
+    }
+
+    async fn release_leased(&self, lease: Lease) -> Result<(), QueueError> {
+        self.request("release", |reply| Command::Release {
+            id: lease.id,
+            token: Some(lease.token),
+            reply,
+        })
+        .await
     }
 
     async fn fail(
@@ -325,6 +393,7 @@ impl Queue for SqliteQueue {
         let error = error.to_owned();
         self.request("fail", |reply| Command::Fail {
             id,
+            token: None,
             error,
             retry_at_ms,
             reply,
@@ -333,8 +402,12 @@ impl Queue for SqliteQueue {
     }
 
     async fn release(&self, id: EventId) -> Result<(), QueueError> {
-        self.request("release", |reply| Command::Release { id, reply })
-            .await
+        self.request("release", |reply| Command::Release {
+            id,
+            token: None,
+            reply,
+        })
+        .await
     }
 
     async fn stats(&self) -> Result<QueueStats, QueueError> {
@@ -342,8 +415,10 @@ impl Queue for SqliteQueue {
             .await
     }
 
-    async fn ping(&self) -> Result<(), QueueError> {
-        self.request("ping", |reply| Command::Ping { reply }).await
+    async fn ping(&self, bytes: usize) -> Result<(), QueueError> {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        self.request("ping", |reply| Command::Ping { bytes, reply })
+            .await
     }
 
     async fn prune_done(&self, retention: Duration) -> Result<u64, QueueError> {
@@ -470,6 +545,7 @@ impl Checkpointer {
 /// An event ready to be inserted (headers already encoded).
 struct EnqueueItem {
     dedupe_key: String,
+    serial_key: Option<String>,
     kind: String,
     headers: String,
     body: Vec<u8>,
@@ -489,22 +565,31 @@ enum Command {
     },
     Ack {
         id: EventId,
+        token: Option<i64>,
+        reply: Reply<()>,
+    },
+    Renew {
+        lease: Lease,
+        lease_ms: i64,
         reply: Reply<()>,
     },
     Fail {
         id: EventId,
+        token: Option<i64>,
         error: String,
         retry_at_ms: Option<i64>,
         reply: Reply<()>,
     },
     Release {
         id: EventId,
+        token: Option<i64>,
         reply: Reply<()>,
     },
     Stats {
         reply: Reply<QueueStats>,
     },
     Ping {
+        bytes: i64,
         reply: Reply<()>,
     },
     Prune {
@@ -650,16 +735,22 @@ impl Writer {
                 lease_ms,
                 reply,
             } => respond(reply, self.claim(max, lease_ms)),
-            Command::Ack { id, reply } => respond(reply, self.ack(id)),
+            Command::Ack { id, token, reply } => respond(reply, self.ack(id, token)),
+            Command::Renew {
+                lease,
+                lease_ms,
+                reply,
+            } => respond(reply, self.renew(lease, lease_ms)),
             Command::Fail {
                 id,
+                token,
                 error,
                 retry_at_ms,
                 reply,
-            } => respond(reply, self.fail(id, &error, retry_at_ms)),
-            Command::Release { id, reply } => respond(reply, self.release(id)),
+            } => respond(reply, self.fail(id, token, &error, retry_at_ms)),
+            Command::Release { id, token, reply } => respond(reply, self.release(id, token)),
             Command::Stats { reply } => respond(reply, self.stats()),
-            Command::Ping { reply } => respond(reply, self.ping()),
+            Command::Ping { bytes, reply } => respond(reply, self.ping(bytes)),
             Command::Prune {
                 retention_ms,
                 reply,
@@ -719,45 +810,48 @@ impl Writer {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql(op))?;
-        let rows = {
+        let chosen = choose_claimable(&tx, now, max).map_err(sql(op))?;
+        let mut rows = Vec::with_capacity(chosen.len());
+        {
             let mut stmt = tx
                 .prepare_cached(
-                    "UPDATE events SET attempts = attempts + 1, locked_until = ?1
-                     WHERE id IN (
-                         SELECT id FROM events INDEXED BY events_pending_id
-                         WHERE state = 'pending'
-                           AND next_attempt_at <= ?2
-                           AND (locked_until IS NULL OR locked_until <= ?2)
-                         ORDER BY id
-                         LIMIT ?3)
-                     RETURNING id, kind, headers, body, attempts, received_at",
+                    "UPDATE events SET
+                         attempts = attempts + (CASE WHEN locked_until IS NULL THEN 1 ELSE 0 END),
+                         lease_token = lease_token + 1,
+                         locked_until = ?1
+                     WHERE id = ?2
+                     RETURNING id, kind, headers, body, attempts, received_at, lease_token",
                 )
                 .map_err(sql(op))?;
-            let rows = stmt
-                .query_map(params![locked_until, now, max], |row| {
-                    Ok((
-                        row.get::<_, i64>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, Vec<u8>>(3)?,
-                        row.get::<_, i64>(4)?,
-                        row.get::<_, i64>(5)?,
-                    ))
-                })
-                .map_err(sql(op))?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(sql(op))?
-        };
+            for id in chosen {
+                let row = stmt
+                    .query_row(params![locked_until, id], |row| {
+                        Ok((
+                            row.get::<_, i64>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, String>(2)?,
+                            row.get::<_, Vec<u8>>(3)?,
+                            row.get::<_, i64>(4)?,
+                            row.get::<_, i64>(5)?,
+                            row.get::<_, i64>(6)?,
+                        ))
+                    })
+                    .map_err(sql(op))?;
+                rows.push(row);
+            }
+        }
 
         let mut claimed = Vec::with_capacity(rows.len());
-        for (id, kind, headers, body, attempts, received_at_ms) in rows {
+        for (id, kind, headers, body, attempts, received_at_ms, lease_token) in rows {
             match serde_json::from_str::<Vec<(String, String)>>(&headers) {
                 Ok(headers) => claimed.push(ClaimedEvent {
                     id,
                     kind,
                     headers,
                     body,
-                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX).max(1),
                     received_at_ms,
+                    lease_token,
                 }),
                 Err(error) => {
                     // Only this program writes the column, so this is damage;
@@ -785,26 +879,71 @@ impl Writer {
         Ok(claimed)
     }
 
-    fn ack(&mut self, id: EventId) -> Result<(), QueueError> {
+    fn ack(&mut self, id: EventId, token: Option<i64>) -> Result<(), QueueError> {
         let op = "ack";
         let now = self.now();
         let changed = self
             .conn
             .prepare_cached(
                 "UPDATE events SET state = 'done', done_at = ?2, locked_until = NULL
-                 WHERE id = ?1 AND state = 'pending'",
+                 WHERE id = ?1 AND state = 'pending' AND (?3 IS NULL OR lease_token = ?3)",
             )
-            .and_then(|mut stmt| stmt.execute(params![id, now]))
+            .and_then(|mut stmt| stmt.execute(params![id, now, token]))
             .map_err(sql(op))?;
         if changed == 0 {
-            self.ensure_exists(op, id)?;
+            self.ensure_not_fenced(op, id, token)?;
         }
         Ok(())
+    }
+
+    fn renew(&mut self, lease: Lease, lease_ms: i64) -> Result<(), QueueError> {
+        let op = "renew";
+        let until = self.now().saturating_add(lease_ms);
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE events SET locked_until = ?3
+                 WHERE id = ?1 AND state = 'pending' AND lease_token = ?2",
+            )
+            .and_then(|mut stmt| stmt.execute(params![lease.id, lease.token, until]))
+            .map_err(sql(op))?;
+        if changed == 0 {
+            self.ensure_exists(op, lease.id)?;
+            return Err(QueueError::LeaseLost { op, id: lease.id });
+        }
+        Ok(())
+    }
+
+    /// After a fenced change matched no row: [`QueueError::NotFound`] for an unknown id,
+    /// [`QueueError::LeaseLost`] when the event is pending under another claim, else `Ok`
+    /// (no longer pending: a no-op, as for unfenced changes).
+    fn ensure_not_fenced(
+        &self,
+        op: &'static str,
+        id: EventId,
+        token: Option<i64>,
+    ) -> Result<(), QueueError> {
+        let row: Option<(String, i64)> = self
+            .conn
+            .prepare_cached("SELECT state, lease_token FROM events WHERE id = ?1")
+            .and_then(|mut stmt| {
+                stmt.query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
+            })
+            .map_err(sql(op))?;
+        match row {
+            None => Err(QueueError::NotFound { op, id }),
+            Some((state, current)) if state == "pending" && token.is_some_and(|t| t != current) => {
+                Err(QueueError::LeaseLost { op, id })
+            }
+            Some(_) => Ok(()),
+        }
     }
 
     fn fail(
         &mut self,
         id: EventId,
+        token: Option<i64>,
         error: &str,
         retry_at_ms: Option<i64>,
     ) -> Result<(), QueueError> {
@@ -814,16 +953,19 @@ impl Writer {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql(op))?;
-        let row: Option<(i64, String)> = tx
-            .prepare_cached("SELECT attempts, state FROM events WHERE id = ?1")
+        let row: Option<(i64, String, i64)> = tx
+            .prepare_cached("SELECT attempts, state, lease_token FROM events WHERE id = ?1")
             .and_then(|mut stmt| {
-                stmt.query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+                stmt.query_row([id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
                     .optional()
             })
             .map_err(sql(op))?;
-        let Some((attempts, state)) = row else {
+        let Some((attempts, state, current)) = row else {
             return Err(QueueError::NotFound { op, id });
         };
+        if state == "pending" && token.is_some_and(|t| t != current) {
+            return Err(QueueError::LeaseLost { op, id });
+        }
         if state != "pending" {
             tracing::debug!(
                 id,
@@ -856,18 +998,18 @@ impl Writer {
         tx.commit().map_err(sql(op))
     }
 
-    fn release(&mut self, id: EventId) -> Result<(), QueueError> {
+    fn release(&mut self, id: EventId, token: Option<i64>) -> Result<(), QueueError> {
         let op = "release";
         let changed = self
             .conn
             .prepare_cached(
                 "UPDATE events SET attempts = MAX(attempts - 1, 0), locked_until = NULL
-                 WHERE id = ?1 AND state = 'pending'",
+                 WHERE id = ?1 AND state = 'pending' AND (?2 IS NULL OR lease_token = ?2)",
             )
-            .and_then(|mut stmt| stmt.execute([id]))
+            .and_then(|mut stmt| stmt.execute(params![id, token]))
             .map_err(sql(op))?;
         if changed == 0 {
-            self.ensure_exists(op, id)?;
+            self.ensure_not_fenced(op, id, token)?;
         }
         Ok(())
     }
@@ -880,16 +1022,32 @@ impl Writer {
         Ok(stats)
     }
 
-    fn ping(&mut self) -> Result<(), QueueError> {
+    fn ping(&mut self, bytes: i64) -> Result<(), QueueError> {
         let now = self.now();
-        self.conn
-            .prepare_cached(
-                "INSERT INTO meta (key, value) VALUES ('last_ping_at', ?1)
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("ping"))?;
+        tx.prepare_cached(
+            "INSERT INTO meta (key, value) VALUES ('last_ping_at', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .and_then(|mut stmt| stmt.execute([now.to_string()]))
+        .map_err(sql("ping"))?;
+        // The scratch row: as large as asked (a random blob, so the write cannot be
+        // compressed away by the file system), or gone.
+        if bytes > 0 {
+            tx.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES ('probe', randomblob(?1))
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             )
-            .and_then(|mut stmt| stmt.execute([now.to_string()]))
-            .map(|_| ())
-            .map_err(sql("ping"))
+            .and_then(|mut stmt| stmt.execute([bytes]))
+            .map_err(sql("ping"))?;
+        } else {
+            tx.execute("DELETE FROM meta WHERE key = 'probe'", [])
+                .map_err(sql("ping"))?;
+        }
+        tx.commit().map_err(sql("ping"))
     }
 
     /// Delete one chunk for the oldest prune job; answer it when it is done.
@@ -941,6 +1099,43 @@ impl Writer {
     }
 }
 
+/// The ids of up to `max` claimable events, oldest first, skipping events whose
+/// serialization key is held by an event in flight or by an earlier event of this claim.
+/// Reads only the two indexes of [`SCHEMA_V4`]; stops as soon as `max` are found.
+fn choose_claimable(conn: &Connection, now: i64, max: i64) -> rusqlite::Result<Vec<EventId>> {
+    let mut busy: std::collections::HashSet<String> = conn
+        .prepare_cached(
+            "SELECT serial_key FROM events INDEXED BY events_state_lease
+             WHERE state = 'pending' AND locked_until > ?1 AND serial_key IS NOT NULL",
+        )?
+        .query_map([now], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, serial_key FROM events INDEXED BY events_pending_claim
+         WHERE state = 'pending'
+           AND next_attempt_at <= ?1
+           AND (locked_until IS NULL OR locked_until <= ?1)
+         ORDER BY id",
+    )?;
+    let mut rows = stmt.query([now])?;
+    let mut chosen = Vec::new();
+    while let Some(row) = rows.next()? {
+        if chosen.len() as i64 >= max {
+            break;
+        }
+        let id: EventId = row.get(0)?;
+        match row.get::<_, Option<String>>(1)? {
+            Some(key) if busy.contains(&key) => continue,
+            Some(key) => {
+                busy.insert(key);
+                chosen.push(id);
+            }
+            None => chosen.push(id),
+        }
+    }
+    Ok(chosen)
+}
+
 /// Put a command on the enqueue list or the list of other commands.
 fn sort_command(command: Command, enqueues: &mut Vec<PendingEnqueue>, others: &mut Vec<Command>) {
     match command {
@@ -982,8 +1177,9 @@ fn insert_events<'a>(
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO events
-                 (dedupe_key, kind, headers, body, received_at, state, attempts, next_attempt_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6)
+                 (dedupe_key, kind, headers, body, received_at, state, attempts, next_attempt_at,
+                  serial_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?7)
              ON CONFLICT (dedupe_key) DO NOTHING
              RETURNING id",
         )?;
@@ -997,7 +1193,8 @@ fn insert_events<'a>(
                         item.headers,
                         item.body,
                         item.received_at_ms,
-                        now
+                        now,
+                        item.serial_key
                     ],
                     |row| row.get(0),
                 )
@@ -1012,6 +1209,40 @@ fn insert_events<'a>(
     }
     tx.commit()?;
     Ok(results)
+}
+
+/// Fails with the path and the operating system's word when the queue directory does not
+/// take new files or an existing database file (or its WAL or shared-memory file) cannot be
+/// opened for writing. SQLite would otherwise open such a database read-only and fail every
+/// write later, without saying why.
+fn check_writable(dir: &Path, db: &Path) -> Result<(), QueueError> {
+    let not_writable = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| QueueError::NotWritable { path, source }
+    };
+    let probe = dir.join(format!(".write-probe-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&probe)
+        .map_err(not_writable(dir))?;
+    std::fs::remove_file(&probe).map_err(not_writable(dir))?;
+    for file in [db.to_path_buf(), wal_path(db), shm_path(db)] {
+        match std::fs::OpenOptions::new().write(true).open(&file) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(not_writable(&file)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// The shared-memory file next to the database file `db`.
+fn shm_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-shm");
+    PathBuf::from(name)
 }
 
 /// Open the database file (creating it if `create`) and set the connection's
@@ -1102,6 +1333,10 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), QueueErr
     if version < 3 {
         tx.execute_batch(SCHEMA_V3)
             .map_err(err("migrate to schema version 3"))?;
+    }
+    if version < 4 {
+        tx.execute_batch(SCHEMA_V4)
+            .map_err(err("migrate to schema version 4"))?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -1203,6 +1438,7 @@ mod tests {
     fn event(key: &str) -> NewEvent {
         NewEvent {
             dedupe_key: key.to_owned(),
+            serial_key: None,
             kind: "Merge Request Hook".to_owned(),
             headers: vec![
                 ("x-gitlab-event".to_owned(), "Merge Request Hook".to_owned()),
@@ -1400,12 +1636,92 @@ mod tests {
         let first = queue.claim(1, LEASE).await.unwrap();
         assert_eq!(ids(&first), vec![a]);
         assert_eq!(first[0].attempts, 1);
-        // The worker "crashes": neither ack nor fail.
+        // The worker "crashes" (or stalls past its lease): neither ack nor fail.
         clock.advance(LEASE.as_millis() as i64);
         let second = queue.claim(1, LEASE).await.unwrap();
         assert_eq!(ids(&second), vec![a]);
-        assert_eq!(second[0].attempts, 2, "the crashed attempt counts");
+        assert_eq!(
+            second[0].attempts, 1,
+            "a lost lease is not a failed attempt"
+        );
+        assert!(second[0].lease_token > first[0].lease_token);
         assert!(queue.claim(1, LEASE).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_busy_serialization_key_never_takes_the_worker_slots() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = TestClock::new();
+        let queue = open(dir.path(), &clock);
+        let keyed = |key: &str, serial: &str| NewEvent {
+            serial_key: Some(serial.to_owned()),
+            ..event(key)
+        };
+        // A burst of 20 comments on one MR, then one event of another MR, then one without key.
+        let mut burst = Vec::new();
+        for i in 0..20 {
+            burst.push(
+                queue
+                    .enqueue(keyed(&format!("c{i}"), "mr:2:16"))
+                    .await
+                    .unwrap()
+                    .id(),
+            );
+        }
+        let other = queue.enqueue(keyed("o", "mr:2:17")).await.unwrap().id();
+        let unkeyed = enqueue_new(&queue, "u").await;
+        // Eight free slots: one of the burst, the other MR, the unkeyed one.
+        let first = queue.claim(8, LEASE).await.unwrap();
+        assert_eq!(ids(&first), vec![burst[0], other, unkeyed]);
+        // While the burst's first is in flight, nothing else of its key is claimed.
+        assert!(queue.claim(8, LEASE).await.unwrap().is_empty());
+        for done in &first {
+            queue.ack_leased(done.lease()).await.unwrap();
+        }
+        assert_eq!(ids(&queue.claim(8, LEASE).await.unwrap()), vec![burst[1]]);
+        // An expired lease frees the key as well (the event is claimable again, first).
+        clock.advance(LEASE.as_millis() as i64);
+        assert_eq!(ids(&queue.claim(8, LEASE).await.unwrap()), vec![burst[1]]);
+    }
+
+    #[tokio::test]
+    async fn only_the_latest_claim_may_renew_ack_fail_or_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = TestClock::new();
+        let queue = open(dir.path(), &clock);
+        let a = enqueue_new(&queue, "a").await;
+        let first = queue.claim(1, LEASE).await.unwrap().remove(0);
+        // Renewing keeps the event from being claimed past the first lease.
+        clock.advance(LEASE.as_millis() as i64 - 1);
+        queue.renew(first.lease(), LEASE).await.unwrap();
+        clock.advance(LEASE.as_millis() as i64 - 1);
+        assert!(queue.claim(1, LEASE).await.unwrap().is_empty());
+        // The first worker stalls past its lease; a second claims the event.
+        clock.advance(1);
+        let second = queue.claim(1, LEASE).await.unwrap().remove(0);
+        assert_eq!(second.id, a);
+        let stale = first.lease();
+        for refused in [
+            queue.renew(stale, LEASE).await,
+            queue.ack_leased(stale).await,
+            queue.fail_leased(stale, "late", None).await,
+            queue.release_leased(stale).await,
+        ] {
+            assert!(
+                matches!(refused, Err(QueueError::LeaseLost { id, .. }) if id == a),
+                "{refused:?}"
+            );
+        }
+        let stats = queue.stats().await.unwrap();
+        assert_eq!((stats.in_flight, stats.done, stats.dead), (1, 0, 0));
+        // The current holder finishes the event; afterwards a stale ack is a no-op.
+        queue.ack_leased(second.lease()).await.unwrap();
+        queue.ack_leased(stale).await.unwrap();
+        assert_eq!(queue.stats().await.unwrap().done, 1);
+        assert!(matches!(
+            queue.renew(second.lease(), LEASE).await,
+            Err(QueueError::LeaseLost { .. })
+        ));
     }
 
     #[tokio::test]
@@ -1697,12 +2013,37 @@ mod tests {
         assert_eq!(history, 0, "attempt history is deleted with its event");
     }
 
+    #[test]
+    fn errors_keep_their_cause() {
+        let full = QueueError::Sqlite {
+            op: "claim",
+            source: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                None,
+            ),
+        };
+        assert_eq!(
+            full.to_string(),
+            "queue claim failed: Error code 13: Insertion failed because database is full"
+        );
+    }
+
     #[tokio::test]
     async fn ping_writes() {
         let dir = tempfile::tempdir().unwrap();
         let clock = TestClock::new();
         let queue = open(dir.path(), &clock);
-        queue.ping().await.unwrap();
+        queue.ping(0).await.unwrap();
+        queue.ping(4096).await.unwrap();
+        let probe: i64 = inspect(dir.path())
+            .query_row(
+                "SELECT length(value) FROM meta WHERE key = 'probe'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(probe, 4096);
+        queue.ping(0).await.unwrap();
         let value: String = inspect(dir.path())
             .query_row(
                 "SELECT value FROM meta WHERE key = 'last_ping_at'",

@@ -453,6 +453,7 @@ mod tests {
         async fn add(&self, key: &str, kind: &str) -> EventId {
             let event = NewEvent {
                 dedupe_key: key.to_owned(),
+                serial_key: None,
                 kind: kind.to_owned(),
                 headers: vec![("x-gitlab-event".to_owned(), kind.to_owned())],
                 body: b"{}".to_vec(),

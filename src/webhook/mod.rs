@@ -2,4 +2,6 @@
 
 mod verify;
 
-pub use verify::{Rejection, SignatureHeaders, SigningKey, Verifier};
+pub use verify::{
+    check_secrets, Rejection, SecretError, SignatureHeaders, SigningKey, Verifier, MIN_SECRET_LEN,
+};

@@ -81,6 +81,51 @@ impl SigningKey {
     }
 }
 
+/// Shortest accepted webhook secret (characters).
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// Why a configured webhook secret is refused at start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("{setting} has an empty entry (two commas in a row, or one at an end); list the secrets as `old,new`")]
+    Empty { setting: &'static str },
+    #[error("{setting} entry {position} is only {len} character(s) long; use at least {MIN_SECRET_LEN} (e.g. `openssl rand -hex 32`)")]
+    TooShort {
+        setting: &'static str,
+        position: usize,
+        len: usize,
+    },
+    #[error("{setting} entry {position} has spaces or characters outside printable ASCII, which GitLab and the comma-separated list do not carry unambiguously")]
+    Ambiguous {
+        setting: &'static str,
+        position: usize,
+    },
+}
+
+/// Checks the entries of a comma-separated secret list (already split): each at least
+/// [`MIN_SECRET_LEN`] characters of visible ASCII, none empty, none with spaces (so a comma
+/// typed inside a secret cannot silently make a short fragment a valid token). Never puts a
+/// secret into the error.
+pub fn check_secrets(setting: &'static str, secrets: &[String]) -> Result<(), SecretError> {
+    for (i, s) in secrets.iter().enumerate() {
+        let position = i + 1;
+        if s.is_empty() {
+            return Err(SecretError::Empty { setting });
+        }
+        if !s.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(SecretError::Ambiguous { setting, position });
+        }
+        if s.len() < MIN_SECRET_LEN {
+            return Err(SecretError::TooShort {
+                setting,
+                position,
+                len: s.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The configured secrets.
 #[derive(Clone, Default)]
 pub struct Verifier {
@@ -142,6 +187,34 @@ impl Verifier {
         } else {
             Err(Rejection::BadToken)
         }
+    }
+
+    /// Everything that can be checked before the body is read: the token, and with signing
+    /// keys, that the Standard Webhooks headers are there and the timestamp is within the
+    /// window. A delivery failing this is refused without its body ever being buffered.
+    pub fn check_headers(
+        &self,
+        token: Option<&[u8]>,
+        h: SignatureHeaders<'_>,
+        now_unix: i64,
+    ) -> Result<(), Rejection> {
+        self.check_token(token)?;
+        if self.keys.is_empty() {
+            return Ok(());
+        }
+        let (Some(_), Some(ts), Some(_)) = (h.id, h.timestamp, h.signature) else {
+            return Err(Rejection::MissingSignature);
+        };
+        let ts: i64 = ts.trim().parse().map_err(|_| Rejection::BadTimestamp)?;
+        if now_unix.abs_diff(ts) > self.window.as_secs() {
+            return Err(Rejection::StaleTimestamp);
+        }
+        Ok(())
+    }
+
+    /// Signing keys are configured: the signed `webhook-id` identifies a delivery.
+    pub fn signs(&self) -> bool {
+        !self.keys.is_empty()
     }
 
     pub fn check_signature(
@@ -261,6 +334,73 @@ mod tests {
         assert_eq!(
             v.check_signature(bad_ts, payload.as_bytes(), ts),
             Err(Rejection::BadTimestamp)
+        );
+    }
+
+    #[test]
+    fn short_empty_or_ambiguous_secrets_are_refused_without_echoing_them() {
+        let ok =
+            |v: &[&str]| check_secrets("S", &v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(ok(&["0123456789abcdef", "fedcba9876543210fe"]), Ok(()));
+        // `COCREATE_WEBHOOK_SECRET=real,x`: the fragment `x` would be a valid token.
+        let short = ok(&["0123456789abcdef", "x"]).unwrap_err();
+        assert_eq!(
+            short,
+            SecretError::TooShort {
+                setting: "S",
+                position: 2,
+                len: 1
+            }
+        );
+        assert_eq!(
+            ok(&["0123456789abcdef", ""]),
+            Err(SecretError::Empty { setting: "S" })
+        );
+        assert_eq!(
+            ok(&["0123456789 abcdef"]),
+            Err(SecretError::Ambiguous {
+                setting: "S",
+                position: 1
+            })
+        );
+        assert_eq!(
+            ok(&["0123456789abcdé01"]),
+            Err(SecretError::Ambiguous {
+                setting: "S",
+                position: 1
+            })
+        );
+        assert!(!short.to_string().contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn headers_are_checked_before_the_body() {
+        let (key, id, ts, _, expected) = vector();
+        let v = Verifier::new(
+            vec!["0123456789abcdef".into()],
+            vec![key],
+            Duration::from_secs(300),
+        );
+        let tss = ts.to_string();
+        let h = SignatureHeaders {
+            id: Some(&id),
+            timestamp: Some(&tss),
+            signature: Some(&expected),
+        };
+        let token = Some(b"0123456789abcdef".as_slice());
+        assert_eq!(v.check_headers(token, h, ts), Ok(()));
+        assert_eq!(v.check_headers(None, h, ts), Err(Rejection::MissingToken));
+        let unsigned = SignatureHeaders {
+            signature: None,
+            ..h
+        };
+        assert_eq!(
+            v.check_headers(token, unsigned, ts),
+            Err(Rejection::MissingSignature)
+        );
+        assert_eq!(
+            v.check_headers(token, h, ts + 301),
+            Err(Rejection::StaleTimestamp)
         );
     }
 

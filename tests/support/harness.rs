@@ -65,6 +65,7 @@ pub fn settings(gitlab: &FakeGitLab, data: &std::path::Path) -> ServeSettings {
         templates: ConfigSource::Dir(root.join("templates")),
         data_dir: data.to_owned(),
         body_limit: 1024 * 1024,
+        limits: Default::default(),
         worker: WorkerConfig {
             concurrency: 8,
             lease: Duration::from_secs(30),
