@@ -315,7 +315,16 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
     if ctx.gitlab.is_none() {
         tracing::warn!("DRY RUN: no GITLAB_TOKEN set; planned actions are logged, nothing is written to GitLab");
     }
-    let queue: Arc<dyn Queue> = Arc::new(SqliteQueue::open(&s.data_dir)?);
+    // Stored error texts never hold the token or a webhook secret (a GitLab error body may
+    // echo what it was sent).
+    let scrub = crate::ops::redact::Redactor::with_known(
+        s.gitlab
+            .token
+            .iter()
+            .cloned()
+            .chain(s.webhook_secrets.iter().cloned()),
+    );
+    let queue: Arc<dyn Queue> = Arc::new(SqliteQueue::open(&s.data_dir)?.redacting(scrub));
     let wake = Arc::new(Notify::new());
     let (tx, rx) = watch::channel(false);
     if s.limits.body_budget < s.body_limit {

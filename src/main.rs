@@ -409,11 +409,16 @@ struct PlanArgs {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colors only on a terminal: a journal or log file gets plain text.
+    // Every log line is scrubbed of the configured secrets and token-shaped strings; colors
+    // only on a terminal (a journal or log file gets plain text).
+    let writer = cocreate::ops::log_scrub::Scrubbed::new(
+        cocreate::ops::redact::Redactor::from_env(),
+        std::io::stderr,
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),

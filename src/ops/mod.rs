@@ -3,6 +3,7 @@
 //! The logic and the output (text tables and `--json`) live here; `main.rs` only parses the
 //! command line and calls [`queue_cmd::run`].
 
+pub mod log_scrub;
 pub mod queue_cmd;
 pub mod redact;
 mod render;

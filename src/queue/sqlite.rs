@@ -181,6 +181,8 @@ DROP INDEX IF EXISTS events_pending_id;
 /// lease expires, after which they are claimed again.
 pub struct SqliteQueue {
     path: PathBuf,
+    /// Scrubs secrets from error texts before they are stored (see [`SqliteQueue::redacting`]).
+    redactor: crate::ops::redact::Redactor,
     commands: Option<mpsc::Sender<Command>>,
     writer: Option<JoinHandle<()>>,
     checkpointer: Option<Checkpointer>,
@@ -254,10 +256,20 @@ impl SqliteQueue {
         tracing::debug!(path = %path.display(), "queue opened");
         Ok(Self {
             path,
+            redactor: crate::ops::redact::Redactor::default(),
             commands: Some(commands),
             writer: Some(handle),
             checkpointer: Some(checkpointer),
         })
+    }
+
+    /// Scrub the error texts of failed attempts with `redactor` before they are stored
+    /// (`last_error` and the attempt history): the configured secrets, and token-shaped
+    /// strings, never reach the database even when a GitLab error body echoes them. Without
+    /// it, token-shaped strings are still cut.
+    pub fn redacting(mut self, redactor: crate::ops::redact::Redactor) -> Self {
+        self.redactor = redactor;
+        self
     }
 
     /// Path of the database file.
@@ -364,7 +376,7 @@ impl Queue for SqliteQueue {
         error: &str,
         retry_at_ms: Option<i64>,
     ) -> Result<(), QueueError> {
-        let error = error.to_owned();
+        let error = self.redactor.text(error);
         self.request("fail", |reply| Command::Fail {
             id: lease.id,
             token: Some(lease.token),
@@ -390,7 +402,7 @@ impl Queue for SqliteQueue {
         error: &str,
         retry_at_ms: Option<i64>,
     ) -> Result<(), QueueError> {
-        let error = error.to_owned();
+        let error = self.redactor.text(error);
         self.request("fail", |reply| Command::Fail {
             id,
             token: None,
@@ -2011,6 +2023,38 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM attempts", [], |r| r.get(0))
             .unwrap();
         assert_eq!(history, 0, "attempt history is deleted with its event");
+    }
+
+    #[tokio::test]
+    async fn stored_errors_never_hold_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = TestClock::new();
+        let queue = open(dir.path(), &clock).redacting(crate::ops::redact::Redactor::with_known([
+            "configured-secret-4f9a2c7e".to_owned(),
+        ]));
+        let a = enqueue_new(&queue, "a").await;
+        let claimed = queue.claim(1, LEASE).await.unwrap().remove(0);
+        let echoed = "gitlab server error (500): {\"message\":\"bad token configured-secret-4f9a2c7e or glpat-AbCdEf123456\"}";
+        queue
+            .fail_leased(claimed.lease(), echoed, Some(T0))
+            .await
+            .unwrap();
+        let conn = inspect(dir.path());
+        let (last_error,): (String,) = conn
+            .query_row("SELECT last_error FROM events WHERE id = ?1", [a], |r| {
+                Ok((r.get(0)?,))
+            })
+            .unwrap();
+        let history: String = conn
+            .query_row("SELECT error FROM attempts WHERE event_id = ?1", [a], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        for stored in [&last_error, &history] {
+            assert!(!stored.contains("configured-secret-4f9a2c7e"), "{stored}");
+            assert!(!stored.contains("AbCdEf123456"), "{stored}");
+            assert!(stored.contains("gitlab server error (500)"), "{stored}");
+        }
     }
 
     #[test]
