@@ -58,20 +58,26 @@ fn cca_labels(h: &Harness, iid: u64) -> Vec<String> {
         .collect()
 }
 
+/// The telco engineer opens `!17`; example-telco's agreement has expired, so the MR is flagged
+/// and welcomed with the signing instructions. Returns the welcome note.
+async fn open_telco_mr(h: &Harness) -> Vec<String> {
+    add_mr(&h.gitlab, 17, TELCO_DEV.0, "Support eSIM profiles");
+    h.deliver_mr(mr_event(17, TELCO_DEV, TELCO_DEV, "open"))
+        .await;
+    h.wait_idle().await;
+    assert_eq!(cca_labels(h, 17), ["CCA::expired"]);
+    let welcome = h.take_notes(17);
+    assert_eq!(welcome.len(), 1, "{welcome:#?}");
+    welcome
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merged_agreement_is_in_force_for_the_next_event_and_its_note_survives_a_failed_post() {
     let dir = policy_copy();
     let policies = dir.path().to_owned();
     let h = Harness::start_with(|s| s.policies = cocreate::app::ConfigSource::Dir(policies)).await;
-    add_mr(&h.gitlab, 17, TELCO_DEV.0, "Support eSIM profiles");
-
     // Day 1: example-telco's agreement expired in March. The MR is flagged.
-    h.deliver_mr(mr_event(17, TELCO_DEV, TELCO_DEV, "open"))
-        .await;
-    h.wait_idle().await;
-    assert_eq!(cca_labels(&h, 17), ["CCA::expired"]);
-    let welcome = h.take_notes(17);
-    assert_eq!(welcome.len(), 1, "{welcome:#?}");
+    let welcome = open_telco_mr(&h).await;
     assert!(
         welcome[0].contains("<!-- cocreate:cca-expired -->"),
         "{}",
@@ -314,12 +320,7 @@ async fn policies_in_a_gitlab_project_follow_its_pushes() {
         "{body:#}"
     );
 
-    add_mr(&h.gitlab, 17, TELCO_DEV.0, "Support eSIM profiles");
-    h.deliver_mr(mr_event(17, TELCO_DEV, TELCO_DEV, "open"))
-        .await;
-    h.wait_idle().await;
-    assert_eq!(cca_labels(&h, 17), ["CCA::expired"]);
-    let welcome = h.take_notes(17);
+    let welcome = open_telco_mr(&h).await;
     assert!(
         welcome[0].contains("Served from the policy project."),
         "{}",
