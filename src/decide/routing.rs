@@ -201,6 +201,7 @@ pub fn decide_merge_request(
             reviewer_username: reviewer.as_deref(),
             bot_username: &facts.bot_username,
             cca: cca_notice,
+            issue_list: policies.routing.site.issue_list_url.as_deref(),
         })?;
         actions.push(Action::PostNote {
             target: NoteTarget::MergeRequest(facts.mr),
