@@ -67,6 +67,7 @@ pub fn bars(
             .configure_mesh()
             .disable_y_mesh()
             .x_labels(5)
+            .label_style(("sans-serif", 14))
             .x_label_formatter(&|v| format!("{v:.0}"))
             .y_labels(n as usize)
             .y_label_formatter(&|v| match v {
@@ -78,13 +79,15 @@ pub fn bars(
         chart
             .draw_series(rows.iter().enumerate().map(|(i, (_, v))| {
                 let seg = n - 1 - i as i32;
-                Rectangle::new(
+                let mut bar = Rectangle::new(
                     [
                         (0.0, SegmentValue::Exact(seg)),
                         (*v, SegmentValue::Exact(seg + 1)),
                     ],
                     BAR.filled(),
-                )
+                );
+                bar.set_margin(4, 4, 0, 0);
+                bar
             }))
             .map_err(|e| err(&e))?;
         root.present().map_err(|e| err(&e))?;
