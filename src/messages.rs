@@ -511,6 +511,58 @@ mod tests {
     }
 
     #[test]
+    fn the_welcome_note_and_the_tracking_issue_link_the_curated_list_when_configured() {
+        let m = Messages::embedded().expect("templates");
+        let list = "https://cocreate.example.com/?label=co-create";
+        let welcome = |issue_list| {
+            m.welcome(&Welcome {
+                author_username: "aero-dev-1",
+                title: "t",
+                reviewer_username: None,
+                bot_username: "cocreate-bot",
+                cca: None,
+                issue_list,
+            })
+            .expect("renders")
+        };
+        assert!(
+            welcome(Some(list)).contains(&format!(
+                "- Looking for your next change? The curated issue list: {list}\n"
+            )),
+            "{}",
+            welcome(Some(list))
+        );
+        assert!(!welcome(None).contains("curated"), "{}", welcome(None));
+        let engagement = |issue_list| {
+            m.engagement(
+                &Engagement {
+                    org_name: "Example Aero",
+                    slug: "example-aero",
+                    tier: 1,
+                    csm: None,
+                    ae: None,
+                    sa: None,
+                    dri: None,
+                    slack_channel: "#co-create-aero",
+                    cca: "signed",
+                    first_mr: None,
+                    issue_list,
+                },
+                &crate::policy::Labels::default(),
+            )
+            .expect("renders")
+        };
+        let with = engagement(Some(list));
+        assert!(
+            with.contains(&format!(
+                "Issues the customer's engineers can pick from: the curated issue list, {list}"
+            )),
+            "{with}"
+        );
+        assert!(!engagement(None).contains("curated"));
+    }
+
+    #[test]
     fn welcome_without_reviewer_says_one_will_come() {
         let m = Messages::embedded().expect("templates");
         let body = m
