@@ -446,6 +446,33 @@ mod tests {
     }
 
     #[test]
+    fn the_welcome_note_links_the_curated_list_when_its_url_is_configured() {
+        let welcome = |p: &Policies| -> String {
+            let d = decide_merge_request(&facts(), p, &Messages::embedded().expect("templates"))
+                .expect("renders");
+            d.actions
+                .iter()
+                .find_map(|a| match a {
+                    Action::PostNote {
+                        marker: Marker::Welcome,
+                        body,
+                        ..
+                    } => Some(body.clone()),
+                    _ => None,
+                })
+                .expect("a welcome note")
+        };
+        let mut p = policies();
+        assert!(!welcome(&p).contains("curated issue list"));
+        p.routing.site.issue_list_url = Some("https://cocreate.example.com/".into());
+        assert!(
+            welcome(&p).contains("The curated issue list: https://cocreate.example.com/"),
+            "{}",
+            welcome(&p)
+        );
+    }
+
+    #[test]
     fn missing_cca_is_explained_in_the_welcome_note_only() {
         let mut f = facts();
         f.author = author("someone");
