@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use fantoccini::wd::{Capabilities, WebDriverCompatibleCommand};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
-use support::site_world::{build, site_world, CO_CREATE};
+use support::site_world::{build, site_world, CO_CREATE, QUICK_WIN_ONLY};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -175,7 +175,18 @@ fn screenshots_dir() -> PathBuf {
     dir
 }
 
+/// A screenshot of the whole page (the window is made as tall as the page, up to 6000 px).
 async fn screenshot(c: &Client, name: &str) {
+    let height = c
+        .execute("return document.documentElement.scrollHeight;", vec![])
+        .await
+        .expect("page height")
+        .as_u64()
+        .unwrap_or(1400)
+        .clamp(600, 6000);
+    c.set_window_size(1280, height as u32 + 140)
+        .await
+        .expect("window resized");
     let png = c.screenshot().await.expect("screenshot");
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
     let path = screenshots_dir().join(format!("{name}.png"));
@@ -301,6 +312,16 @@ async fn the_site_works_in_headless_chromium() {
     // The shared address shows the same view.
     visit(&c, &origin, here.as_str()).await;
     assert_eq!(visible_titles(&c).await.len(), 1);
+    visit(
+        &c,
+        &origin,
+        &format!("{origin}index.html?label=quick%20win"),
+    )
+    .await;
+    assert_eq!(
+        visible_titles(&c).await,
+        BTreeSet::from([QUICK_WIN_ONLY.to_owned()])
+    );
     visit(&c, &origin, &format!("{origin}index.html")).await;
     assert_eq!(visible_titles(&c).await.len(), 4);
     screenshot(&c, "issue-list").await;

@@ -10,6 +10,14 @@
   var params = new URLSearchParams(window.location.search);
   var wanted = params.get("label") || "";
   select.value = wanted;
+  if (select.value !== wanted) {
+    // A label from a shared address that is not a curated one: shown, so the view explains itself.
+    var extra = document.createElement("option");
+    extra.value = wanted;
+    extra.textContent = wanted;
+    select.appendChild(extra);
+    select.value = wanted;
+  }
   text.value = params.get("q") || "";
 
   function apply() {

@@ -68,7 +68,14 @@ pub fn bars(
             .disable_y_mesh()
             .x_labels(5)
             .label_style(("sans-serif", 14))
-            .x_label_formatter(&|v| format!("{v:.0}"))
+            // Counts: whole numbers only (a tick at 0.5 gets no label).
+            .x_label_formatter(&|v| {
+                if (v - v.round()).abs() < 1e-9 {
+                    format!("{}", v.round() as i64)
+                } else {
+                    String::new()
+                }
+            })
             .y_labels(n as usize)
             .y_label_formatter(&|v| match v {
                 SegmentValue::CenterOf(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
