@@ -100,7 +100,12 @@ fn has_row(t: &str, row: &str) {
 #[tokio::test]
 async fn the_dashboard_shows_the_reports_hand_computed_numbers() {
     let gitlab = site_world().await;
+    gitlab.clear_calls();
     let site = build(&gitlab, true).await;
+    // Cost: the curated lists (3), the report's own reads (22, as tests/report.rs counts them)
+    // and one list of the open Co-Create MRs.
+    assert_eq!(site.api_reads, 3 + 22 + 1);
+    assert_eq!(gitlab.writes().len(), 0);
     let d = text(site.file("dashboard.html").expect("dashboard"));
     // The same values as tests/report.rs `fixture_timeline_gives_the_hand_computed_metrics`.
     has_row(&d, "2025-02-01 to 2025-04-30, as of 2025-05-01 00:00 UTC");
