@@ -21,9 +21,9 @@ async fn the_public_list_has_the_curated_issues_and_nothing_internal() {
         .map(|(p, _)| p.display().to_string())
         .collect();
     assert_eq!(names, ["index.html", "style.css", "filter.js"]);
-    // Cost: one issue-list page per curated label (one watched group); nothing of the
-    // tracking project.
-    assert_eq!(site.api_reads, 3);
+    // Cost: one issue-list page per curated label (one watched group) and one read of each
+    // project with a curated issue (is it public?); nothing of the tracking project.
+    assert_eq!(site.api_reads, 3 + 2);
     assert!(
         gitlab.calls().iter().all(|c| !c.path.contains("projects/900")
             && !c.path.contains("cocreate%2Fengagements")),
@@ -102,9 +102,9 @@ async fn the_dashboard_shows_the_reports_hand_computed_numbers() {
     let gitlab = site_world().await;
     gitlab.clear_calls();
     let site = build(&gitlab, true).await;
-    // Cost: the curated lists (3), the report's own reads (22, as tests/report.rs counts them)
-    // and one list of the open Co-Create MRs.
-    assert_eq!(site.api_reads, 3 + 22 + 1);
+    // Cost: the curated lists and projects (5), the report's own reads (22, as
+    // tests/report.rs counts them) and one list of the open Co-Create MRs.
+    assert_eq!(site.api_reads, 5 + 22 + 1);
     assert_eq!(gitlab.writes().len(), 0);
     let d = text(site.file("dashboard.html").expect("dashboard"));
     // The same values as tests/report.rs `fixture_timeline_gives_the_hand_computed_metrics`.

@@ -15,12 +15,15 @@ pub const CO_CREATE: [&str; 3] = [
     "Explain the audit log export",
 ];
 pub const QUICK_WIN_ONLY: &str = "Add a --quiet flag";
-/// Not on the list: closed, confidential, or without a curated label.
-pub const NOT_LISTED: [&str; 3] = [
+/// Not on the list: closed, confidential, without a curated label, or in a private project.
+pub const NOT_LISTED: [&str; 4] = [
     "Closed: fix the typo",
     "Confidential: customer crash",
     "Unlabelled refactor",
+    "Private project: the internal roadmap",
 ];
+/// A private project inside the watched group.
+pub const PRIVATE_PROJECT: (u64, &str) = (77, "vendor/internal-tools");
 
 fn issue(gitlab: &FakeGitLab, title: &str, labels: &[&str], state: &str, confidential: bool) {
     gitlab.add_issue(IssueSpec {
@@ -38,6 +41,7 @@ fn issue(gitlab: &FakeGitLab, title: &str, labels: &[&str], state: &str, confide
 /// are the report's).
 pub async fn site_world() -> FakeGitLab {
     let gitlab = world().await;
+    gitlab.set_project_visibility(PROJECT_ID, "public");
     gitlab.set_time("2025-05-10T08:00:00Z");
     issue(
         &gitlab,
@@ -65,6 +69,13 @@ pub async fn site_world() -> FakeGitLab {
     issue(&gitlab, NOT_LISTED[0], &["co-create"], "closed", false);
     issue(&gitlab, NOT_LISTED[1], &["co-create"], "opened", true);
     issue(&gitlab, NOT_LISTED[2], &[], "opened", false);
+    gitlab.add_issue(IssueSpec {
+        project_id: PRIVATE_PROJECT.0,
+        project_path: PRIVATE_PROJECT.1.into(),
+        title: NOT_LISTED[3].into(),
+        labels: vec!["co-create".into()],
+        ..IssueSpec::default()
+    });
     // An open Co-Create MR with a reviewer, opened after the quarter.
     gitlab.set_time("2025-05-20T10:00:00Z");
     gitlab.add_mr(MrSpec {

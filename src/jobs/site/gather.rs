@@ -17,9 +17,15 @@ struct ApiReferences {
 }
 
 #[derive(Deserialize)]
+struct ApiProjectVisibility {
+    visibility: String,
+}
+
+#[derive(Deserialize)]
 struct ApiListedIssue {
     id: u64,
     iid: u64,
+    project_id: u64,
     title: String,
     #[serde(default)]
     labels: Vec<String>,
@@ -90,13 +96,15 @@ fn internal_label(policies: &Policies, label: &str) -> bool {
             .any(|x| x.as_str() == label)
 }
 
-/// The open, non-confidential issues of the watched scope carrying any curated label.
-/// Cost: one issue-list page per curated label and outermost watched scope.
+/// The open, non-confidential issues of the public projects of the watched scope carrying
+/// any curated label (an issue of a private or internal project is never on the public list,
+/// whatever the bot's token can read). Cost: one issue-list page per curated label and
+/// outermost watched scope, and one project read per project with such an issue.
 pub async fn curated_issues(
     live: &Live,
     policies: &Policies,
 ) -> Result<Vec<CuratedIssue>, GitlabError> {
-    let mut by_id: BTreeMap<u64, CuratedIssue> = BTreeMap::new();
+    let mut by_id: BTreeMap<u64, (u64, CuratedIssue)> = BTreeMap::new();
     for scope in scope_prefixes(&policies.routing.watch) {
         for label in &policies.routing.site.curated_labels {
             let list: Vec<ApiListedIssue> = Get::new(format!("{scope}issues"))
@@ -120,22 +128,42 @@ pub async fn curated_issues(
                     })
             };
             for i in list.into_iter().filter(public) {
-                by_id.entry(i.id).or_insert_with(|| CuratedIssue {
-                    title: i.title,
-                    labels: i
-                        .labels
-                        .into_iter()
-                        .filter(|l| !internal_label(policies, l))
-                        .collect(),
-                    project: project_of(&i.references.full),
-                    reference: format!("{}#{}", project_of(&i.references.full), i.iid),
-                    created_at: i.created_at,
-                    web_url: i.web_url,
+                by_id.entry(i.id).or_insert_with(|| {
+                    (
+                        i.project_id,
+                        CuratedIssue {
+                            title: i.title,
+                            labels: i
+                                .labels
+                                .into_iter()
+                                .filter(|l| !internal_label(policies, l))
+                                .collect(),
+                            project: project_of(&i.references.full),
+                            reference: format!("{}#{}", project_of(&i.references.full), i.iid),
+                            created_at: i.created_at,
+                            web_url: i.web_url,
+                        },
+                    )
                 });
             }
         }
     }
-    let mut out: Vec<CuratedIssue> = by_id.into_values().collect();
+    let mut public_projects = BTreeMap::new();
+    for project_id in by_id.values().map(|(p, _)| *p) {
+        if public_projects.contains_key(&project_id) {
+            continue;
+        }
+        let p: ApiProjectVisibility = Get::new(format!("projects/{project_id}"))
+            .one(&live.client)
+            .await
+            .map_err(|e| GitlabError::new(format!("reading project {project_id}"), e))?;
+        public_projects.insert(project_id, p.visibility == "public");
+    }
+    let mut out: Vec<CuratedIssue> = by_id
+        .into_values()
+        .filter(|(p, _)| public_projects.get(p).copied().unwrap_or(false))
+        .map(|(_, i)| i)
+        .collect();
     out.sort_by(|a, b| {
         b.created_at
             .cmp(&a.created_at)
