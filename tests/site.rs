@@ -216,3 +216,20 @@ async fn the_binary_writes_the_site_to_disk() {
     let d = text(&std::fs::read_to_string(out.join("dashboard.html")).expect("read"));
     has_row(&d, "pipeline (prospects) 4 21+ no");
 }
+
+#[test]
+fn without_a_token_the_site_says_what_it_needs() {
+    let dir = tempfile::tempdir().expect("dir");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_cocreate"))
+        .args(["site", "--out"])
+        .arg(dir.path().join("public"))
+        .env_remove("GITLAB_TOKEN")
+        .env_remove("COCREATE_POLICIES")
+        .env_remove("COCREATE_TEMPLATES")
+        .output()
+        .expect("runs");
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("site reads GitLab: set GITLAB_TOKEN"), "{err}");
+    assert!(!dir.path().join("public").exists(), "nothing written");
+}
