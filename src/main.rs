@@ -76,6 +76,9 @@ enum Command {
     /// The program's success metrics for a fiscal quarter against the targets, from the
     /// tracking issues' label history: Markdown with Mermaid charts, or JSON.
     Report(ReportArgs),
+    /// The program's static pages for GitLab Pages: the public curated issue list and, with
+    /// --internal, the program dashboard and a page per organization.
+    Site(SiteArgs),
     /// Inspect and repair the durable queue, also while `serve` runs: status, list, show,
     /// replay, purge.
     Queue(cocreate::ops::QueueArgs),
@@ -349,6 +352,25 @@ struct ReportArgs {
 }
 
 #[derive(Args, Debug)]
+struct SiteArgs {
+    #[command(flatten)]
+    job: JobArgs,
+
+    /// The directory to write the site to (created when missing).
+    #[arg(long, default_value = "public")]
+    out: PathBuf,
+
+    /// Also build the program dashboard and the per-organization pages. They hold customer
+    /// data: publish them only behind GitLab Pages access control (project members).
+    #[arg(long)]
+    internal: bool,
+
+    /// Fiscal quarter of the dashboard, e.g. FY26Q1 (default: the current one).
+    #[arg(long)]
+    quarter: Option<String>,
+}
+
+#[derive(Args, Debug)]
 struct NudgeArgs {
     #[command(flatten)]
     job: JobArgs,
@@ -484,6 +506,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Nudge(args) => nudge(args, policies, templates).await,
         Command::Score(args) => score(args, policies, templates).await,
         Command::Report(args) => report(args, policies, templates).await,
+        Command::Site(args) => site(args, policies, templates).await,
         Command::Policies {
             command: PoliciesCommand::Check,
         } => match app::load_policies(&policies) {
@@ -866,6 +889,33 @@ async fn report(
             .with_context(|| format!("cannot write {}", path.display()))?,
         None => print!("{output}"),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn site(
+    args: SiteArgs,
+    policies: ConfigSource,
+    templates: ConfigSource,
+) -> anyhow::Result<ExitCode> {
+    use cocreate::jobs::{report::Quarter, site};
+    let ctx = job_context(args.job, policies, templates, "site").await?;
+    let quarter = match &args.quarter {
+        Some(q) => Quarter::parse(q)?,
+        None => Quarter::containing(
+            ctx.clock.today(),
+            ctx.policies.segmentation.fiscal_year_start_month,
+        ),
+    };
+    let built = site::run(&ctx, quarter, args.internal).await?;
+    built.write(&args.out)?;
+    println!(
+        "site: {} files in {} ({}); {} GitLab API reads, {} ms",
+        built.files.len(),
+        args.out.display(),
+        if args.internal { "internal" } else { "public" },
+        built.api_reads,
+        built.elapsed_ms
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -123,6 +123,8 @@ pub struct Engagement<'a> {
     pub slack_channel: &'a str,
     pub cca: &'a str,
     pub first_mr: Option<&'a str>,
+    /// The curated issue list (`routing.yml` `site.issue_list_url`), when configured.
+    pub issue_list: Option<&'a str>,
 }
 
 /// A hidden HTML comment that marks a note as ours, by purpose.
@@ -202,6 +204,8 @@ pub struct Welcome<'a> {
     pub bot_username: &'a str,
     /// Signing instructions to include when the organization's CCA is not valid.
     pub cca: Option<CcaNotice<'a>>,
+    /// The curated issue list (`routing.yml` `site.issue_list_url`), when configured.
+    pub issue_list: Option<&'a str>,
 }
 
 /// Which CCA problem to explain, and whom to write to.
@@ -291,6 +295,7 @@ impl Messages {
                 // Label and contact come from the policies (trusted configuration).
                 label => w.cca.map(|c| c.label),
                 contact => w.cca.and_then(|c| c.contact),
+                issue_list => w.issue_list,
             },
         )?;
         let body = with_marker(Marker::Welcome, &body);
@@ -355,6 +360,7 @@ impl Messages {
                 slack_channel => e.slack_channel,
                 cca => e.cca,
                 first_mr => e.first_mr,
+                issue_list => e.issue_list,
                 stage_prefix, pathway_prefix, onsite,
             },
         )?;
@@ -486,6 +492,7 @@ mod tests {
                 reviewer_username: Some("cs-reviewer-2"),
                 bot_username: "cocreate-bot",
                 cca: None,
+                issue_list: None,
             })
             .expect("renders");
         insta::assert_snapshot!(body, @r"
@@ -504,6 +511,58 @@ mod tests {
     }
 
     #[test]
+    fn the_welcome_note_and_the_tracking_issue_link_the_curated_list_when_configured() {
+        let m = Messages::embedded().expect("templates");
+        let list = "https://cocreate.example.com/?label=co-create";
+        let welcome = |issue_list| {
+            m.welcome(&Welcome {
+                author_username: "aero-dev-1",
+                title: "t",
+                reviewer_username: None,
+                bot_username: "cocreate-bot",
+                cca: None,
+                issue_list,
+            })
+            .expect("renders")
+        };
+        assert!(
+            welcome(Some(list)).contains(&format!(
+                "- Looking for your next change? The curated issue list: {list}\n"
+            )),
+            "{}",
+            welcome(Some(list))
+        );
+        assert!(!welcome(None).contains("curated"), "{}", welcome(None));
+        let engagement = |issue_list| {
+            m.engagement(
+                &Engagement {
+                    org_name: "Example Aero",
+                    slug: "example-aero",
+                    tier: 1,
+                    csm: None,
+                    ae: None,
+                    sa: None,
+                    dri: None,
+                    slack_channel: "#co-create-aero",
+                    cca: "signed",
+                    first_mr: None,
+                    issue_list,
+                },
+                &crate::policy::Labels::default(),
+            )
+            .expect("renders")
+        };
+        let with = engagement(Some(list));
+        assert!(
+            with.contains(&format!(
+                "Issues the customer's engineers can pick from: the curated issue list, {list}"
+            )),
+            "{with}"
+        );
+        assert!(!engagement(None).contains("curated"));
+    }
+
+    #[test]
     fn welcome_without_reviewer_says_one_will_come() {
         let m = Messages::embedded().expect("templates");
         let body = m
@@ -513,6 +572,7 @@ mod tests {
                 reviewer_username: None,
                 bot_username: "cocreate-bot",
                 cca: None,
+                issue_list: None,
             })
             .expect("renders");
         assert!(body.contains("will be assigned shortly"), "{body}");
@@ -564,6 +624,7 @@ mod tests {
                 reviewer_username: None,
                 bot_username: "b",
                 cca: Some(notice(Marker::CcaMissing)),
+                issue_list: None,
             })
             .expect("renders");
         assert_eq!(

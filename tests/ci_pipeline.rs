@@ -17,7 +17,14 @@ use support::harness::{seed, TELCO_DEV};
 
 /// What the pipeline's rules read: `.gitlab-ci.yml` and the policies whose changes trigger jobs.
 const PIPELINE: &[&str] = &[".gitlab-ci.yml", "policies"];
-const SCHEDULED: [&str; 4] = ["cca-check", "reconcile", "nudge", "report"];
+/// The scheduled jobs: (job = `COCREATE_JOB` of its schedule, the `cocreate` subcommand it runs).
+const SCHEDULED: [(&str, &str); 5] = [
+    ("cca-check", "cca-check"),
+    ("reconcile", "reconcile"),
+    ("nudge", "nudge"),
+    ("report", "report"),
+    ("pages", "site"),
+];
 
 /// How GitLab starts a pipeline, with the predefined variables it sets (and leaves unset) for it.
 #[derive(Clone, Copy, Debug)]
@@ -168,7 +175,8 @@ fn a_merge_request_runs_the_tests_and_checks_the_policies_it_edits() {
 #[test]
 fn a_push_to_the_default_branch_ships_and_rechecks_ccas_when_agreements_change() {
     let sandbox = Sandbox::new(PIPELINE);
-    let shipped = ["test", "release-build", "container-image"];
+    // The Pages site is rebuilt on every push to the default branch too.
+    let shipped = ["test", "release-build", "container-image", "pages"];
 
     sandbox.append("README.md", "More docs.\n");
     sandbox.commit("Docs");
@@ -197,7 +205,7 @@ fn a_push_to_the_default_branch_ships_and_rechecks_ccas_when_agreements_change()
 #[test]
 fn each_schedule_runs_only_its_own_job() {
     let sandbox = Sandbox::new(PIPELINE);
-    for job in SCHEDULED {
+    for (job, _) in SCHEDULED {
         assert_eq!(
             created(
                 &sandbox,
@@ -264,7 +272,7 @@ fn stages_and_the_test_job() {
 #[test]
 fn scheduled_jobs_run_the_project_image_with_the_bot_token_and_this_checkouts_policies() {
     let p = resolved();
-    for job in SCHEDULED {
+    for (job, command) in SCHEDULED {
         let j = &p[job];
         assert_eq!(j["stage"], "scheduled", "{job}");
         let image = j["image"]["name"].as_str().expect("image name");
@@ -284,7 +292,7 @@ fn scheduled_jobs_run_the_project_image_with_the_bot_token_and_this_checkouts_po
         assert_eq!(vars["COCREATE_TEMPLATES"], "templates", "{job}");
         let script = j["script"][0].as_str().expect("script");
         assert!(
-            script.starts_with(&format!("cocreate {job}")),
+            script.starts_with(&format!("cocreate {command}")),
             "{job}: the image's binary, from PATH: {script}"
         );
         assert_eq!(j["cache"], serde_json::json!([]), "{job}: no cargo cache");
@@ -292,7 +300,7 @@ fn scheduled_jobs_run_the_project_image_with_the_bot_token_and_this_checkouts_po
 }
 
 #[test]
-fn cca_check_reports_junit_and_the_weekly_report_keeps_markdown_and_json() {
+fn cca_check_reports_junit_the_weekly_report_keeps_markdown_and_json_and_pages_publishes_public() {
     let p = resolved();
     let j = &p["cca-check"];
     assert_eq!(j["artifacts"]["reports"]["junit"], "cca-check.xml");
@@ -311,6 +319,14 @@ fn cca_check_reports_junit_and_the_weekly_report_keeps_markdown_and_json() {
     assert_eq!(
         r["artifacts"]["paths"],
         serde_json::json!(["report.md", "report.json"])
+    );
+    // GitLab Pages publishes the `public/` artifact of the job called `pages`; the internal
+    // dashboard only where COCREATE_SITE_INTERNAL is set.
+    let pages = &p["pages"];
+    assert_eq!(pages["artifacts"]["paths"], serde_json::json!(["public"]));
+    assert_eq!(
+        pages["script"][0],
+        "cocreate site --out public ${COCREATE_SITE_INTERNAL:+--internal}"
     );
     let check = &p["policies-check"];
     assert!(check["script"][0]

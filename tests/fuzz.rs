@@ -728,6 +728,7 @@ proptest! {
                 reviewer_username: reviewer,
                 bot_username: "cocreate-bot",
                 cca: None,
+                issue_list: None,
             })
             .expect("the welcome note renders for any input");
         let is_marker = |l: &str| l.starts_with("<!-- cocreate:") && l.ends_with(" -->");

@@ -393,6 +393,7 @@ pub fn decide_mr_engagement(
                     slack_channel: &org.slack_channel,
                     cca,
                     first_mr: Some(&first_mr),
+                    issue_list: policies.routing.site.issue_list_url.as_deref(),
                 },
                 labels,
             )?;

@@ -201,6 +201,7 @@ pub fn decide_merge_request(
             reviewer_username: reviewer.as_deref(),
             bot_username: &facts.bot_username,
             cca: cca_notice,
+            issue_list: policies.routing.site.issue_list_url.as_deref(),
         })?;
         actions.push(Action::PostNote {
             target: NoteTarget::MergeRequest(facts.mr),
@@ -442,6 +443,33 @@ mod tests {
             assert_eq!(d.skip, skip, "{name}");
             assert_eq!(d.actions.len(), n_actions, "{name}: {:#?}", d.actions);
         }
+    }
+
+    #[test]
+    fn the_welcome_note_links_the_curated_list_when_its_url_is_configured() {
+        let welcome = |p: &Policies| -> String {
+            let d = decide_merge_request(&facts(), p, &Messages::embedded().expect("templates"))
+                .expect("renders");
+            d.actions
+                .iter()
+                .find_map(|a| match a {
+                    Action::PostNote {
+                        marker: Marker::Welcome,
+                        body,
+                        ..
+                    } => Some(body.clone()),
+                    _ => None,
+                })
+                .expect("a welcome note")
+        };
+        let mut p = policies();
+        assert!(!welcome(&p).contains("curated issue list"));
+        p.routing.site.issue_list_url = Some("https://cocreate.example.com/".into());
+        assert!(
+            welcome(&p).contains("The curated issue list: https://cocreate.example.com/"),
+            "{}",
+            welcome(&p)
+        );
     }
 
     #[test]

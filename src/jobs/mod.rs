@@ -7,6 +7,7 @@ pub mod reconcile;
 pub mod report;
 pub mod score;
 pub mod setup;
+pub mod site;
 
 use std::io::IsTerminal;
 use std::sync::Arc;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 pub use agreements::{Agreement, Agreements};
 pub use organizations::{AccountTeam, Organization, Organizations, Tier};
-pub use routing::{Labels, ReviewSlo, Roster, Routing, Strategy, Tracking, Watch};
+pub use routing::{Labels, ReviewSlo, Roster, Routing, Site, Strategy, Tracking, Watch};
 pub use segmentation::{Segmentation, Subscription, Targets, TierRules, Weights};
 
 /// The example policies shipped in `policies/`, embedded so the binary runs on a fresh machine.
@@ -330,6 +330,35 @@ mod tests {
             Ok(_) => vec![],
             Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn the_site_settings_default_and_are_checked() {
+        let p = Policies::embedded().expect("valid");
+        assert_eq!(p.routing.site, super::Site::default());
+        assert_eq!(
+            p.routing.site.curated_labels,
+            ["co-create", "quick win", "Seeking community contributions"]
+        );
+        let errors = |site: &str| -> Vec<String> {
+            let routing = format!(
+                "{}\n{site}",
+                EMBEDDED[1].1.split("\nsite:").next().unwrap_or("")
+            );
+            let sources = vec![
+                (PathBuf::from("organizations.yml"), EMBEDDED[0].1),
+                (PathBuf::from("routing.yml"), routing.as_str()),
+            ];
+            match Policies::from_sources(&sources, "t".into()) {
+                Ok(_) => vec![],
+                Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+            }
+        };
+        assert!(errors("site:\n  issue_list_url: https://cocreate.example.com/\n").is_empty());
+        let e = errors("site:\n  curated_label: [x]\n");
+        assert!(e.len() == 1 && e[0].contains("curated_label"), "{e:?}");
+        let e = errors("site:\n  issue_list_url: javascript:alert(1)\n");
+        assert!(e.len() == 1 && e[0].contains("not an http(s) URL"), "{e:?}");
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub(super) struct RoutingDoc {
     watch: Watch,
     #[serde(default)]
     review_slo: ReviewSlo,
+    #[serde(default)]
+    site: Site,
     /// The bot's GitLab username; when absent it is read from `GET /user` at start-up.
     #[serde(default)]
     bot_username: Option<String>,
@@ -49,6 +51,30 @@ impl Default for ReviewSlo {
             author_reminder_days: 30,
             holidays: Vec::new(),
             bots: Vec::new(),
+        }
+    }
+}
+
+/// `cocreate site`: the curated issue list on GitLab Pages.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Site {
+    /// An open issue in the watched scope carrying any of these labels is on the curated list.
+    pub curated_labels: Vec<String>,
+    /// Where the curated list is published (its GitLab Pages URL). When set, the welcome note
+    /// and new tracking issues link to it.
+    pub issue_list_url: Option<String>,
+}
+
+impl Default for Site {
+    fn default() -> Self {
+        Self {
+            curated_labels: vec![
+                "co-create".into(),
+                "quick win".into(),
+                "Seeking community contributions".into(),
+            ],
+            issue_list_url: None,
         }
     }
 }
@@ -258,6 +284,7 @@ pub struct Routing {
     pub tracking: Tracking,
     pub watch: Watch,
     pub review_slo: ReviewSlo,
+    pub site: Site,
     pub bot_username: Option<String>,
 }
 
@@ -291,6 +318,20 @@ pub(super) fn validate(doc: RoutingDoc) -> Result<Routing, Vec<Located>> {
             "label names cannot be empty",
         ));
     }
+    if doc.site.curated_labels.iter().any(|l| l.trim().is_empty()) {
+        errors.push(Located::at(
+            &doc.contributor_success.reviewers,
+            "site.curated_labels: label names cannot be empty",
+        ));
+    }
+    if let Some(u) = &doc.site.issue_list_url {
+        if !(u.starts_with("https://") || u.starts_with("http://")) || url::Url::parse(u).is_err() {
+            errors.push(Located::at(
+                &doc.contributor_success.reviewers,
+                format!("site.issue_list_url `{u}` is not an http(s) URL"),
+            ));
+        }
+    }
     if errors.is_empty() {
         Ok(Routing {
             labels,
@@ -306,6 +347,7 @@ pub(super) fn validate(doc: RoutingDoc) -> Result<Routing, Vec<Located>> {
             tracking: doc.tracking,
             watch: doc.watch,
             review_slo: doc.review_slo,
+            site: doc.site,
             bot_username: doc
                 .bot_username
                 .map(|b| b.trim_start_matches('@').to_ascii_lowercase()),

@@ -45,6 +45,16 @@ async fn a_project_shows_its_default_branch_and_whether_its_repository_is_empty(
 }
 
 #[tokio::test]
+async fn a_project_is_private_until_its_visibility_is_set() {
+    let api = world().await;
+    let p = api.get_json(&format!("projects/{PROJECT_ID}")).await;
+    assert_eq!(p["visibility"], json!("private"));
+    api.fake.set_project_visibility(PROJECT_ID, "public");
+    let p = api.get_json(&format!("projects/{ENCODED_PATH}")).await;
+    assert_eq!(p["visibility"], json!("public"));
+}
+
+#[tokio::test]
 async fn commits_create_update_and_delete_files_in_one_commit_or_not_at_all() {
     let api = world().await;
     // The first commit of an empty repository creates its branch.

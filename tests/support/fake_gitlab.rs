@@ -405,6 +405,11 @@ impl FakeGitLab {
     }
 
     /// Registers a project path without adding a merge request (`add_mr` does this too).
+    /// A project's `visibility` (`private`, `internal` or `public`); `private` unless set.
+    pub fn set_project_visibility(&self, id: u64, visibility: &str) {
+        self.world().visibility.insert(id, visibility.to_owned());
+    }
+
     pub fn add_project(&self, id: u64, path_with_namespace: &str) {
         self.world()
             .projects
@@ -969,6 +974,8 @@ struct World {
     groups: BTreeMap<u64, Group>,
     /// Project id -> `path_with_namespace`.
     projects: BTreeMap<u64, String>,
+    /// Project id -> `visibility` (`private` unless set).
+    visibility: BTreeMap<u64, String>,
     mrs: BTreeMap<(u64, u64), Mr>,
     /// Issues by (project id, iid).
     issues: BTreeMap<(u64, u64), Issue>,
@@ -1020,6 +1027,7 @@ impl World {
             users: BTreeMap::from([(BOT_USER_ID, bot)]),
             groups: BTreeMap::new(),
             projects: BTreeMap::new(),
+            visibility: BTreeMap::new(),
             mrs: BTreeMap::new(),
             issues: BTreeMap::new(),
             next_issue_id: FIRST_ISSUE_ID,

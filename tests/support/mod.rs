@@ -8,3 +8,5 @@ pub mod fake_gitlab;
 pub mod gitlab_ci_local;
 pub mod harness;
 pub mod load;
+pub mod report_world;
+pub mod site_world;

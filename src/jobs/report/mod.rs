@@ -92,6 +92,16 @@ pub async fn run_with(
     quarter: Quarter,
     arr: Option<BTreeMap<String, f64>>,
 ) -> Result<Report, ReportError> {
+    Ok(run_with_facts(ctx, quarter, arr).await?.0)
+}
+
+/// [`run_with`], also returning the facts it was computed from (for `cocreate site`, which
+/// shows the same numbers and more of the same facts).
+pub async fn run_with_facts(
+    ctx: &Context,
+    quarter: Quarter,
+    arr: Option<BTreeMap<String, f64>>,
+) -> Result<(Report, Facts), ReportError> {
     let live = ctx.gitlab.as_ref().ok_or(ReportError::NoGitlab)?;
     let spend = super::Spend::start(&live.client);
     let seg = &ctx.policies.segmentation;
@@ -102,7 +112,7 @@ pub async fn run_with(
     facts.arr = arr;
     let metrics = compute(&facts, &window);
     let spent = spend.so_far();
-    Ok(Report {
+    let report = Report {
         quarter: quarter.label(),
         start,
         end,
@@ -114,5 +124,6 @@ pub async fn run_with(
         api_writes: spent.writes,
         elapsed_ms: spent.elapsed_ms,
         dashboard: None,
-    })
+    };
+    Ok((report, facts))
 }

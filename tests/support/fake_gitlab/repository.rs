@@ -351,7 +351,7 @@ fn project_json(w: &mut World, id: u64) -> Value {
         "description": "",
         "default_branch": repo.default_branch,
         "empty_repo": repo.is_empty(),
-        "visibility": "private",
+        "visibility": w.visibility.get(&id).map_or("private", String::as_str),
         "archived": false,
         "web_url": format!("{WEB_BASE}/{path}"),
         "http_url_to_repo": format!("{WEB_BASE}/{path}.git"),
