@@ -235,6 +235,22 @@ pub struct LabelEventState {
     pub created_at: String,
 }
 
+/// What a note is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NoteOn {
+    MergeRequest { project_id: u64, iid: u64 },
+    Issue { project_id: u64, iid: u64 },
+}
+
+/// A note created through the API (by the code under test), as opposed to one a test seeded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostedNote {
+    /// The note's id (unique across MRs and issues of one fake).
+    pub id: u64,
+    pub on: NoteOn,
+    pub body: String,
+}
+
 /// A request as the fake saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedCall {
@@ -679,6 +695,11 @@ impl FakeGitLab {
         self.world().calls.clone()
     }
 
+    /// Every note created through the API, oldest first (not forgotten by [`Self::clear_calls`]).
+    pub fn posted_notes(&self) -> Vec<PostedNote> {
+        self.world().posted_notes.clone()
+    }
+
     /// Forgets the recorded calls.
     pub fn clear_calls(&self) {
         self.world().calls.clear();
@@ -984,6 +1005,8 @@ struct World {
     hooks: BTreeMap<String, Vec<HookState>>,
     next_object_id: u64,
     next_note_id: u64,
+    /// Every note created through the API (`POST .../notes`), oldest first.
+    posted_notes: Vec<PostedNote>,
     clock: Clock,
     calls: Vec<RecordedCall>,
     faults: VecDeque<FaultRule>,
@@ -1030,6 +1053,7 @@ impl World {
             hooks: BTreeMap::new(),
             next_object_id: 1,
             next_note_id: 1,
+            posted_notes: Vec::new(),
             clock,
             calls: Vec::new(),
             faults: VecDeque::new(),
@@ -2234,6 +2258,11 @@ fn post_mr_note(w: &mut World, ctx: &Ctx<'_>, project: &str, iid: &str) -> Handl
     let body = note_body_param(&params)?;
     let internal = note_internal_param(&params)?;
     let note_id = w.create_mr_note(project_id, iid, w.bot_id, &body, false, internal);
+    w.posted_notes.push(PostedNote {
+        id: note_id,
+        on: NoteOn::MergeRequest { project_id, iid },
+        body: body.clone(),
+    });
     let mr = &w.mrs[&(project_id, iid)];
     let note = mr
         .notes
@@ -2553,6 +2582,11 @@ fn post_issue_note(w: &mut World, ctx: &Ctx<'_>, project: &str, iid: &str) -> Ha
     let body = note_body_param(&params)?;
     let internal = note_internal_param(&params)?;
     let note_id = w.create_issue_note(project_id, iid, w.bot_id, &body, false, internal);
+    w.posted_notes.push(PostedNote {
+        id: note_id,
+        on: NoteOn::Issue { project_id, iid },
+        body: body.clone(),
+    });
     let issue = &w.issues[&(project_id, iid)];
     let note = issue
         .notes

@@ -2,7 +2,8 @@
 //! signed webhooks like GitLab does. Model: rust-lang/bors's test harness.
 //!
 //! A harness fails the test on drop if a note the bot posted was never looked at with
-//! [`Harness::take_notes`] (every message the bot writes must be asserted by some test).
+//! [`Harness::take_notes`] / [`Harness::take_issue_notes`] (every message the bot writes must be
+//! asserted by some test); notes are tracked by id (see [`CheckedGitLab`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -13,6 +14,7 @@ use cocreate::worker::WorkerConfig;
 use serde_json::Value;
 
 use super::fake_gitlab::{fixture, FakeGitLab, MrSpec, UserSpec, BOT_USERNAME};
+use super::notes::CheckedGitLab;
 
 pub const SECRET: &str = "webhook-secret-for-tests";
 pub const PROJECT_ID: u64 = 2;
@@ -34,12 +36,12 @@ pub const TRACKING_PROJECT_ID: u64 = 900;
 pub const OUTSIDER: (u64, &str) = (600, "outsider");
 
 pub struct Harness {
-    pub gitlab: FakeGitLab,
+    /// The fake GitLab, watched: notes the bot posts must be taken before the harness drops.
+    pub gitlab: CheckedGitLab,
     pub app: Option<Running>,
     pub http: reqwest::Client,
     pub settings: ServeSettings,
     _data: tempfile::TempDir,
-    checked_notes: AtomicUsize,
 }
 
 /// Test settings: fast retries, small leases, the example policies.
@@ -230,7 +232,7 @@ impl Harness {
         prepare: impl FnOnce(&FakeGitLab),
         adjust: impl FnOnce(&mut ServeSettings),
     ) -> Self {
-        let gitlab = FakeGitLab::start().await;
+        let gitlab = CheckedGitLab::start().await;
         seed(&gitlab);
         prepare(&gitlab);
         let data = tempfile::tempdir().expect("tempdir");
@@ -243,7 +245,6 @@ impl Harness {
             http: reqwest::Client::new(),
             settings: s,
             _data: data,
-            checked_notes: AtomicUsize::new(0),
         }
     }
 
@@ -298,7 +299,7 @@ impl Harness {
 
     /// The bot's notes on an issue of the tracking project; marks them as checked.
     pub fn take_issue_notes(&self, iid: u64) -> Vec<String> {
-        self.take_bot_notes(self.gitlab.issue_notes(TRACKING_PROJECT_ID, iid))
+        self.gitlab.take_issue_notes(TRACKING_PROJECT_ID, iid)
     }
 
     /// Delivers an issue event with a fresh event UUID; asserts it was queued.
@@ -309,48 +310,14 @@ impl Harness {
 
     /// The bot's notes on an MR; marks them as checked.
     pub fn take_notes(&self, iid: u64) -> Vec<String> {
-        self.take_bot_notes(self.gitlab.notes(PROJECT_ID, iid))
+        self.gitlab.take_mr_notes(PROJECT_ID, iid)
     }
 
-    fn take_bot_notes(&self, notes: Vec<super::fake_gitlab::NoteState>) -> Vec<String> {
-        let notes: Vec<String> = notes
-            .into_iter()
-            .filter(|n| n.author_username == BOT_USERNAME)
-            .map(|n| n.body)
-            .collect();
-        self.checked_notes.fetch_add(notes.len(), Ordering::Relaxed);
-        notes
-    }
-
-    fn bot_notes_total(&self) -> usize {
-        self.gitlab
-            .calls()
-            .iter()
-            .filter(|c| c.method == "POST" && c.path.ends_with("/notes") && c.status == 201)
-            .count()
-    }
-
+    /// Stops `serve`, then fails the test if a note the bot posted was never looked at.
     pub async fn stop(mut self) {
         if let Some(app) = self.app.take() {
             app.shutdown().await;
         }
-        self.check_notes_were_asserted();
-    }
-
-    fn check_notes_were_asserted(&self) {
-        let posted = self.bot_notes_total();
-        let checked = self.checked_notes.load(Ordering::Relaxed);
-        assert!(
-            posted <= checked,
-            "the bot posted {posted} note(s) but the test looked at {checked}: assert every message with take_notes()"
-        );
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        if !std::thread::panicking() && self.app.is_some() {
-            self.check_notes_were_asserted();
-        }
+        self.gitlab.check();
     }
 }

@@ -7,4 +7,6 @@
 pub mod fake_gitlab;
 pub mod gitlab_ci_local;
 pub mod harness;
+pub mod jobs;
 pub mod load;
+pub mod notes;
