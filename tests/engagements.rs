@@ -363,18 +363,12 @@ async fn a_tracking_issue_with_many_notes_is_read_incrementally() {
     }
     // Someone else's note with a marker-like text does not count.
     gitlab.add_issue_note(TRACKING_PROJECT_ID, iid, 701, &link(900));
-    let ctx = cocreate::app::build_context(
-        &cocreate::app::GitlabSettings {
-            url: gitlab.url(),
-            token: Some(gitlab.token()),
-            retry: Default::default(),
-        },
+    let ctx = support::jobs::context(
+        &gitlab,
         cocreate::policy::Policies::embedded().expect("policies"),
-        cocreate::messages::Messages::embedded().expect("templates"),
         cocreate::clock::Clock::system(),
     )
-    .await
-    .expect("context");
+    .await;
     let live = ctx.gitlab.as_ref().expect("live");
     let issue = IssueRef {
         project: TRACKING_PROJECT.into(),

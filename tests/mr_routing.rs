@@ -453,32 +453,17 @@ async fn healthz_readyz_and_metrics() {
 /// but a refused token stops it at once, with the reason.
 #[tokio::test]
 async fn start_up_retries_a_failing_gitlab_but_not_a_refused_token() {
-    use cocreate::app::{build_context, GitlabSettings};
-    use cocreate::gitlab::RetryPolicy;
     use support::fake_gitlab::{FakeGitLab, BOT_USERNAME};
 
     let gitlab = FakeGitLab::start().await;
     seed(&gitlab);
-    let settings = |token: String| GitlabSettings {
-        url: gitlab.url(),
-        token: Some(token),
-        retry: RetryPolicy {
-            base: std::time::Duration::from_millis(5),
-            cap: std::time::Duration::from_millis(20),
-            ..RetryPolicy::default()
-        },
-    };
     let context = |token: String| {
-        let settings = settings(token);
-        async move {
-            build_context(
-                &settings,
-                cocreate::policy::Policies::embedded().expect("policies"),
-                cocreate::messages::Messages::embedded().expect("templates"),
-                cocreate::clock::Clock::system(),
-            )
-            .await
-        }
+        support::jobs::try_context(
+            &gitlab,
+            token,
+            cocreate::policy::Policies::embedded().expect("policies"),
+            cocreate::clock::Clock::system(),
+        )
     };
     gitlab.push_fault_for("GET", "/api/v4/user", Fault::Status(502));
     gitlab.push_fault_for(

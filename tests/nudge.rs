@@ -77,7 +77,10 @@ async fn ping_escalate_remind_and_nothing_twice() {
     let ctx = context(&gitlab, "2026-11-11T18:00:00Z").await;
     gitlab.clear_calls();
     nudge::run(&ctx).await.expect("runs");
-    assert!(gitlab.take_mr_notes(2, 62).is_empty(), "weekends do not count");
+    assert!(
+        gitlab.take_mr_notes(2, 62).is_empty(),
+        "weekends do not count"
+    );
     assert!(gitlab.writes().is_empty(), "{:#?}", gitlab.writes());
 
     // Thursday: !61 has waited 8 business days → handed to another roster member.

@@ -4,41 +4,27 @@
 
 mod support;
 
-use chrono::{DateTime, Utc};
-use cocreate::app::{self, GitlabSettings};
-use cocreate::clock::Clock;
-use cocreate::gitlab::RetryPolicy;
 use cocreate::handlers::Context;
 use cocreate::jobs::report::{self, Quarter};
-use cocreate::messages::Messages;
 use cocreate::policy::Policies;
 use support::fake_gitlab::{FakeGitLab, IssueSpec, MrSpec};
 use support::harness::{
     seed, AERO_DEV, OUTSIDER, PROJECT_ID, PROJECT_PATH, TELCO_DEV, TRACKING_PROJECT,
     TRACKING_PROJECT_ID,
 };
+use support::jobs;
+use support::notes::CheckedGitLab;
 
 const NOW: &str = "2025-06-01T12:00:00Z";
 
+/// A `report` context with the embedded policies, at [`NOW`].
 async fn context(gitlab: &FakeGitLab) -> Context {
-    let settings = GitlabSettings {
-        url: gitlab.url(),
-        token: Some(gitlab.token()),
-        retry: RetryPolicy {
-            base: std::time::Duration::from_millis(2),
-            cap: std::time::Duration::from_millis(20),
-            ..RetryPolicy::default()
-        },
-    };
-    let now: DateTime<Utc> = DateTime::parse_from_rfc3339(NOW).expect("t").to_utc();
-    app::build_context(
-        &settings,
+    jobs::context(
+        gitlab,
         Policies::embedded().expect("policies"),
-        Messages::embedded().expect("templates"),
-        Clock::fixed(now),
+        jobs::at(NOW),
     )
     .await
-    .expect("context")
 }
 
 fn stage(s: &str) -> String {
@@ -96,8 +82,8 @@ fn mr(gitlab: &FakeGitLab, iid: u64, org: &str, author: u64, day: &str) {
 }
 
 /// FY26Q1 (fiscal year from February) is 2025-02-01 .. 2025-04-30.
-async fn world() -> FakeGitLab {
-    let gitlab = FakeGitLab::start().await;
+async fn world() -> CheckedGitLab {
+    let gitlab = CheckedGitLab::start().await;
     seed(&gitlab);
     // #1 aero: contacted 01-20, active 03-17 (8.0 weeks), completed 04-01.
     engagement(
@@ -500,8 +486,8 @@ fn issue_by(gitlab: &FakeGitLab, author: u64, when: &str) -> u64 {
 
 /// FY26Q1 is `[2025-02-01, 2025-05-01)`. Everything here happens before 2025-05-01 06:00,
 /// when the report is first run; [`after_the_quarter`] adds what happens later.
-async fn second_world() -> FakeGitLab {
-    let gitlab = FakeGitLab::start().await;
+async fn second_world() -> CheckedGitLab {
+    let gitlab = CheckedGitLab::start().await;
     seed(&gitlab);
     // #1 aero, old: completed 2024-09-01, closed 2024-09-05.
     let old = open_engagement(
