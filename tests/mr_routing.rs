@@ -212,15 +212,46 @@ async fn the_bots_own_event_is_ignored() {
     h.stop().await;
 }
 
+/// An MR event whose payload says the MR is in `state` (GitLab sends the state after the action).
+fn mr_event_in_state(iid: u64, action: &str, state: &str) -> Vec<u8> {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&mr_event(iid, AERO_DEV, AERO_DEV, action)).expect("json");
+    v["object_attributes"]["state"] = state.into();
+    serde_json::to_vec(&v).expect("json")
+}
+
 #[tokio::test]
 async fn closed_and_merged_mrs_and_unrouted_actions_are_left_alone() {
     let h = Harness::start().await;
-    h.deliver_mr(mr_event(16, AERO_DEV, AERO_DEV, "merge"))
-        .await;
-    h.deliver_mr(mr_event(16, AERO_DEV, AERO_DEV, "close"))
-        .await;
-    h.wait_idle().await;
-    assert!(h.gitlab.writes().is_empty());
+    // !40 was merged and !41 closed before the bot saw them; !16 is open.
+    for (iid, state) in [(40, "merged"), (41, "closed")] {
+        h.gitlab.add_mr(support::fake_gitlab::MrSpec {
+            project_id: PROJECT_ID,
+            iid,
+            id: 1000 + iid,
+            title: format!("Change {iid}"),
+            author_id: AERO_DEV.0,
+            labels: vec!["enhancement".into()],
+            state: state.into(),
+            sha: format!("{iid:040x}"),
+            project_path: PROJECT_PATH.into(),
+            ..support::fake_gitlab::MrSpec::default()
+        });
+    }
+    h.gitlab.clear_calls();
+    h.deliver_mr(mr_event_in_state(40, "merge", "merged")).await;
+    h.deliver_mr(mr_event_in_state(41, "close", "closed")).await;
+    // Actions that are not routed, on the open MR.
+    for action in ["approved", "unapproved", "approval"] {
+        h.deliver_mr(mr_event_in_state(16, action, "opened")).await;
+    }
+    let stats = h.wait_idle().await;
+    assert_eq!((stats.done, stats.dead), (5, 0), "{stats:?}");
+    assert!(h.gitlab.writes().is_empty(), "{:#?}", h.gitlab.writes());
+    for iid in [16, 40, 41] {
+        assert_eq!(h.gitlab.mr(PROJECT_ID, iid).labels, vec!["enhancement"]);
+        assert!(h.take_notes(iid).is_empty());
+    }
     h.stop().await;
 }
 
@@ -359,11 +390,23 @@ async fn a_429_storm_then_success() {
 #[tokio::test]
 async fn repeated_500s_park_the_event_as_a_dead_letter() {
     let h = Harness::start_with(|s| s.worker.max_attempts = 2).await;
-    h.gitlab.set_failure_rate(1.0, 7);
+    // Reads succeed; every write answers 500 (more faults than the 2 attempts x 4 tries use).
+    for _ in 0..40 {
+        for method in ["POST", "PUT"] {
+            h.gitlab
+                .push_fault_for(method, "/api/v4/projects/", Fault::Status(500));
+        }
+    }
+    h.gitlab.clear_calls();
     h.deliver_mr(mr_event(16, AERO_DEV, AERO_DEV, "open")).await;
     let stats = h.wait_idle().await;
     assert_eq!(stats.dead, 1, "{stats:?}");
-    assert!(h.gitlab.writes().iter().all(|c| c.status >= 400));
+    let writes = h.gitlab.writes();
+    assert!(!writes.is_empty(), "the worker tried to write");
+    assert!(writes.iter().all(|c| c.status == 500), "{writes:#?}");
+    // Nothing reached GitLab: no label, no note.
+    assert_eq!(h.gitlab.mr(PROJECT_ID, 16).labels, vec!["enhancement"]);
+    assert!(h.take_notes(16).is_empty());
     h.stop().await;
 }
 
