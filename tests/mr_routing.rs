@@ -539,3 +539,154 @@ async fn start_up_retries_a_failing_gitlab_but_not_a_refused_token() {
         "the token is not echoed: {err}"
     );
 }
+
+/// A non-GET call as "what was written": `edit !16`, `status !16 <state>` (read back from the
+/// fake), `note !16`, `new tracking issue`, `note tracking #1`.
+fn written(h: &Harness, c: &support::fake_gitlab::RecordedCall) -> String {
+    let path = c.path.trim_start_matches("/api/v4/projects/");
+    let segments: Vec<&str> = path.split('/').collect();
+    match (c.method.as_str(), segments.get(1..).unwrap_or_default()) {
+        ("PUT", ["merge_requests", iid]) => format!("edit !{iid}"),
+        ("POST", ["merge_requests", iid, "notes"]) => format!("note !{iid}"),
+        ("POST", ["statuses", sha]) => {
+            let state = h
+                .gitlab
+                .commit_statuses(PROJECT_ID, sha)
+                .last()
+                .map(|s| s.status.clone())
+                .unwrap_or_default();
+            format!("status {state}")
+        }
+        ("POST", ["issues"]) => "new tracking issue".into(),
+        ("POST", ["issues", iid, "notes"]) => format!("note tracking #{iid}"),
+        _ => format!("{} {}", c.method, c.path),
+    }
+}
+
+/// The routing rules end to end, one case per row: what is written to GitLab (in order), the
+/// MR's labels after, and the marker of the bot's note on the MR.
+#[tokio::test]
+async fn routing_table_what_each_event_writes() {
+    struct Case {
+        name: &'static str,
+        iid: u64,
+        author: (u64, &'static str),
+        actor: (u64, &'static str),
+        action: &'static str,
+        writes: &'static [&'static str],
+        labels: &'static [&'static str],
+        note: Option<&'static str>,
+    }
+    const AERO: &[&str] = &[
+        "CCA::signed",
+        "Co-Create",
+        "Co-Create org::example-aero",
+        "Community contribution",
+        "enhancement",
+    ];
+    let cases = [
+        Case {
+            name: "new Co-Create MR: labels and reviewer, status, welcome, tracking issue",
+            iid: 50,
+            author: AERO_DEV,
+            actor: AERO_DEV,
+            action: "open",
+            writes: &[
+                "edit !50",
+                "status success",
+                "note !50",
+                "new tracking issue",
+            ],
+            labels: AERO,
+            note: Some("<!-- cocreate:welcome -->"),
+        },
+        Case {
+            name: "redelivery: everything in place, nothing written",
+            iid: 50,
+            author: AERO_DEV,
+            actor: AERO_DEV,
+            action: "update",
+            writes: &[],
+            labels: AERO,
+            note: Some("<!-- cocreate:welcome -->"),
+        },
+        Case {
+            name: "someone else updates a Co-Create MR: still routed, linked to the tracking issue",
+            iid: 51,
+            author: AERO_DEV,
+            actor: (25, "maintainer"),
+            action: "update",
+            writes: &["edit !51", "status success", "note !51", "note tracking #1"],
+            labels: AERO,
+            note: Some("<!-- cocreate:welcome -->"),
+        },
+        Case {
+            name: "organization whose CCA expired: failed status, instructions in the welcome",
+            iid: 52,
+            author: TELCO_DEV,
+            actor: TELCO_DEV,
+            action: "open",
+            writes: &[
+                "edit !52",
+                "status failed",
+                "note !52",
+                "new tracking issue",
+            ],
+            labels: &[
+                "CCA::expired",
+                "Co-Create",
+                "Co-Create org::example-telco",
+                "Community contribution",
+                "enhancement",
+            ],
+            note: Some("<!-- cocreate:cca-expired -->"),
+        },
+        Case {
+            name: "outsider: nothing",
+            iid: 53,
+            author: OUTSIDER,
+            actor: OUTSIDER,
+            action: "open",
+            writes: &[],
+            labels: &["enhancement"],
+            note: None,
+        },
+        Case {
+            name: "the bot's own event: nothing",
+            iid: 54,
+            author: AERO_DEV,
+            actor: (9000, "cocreate-bot"),
+            action: "update",
+            writes: &[],
+            labels: &["enhancement"],
+            note: None,
+        },
+    ];
+    let h = Harness::start().await;
+    for (i, case) in cases.iter().enumerate() {
+        if cases[..i].iter().all(|c| c.iid != case.iid) {
+            add_mr(&h.gitlab, case.iid, case.author.0, case.name);
+        }
+        h.gitlab.clear_calls();
+        h.deliver_mr(mr_event(case.iid, case.author, case.actor, case.action))
+            .await;
+        h.wait_idle().await;
+        let writes: Vec<String> = h.gitlab.writes().iter().map(|c| written(&h, c)).collect();
+        assert_eq!(writes, case.writes, "{}", case.name);
+        assert_eq!(
+            h.gitlab.mr(PROJECT_ID, case.iid).labels,
+            case.labels,
+            "{}",
+            case.name
+        );
+        let notes = h.take_notes(case.iid);
+        let markers: Vec<&str> = notes.iter().filter_map(|n| n.lines().next()).collect();
+        assert_eq!(markers, Vec::from_iter(case.note), "{}", case.name);
+    }
+    // The aero tracking issue (#1) links the second aero MR; the telco one (#2) has no note.
+    let links = h.take_issue_notes(1);
+    let first_lines: Vec<&str> = links.iter().filter_map(|n| n.lines().next()).collect();
+    assert_eq!(first_lines, ["<!-- cocreate:mr-link:2!51 -->"]);
+    assert!(h.take_issue_notes(2).is_empty());
+    h.stop().await;
+}
