@@ -61,61 +61,6 @@ async fn cocreate_mr_gets_labels_reviewer_and_one_welcome_note() {
 }
 
 #[tokio::test]
-async fn api_cost_of_a_new_mr_cold_and_warm_and_of_a_redelivery() {
-    let h = Harness::start().await;
-    add_mr(&h.gitlab, 17, AERO_DEV.0, "Second change");
-    h.gitlab.clear_calls();
-
-    h.deliver_mr(mr_event(16, AERO_DEV, AERO_DEV, "open")).await;
-    h.wait_idle().await;
-    let cold = h.gitlab.calls();
-    let cold_writes = cold.iter().filter(|c| c.method != "GET").count();
-    assert_eq!(
-        cold_writes, 4,
-        "one PUT (labels + reviewer), the cocreate/cca status, the welcome note, the new tracking issue: {cold:#?}"
-    );
-    // Author, MR, notes, head commit status, the organization's tracking issues, open Co-Create
-    // MRs, then per roster member: id lookup and status.
-    assert_eq!(cold.len() - cold_writes, 6 + 2 * ROSTER.len(), "{cold:#?}");
-
-    h.gitlab.clear_calls();
-    h.deliver_mr(mr_event(17, AERO_DEV, AERO_DEV, "open")).await;
-    h.wait_idle().await;
-    let warm = h.gitlab.calls();
-    let warm_writes = warm.iter().filter(|c| c.method != "GET").count();
-    // PUT, status, welcome, and the link note on the tracking issue.
-    assert_eq!(warm_writes, 4, "{warm:#?}");
-    // Cached: author, roster ids and statuses. Read: MR, notes, head status, tracking issues and
-    // the tracking issue's notes, open Co-Create MRs.
-    assert_eq!(warm.len() - warm_writes, 6, "{warm:#?}");
-    // Sticky: the organization's reviewer takes its second MR.
-    assert_eq!(h.gitlab.mr(PROJECT_ID, 17).reviewer_ids, vec![25, 101]);
-
-    h.gitlab.clear_calls();
-    h.deliver_mr(mr_event(16, AERO_DEV, AERO_DEV, "update"))
-        .await;
-    h.wait_idle().await;
-    let again = h.gitlab.calls();
-    assert_eq!(
-        again.iter().filter(|c| c.method != "GET").count(),
-        0,
-        "{again:#?}"
-    );
-    // MR, notes, head status, tracking issues and their notes: it has a roster reviewer, so
-    // no load listing.
-    assert_eq!(again.len(), 5, "{again:#?}");
-    println!(
-        "API calls per new Co-Create MR: cold {} ({} writes), warm {} ({} writes); redelivery {} (0 writes)",
-        cold.len(), cold_writes, warm.len(), warm_writes, again.len()
-    );
-    assert_eq!(h.take_notes(16).len(), 1);
-    assert_eq!(h.take_notes(17).len(), 1);
-    let tracking = h.gitlab.issues(TRACKING_PROJECT_ID);
-    assert_eq!(h.take_issue_notes(tracking[0].iid).len(), 1);
-    h.stop().await;
-}
-
-#[tokio::test]
 async fn redelivery_and_replay_write_nothing() {
     let h = Harness::start().await;
     let body = mr_event(16, AERO_DEV, AERO_DEV, "open");

@@ -280,6 +280,55 @@ impl Harness {
         uuid
     }
 
+    /// `author` opens MR `iid` (already in the fake, e.g. the seed's `!16` or one added with
+    /// [`add_mr`]): GitLab's `open` webhook is delivered and handled.
+    pub async fn open_mr(&self, iid: u64, author: (u64, &str)) {
+        self.deliver_mr(mr_event(iid, author, author, "open")).await;
+        self.wait_idle().await;
+    }
+
+    /// `by` comments `body` on MR `iid` (authored by the aero engineer): the note is saved in
+    /// the fake, then its `Note Hook` delivered and handled. Returns the note id.
+    pub async fn comment(&self, iid: u64, by: (u64, &str), body: &str) -> u64 {
+        let id = self.gitlab.add_note(PROJECT_ID, iid, by.0, body);
+        self.deliver_comment(iid, id, by, body).await;
+        id
+    }
+
+    /// Delivers (again) the `Note Hook` of comment `note_id` on MR `iid` and waits for it.
+    pub async fn deliver_comment(&self, iid: u64, note_id: u64, by: (u64, &str), body: &str) {
+        let r = self
+            .deliver(
+                "Note Hook",
+                note_event(iid, AERO_DEV.0, note_id, by, body),
+                Some(&new_uuid()),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "{:?}", r.text().await);
+        self.wait_idle().await;
+    }
+
+    /// `by` adds and removes labels on tracking issue `iid` (in the fake, with label events),
+    /// then the `Issue Hook` of that update is delivered and handled.
+    pub async fn label_issue(&self, iid: u64, by: (u64, &str), add: &[&str], remove: &[&str]) {
+        let before = self.gitlab.issue(TRACKING_PROJECT_ID, iid);
+        self.gitlab
+            .change_issue_labels(TRACKING_PROJECT_ID, iid, by.0, add, remove);
+        let after = self.gitlab.issue(TRACKING_PROJECT_ID, iid);
+        let labels: Vec<&str> = after.labels.iter().map(String::as_str).collect();
+        let previous: Vec<&str> = before.labels.iter().map(String::as_str).collect();
+        self.deliver_issue(issue_event(
+            iid,
+            by,
+            "update",
+            &after.description,
+            &labels,
+            Some(&previous),
+        ))
+        .await;
+        self.wait_idle().await;
+    }
+
     /// Waits until the queue has nothing pending or in flight (or fails after 20 s).
     pub async fn wait_idle(&self) -> cocreate::queue::QueueStats {
         let queue = &self.app.as_ref().expect("running").queue;
