@@ -235,6 +235,24 @@ async fn an_agreement_lands_then_expires() {
         "{}",
         notes[0]
     );
+    insta::assert_snapshot!(gitlab.posted_with("cocreate:cca-expired"), @r#"
+    <!-- cocreate:cca-expired -->
+    Hi @tdev, one thing is needed before this merge request can be merged.
+
+    **Before we can merge:** your organization has no current Corporate Contributor Agreement (CCA) with us (the one on file expired). Please ask the person who signs agreements for your company to write to cla-managers@example.com; we will send the agreement to sign.
+    This MR is labelled `CCA::expired` until the agreement is on file; the label and the `cocreate/cca` status update by themselves once it is.
+    "#);
+    insta::assert_snapshot!(gitlab.posted_with("cocreate:cca-missing"), @r#"
+    <!-- cocreate:cca-missing -->
+    Hi @bdev, one thing is needed before this merge request can be merged.
+
+    **Before we can merge:** your organization has no Corporate Contributor Agreement (CCA) with us. Please ask the person who signs agreements for your company to write to cla-managers@example.com; we will send the agreement to sign.
+    This MR is labelled `CCA::missing` until the agreement is on file; the label and the `cocreate/cca` status update by themselves once it is.
+    "#);
+    insta::assert_snapshot!(gitlab.posted_with("cocreate:cca-signed"), @r#"
+    <!-- cocreate:cca-signed -->
+    Good news, @bdev: your organization's Corporate Contributor Agreement is now on file, so nothing stands in the way of merging on our side. Thank you for your patience!
+    "#);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,6 +41,15 @@ async fn help_is_answered_once_even_on_redelivery() {
         help.contains("`@cocreate-bot ready`") && help.contains("`@cocreate-bot recheck`"),
         "{help}"
     );
+    insta::assert_snapshot!(h.gitlab.posted_with("cocreate:cmd:"), @r#"
+    <!-- cocreate:cmd:2 -->
+    <!-- cocreate:cmd-to:501 -->
+    @aero-dev-1, here is what you can ask me in a comment on this merge request:
+
+    - `@cocreate-bot ready` — ask for a review: I make sure a Contributor Success reviewer is assigned and let them know.
+    - `@cocreate-bot recheck` — check your organization's Corporate Contributor Agreement again right now.
+    - `@cocreate-bot help` — this list.
+    "#);
     h.stop().await;
 }
 
@@ -64,6 +73,11 @@ async fn ready_keeps_the_reviewer_and_pings_them() {
         "only the reply: {:#?}",
         h.gitlab.writes()
     );
+    insta::assert_snapshot!(h.gitlab.posted_with("cocreate:cmd:"), @r#"
+    <!-- cocreate:cmd:2 -->
+    <!-- cocreate:cmd-to:501 -->
+    @cs-reviewer-1, @aero-dev-1 says this merge request is ready for review. Thank you!
+    "#);
     h.stop().await;
 }
 
@@ -99,6 +113,11 @@ async fn recheck_updates_the_cca_at_once() {
         .mr(PROJECT_ID, 21)
         .labels
         .contains(&"CCA::expired".to_string()));
+    insta::assert_snapshot!(h.gitlab.posted_with("cocreate:cmd:"), @r#"
+    <!-- cocreate:cmd:2 -->
+    <!-- cocreate:cmd-to:502 -->
+    @tdev, I checked again: your organization's Corporate Contributor Agreement is **no longer current**. Labels and the `cocreate/cca` status are up to date.
+    "#);
     h.stop().await;
 }
 
@@ -128,5 +147,11 @@ async fn strangers_get_one_polite_note_and_code_blocks_do_nothing() {
         "{}",
         last(&notes)
     );
+    insta::assert_snapshot!(h.gitlab.posted_with("cocreate:cmd-denied"), @r#"
+    <!-- cocreate:cmd:2 -->
+    <!-- cocreate:cmd-to:600 -->
+    <!-- cocreate:cmd-denied:600 -->
+    @outsider, thanks — only the author of this merge request, its reviewers and the Contributor Success team can give me commands here.
+    "#);
     h.stop().await;
 }

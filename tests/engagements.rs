@@ -105,6 +105,16 @@ async fn an_invalid_intake_gets_one_note_saying_what_is_missing() {
     );
     let issue = h.gitlab.issue(TRACKING_PROJECT_ID, iid);
     assert_eq!(issue.labels, vec!["Co-Create intake"], "not converted");
+    insta::assert_snapshot!(h.gitlab.posted_with("cocreate:intake-invalid"), @r#"
+    <!-- cocreate:intake-invalid:2e97d1e81c1f -->
+    Thanks for starting a Co-Create engagement request. Before it can become the engagement's tracking issue, please fix the description:
+
+    - Organization: `@⁠all \/close &lt;b&gt;x&lt;\/b&gt;` is not a Co-Create organization yet (add it to policies/organizations.yml first)
+    - CSM: missing (the CSM's GitLab username)
+    - Opportunity: missing (one or two sentences on what we would build together)
+
+    Edit the issue description; cocreate checks it again on every update. Known organizations: `example-aero`, `example-telco`, `example-bank`.
+    "#);
     h.stop().await;
 }
 
@@ -143,6 +153,10 @@ async fn a_second_intake_for_the_same_organization_is_linked_to_the_first() {
         h.gitlab.issue(TRACKING_PROJECT_ID, second).labels,
         vec!["Co-Create intake"]
     );
+    insta::assert_snapshot!(h.gitlab.posted_with("cocreate:intake-duplicate"), @r#"
+    <!-- cocreate:intake-duplicate:1 -->
+    **Example Aero** already has an open engagement tracking issue: #1. I linked the two; please continue there and close this one when you have moved anything useful over.
+    "#);
     h.stop().await;
 }
 
@@ -297,6 +311,10 @@ async fn one_stage_at_a_time_and_a_note_when_a_step_is_skipped() {
         "{}",
         notes[0]
     );
+    insta::assert_snapshot!(h.gitlab.posted_with("cocreate:stage-skip"), @r#"
+    <!-- cocreate:stage-skip:stage-without-pathway:active -->
+    Heads-up: stage `active` is set, but no `minor` or `major` pathway was decided: the program aligns on a pathway first. The label stays as you set it; please check the checklist above.
+    "#);
     h.stop().await;
 }
 

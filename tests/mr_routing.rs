@@ -143,6 +143,24 @@ async fn organization_recognised_by_verified_email_domain() {
         h.gitlab.commit_statuses(PROJECT_ID, &sha)[0].status,
         "failed"
     );
+    insta::assert_snapshot!(h.gitlab.posted_with("cocreate:cca-expired"), @r#"
+    <!-- cocreate:cca-expired -->
+    <!-- cocreate:welcome -->
+    Hi @tdev, thank you for your merge request “Telco change”, and welcome to the Co-Create program!
+
+    @cs-reviewer-1 from the Contributor Success team will review it and coach you through to merge.
+
+    **Before we can merge:** your organization has no current Corporate Contributor Agreement (CCA) with us (the one on file expired). Please ask the person who signs agreements for your company to write to cla-managers@example.com; we will send the agreement to sign.
+    This MR is labelled `CCA::expired` until the agreement is on file; the label and the `cocreate/cca` status update by themselves once it is.
+
+
+    A few things that help:
+    - Keep the MR focused on one change, and describe what it does and why.
+    - Pipelines may need a maintainer to start them; that is expected for contributions.
+    - If you get stuck, write `@cocreate-bot help` in a comment.
+
+    We are glad you are here.
+    "#);
     h.stop().await;
 }
 
@@ -633,5 +651,9 @@ async fn routing_table_what_each_event_writes() {
     let first_lines: Vec<&str> = links.iter().filter_map(|n| n.lines().next()).collect();
     assert_eq!(first_lines, ["<!-- cocreate:mr-link:2!51 -->"]);
     assert!(h.take_issue_notes(2).is_empty());
+    insta::assert_snapshot!(h.gitlab.posted_with("cocreate:mr-link"), @r#"
+    <!-- cocreate:mr-link:2!51 -->
+    New merge request from Example Aero: http://gitlab.example.com/vendor/product/-/merge_requests/51 (“someone else updates a Co-Create MR\: still routed, linked to the tracking issue”).
+    "#);
     h.stop().await;
 }

@@ -124,6 +124,18 @@ async fn ping_escalate_remind_and_nothing_twice() {
         "nudge on 3 MRs: {} reads (pages + one notes read per MR)",
         again.api_reads
     );
+    insta::assert_snapshot!(gitlab.posted_with("cocreate:nudge-ping"), @r#"
+    <!-- cocreate:nudge-ping:2026-11-02T10:00 -->
+    @cs-reviewer-1: this Co-Create merge request has waited 4 business days for a review. @aero-dev-1 is looking forward to your feedback — could you take a look, or hand it on if you can't?
+    "#);
+    insta::assert_snapshot!(gitlab.posted_with("cocreate:nudge-escalate"), @r#"
+    <!-- cocreate:nudge-escalate:2026-11-02T10:00 -->
+    @cs-reviewer-2: could you take over the review of this Co-Create merge request? It has waited 8 business days; @cs-reviewer-1 seems to be unavailable. Thank you!
+    "#);
+    insta::assert_snapshot!(gitlab.posted_with("cocreate:nudge-author"), @r#"
+    <!-- cocreate:nudge-author:2026-10-01T10:00 -->
+    Hi @aero-dev-1, a friendly reminder: this merge request has been waiting on you for 36 days. If you need help, write `@cocreate-bot help` or just reply here — and if you no longer plan to continue, that's fine too; let us know and we'll take it from here.
+    "#);
 }
 
 /// `serve` publishes how many open Co-Create MRs are overdue (the label `nudge` keeps) as the

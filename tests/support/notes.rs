@@ -51,6 +51,17 @@ impl CheckedGitLab {
         mine.into_iter().map(|n| n.body).collect()
     }
 
+    /// The first note created through the API whose text contains `marker` (e.g.
+    /// `"cocreate:cmd-denied"`), for snapshots. Does not count as taking it.
+    pub fn posted_with(&self, marker: &str) -> String {
+        self.fake
+            .posted_notes()
+            .into_iter()
+            .find(|n| n.body.contains(marker))
+            .map(|n| n.body)
+            .unwrap_or_else(|| panic!("no posted note contains {marker:?}"))
+    }
+
     /// Notes created through the API that no test has taken yet.
     pub fn unchecked(&self) -> Vec<PostedNote> {
         let taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
