@@ -153,5 +153,10 @@ async fn strangers_get_one_polite_note_and_code_blocks_do_nothing() {
     <!-- cocreate:cmd-denied:600 -->
     @outsider, thanks — only the author of this merge request, its reviewers and the Contributor Success team can give me commands here.
     "#);
+    insta::assert_snapshot!(h.gitlab.posted_with("I don't know the command"), @r#"
+    <!-- cocreate:cmd:5 -->
+    <!-- cocreate:cmd-to:501 -->
+    @aero-dev-1, I don't know the command `deploy`. Try `@cocreate-bot help` for the list.
+    "#);
     h.stop().await;
 }
