@@ -105,11 +105,12 @@ async fn an_invalid_intake_gets_one_note_saying_what_is_missing() {
     );
     let issue = h.gitlab.issue(TRACKING_PROJECT_ID, iid);
     assert_eq!(issue.labels, vec!["Co-Create intake"], "not converted");
-    insta::assert_snapshot!(h.gitlab.posted_with("cocreate:intake-invalid"), @r#"
+    // The word joiner that keeps `@all` from pinging anyone, made visible.
+    insta::assert_snapshot!(h.gitlab.posted_with("cocreate:intake-invalid").replace('\u{2060}', "<U+2060>"), @r#"
     <!-- cocreate:intake-invalid:2e97d1e81c1f -->
     Thanks for starting a Co-Create engagement request. Before it can become the engagement's tracking issue, please fix the description:
 
-    - Organization: `@⁠all \/close &lt;b&gt;x&lt;\/b&gt;` is not a Co-Create organization yet (add it to policies/organizations.yml first)
+    - Organization: `@<U+2060>all \/close &lt;b&gt;x&lt;\/b&gt;` is not a Co-Create organization yet (add it to policies/organizations.yml first)
     - CSM: missing (the CSM's GitLab username)
     - Opportunity: missing (one or two sentences on what we would build together)
 
