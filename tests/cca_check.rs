@@ -2,67 +2,35 @@
 
 mod support;
 
-use std::path::PathBuf;
-
-use chrono::{DateTime, Utc};
-use cocreate::app::{self, GitlabSettings};
 use cocreate::clock::Clock;
-use cocreate::gitlab::RetryPolicy;
 use cocreate::handlers::Context;
 use cocreate::jobs::{cca_check, reconcile};
-use cocreate::messages::Messages;
-use cocreate::policy::{Policies, EMBEDDED};
+use cocreate::policy::EMBEDDED;
 use support::fake_gitlab::{FakeGitLab, MrSpec, UserSpec};
 use support::harness::{seed, AERO_DEV, TELCO_DEV};
+use support::jobs::{self, at};
+use support::notes::CheckedGitLab;
 
 const BANK_DEV: (u64, &str) = (503, "bdev");
 const NOW: &str = "2026-11-23T12:00:00Z";
 const BANK_SIGNED: &str = "  - organization: example-bank\n    signed: 2026-11-01\n    version: \"CCA 2.1\"\n    reference: \"contracts/cca/example-bank\"\n";
 
-fn at(t: &str) -> Clock {
-    Clock::fixed(
-        DateTime::parse_from_rfc3339(t)
-            .expect("time")
-            .with_timezone(&Utc),
-    )
-}
-
+/// A job context whose agreements are the example ones plus `extra_agreement`.
 async fn context(gitlab: &FakeGitLab, extra_agreement: &str, clock: Clock) -> Context {
     let agreements = format!("{}{extra_agreement}", EMBEDDED[2].1);
-    let policies = Policies::from_sources(
-        &[
-            (PathBuf::from("organizations.yml"), EMBEDDED[0].1),
-            (PathBuf::from("routing.yml"), EMBEDDED[1].1),
-            (PathBuf::from("agreements.yml"), agreements.as_str()),
-        ],
-        "test".into(),
-    )
-    .expect("policies");
-    let settings = GitlabSettings {
-        url: gitlab.url(),
-        token: Some(gitlab.token()),
-        retry: RetryPolicy {
-            base: std::time::Duration::from_millis(2),
-            cap: std::time::Duration::from_millis(20),
-            max_retry_after: std::time::Duration::from_millis(20),
-            ..RetryPolicy::default()
-        },
-    };
-    app::build_context(
-        &settings,
-        policies,
-        Messages::embedded().expect("templates"),
-        clock,
-    )
-    .await
-    .expect("context")
+    let policies = jobs::policies(&[
+        ("organizations.yml", EMBEDDED[0].1),
+        ("routing.yml", EMBEDDED[1].1),
+        ("agreements.yml", agreements.as_str()),
+    ]);
+    jobs::context(gitlab, policies, clock).await
 }
 
 /// `n` open Co-Create MRs over 3 projects, authors cycling aero (signed), telco (expired),
 /// bank (missing). Every tenth has no organization label yet (recognised from its author).
-fn world(n: u64) -> FakeGitLab {
+fn world(n: u64) -> CheckedGitLab {
     let rt = tokio::runtime::Handle::current();
-    let gitlab = tokio::task::block_in_place(|| rt.block_on(FakeGitLab::start()));
+    let gitlab = tokio::task::block_in_place(|| rt.block_on(CheckedGitLab::start()));
     seed(&gitlab);
     gitlab.add_user(UserSpec {
         public_email: Some("dev@bank.example.com".into()),
@@ -140,17 +108,24 @@ async fn a_thousand_mrs_labels_statuses_notes_and_cost() {
             },
             "MR {i}"
         );
-        let notes = gitlab.notes(project, 100 + i);
+        let notes = gitlab.take_mr_notes(project, 100 + i);
         if org_of(i) == "aero" {
             assert!(notes.is_empty(), "no note when the CCA is fine: {notes:#?}");
         } else {
             assert_eq!(notes.len(), 1, "MR {i}");
             assert!(
-                notes[0].body.contains("cla-managers@example.com"),
+                notes[0].contains("cla-managers@example.com"),
                 "{}",
-                notes[0].body
+                notes[0]
             );
         }
+    }
+
+    // Every MR without a valid agreement got one note, the others none.
+    for i in 0..1000u64 {
+        let notes = gitlab.take_mr_notes(10 + i % 3, 100 + i);
+        let want = usize::from(org_of(i) != "aero");
+        assert_eq!(notes.len(), want, "MR {i}: {notes:#?}");
     }
 
     // Cost: pages of the list + writes, plus one notes read per MR that gets a note.
@@ -216,6 +191,15 @@ async fn an_agreement_lands_then_expires() {
         .labels
         .contains(&"CCA::missing".to_string()));
 
+    // The telco agreement has expired: its engineer is asked for a renewal.
+    let telco = gitlab.take_mr_notes(11, 101);
+    assert_eq!(telco.len(), 1, "{telco:#?}");
+    assert!(
+        telco[0].starts_with("<!-- cocreate:cca-expired -->\nHi @tdev,"),
+        "{}",
+        telco[0]
+    );
+
     // The CLA managers merge the bank's agreement.
     let after = context(&gitlab, BANK_SIGNED, at(NOW)).await;
     cca_check::run(&after).await.expect("runs");
@@ -228,9 +212,9 @@ async fn an_agreement_lands_then_expires() {
     );
     let statuses = gitlab.commit_statuses(bank.0, &mr.sha);
     assert_eq!(statuses.last().map(|s| s.status.as_str()), Some("success"));
-    let notes = gitlab.notes(bank.0, bank.1);
+    let notes = gitlab.take_mr_notes(bank.0, bank.1);
     assert_eq!(notes.len(), 2, "instructions, then thanks: {notes:#?}");
-    assert!(notes[1].body.starts_with("<!-- cocreate:cca-signed -->"));
+    assert!(notes[1].starts_with("<!-- cocreate:cca-signed -->"));
     gitlab.clear_calls();
     let again = cca_check::run(&after).await.expect("runs");
     assert_eq!(again.api_writes, 0, "thanked once");
@@ -244,13 +228,31 @@ async fn an_agreement_lands_then_expires() {
         "{:?}",
         aero.labels
     );
-    let notes = gitlab.notes(10, 100);
+    let notes = gitlab.take_mr_notes(10, 100);
     assert_eq!(notes.len(), 1);
     assert!(
-        notes[0].body.starts_with("<!-- cocreate:cca-expired -->"),
+        notes[0].starts_with("<!-- cocreate:cca-expired -->"),
         "{}",
-        notes[0].body
+        notes[0]
     );
+    insta::assert_snapshot!(gitlab.posted_with("cocreate:cca-expired"), @r#"
+    <!-- cocreate:cca-expired -->
+    Hi @tdev, one thing is needed before this merge request can be merged.
+
+    **Before we can merge:** your organization has no current Corporate Contributor Agreement (CCA) with us (the one on file expired). Please ask the person who signs agreements for your company to write to cla-managers@example.com; we will send the agreement to sign.
+    This MR is labelled `CCA::expired` until the agreement is on file; the label and the `cocreate/cca` status update by themselves once it is.
+    "#);
+    insta::assert_snapshot!(gitlab.posted_with("cocreate:cca-missing"), @r#"
+    <!-- cocreate:cca-missing -->
+    Hi @bdev, one thing is needed before this merge request can be merged.
+
+    **Before we can merge:** your organization has no Corporate Contributor Agreement (CCA) with us. Please ask the person who signs agreements for your company to write to cla-managers@example.com; we will send the agreement to sign.
+    This MR is labelled `CCA::missing` until the agreement is on file; the label and the `cocreate/cca` status update by themselves once it is.
+    "#);
+    insta::assert_snapshot!(gitlab.posted_with("cocreate:cca-signed"), @r#"
+    <!-- cocreate:cca-signed -->
+    Good news, @bdev: your organization's Corporate Contributor Agreement is now on file, so nothing stands in the way of merging on our side. Thank you for your patience!
+    "#);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,7 +269,7 @@ async fn faults_during_the_sweep_are_retried_and_the_run_completes() {
     assert_eq!(clean.api_writes, 0);
     for i in 0..60u64 {
         let project = 10 + i % 3;
-        let notes = gitlab.notes(project, 100 + i);
+        let notes = gitlab.take_mr_notes(project, 100 + i);
         let want = if org_of(i) == "aero" { 0 } else { 1 };
         assert_eq!(notes.len(), want, "MR {i}: {notes:#?}");
     }
@@ -289,12 +291,12 @@ async fn reconcile_recovers_an_mr_whose_webhook_never_came() {
         "{:?}",
         mr.labels
     );
-    assert_eq!(gitlab.notes(2, 16).len(), 1);
+    assert_eq!(gitlab.take_mr_notes(2, 16).len(), 1);
     let again = reconcile::run(&ctx, std::time::Duration::from_secs(3600))
         .await
         .expect("runs");
     assert_eq!(again.api_writes, 0);
-    assert_eq!(gitlab.notes(2, 16).len(), 1);
+    assert_eq!(gitlab.take_mr_notes(2, 16).len(), 1);
 }
 
 /// Measures `cca-check` on many MRs; run with
@@ -311,6 +313,10 @@ async fn measure_cca_check_at_scale() {
     gitlab.clear_calls();
     let first = cca_check::run(&ctx).await.expect("runs");
     let first_calls = gitlab.calls().len();
+    let noted = (0..n)
+        .filter(|i| !gitlab.take_mr_notes(10 + i % 3, 100 + i).is_empty())
+        .count();
+    assert_eq!(noted, first.failures(), "one note per failing MR");
     gitlab.clear_calls();
     let second = cca_check::run(&ctx).await.expect("runs");
     println!(

@@ -4,29 +4,19 @@ mod support;
 
 use support::harness::*;
 
+/// `!16` opened and welcomed.
 async fn routed(h: &Harness) {
-    h.deliver_mr(mr_event(16, AERO_DEV, AERO_DEV, "open")).await;
-    h.wait_idle().await;
+    h.open_mr(16, AERO_DEV).await;
     assert_eq!(h.take_notes(16).len(), 1, "welcome");
 }
 
 /// A comment on `!16` as GitLab has it: saved on the MR, then its webhook delivered.
 async fn comment(h: &Harness, by: (u64, &str), body: &str) -> u64 {
-    let id = h.gitlab.add_note(PROJECT_ID, 16, by.0, body);
-    deliver(h, id, by, body).await;
-    id
+    h.comment(16, by, body).await
 }
 
 async fn deliver(h: &Harness, note_id: u64, by: (u64, &str), body: &str) {
-    let r = h
-        .deliver(
-            "Note Hook",
-            note_event(16, AERO_DEV.0, note_id, by, body),
-            Some(&new_uuid()),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
-    h.wait_idle().await;
+    h.deliver_comment(16, note_id, by, body).await;
 }
 
 fn last(notes: &[String]) -> &str {
@@ -37,16 +27,8 @@ fn last(notes: &[String]) -> &str {
 async fn help_is_answered_once_even_on_redelivery() {
     let h = Harness::start().await;
     routed(&h).await;
-    h.gitlab.clear_calls();
+    // Its API cost is budgeted in tests/api_cost.rs.
     let id = comment(&h, AERO_DEV, "@cocreate-bot help").await;
-    // The MR (who may command), its notes (the comment itself, the bot's replies); one reply.
-    let calls = h.gitlab.calls();
-    let writes = calls.iter().filter(|c| c.method != "GET").count();
-    assert_eq!((calls.len() - writes, writes), (2, 1), "{calls:#?}");
-    println!(
-        "API calls for a help command: {} reads, {writes} write",
-        calls.len() - writes
-    );
     deliver(&h, id, AERO_DEV, "@cocreate-bot help").await;
     let notes = h.take_notes(16);
     assert_eq!(notes.len(), 2, "{notes:#?}");
@@ -59,6 +41,15 @@ async fn help_is_answered_once_even_on_redelivery() {
         help.contains("`@cocreate-bot ready`") && help.contains("`@cocreate-bot recheck`"),
         "{help}"
     );
+    insta::assert_snapshot!(h.gitlab.posted_with("cocreate:cmd:"), @r#"
+    <!-- cocreate:cmd:2 -->
+    <!-- cocreate:cmd-to:501 -->
+    @aero-dev-1, here is what you can ask me in a comment on this merge request:
+
+    - `@cocreate-bot ready` — ask for a review: I make sure a Contributor Success reviewer is assigned and let them know.
+    - `@cocreate-bot recheck` — check your organization's Corporate Contributor Agreement again right now.
+    - `@cocreate-bot help` — this list.
+    "#);
     h.stop().await;
 }
 
@@ -68,14 +59,7 @@ async fn ready_keeps_the_reviewer_and_pings_them() {
     routed(&h).await;
     h.gitlab.clear_calls();
     comment(&h, AERO_DEV, "Done with the changes. @cocreate-bot ready").await;
-    // The MR, its notes, the MR again under the lock; the reviewer is there, so no roster read.
-    let reads = h
-        .gitlab
-        .calls()
-        .iter()
-        .filter(|c| c.method == "GET")
-        .count();
-    assert_eq!(reads, 3, "{:#?}", h.gitlab.calls());
+    // Its reads are budgeted in tests/api_cost.rs.
     let notes = h.take_notes(16);
     assert!(
         last(&notes)
@@ -89,6 +73,11 @@ async fn ready_keeps_the_reviewer_and_pings_them() {
         "only the reply: {:#?}",
         h.gitlab.writes()
     );
+    insta::assert_snapshot!(h.gitlab.posted_with("cocreate:cmd:"), @r#"
+    <!-- cocreate:cmd:2 -->
+    <!-- cocreate:cmd-to:501 -->
+    @cs-reviewer-1, @aero-dev-1 says this merge request is ready for review. Thank you!
+    "#);
     h.stop().await;
 }
 
@@ -124,6 +113,11 @@ async fn recheck_updates_the_cca_at_once() {
         .mr(PROJECT_ID, 21)
         .labels
         .contains(&"CCA::expired".to_string()));
+    insta::assert_snapshot!(h.gitlab.posted_with("cocreate:cmd:"), @r#"
+    <!-- cocreate:cmd:2 -->
+    <!-- cocreate:cmd-to:502 -->
+    @tdev, I checked again: your organization's Corporate Contributor Agreement is **no longer current**. Labels and the `cocreate/cca` status are up to date.
+    "#);
     h.stop().await;
 }
 
@@ -153,5 +147,16 @@ async fn strangers_get_one_polite_note_and_code_blocks_do_nothing() {
         "{}",
         last(&notes)
     );
+    insta::assert_snapshot!(h.gitlab.posted_with("cocreate:cmd-denied"), @r#"
+    <!-- cocreate:cmd:2 -->
+    <!-- cocreate:cmd-to:600 -->
+    <!-- cocreate:cmd-denied:600 -->
+    @outsider, thanks — only the author of this merge request, its reviewers and the Contributor Success team can give me commands here.
+    "#);
+    insta::assert_snapshot!(h.gitlab.posted_with("I don't know the command"), @r#"
+    <!-- cocreate:cmd:5 -->
+    <!-- cocreate:cmd-to:501 -->
+    @aero-dev-1, I don't know the command `deploy`. Try `@cocreate-bot help` for the list.
+    "#);
     h.stop().await;
 }

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::fake_gitlab::{
-    fixture, FakeGitLab, Fault, IssueSpec, MrSpec, UserSpec, BOT_USERNAME, BOT_USER_ID,
+    fixture, FakeGitLab, Fault, IssueSpec, MrSpec, NoteOn, UserSpec, BOT_USERNAME, BOT_USER_ID,
     DEFAULT_TOKEN,
 };
+use support::notes::CheckedGitLab;
 
 const PROJECT_ID: u64 = 42;
 const PROJECT_PATH: &str = "program/cohort/handbook";
@@ -595,6 +596,96 @@ async fn notes_record_the_internal_flag_as_gitlab_does() {
         .await;
     assert_eq!(rsp.status(), 201);
     assert!(fake.issue_notes(PROJECT_ID, iid)[0].internal);
+}
+
+/// The fake remembers which notes came through the API (the code under test) with their ids and
+/// targets, apart from those a test seeded; the note guard fails on a posted note never taken.
+#[tokio::test]
+async fn posted_notes_are_the_api_created_ones_and_the_guard_checks_them_by_id() {
+    let api = world().await;
+    let fake = &api.fake;
+    fake.add_note(PROJECT_ID, 1, CONTRIBUTOR, "seeded, not posted");
+    let iid = fake.add_issue(IssueSpec {
+        project_id: PROJECT_ID,
+        project_path: PROJECT_PATH.to_owned(),
+        ..IssueSpec::default()
+    });
+    let mut ids = Vec::new();
+    for path in [
+        format!("projects/{PROJECT_ID}/merge_requests/1/notes"),
+        format!("projects/{PROJECT_ID}/issues/{iid}/notes"),
+    ] {
+        let rsp = api
+            .send_form(reqwest::Method::POST, &path, "body=posted")
+            .await;
+        assert_eq!(rsp.status(), 201);
+        let note: Value = rsp.json().await.unwrap();
+        ids.push(note["id"].as_u64().unwrap());
+    }
+    let posted: Vec<(u64, NoteOn, String)> = fake
+        .posted_notes()
+        .into_iter()
+        .map(|n| (n.id, n.on, n.body))
+        .collect();
+    assert_eq!(
+        posted,
+        [
+            (
+                ids[0],
+                NoteOn::MergeRequest {
+                    project_id: PROJECT_ID,
+                    iid: 1
+                },
+                "posted".to_owned()
+            ),
+            (
+                ids[1],
+                NoteOn::Issue {
+                    project_id: PROJECT_ID,
+                    iid
+                },
+                "posted".to_owned()
+            ),
+        ]
+    );
+    fake.clear_calls();
+    assert_eq!(fake.posted_notes().len(), 2, "not forgotten with the calls");
+}
+
+#[tokio::test]
+async fn the_note_guard_names_the_note_nobody_took() {
+    let fake = CheckedGitLab::start().await;
+    fake.add_mr(mr_spec(1));
+    fake.add_mr(mr_spec(2));
+    let http = reqwest::Client::new();
+    for iid in [1, 2] {
+        let rsp = http
+            .post(format!(
+                "{}/api/v4/projects/{PROJECT_ID}/merge_requests/{iid}/notes",
+                fake.url()
+            ))
+            .header("PRIVATE-TOKEN", DEFAULT_TOKEN)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(format!("body=note+on+!{iid}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rsp.status(), 201);
+    }
+    // Taking !1 twice does not account for !2.
+    assert_eq!(fake.take_mr_notes(PROJECT_ID, 1), ["note on !1"]);
+    assert_eq!(fake.take_mr_notes(PROJECT_ID, 1).len(), 1);
+    let unchecked: Vec<String> = fake.unchecked().into_iter().map(|n| n.body).collect();
+    assert_eq!(unchecked, ["note on !2"]);
+    let failure = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fake.check()))
+        .expect_err("the guard fails");
+    let message = failure
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(message.contains(&format!("MR {PROJECT_ID}!2")), "{message}");
+    assert_eq!(fake.take_mr_notes(PROJECT_ID, 2), ["note on !2"]);
+    fake.check();
 }
 
 /// doc/api/issues.md, "Update an issue": `confidential` (boolean) sets the flag, together with

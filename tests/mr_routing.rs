@@ -61,61 +61,6 @@ async fn cocreate_mr_gets_labels_reviewer_and_one_welcome_note() {
 }
 
 #[tokio::test]
-async fn api_cost_of_a_new_mr_cold_and_warm_and_of_a_redelivery() {
-    let h = Harness::start().await;
-    add_mr(&h.gitlab, 17, AERO_DEV.0, "Second change");
-    h.gitlab.clear_calls();
-
-    h.deliver_mr(mr_event(16, AERO_DEV, AERO_DEV, "open")).await;
-    h.wait_idle().await;
-    let cold = h.gitlab.calls();
-    let cold_writes = cold.iter().filter(|c| c.method != "GET").count();
-    assert_eq!(
-        cold_writes, 4,
-        "one PUT (labels + reviewer), the cocreate/cca status, the welcome note, the new tracking issue: {cold:#?}"
-    );
-    // Author, MR, notes, head commit status, the organization's tracking issues, open Co-Create
-    // MRs, then per roster member: id lookup and status.
-    assert_eq!(cold.len() - cold_writes, 6 + 2 * ROSTER.len(), "{cold:#?}");
-
-    h.gitlab.clear_calls();
-    h.deliver_mr(mr_event(17, AERO_DEV, AERO_DEV, "open")).await;
-    h.wait_idle().await;
-    let warm = h.gitlab.calls();
-    let warm_writes = warm.iter().filter(|c| c.method != "GET").count();
-    // PUT, status, welcome, and the link note on the tracking issue.
-    assert_eq!(warm_writes, 4, "{warm:#?}");
-    // Cached: author, roster ids and statuses. Read: MR, notes, head status, tracking issues and
-    // the tracking issue's notes, open Co-Create MRs.
-    assert_eq!(warm.len() - warm_writes, 6, "{warm:#?}");
-    // Sticky: the organization's reviewer takes its second MR.
-    assert_eq!(h.gitlab.mr(PROJECT_ID, 17).reviewer_ids, vec![25, 101]);
-
-    h.gitlab.clear_calls();
-    h.deliver_mr(mr_event(16, AERO_DEV, AERO_DEV, "update"))
-        .await;
-    h.wait_idle().await;
-    let again = h.gitlab.calls();
-    assert_eq!(
-        again.iter().filter(|c| c.method != "GET").count(),
-        0,
-        "{again:#?}"
-    );
-    // MR, notes, head status, tracking issues and their notes: it has a roster reviewer, so
-    // no load listing.
-    assert_eq!(again.len(), 5, "{again:#?}");
-    println!(
-        "API calls per new Co-Create MR: cold {} ({} writes), warm {} ({} writes); redelivery {} (0 writes)",
-        cold.len(), cold_writes, warm.len(), warm_writes, again.len()
-    );
-    assert_eq!(h.take_notes(16).len(), 1);
-    assert_eq!(h.take_notes(17).len(), 1);
-    let tracking = h.gitlab.issues(TRACKING_PROJECT_ID);
-    assert_eq!(h.take_issue_notes(tracking[0].iid).len(), 1);
-    h.stop().await;
-}
-
-#[tokio::test]
 async fn redelivery_and_replay_write_nothing() {
     let h = Harness::start().await;
     let body = mr_event(16, AERO_DEV, AERO_DEV, "open");
@@ -198,6 +143,24 @@ async fn organization_recognised_by_verified_email_domain() {
         h.gitlab.commit_statuses(PROJECT_ID, &sha)[0].status,
         "failed"
     );
+    insta::assert_snapshot!(h.gitlab.posted_with("cocreate:cca-expired"), @r#"
+    <!-- cocreate:cca-expired -->
+    <!-- cocreate:welcome -->
+    Hi @tdev, thank you for your merge request “Telco change”, and welcome to the Co-Create program!
+
+    @cs-reviewer-1 from the Contributor Success team will review it and coach you through to merge.
+
+    **Before we can merge:** your organization has no current Corporate Contributor Agreement (CCA) with us (the one on file expired). Please ask the person who signs agreements for your company to write to cla-managers@example.com; we will send the agreement to sign.
+    This MR is labelled `CCA::expired` until the agreement is on file; the label and the `cocreate/cca` status update by themselves once it is.
+
+
+    A few things that help:
+    - Keep the MR focused on one change, and describe what it does and why.
+    - Pipelines may need a maintainer to start them; that is expected for contributions.
+    - If you get stuck, write `@cocreate-bot help` in a comment.
+
+    We are glad you are here.
+    "#);
     h.stop().await;
 }
 
@@ -212,15 +175,46 @@ async fn the_bots_own_event_is_ignored() {
     h.stop().await;
 }
 
+/// An MR event whose payload says the MR is in `state` (GitLab sends the state after the action).
+fn mr_event_in_state(iid: u64, action: &str, state: &str) -> Vec<u8> {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&mr_event(iid, AERO_DEV, AERO_DEV, action)).expect("json");
+    v["object_attributes"]["state"] = state.into();
+    serde_json::to_vec(&v).expect("json")
+}
+
 #[tokio::test]
 async fn closed_and_merged_mrs_and_unrouted_actions_are_left_alone() {
     let h = Harness::start().await;
-    h.deliver_mr(mr_event(16, AERO_DEV, AERO_DEV, "merge"))
-        .await;
-    h.deliver_mr(mr_event(16, AERO_DEV, AERO_DEV, "close"))
-        .await;
-    h.wait_idle().await;
-    assert!(h.gitlab.writes().is_empty());
+    // !40 was merged and !41 closed before the bot saw them; !16 is open.
+    for (iid, state) in [(40, "merged"), (41, "closed")] {
+        h.gitlab.add_mr(support::fake_gitlab::MrSpec {
+            project_id: PROJECT_ID,
+            iid,
+            id: 1000 + iid,
+            title: format!("Change {iid}"),
+            author_id: AERO_DEV.0,
+            labels: vec!["enhancement".into()],
+            state: state.into(),
+            sha: format!("{iid:040x}"),
+            project_path: PROJECT_PATH.into(),
+            ..support::fake_gitlab::MrSpec::default()
+        });
+    }
+    h.gitlab.clear_calls();
+    h.deliver_mr(mr_event_in_state(40, "merge", "merged")).await;
+    h.deliver_mr(mr_event_in_state(41, "close", "closed")).await;
+    // Actions that are not routed, on the open MR.
+    for action in ["approved", "unapproved", "approval"] {
+        h.deliver_mr(mr_event_in_state(16, action, "opened")).await;
+    }
+    let stats = h.wait_idle().await;
+    assert_eq!((stats.done, stats.dead), (5, 0), "{stats:?}");
+    assert!(h.gitlab.writes().is_empty(), "{:#?}", h.gitlab.writes());
+    for iid in [16, 40, 41] {
+        assert_eq!(h.gitlab.mr(PROJECT_ID, iid).labels, vec!["enhancement"]);
+        assert!(h.take_notes(iid).is_empty());
+    }
     h.stop().await;
 }
 
@@ -359,11 +353,23 @@ async fn a_429_storm_then_success() {
 #[tokio::test]
 async fn repeated_500s_park_the_event_as_a_dead_letter() {
     let h = Harness::start_with(|s| s.worker.max_attempts = 2).await;
-    h.gitlab.set_failure_rate(1.0, 7);
+    // Reads succeed; every write answers 500 (more faults than the 2 attempts x 4 tries use).
+    for _ in 0..40 {
+        for method in ["POST", "PUT"] {
+            h.gitlab
+                .push_fault_for(method, "/api/v4/projects/", Fault::Status(500));
+        }
+    }
+    h.gitlab.clear_calls();
     h.deliver_mr(mr_event(16, AERO_DEV, AERO_DEV, "open")).await;
     let stats = h.wait_idle().await;
     assert_eq!(stats.dead, 1, "{stats:?}");
-    assert!(h.gitlab.writes().iter().all(|c| c.status >= 400));
+    let writes = h.gitlab.writes();
+    assert!(!writes.is_empty(), "the worker tried to write");
+    assert!(writes.iter().all(|c| c.status == 500), "{writes:#?}");
+    // Nothing reached GitLab: no label, no note.
+    assert_eq!(h.gitlab.mr(PROJECT_ID, 16).labels, vec!["enhancement"]);
+    assert!(h.take_notes(16).is_empty());
     h.stop().await;
 }
 
@@ -453,32 +459,17 @@ async fn healthz_readyz_and_metrics() {
 /// but a refused token stops it at once, with the reason.
 #[tokio::test]
 async fn start_up_retries_a_failing_gitlab_but_not_a_refused_token() {
-    use cocreate::app::{build_context, GitlabSettings};
-    use cocreate::gitlab::RetryPolicy;
     use support::fake_gitlab::{FakeGitLab, BOT_USERNAME};
 
     let gitlab = FakeGitLab::start().await;
     seed(&gitlab);
-    let settings = |token: String| GitlabSettings {
-        url: gitlab.url(),
-        token: Some(token),
-        retry: RetryPolicy {
-            base: std::time::Duration::from_millis(5),
-            cap: std::time::Duration::from_millis(20),
-            ..RetryPolicy::default()
-        },
-    };
     let context = |token: String| {
-        let settings = settings(token);
-        async move {
-            build_context(
-                &settings,
-                cocreate::policy::Policies::embedded().expect("policies"),
-                cocreate::messages::Messages::embedded().expect("templates"),
-                cocreate::clock::Clock::system(),
-            )
-            .await
-        }
+        support::jobs::try_context(
+            &gitlab,
+            token,
+            cocreate::policy::Policies::embedded().expect("policies"),
+            cocreate::clock::Clock::system(),
+        )
     };
     gitlab.push_fault_for("GET", "/api/v4/user", Fault::Status(502));
     gitlab.push_fault_for(
@@ -510,4 +501,159 @@ async fn start_up_retries_a_failing_gitlab_but_not_a_refused_token() {
         !err.contains("not-the-token"),
         "the token is not echoed: {err}"
     );
+}
+
+/// A non-GET call as "what was written": `edit !16`, `status !16 <state>` (read back from the
+/// fake), `note !16`, `new tracking issue`, `note tracking #1`.
+fn written(h: &Harness, c: &support::fake_gitlab::RecordedCall) -> String {
+    let path = c.path.trim_start_matches("/api/v4/projects/");
+    let segments: Vec<&str> = path.split('/').collect();
+    match (c.method.as_str(), segments.get(1..).unwrap_or_default()) {
+        ("PUT", ["merge_requests", iid]) => format!("edit !{iid}"),
+        ("POST", ["merge_requests", iid, "notes"]) => format!("note !{iid}"),
+        ("POST", ["statuses", sha]) => {
+            let state = h
+                .gitlab
+                .commit_statuses(PROJECT_ID, sha)
+                .last()
+                .map(|s| s.status.clone())
+                .unwrap_or_default();
+            format!("status {state}")
+        }
+        ("POST", ["issues"]) => "new tracking issue".into(),
+        ("POST", ["issues", iid, "notes"]) => format!("note tracking #{iid}"),
+        _ => format!("{} {}", c.method, c.path),
+    }
+}
+
+/// The routing rules end to end, one case per row: what is written to GitLab (in order), the
+/// MR's labels after, and the marker of the bot's note on the MR.
+#[tokio::test]
+async fn routing_table_what_each_event_writes() {
+    struct Case {
+        name: &'static str,
+        iid: u64,
+        author: (u64, &'static str),
+        actor: (u64, &'static str),
+        action: &'static str,
+        writes: &'static [&'static str],
+        labels: &'static [&'static str],
+        note: Option<&'static str>,
+    }
+    const AERO: &[&str] = &[
+        "CCA::signed",
+        "Co-Create",
+        "Co-Create org::example-aero",
+        "Community contribution",
+        "enhancement",
+    ];
+    let cases = [
+        Case {
+            name: "new Co-Create MR: labels and reviewer, status, welcome, tracking issue",
+            iid: 50,
+            author: AERO_DEV,
+            actor: AERO_DEV,
+            action: "open",
+            writes: &[
+                "edit !50",
+                "status success",
+                "note !50",
+                "new tracking issue",
+            ],
+            labels: AERO,
+            note: Some("<!-- cocreate:welcome -->"),
+        },
+        Case {
+            name: "redelivery: everything in place, nothing written",
+            iid: 50,
+            author: AERO_DEV,
+            actor: AERO_DEV,
+            action: "update",
+            writes: &[],
+            labels: AERO,
+            note: Some("<!-- cocreate:welcome -->"),
+        },
+        Case {
+            name: "someone else updates a Co-Create MR: still routed, linked to the tracking issue",
+            iid: 51,
+            author: AERO_DEV,
+            actor: (25, "maintainer"),
+            action: "update",
+            writes: &["edit !51", "status success", "note !51", "note tracking #1"],
+            labels: AERO,
+            note: Some("<!-- cocreate:welcome -->"),
+        },
+        Case {
+            name: "organization whose CCA expired: failed status, instructions in the welcome",
+            iid: 52,
+            author: TELCO_DEV,
+            actor: TELCO_DEV,
+            action: "open",
+            writes: &[
+                "edit !52",
+                "status failed",
+                "note !52",
+                "new tracking issue",
+            ],
+            labels: &[
+                "CCA::expired",
+                "Co-Create",
+                "Co-Create org::example-telco",
+                "Community contribution",
+                "enhancement",
+            ],
+            note: Some("<!-- cocreate:cca-expired -->"),
+        },
+        Case {
+            name: "outsider: nothing",
+            iid: 53,
+            author: OUTSIDER,
+            actor: OUTSIDER,
+            action: "open",
+            writes: &[],
+            labels: &["enhancement"],
+            note: None,
+        },
+        Case {
+            name: "the bot's own event: nothing",
+            iid: 54,
+            author: AERO_DEV,
+            actor: (9000, "cocreate-bot"),
+            action: "update",
+            writes: &[],
+            labels: &["enhancement"],
+            note: None,
+        },
+    ];
+    let h = Harness::start().await;
+    for (i, case) in cases.iter().enumerate() {
+        if cases[..i].iter().all(|c| c.iid != case.iid) {
+            add_mr(&h.gitlab, case.iid, case.author.0, case.name);
+        }
+        h.gitlab.clear_calls();
+        h.deliver_mr(mr_event(case.iid, case.author, case.actor, case.action))
+            .await;
+        h.wait_idle().await;
+        let writes: Vec<String> = h.gitlab.writes().iter().map(|c| written(&h, c)).collect();
+        assert_eq!(writes, case.writes, "{}", case.name);
+        assert_eq!(
+            h.gitlab.mr(PROJECT_ID, case.iid).labels,
+            case.labels,
+            "{}",
+            case.name
+        );
+        let notes = h.take_notes(case.iid);
+        let markers: Vec<&str> = notes.iter().filter_map(|n| n.lines().next()).collect();
+        assert_eq!(markers, Vec::from_iter(case.note), "{}", case.name);
+    }
+    // The aero tracking issue (#1) links the second aero MR; the telco one (#2) has no note.
+    let links = h.take_issue_notes(1);
+    let first_lines: Vec<&str> = links.iter().filter_map(|n| n.lines().next()).collect();
+    assert_eq!(first_lines, ["<!-- cocreate:mr-link:2!51 -->"]);
+    assert!(h.take_issue_notes(2).is_empty());
+    insta::assert_snapshot!(h.gitlab.posted_with("cocreate:mr-link"), @r#"
+    <!-- cocreate:mr-link:2!51 -->
+    New merge request from Example Aero: http://gitlab.example.com/vendor/product/-/merge_requests/51 (“someone else updates a Co-Create MR\: still routed, linked to the tracking issue”).
+    "#);
+    h.stop().await;
 }

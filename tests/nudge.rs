@@ -2,45 +2,21 @@
 
 mod support;
 
-use std::path::PathBuf;
-
-use chrono::{DateTime, Utc};
-use cocreate::app::{self, GitlabSettings};
-use cocreate::clock::Clock;
 use cocreate::handlers::Context;
 use cocreate::jobs::nudge;
-use cocreate::messages::Messages;
-use cocreate::policy::{Policies, EMBEDDED};
+use cocreate::policy::EMBEDDED;
 use support::fake_gitlab::{FakeGitLab, MrSpec};
 use support::harness::{seed, Harness, AERO_DEV};
+use support::jobs::{self, at};
+use support::notes::CheckedGitLab;
 
+/// A `nudge` context at `now`, with the example organizations and routing (no agreements).
 async fn context(gitlab: &FakeGitLab, now: &str) -> Context {
-    let policies = Policies::from_sources(
-        &[
-            (PathBuf::from("organizations.yml"), EMBEDDED[0].1),
-            (PathBuf::from("routing.yml"), EMBEDDED[1].1),
-        ],
-        "test".into(),
-    )
-    .expect("policies");
-    let settings = GitlabSettings {
-        url: gitlab.url(),
-        token: Some(gitlab.token()),
-        retry: Default::default(),
-    };
-    let clock = Clock::fixed(
-        DateTime::parse_from_rfc3339(now)
-            .expect("time")
-            .with_timezone(&Utc),
-    );
-    app::build_context(
-        &settings,
-        policies,
-        Messages::embedded().expect("templates"),
-        clock,
-    )
-    .await
-    .expect("context")
+    let policies = jobs::policies(&[
+        ("organizations.yml", EMBEDDED[0].1),
+        ("routing.yml", EMBEDDED[1].1),
+    ]);
+    jobs::context(gitlab, policies, at(now)).await
 }
 
 /// An open Co-Create MR by the aero engineer, reviewed by cs-reviewer-1 (101), opened at `at`.
@@ -60,18 +36,9 @@ fn mr(gitlab: &FakeGitLab, iid: u64, at: &str) {
     });
 }
 
-fn bot_notes(gitlab: &FakeGitLab, iid: u64) -> Vec<String> {
-    gitlab
-        .notes(2, iid)
-        .into_iter()
-        .filter(|n| n.author_username == "cocreate-bot")
-        .map(|n| n.body)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_escalate_remind_and_nothing_twice() {
-    let gitlab = FakeGitLab::start().await;
+    let gitlab = CheckedGitLab::start().await;
     seed(&gitlab);
     // !61: opened Monday, waiting for its reviewer. !62: opened Friday (a weekend in between).
     // !63: the reviewer answered 36 days ago; the author has not come back.
@@ -85,7 +52,7 @@ async fn ping_escalate_remind_and_nothing_twice() {
     let ctx = context(&gitlab, "2026-11-06T18:00:00Z").await;
     let r = nudge::run(&ctx).await.expect("runs");
     assert!(r.errors.is_empty(), "{:?}", r.errors);
-    let pings = bot_notes(&gitlab, 61);
+    let pings = gitlab.take_mr_notes(2, 61);
     assert_eq!(pings.len(), 1);
     assert!(
         pings[0]
@@ -97,7 +64,7 @@ async fn ping_escalate_remind_and_nothing_twice() {
         .mr(2, 61)
         .labels
         .contains(&"Co-Create review::overdue".to_string()));
-    let reminders = bot_notes(&gitlab, 63);
+    let reminders = gitlab.take_mr_notes(2, 63);
     assert_eq!(reminders.len(), 1);
     assert!(
         reminders[0].contains("Hi @aero-dev-1, a friendly reminder"),
@@ -110,18 +77,30 @@ async fn ping_escalate_remind_and_nothing_twice() {
     let ctx = context(&gitlab, "2026-11-11T18:00:00Z").await;
     gitlab.clear_calls();
     nudge::run(&ctx).await.expect("runs");
-    assert!(bot_notes(&gitlab, 62).is_empty(), "weekends do not count");
+    assert!(
+        gitlab.take_mr_notes(2, 62).is_empty(),
+        "weekends do not count"
+    );
     assert!(gitlab.writes().is_empty(), "{:#?}", gitlab.writes());
 
     // Thursday: !61 has waited 8 business days → handed to another roster member.
     let ctx = context(&gitlab, "2026-11-12T18:00:00Z").await;
     nudge::run(&ctx).await.expect("runs");
-    let notes = bot_notes(&gitlab, 61);
+    let notes = gitlab.take_mr_notes(2, 61);
     assert_eq!(notes.len(), 2, "{notes:#?}");
     assert!(
         notes[1].contains("could you take over the review"),
         "{}",
         notes[1]
+    );
+    // The same day !62 (opened Friday) has waited 4 business days: its first ping.
+    let pings = gitlab.take_mr_notes(2, 62);
+    assert_eq!(pings.len(), 1, "{pings:#?}");
+    assert!(
+        pings[0]
+            .contains("@cs-reviewer-1: this Co-Create merge request has waited 4 business days"),
+        "{}",
+        pings[0]
     );
     let reviewers = gitlab.mr(2, 61).reviewer_ids;
     assert!(
@@ -145,6 +124,18 @@ async fn ping_escalate_remind_and_nothing_twice() {
         "nudge on 3 MRs: {} reads (pages + one notes read per MR)",
         again.api_reads
     );
+    insta::assert_snapshot!(gitlab.posted_with("cocreate:nudge-ping"), @r#"
+    <!-- cocreate:nudge-ping:2026-11-02T10:00 -->
+    @cs-reviewer-1: this Co-Create merge request has waited 4 business days for a review. @aero-dev-1 is looking forward to your feedback — could you take a look, or hand it on if you can't?
+    "#);
+    insta::assert_snapshot!(gitlab.posted_with("cocreate:nudge-escalate"), @r#"
+    <!-- cocreate:nudge-escalate:2026-11-02T10:00 -->
+    @cs-reviewer-2: could you take over the review of this Co-Create merge request? It has waited 8 business days; @cs-reviewer-1 seems to be unavailable. Thank you!
+    "#);
+    insta::assert_snapshot!(gitlab.posted_with("cocreate:nudge-author"), @r#"
+    <!-- cocreate:nudge-author:2026-10-01T10:00 -->
+    Hi @aero-dev-1, a friendly reminder: this merge request has been waiting on you for 36 days. If you need help, write `@cocreate-bot help` or just reply here — and if you no longer plan to continue, that's fine too; let us know and we'll take it from here.
+    "#);
 }
 
 /// `serve` publishes how many open Co-Create MRs are overdue (the label `nudge` keeps) as the

@@ -11,6 +11,7 @@ use support::harness::{
     TRACKING_PROJECT_ID,
 };
 // The first fixture timeline (shared with tests/site.rs).
+use support::notes::CheckedGitLab;
 use support::report_world::{context, stage, world};
 
 #[tokio::test]
@@ -292,8 +293,8 @@ fn issue_by(gitlab: &FakeGitLab, author: u64, when: &str) -> u64 {
 
 /// FY26Q1 is `[2025-02-01, 2025-05-01)`. Everything here happens before 2025-05-01 06:00,
 /// when the report is first run; [`after_the_quarter`] adds what happens later.
-async fn second_world() -> FakeGitLab {
-    let gitlab = FakeGitLab::start().await;
+async fn second_world() -> CheckedGitLab {
+    let gitlab = CheckedGitLab::start().await;
     seed(&gitlab);
     // #1 aero, old: completed 2024-09-01, closed 2024-09-05.
     let old = open_engagement(

@@ -5,37 +5,25 @@ mod support;
 
 use std::path::PathBuf;
 
-use cocreate::app::{self, GitlabSettings};
 use cocreate::clock::Clock;
-use cocreate::gitlab::RetryPolicy;
 use cocreate::handlers::Context;
 use cocreate::jobs::score::{self, HistorySource, ScoreError};
-use cocreate::messages::Messages;
 use cocreate::policy::{Policies, EMBEDDED};
 use support::fake_gitlab::{FakeGitLab, IssueSpec, MrSpec, UserSpec};
 use support::harness::{seed, AERO_DEV, PROJECT_ID, PROJECT_PATH, TELCO_DEV};
+use support::jobs;
+use support::notes::CheckedGitLab;
 
 const ACCOUNTS: &str = include_str!("fixtures/accounts.csv");
 
+/// A `score` context with the embedded policies and the system clock.
 async fn context(gitlab: &FakeGitLab) -> Context {
-    let policies = Policies::embedded().expect("policies");
-    let settings = GitlabSettings {
-        url: gitlab.url(),
-        token: Some(gitlab.token()),
-        retry: RetryPolicy {
-            base: std::time::Duration::from_millis(2),
-            cap: std::time::Duration::from_millis(20),
-            ..RetryPolicy::default()
-        },
-    };
-    app::build_context(
-        &settings,
-        policies,
-        Messages::embedded().expect("templates"),
+    jobs::context(
+        gitlab,
+        Policies::embedded().expect("policies"),
         Clock::system(),
     )
     .await
-    .expect("context")
 }
 
 fn issue_by(gitlab: &FakeGitLab, author: u64, n: u64) {
@@ -52,8 +40,8 @@ fn issue_by(gitlab: &FakeGitLab, author: u64, n: u64) {
 
 /// aero-dev-1: MR !16 (seed) + 3 issues = 4; tdev (telco): 2 MRs; freight-dev: 12 issues;
 /// grid-dev-1: 10 issues. Everything in the watched group `vendor`.
-async fn world() -> FakeGitLab {
-    let gitlab = FakeGitLab::start().await;
+async fn world() -> CheckedGitLab {
+    let gitlab = CheckedGitLab::start().await;
     seed(&gitlab);
     gitlab.add_user(UserSpec::new(801, "freight-dev"));
     gitlab.add_user(UserSpec::new(802, "grid-dev-1"));

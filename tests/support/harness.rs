@@ -2,7 +2,8 @@
 //! signed webhooks like GitLab does. Model: rust-lang/bors's test harness.
 //!
 //! A harness fails the test on drop if a note the bot posted was never looked at with
-//! [`Harness::take_notes`] (every message the bot writes must be asserted by some test).
+//! [`Harness::take_notes`] / [`Harness::take_issue_notes`] (every message the bot writes must be
+//! asserted by some test); notes are tracked by id (see [`CheckedGitLab`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -13,6 +14,7 @@ use cocreate::worker::WorkerConfig;
 use serde_json::Value;
 
 use super::fake_gitlab::{fixture, FakeGitLab, MrSpec, UserSpec, BOT_USERNAME};
+use super::notes::CheckedGitLab;
 
 pub const SECRET: &str = "webhook-secret-for-tests";
 pub const PROJECT_ID: u64 = 2;
@@ -34,12 +36,12 @@ pub const TRACKING_PROJECT_ID: u64 = 900;
 pub const OUTSIDER: (u64, &str) = (600, "outsider");
 
 pub struct Harness {
-    pub gitlab: FakeGitLab,
+    /// The fake GitLab, watched: notes the bot posts must be taken before the harness drops.
+    pub gitlab: CheckedGitLab,
     pub app: Option<Running>,
     pub http: reqwest::Client,
     pub settings: ServeSettings,
     _data: tempfile::TempDir,
-    checked_notes: AtomicUsize,
 }
 
 /// Test settings: fast retries, small leases, the example policies.
@@ -230,7 +232,7 @@ impl Harness {
         prepare: impl FnOnce(&FakeGitLab),
         adjust: impl FnOnce(&mut ServeSettings),
     ) -> Self {
-        let gitlab = FakeGitLab::start().await;
+        let gitlab = CheckedGitLab::start().await;
         seed(&gitlab);
         prepare(&gitlab);
         let data = tempfile::tempdir().expect("tempdir");
@@ -243,7 +245,6 @@ impl Harness {
             http: reqwest::Client::new(),
             settings: s,
             _data: data,
-            checked_notes: AtomicUsize::new(0),
         }
     }
 
@@ -279,6 +280,55 @@ impl Harness {
         uuid
     }
 
+    /// `author` opens MR `iid` (already in the fake, e.g. the seed's `!16` or one added with
+    /// [`add_mr`]): GitLab's `open` webhook is delivered and handled.
+    pub async fn open_mr(&self, iid: u64, author: (u64, &str)) {
+        self.deliver_mr(mr_event(iid, author, author, "open")).await;
+        self.wait_idle().await;
+    }
+
+    /// `by` comments `body` on MR `iid` (authored by the aero engineer): the note is saved in
+    /// the fake, then its `Note Hook` delivered and handled. Returns the note id.
+    pub async fn comment(&self, iid: u64, by: (u64, &str), body: &str) -> u64 {
+        let id = self.gitlab.add_note(PROJECT_ID, iid, by.0, body);
+        self.deliver_comment(iid, id, by, body).await;
+        id
+    }
+
+    /// Delivers (again) the `Note Hook` of comment `note_id` on MR `iid` and waits for it.
+    pub async fn deliver_comment(&self, iid: u64, note_id: u64, by: (u64, &str), body: &str) {
+        let r = self
+            .deliver(
+                "Note Hook",
+                note_event(iid, AERO_DEV.0, note_id, by, body),
+                Some(&new_uuid()),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "{:?}", r.text().await);
+        self.wait_idle().await;
+    }
+
+    /// `by` adds and removes labels on tracking issue `iid` (in the fake, with label events),
+    /// then the `Issue Hook` of that update is delivered and handled.
+    pub async fn label_issue(&self, iid: u64, by: (u64, &str), add: &[&str], remove: &[&str]) {
+        let before = self.gitlab.issue(TRACKING_PROJECT_ID, iid);
+        self.gitlab
+            .change_issue_labels(TRACKING_PROJECT_ID, iid, by.0, add, remove);
+        let after = self.gitlab.issue(TRACKING_PROJECT_ID, iid);
+        let labels: Vec<&str> = after.labels.iter().map(String::as_str).collect();
+        let previous: Vec<&str> = before.labels.iter().map(String::as_str).collect();
+        self.deliver_issue(issue_event(
+            iid,
+            by,
+            "update",
+            &after.description,
+            &labels,
+            Some(&previous),
+        ))
+        .await;
+        self.wait_idle().await;
+    }
+
     /// Waits until the queue has nothing pending or in flight (or fails after 20 s).
     pub async fn wait_idle(&self) -> cocreate::queue::QueueStats {
         let queue = &self.app.as_ref().expect("running").queue;
@@ -298,7 +348,7 @@ impl Harness {
 
     /// The bot's notes on an issue of the tracking project; marks them as checked.
     pub fn take_issue_notes(&self, iid: u64) -> Vec<String> {
-        self.take_bot_notes(self.gitlab.issue_notes(TRACKING_PROJECT_ID, iid))
+        self.gitlab.take_issue_notes(TRACKING_PROJECT_ID, iid)
     }
 
     /// Delivers an issue event with a fresh event UUID; asserts it was queued.
@@ -309,48 +359,14 @@ impl Harness {
 
     /// The bot's notes on an MR; marks them as checked.
     pub fn take_notes(&self, iid: u64) -> Vec<String> {
-        self.take_bot_notes(self.gitlab.notes(PROJECT_ID, iid))
+        self.gitlab.take_mr_notes(PROJECT_ID, iid)
     }
 
-    fn take_bot_notes(&self, notes: Vec<super::fake_gitlab::NoteState>) -> Vec<String> {
-        let notes: Vec<String> = notes
-            .into_iter()
-            .filter(|n| n.author_username == BOT_USERNAME)
-            .map(|n| n.body)
-            .collect();
-        self.checked_notes.fetch_add(notes.len(), Ordering::Relaxed);
-        notes
-    }
-
-    fn bot_notes_total(&self) -> usize {
-        self.gitlab
-            .calls()
-            .iter()
-            .filter(|c| c.method == "POST" && c.path.ends_with("/notes") && c.status == 201)
-            .count()
-    }
-
+    /// Stops `serve`, then fails the test if a note the bot posted was never looked at.
     pub async fn stop(mut self) {
         if let Some(app) = self.app.take() {
             app.shutdown().await;
         }
-        self.check_notes_were_asserted();
-    }
-
-    fn check_notes_were_asserted(&self) {
-        let posted = self.bot_notes_total();
-        let checked = self.checked_notes.load(Ordering::Relaxed);
-        assert!(
-            posted <= checked,
-            "the bot posted {posted} note(s) but the test looked at {checked}: assert every message with take_notes()"
-        );
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        if !std::thread::panicking() && self.app.is_some() {
-            self.check_notes_were_asserted();
-        }
+        self.gitlab.check();
     }
 }

@@ -7,6 +7,8 @@
 pub mod fake_gitlab;
 pub mod gitlab_ci_local;
 pub mod harness;
+pub mod jobs;
 pub mod load;
+pub mod notes;
 pub mod report_world;
 pub mod site_world;

@@ -3,40 +3,25 @@
 //! tracking issues with label events at known dates, and MRs/issues/notes by organization
 //! members. FY26Q1 (fiscal year from February) is 2025-02-01 .. 2025-04-30.
 
-use chrono::{DateTime, Utc};
-use cocreate::app::{self, GitlabSettings};
-use cocreate::clock::Clock;
-use cocreate::gitlab::RetryPolicy;
 use cocreate::handlers::Context;
-use cocreate::messages::Messages;
 use cocreate::policy::Policies;
 
 use super::fake_gitlab::{FakeGitLab, IssueSpec, MrSpec};
 use super::harness::{
     seed, AERO_DEV, PROJECT_ID, PROJECT_PATH, TELCO_DEV, TRACKING_PROJECT, TRACKING_PROJECT_ID,
 };
+use super::notes::CheckedGitLab;
 
 pub const NOW: &str = "2025-06-01T12:00:00Z";
 
+/// A `report` context with the embedded policies, at [`NOW`].
 pub async fn context(gitlab: &FakeGitLab) -> Context {
-    let settings = GitlabSettings {
-        url: gitlab.url(),
-        token: Some(gitlab.token()),
-        retry: RetryPolicy {
-            base: std::time::Duration::from_millis(2),
-            cap: std::time::Duration::from_millis(20),
-            ..RetryPolicy::default()
-        },
-    };
-    let now: DateTime<Utc> = DateTime::parse_from_rfc3339(NOW).expect("t").to_utc();
-    app::build_context(
-        &settings,
+    super::jobs::context(
+        gitlab,
         Policies::embedded().expect("policies"),
-        Messages::embedded().expect("templates"),
-        Clock::fixed(now),
+        super::jobs::at(NOW),
     )
     .await
-    .expect("context")
 }
 
 pub fn stage(s: &str) -> String {
@@ -94,8 +79,8 @@ pub fn mr(gitlab: &FakeGitLab, iid: u64, org: &str, author: u64, day: &str) {
 }
 
 /// FY26Q1 (fiscal year from February) is 2025-02-01 .. 2025-04-30.
-pub async fn world() -> FakeGitLab {
-    let gitlab = FakeGitLab::start().await;
+pub async fn world() -> CheckedGitLab {
+    let gitlab = CheckedGitLab::start().await;
     seed(&gitlab);
     // #1 aero: contacted 01-20, active 03-17 (8.0 weeks), completed 04-01.
     engagement(

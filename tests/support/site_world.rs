@@ -6,6 +6,7 @@ use cocreate::jobs::site::{self, Site};
 
 use super::fake_gitlab::{FakeGitLab, IssueSpec, MrSpec};
 use super::harness::{PROJECT_ID, PROJECT_PATH, TELCO_DEV};
+use super::notes::CheckedGitLab;
 use super::report_world::{context, world};
 
 /// Titles of the curated issues, by what the `?label=` filter must show.
@@ -39,7 +40,7 @@ fn issue(gitlab: &FakeGitLab, title: &str, labels: &[&str], state: &str, confide
 
 /// The report's world and the site's additions (all after FY26Q1, so the quarter's numbers
 /// are the report's).
-pub async fn site_world() -> FakeGitLab {
+pub async fn site_world() -> CheckedGitLab {
     let gitlab = world().await;
     gitlab.set_project_visibility(PROJECT_ID, "public");
     gitlab.set_time("2025-05-10T08:00:00Z");
