@@ -34,6 +34,7 @@ use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 mod deliveries;
+mod hook_events;
 mod repository;
 pub use deliveries::Delivery;
 
@@ -993,6 +994,8 @@ struct World {
     /// Webhook calls not yet sent (see `deliveries`).
     deliveries: Vec<Delivery>,
     next_delivery: u64,
+    /// Calls made and hook states (see `hook_events`).
+    hook_log: hook_events::HookLog,
 }
 
 impl World {
@@ -1037,6 +1040,7 @@ impl World {
             repos: BTreeMap::new(),
             deliveries: Vec::new(),
             next_delivery: 0,
+            hook_log: Default::default(),
         }
     }
 
@@ -1659,7 +1663,11 @@ fn route(w: &mut World, ctx: &Ctx<'_>, segments: &[&str]) -> HandlerResult {
         }
         ("GET", [kind @ ("groups" | "projects"), owner, "hooks"]) => {
             let key = owner_key(w, kind, owner)?;
-            list_hooks(w, ctx, &key)
+            hook_events::list_hooks(w, ctx, &key)
+        }
+        ("GET", [kind @ ("groups" | "projects"), owner, "hooks", id, "events"]) => {
+            let key = owner_key(w, kind, owner)?;
+            hook_events::list_events(w, ctx, &key, id)
         }
         ("POST", [kind @ ("groups" | "projects"), owner, "hooks"]) => {
             let key = owner_key(w, kind, owner)?;
@@ -2902,11 +2910,6 @@ fn hook_events(p: &Params, base: &BTreeMap<String, bool>) -> BTreeMap<String, bo
         }
     }
     events
-}
-
-fn list_hooks(w: &mut World, ctx: &Ctx<'_>, key: &str) -> HandlerResult {
-    let items = w.hooks.get(key).cloned().unwrap_or_default();
-    paginate(w, ctx, &items, hook_json)
 }
 
 fn create_hook(w: &mut World, ctx: &Ctx<'_>, key: &str) -> HandlerResult {
