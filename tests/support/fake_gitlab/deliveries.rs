@@ -385,6 +385,13 @@ impl FakeGitLab {
             .expect("reqwest client");
         let mut out = Vec::new();
         for d in self.take_deliveries() {
+            // GitLab checks at call time whether the hook is still executable.
+            {
+                let w = self.world();
+                if w.hook_log.is_disabled(&d.hook, w.clock.peek()) {
+                    continue;
+                }
+            }
             let mut headers: Vec<(String, String)> = vec![
                 ("Content-Type".into(), "application/json".into()),
                 ("User-Agent".into(), "GitLab/18.6.0".into()),

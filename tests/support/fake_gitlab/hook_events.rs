@@ -174,7 +174,7 @@ fn status_matches(filter: &str, status: &str) -> bool {
     match filter {
         "successful" => code.is_some_and(|c| (200..300).contains(&c)),
         "client_failure" => code.is_some_and(|c| (400..500).contains(&c)),
-        "server_failure" => code.map_or(true, |c| (500..600).contains(&c)),
+        "server_failure" => code.is_none_or(|c| (500..600).contains(&c)),
         n => n == status,
     }
 }
