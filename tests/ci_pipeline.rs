@@ -17,7 +17,7 @@ use support::harness::{seed, TELCO_DEV};
 
 /// What the pipeline's rules read: `.gitlab-ci.yml` and the policies whose changes trigger jobs.
 const PIPELINE: &[&str] = &[".gitlab-ci.yml", "policies"];
-const SCHEDULED: [&str; 4] = ["cca-check", "reconcile", "nudge", "report"];
+const SCHEDULED: [&str; 5] = ["cca-check", "reconcile", "recover", "nudge", "report"];
 
 /// How GitLab starts a pipeline, with the predefined variables it sets (and leaves unset) for it.
 #[derive(Clone, Copy, Debug)]
