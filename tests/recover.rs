@@ -258,7 +258,10 @@ async fn a_hook_gitlab_disabled_fails_the_job_with_the_reason() {
     assert_eq!(report["enqueued"], 4);
     let disabled = report["disabled"][0].as_str().expect("a reason");
     assert!(disabled.contains("temporarily disabled"), "{disabled}");
-    assert!(disabled.contains("cocreate setup"), "{disabled}");
+    assert!(
+        disabled.contains("Settings > Webhooks > Test"),
+        "{disabled}"
+    );
     assert!(err.contains("temporarily disabled"), "{err}");
 }
 

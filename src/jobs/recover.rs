@@ -73,13 +73,13 @@ impl HookReport {
             "executable" | "" => None,
             "temporarily_disabled" => Some(format!(
                 "webhook {} is temporarily disabled by GitLab after failing deliveries (until {}); \
-                 re-enable it with `cocreate setup` or the hook's Enable button",
+                 once serve is reachable, re-enable it in GitLab: Settings > Webhooks > Test (a successful test re-enables it)",
                 self.hook,
                 self.disabled_until.as_deref().unwrap_or("unknown")
             )),
             other => Some(format!(
                 "webhook {} is disabled by GitLab ({other}) after too many failed deliveries; \
-                 re-enable it with `cocreate setup` or the hook's Enable button",
+                 once serve is reachable, re-enable it in GitLab: Settings > Webhooks > Test (a successful test re-enables it)",
                 self.hook
             )),
         }
