@@ -62,6 +62,10 @@ enum Command {
     /// Scheduled sweep: re-route every open MR updated within --since, recovering webhooks
     /// GitLab dropped (it never retries them). A second run right after writes nothing.
     Reconcile(ReconcileArgs),
+    /// Scheduled job: store every webhook delivery GitLab failed to make (its webhook events
+    /// API, 7 days) into serve's queue through the receiver's dedupe, oldest first; report
+    /// hooks GitLab disabled (exit 1). Falls back to the MR sweep where the API is missing.
+    Recover(RecoverArgs),
     /// Scheduled job: ping the reviewer of a Co-Create MR waiting past the review-response SLO
     /// (business days, policies/routing.yml `review_slo`), hand it on after a second period,
     /// remind the author kindly when it has long been their turn. Each once per period.
@@ -276,6 +280,45 @@ struct ReconcileArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args, Debug)]
+struct RecoverArgs {
+    #[command(flatten)]
+    job: JobArgs,
+
+    /// The URL `setup` registered (serve's public /webhook): it identifies our hooks.
+    #[arg(long, env = "COCREATE_WEBHOOK_URL")]
+    webhook_url: String,
+
+    /// serve's data directory (its queue, and the job's cursor).
+    #[arg(long, env = "COCREATE_DATA", default_value = "./data")]
+    data: PathBuf,
+
+    /// Look this far back (e.g. `2h`, `1d`) instead of from the last run's cursor.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    since: Option<Duration>,
+
+    /// Handle the recovered events here and now (no serve running on this data directory).
+    #[arg(long)]
+    process: bool,
+
+    /// serve's Standard Webhooks signing keys: set, the signed webhook-id is the dedupe key.
+    #[arg(
+        long,
+        env = "COCREATE_SIGNING_KEY",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    signing_key: Vec<String>,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+
+    /// Write a JUnit XML report (one test case per hook).
+    #[arg(long)]
+    junit: Option<PathBuf>,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -502,6 +545,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::CcaCheck(args) => cca_check(args, policies, templates).await,
         Command::Reconcile(args) => reconcile(args, policies, templates).await,
+        Command::Recover(args) => {
+            let opts = cocreate::jobs::recover::RecoverOptions {
+                webhook_url: args.webhook_url,
+                data_dir: args.data,
+                since: args.since,
+                signed: args.signing_key.iter().any(|k| !k.trim().is_empty()),
+                process: args.process,
+                dry_run: args.job.dry_run,
+            };
+            let ctx = job_context(args.job, policies, templates, "recover").await?;
+            cocreate::jobs::recover::cli(&ctx, &opts, args.json, args.junit.as_deref()).await
+        }
         Command::Setup(args) => setup(args, policies, templates).await,
         Command::Nudge(args) => nudge(args, policies, templates).await,
         Command::Score(args) => score(args, policies, templates).await,

@@ -192,6 +192,43 @@ pub fn dedupe_key(headers: &HeaderMap, kind: &str, body: &[u8], signed: bool) ->
     format!("sha256:{}", hex::encode(h.finalize()))
 }
 
+/// What the receiver makes of an authenticated delivery.
+#[derive(Debug)]
+pub enum Admission {
+    /// A supported event, ready to store (headers kept, dedupe and serial keys set).
+    Event(NewEvent),
+    /// An event kind or action the tool does not act on.
+    Ignored(events::Ignored),
+}
+
+/// The receiver's path from an authenticated delivery (headers, body) to the event it stores:
+/// parse (malformed is `Err`), dedupe key, serial key, kept headers. `recover` feeds GitLab's
+/// recorded failed deliveries through it too, so both dedupe alike.
+pub fn admit(
+    headers: &HeaderMap,
+    body: Vec<u8>,
+    signed: bool,
+    received_at_ms: i64,
+) -> Result<Admission, events::PayloadError> {
+    let kind_header = header(headers, "x-gitlab-event").unwrap_or("").to_owned();
+    let kind = EventKind::from_header(&kind_header);
+    let serial_key = match events::parse(kind, &body)? {
+        Err(ignored) => return Ok(Admission::Ignored(ignored)),
+        Ok(event) => serial_key(&event),
+    };
+    Ok(Admission::Event(NewEvent {
+        dedupe_key: dedupe_key(headers, &kind_header, &body, signed),
+        serial_key,
+        kind: kind_header,
+        headers: KEPT_HEADERS
+            .iter()
+            .filter_map(|n| header(headers, n).map(|v| (n.to_string(), v.to_owned())))
+            .collect(),
+        body,
+        received_at_ms,
+    }))
+}
+
 impl AppState {
     fn refuse(&self, r: Rejection, client: Option<ClientAddr>) -> Response {
         self.refusals.refused(r.label(), client.map(|c| c.0));
@@ -228,31 +265,18 @@ async fn webhook(State(s): State<AppState>, req: Request) -> Response {
     if let Err(r) = s.verifier.check_signature(sig, &body.bytes, now_unix) {
         return s.refuse(r, client);
     }
-    let kind_header = header(headers, "x-gitlab-event").unwrap_or("").to_owned();
-    let kind = EventKind::from_header(&kind_header);
-    metrics::counter!("cocreate_webhooks_received_total", "kind" => kind.header()).increment(1);
-    let serial_key = match events::parse(kind, &body.bytes) {
+    metrics::counter!("cocreate_webhooks_received_total", "kind" => EventKind::from_header(header(headers, "x-gitlab-event").unwrap_or("")).header()).increment(1);
+    let event = match admit(headers, body.bytes, s.verifier.signs(), (s.now_ms)()) {
         Err(e) => {
             s.refusals.refused("malformed", client.map(|c| c.0));
             tracing::debug!(error = %e, "malformed webhook payload refused");
             return reject(StatusCode::BAD_REQUEST, "malformed", &e.to_string());
         }
-        Ok(Err(ignored)) => {
+        Ok(Admission::Ignored(ignored)) => {
             tracing::debug!(?ignored, "webhook ignored");
             return (StatusCode::OK, Json(json!({ "status": "ignored" }))).into_response();
         }
-        Ok(Ok(event)) => serial_key(&event),
-    };
-    let event = NewEvent {
-        dedupe_key: dedupe_key(headers, &kind_header, &body.bytes, s.verifier.signs()),
-        serial_key,
-        kind: kind_header,
-        headers: KEPT_HEADERS
-            .iter()
-            .filter_map(|n| header(headers, n).map(|v| (n.to_string(), v.to_owned())))
-            .collect(),
-        body: body.bytes,
-        received_at_ms: (s.now_ms)(),
+        Ok(Admission::Event(event)) => event,
     };
     let bytes = event.body.len();
     let stored = s.queue.enqueue(event).await;

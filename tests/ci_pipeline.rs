@@ -18,9 +18,10 @@ use support::harness::{seed, TELCO_DEV};
 /// What the pipeline's rules read: `.gitlab-ci.yml` and the policies whose changes trigger jobs.
 const PIPELINE: &[&str] = &[".gitlab-ci.yml", "policies"];
 /// The scheduled jobs: (job = `COCREATE_JOB` of its schedule, the `cocreate` subcommand it runs).
-const SCHEDULED: [(&str, &str); 5] = [
+const SCHEDULED: [(&str, &str); 6] = [
     ("cca-check", "cca-check"),
     ("reconcile", "reconcile"),
+    ("recover", "recover"),
     ("nudge", "nudge"),
     ("report", "report"),
     ("pages", "site"),

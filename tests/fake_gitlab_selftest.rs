@@ -6,6 +6,9 @@ mod support;
 #[path = "fake_gitlab_selftest/repository.rs"]
 mod repository;
 
+#[path = "fake_gitlab_selftest/hook_events.rs"]
+mod hook_events;
+
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 

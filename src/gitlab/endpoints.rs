@@ -104,6 +104,17 @@ impl Get {
         client: &GitlabClient,
         first: u64,
     ) -> Result<Vec<T>, api::ApiError<ClientError>> {
+        self.pages_until(client, first, |_: &T| false).await
+    }
+
+    /// Like [`Get::all_from`], but stops after the first page holding an item for which
+    /// `enough` is true (for lists newest first: no need to page past what was seen).
+    pub async fn pages_until<T: DeserializeOwned + Send + 'static>(
+        &self,
+        client: &GitlabClient,
+        first: u64,
+        enough: impl Fn(&T) -> bool,
+    ) -> Result<Vec<T>, api::ApiError<ClientError>> {
         let mut out = Vec::new();
         let mut page: u64 = first.max(1);
         loop {
@@ -115,7 +126,11 @@ impl Get {
                 })
             })?;
             let full = items.len() >= 100;
+            let done = items.iter().any(&enough);
             out.extend(items);
+            if done {
+                break;
+            }
             let next = rsp
                 .headers()
                 .get("x-next-page")

@@ -22,6 +22,7 @@
 //! * All times are unix milliseconds, taken from the queue's clock.
 
 mod backoff;
+pub mod cursor;
 mod inspect;
 mod sqlite;
 mod sqlite_inspect;

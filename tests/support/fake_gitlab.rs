@@ -42,6 +42,7 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 mod deliveries;
 mod events;
+mod hook_events;
 mod http;
 mod issues;
 mod labels_hooks;

@@ -25,6 +25,10 @@ pub struct Delivery {
     /// `X-Gitlab-Event-UUID`.
     pub uuid: String,
     pub body: Value,
+    /// The hook called, `groups/50/hooks/7` (see `hook_events`).
+    pub hook: String,
+    /// GitLab's name of the event in the hook's log, e.g. `merge_request_hooks`.
+    pub trigger: String,
 }
 
 /// `*` matches any run of characters (GitLab's `wildcard` branch filter strategy); an empty
@@ -75,7 +79,7 @@ impl World {
 
     /// Queues `body` for every hook of the project and its groups with `flag` on (and, for
     /// pushes, whose branch filter matches `branch`).
-    fn queue_delivery(
+    pub(super) fn queue_delivery(
         &mut self,
         project_id: u64,
         flag: &str,
@@ -84,9 +88,15 @@ impl World {
         branch: Option<&str>,
     ) {
         let mut out = Vec::new();
+        let now = self.clock.peek();
         for owner in self.hook_owners(project_id) {
             for h in self.hooks.get(&owner).into_iter().flatten() {
                 if h.events.get(flag) != Some(&true) {
+                    continue;
+                }
+                let hook = format!("{owner}/hooks/{}", h.id);
+                // GitLab does not call a hook it has disabled (nor records a call).
+                if self.hook_log.is_disabled(&hook, now) {
                     continue;
                 }
                 // Branch filters apply to project hooks' push events.
@@ -95,10 +105,10 @@ impl World {
                         continue;
                     }
                 }
-                out.push((h.url.clone(), h.token.clone()));
+                out.push((h.url.clone(), h.token.clone(), hook));
             }
         }
-        for (url, token) in out {
+        for (url, token, hook) in out {
             self.next_delivery += 1;
             self.deliveries.push(Delivery {
                 url,
@@ -106,11 +116,13 @@ impl World {
                 event: event.to_owned(),
                 uuid: format!("00000000-0000-4000-9000-{:012}", self.next_delivery),
                 body: body.clone(),
+                hook,
+                trigger: super::hook_events::trigger_of(flag),
             });
         }
     }
 
-    fn payload_project(&mut self, project_id: u64) -> Value {
+    pub(super) fn payload_project(&mut self, project_id: u64) -> Value {
         let path = self.project_path(project_id);
         let default_branch = self.repo(project_id).default_branch.clone();
         let name = path.rsplit('/').next().unwrap_or(&path).to_owned();
@@ -130,7 +142,7 @@ impl World {
         })
     }
 
-    fn payload_user(&self, user_id: u64) -> Value {
+    pub(super) fn payload_user(&self, user_id: u64) -> Value {
         let u = self.user_or_placeholder(user_id).spec;
         json!({
             "id": u.id,
@@ -216,7 +228,7 @@ impl World {
         self.queue_delivery(key.0, flag, event, v, None);
     }
 
-    fn queue_mr_hook(&mut self, key: (u64, u64), action: &str) {
+    pub(super) fn queue_mr_hook(&mut self, key: (u64, u64), action: &str) {
         let mr = &self.mrs[&key];
         let (author, labels, reviewers) =
             (mr.author_id, mr.labels.clone(), mr.reviewer_ids.clone());
@@ -363,8 +375,9 @@ impl FakeGitLab {
     }
 
     /// POSTs every queued delivery as GitLab does (JSON body, `X-Gitlab-Event`,
-    /// `X-Gitlab-Token`, `X-Gitlab-Event-UUID`, `X-Gitlab-Instance`); returns each event header
-    /// with the status the receiver answered.
+    /// `X-Gitlab-Token`, `X-Gitlab-Event-UUID`, `X-Gitlab-Instance`) and records each call in
+    /// the hook's event log (see `hook_events`); returns each event header with the status the
+    /// receiver answered (0: no answer).
     pub async fn send_deliveries(&self) -> Vec<(String, u16)> {
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -372,18 +385,40 @@ impl FakeGitLab {
             .expect("reqwest client");
         let mut out = Vec::new();
         for d in self.take_deliveries() {
+            // GitLab checks at call time whether the hook is still executable.
+            {
+                let w = self.world();
+                if w.hook_log.is_disabled(&d.hook, w.clock.peek()) {
+                    continue;
+                }
+            }
+            let mut headers: Vec<(String, String)> = vec![
+                ("Content-Type".into(), "application/json".into()),
+                ("User-Agent".into(), "GitLab/18.6.0".into()),
+                ("X-Gitlab-Event".into(), d.event.clone()),
+                ("X-Gitlab-Event-UUID".into(), d.uuid.clone()),
+                ("X-Gitlab-Instance".into(), WEB_BASE.into()),
+            ];
+            if let Some(t) = &d.token {
+                headers.push(("X-Gitlab-Token".into(), t.clone()));
+            }
             let mut req = http
                 .post(&d.url)
-                .header("Content-Type", "application/json")
-                .header("User-Agent", "GitLab/18.6.0")
-                .header("X-Gitlab-Event", &d.event)
-                .header("X-Gitlab-Event-UUID", &d.uuid)
-                .header("X-Gitlab-Instance", WEB_BASE)
                 .body(serde_json::to_vec(&d.body).expect("json"));
-            if let Some(t) = &d.token {
-                req = req.header("X-Gitlab-Token", t);
+            for (k, v) in &headers {
+                req = req.header(k, v);
             }
-            let status = req.send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+            let started = std::time::Instant::now();
+            let answer = match req.send().await {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    Some((status, r.text().await.unwrap_or_default()))
+                }
+                Err(_) => None,
+            };
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            let status = answer.as_ref().map(|a| a.0).unwrap_or(0);
+            self.world().record_hook_call(&d, &headers, answer, ms);
             out.push((d.event, status));
         }
         out

@@ -168,11 +168,6 @@ pub(super) fn hook_events(p: &Params, base: &BTreeMap<String, bool>) -> BTreeMap
     events
 }
 
-pub(super) fn list_hooks(w: &mut World, ctx: &Ctx<'_>, key: &str) -> HandlerResult {
-    let items = w.hooks.get(key).cloned().unwrap_or_default();
-    paginate(w, ctx, &items, hook_json)
-}
-
 pub(super) fn create_hook(w: &mut World, ctx: &Ctx<'_>, key: &str) -> HandlerResult {
     let p = ctx.params()?;
     let url = p

@@ -72,7 +72,11 @@ pub(super) fn route(w: &mut World, ctx: &Ctx<'_>, segments: &[&str]) -> HandlerR
         }
         ("GET", [kind @ ("groups" | "projects"), owner, "hooks"]) => {
             let key = owner_key(w, kind, owner)?;
-            list_hooks(w, ctx, &key)
+            super::hook_events::list_hooks(w, ctx, &key)
+        }
+        ("GET", [kind @ ("groups" | "projects"), owner, "hooks", id, "events"]) => {
+            let key = owner_key(w, kind, owner)?;
+            super::hook_events::list_events(w, ctx, &key, id)
         }
         ("POST", [kind @ ("groups" | "projects"), owner, "hooks"]) => {
             let key = owner_key(w, kind, owner)?;

@@ -222,6 +222,8 @@ pub(super) struct World {
     /// Labels and webhooks by owner ("groups/<id>" or "projects/<id>").
     pub(super) labels: BTreeMap<String, Vec<LabelState>>,
     pub(super) hooks: BTreeMap<String, Vec<HookState>>,
+    /// Calls made and hook states (see `hook_events`).
+    pub(super) hook_log: super::hook_events::HookLog,
     pub(super) next_object_id: u64,
     pub(super) next_note_id: u64,
     /// Every note created through the API (`POST .../notes`), oldest first.
@@ -271,6 +273,7 @@ impl World {
             next_status_id: 1,
             labels: BTreeMap::new(),
             hooks: BTreeMap::new(),
+            hook_log: Default::default(),
             next_object_id: 1,
             next_note_id: 1,
             posted_notes: Vec::new(),

@@ -1,0 +1,292 @@
+//! `cocreate recover` through the real binary against the fake GitLab: deliveries GitLab failed
+//! to make while `serve` was down are read back from its webhook events API and processed
+//! exactly once; a second run stores nothing; a disabled hook fails the job with the reason;
+//! without the events API the job says so and falls back to the MR sweep.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use support::fake_gitlab::{FakeGitLab, MrSpec};
+use support::harness::*;
+
+const BOT_ID: u64 = 9000;
+
+fn cocreate(gitlab: &FakeGitLab, url: &str, data: &Path, args: &[&str]) -> (i32, String, String) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(env!("CARGO_BIN_EXE_cocreate"))
+        .args(args)
+        .env("GITLAB_URL", gitlab.url())
+        .env("GITLAB_TOKEN", gitlab.token())
+        .env("COCREATE_WEBHOOK_SECRET", SECRET)
+        .env("COCREATE_WEBHOOK_URL", url)
+        .env("COCREATE_DATA", data)
+        .env("COCREATE_POLICIES", format!("{root}/policies"))
+        .env("COCREATE_TEMPLATES", format!("{root}/templates"))
+        .env_remove("COCREATE_POLICY_PROJECT")
+        .env_remove("COCREATE_SIGNING_KEY")
+        .output()
+        .expect("run cocreate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn recover(gitlab: &FakeGitLab, url: &str, data: &Path, extra: &[&str]) -> (i32, Value, String) {
+    let mut args = vec!["recover", "--json"];
+    args.extend_from_slice(extra);
+    let (code, out, err) = tokio::task::block_in_place(|| cocreate(gitlab, url, data, &args));
+    let v = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    (code, v, err)
+}
+
+/// A URL nothing listens on: `serve` is down.
+fn down_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    drop(l);
+    format!("http://127.0.0.1:{port}/webhook")
+}
+
+fn fill_intake(template: &str) -> String {
+    template
+        .lines()
+        .map(|l| match l.split_once(':') {
+            Some(("- Organization", _)) => "- Organization: example-aero".to_owned(),
+            Some(("- CSM", _)) => "- CSM: @csm-aero".to_owned(),
+            Some(("- SA", _)) => "- SA: @sa-aero".to_owned(),
+            Some(("- Opportunity", _)) => "- Opportunity: Faster pipelines".to_owned(),
+            Some(("- Customer contacts", _)) => "- Customer contacts: @aero-dev-1".to_owned(),
+            _ => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn bot_notes(gitlab: &FakeGitLab, iid: u64) -> Vec<String> {
+    gitlab
+        .notes(PROJECT_ID, iid)
+        .into_iter()
+        .filter(|n| n.author_id == BOT_ID)
+        .map(|n| n.body)
+        .collect()
+}
+
+async fn world_after_setup(url: &str) -> (FakeGitLab, tempfile::TempDir) {
+    let gitlab = FakeGitLab::start().await;
+    seed(&gitlab);
+    let data = tempfile::tempdir().expect("tempdir");
+    let (code, out, err) =
+        tokio::task::block_in_place(|| cocreate(&gitlab, url, data.path(), &["setup"]));
+    assert_eq!(code, 0, "{out}{err}");
+    (gitlab, data)
+}
+
+fn open_mr(gitlab: &FakeGitLab, iid: u64) {
+    gitlab.open_mr(MrSpec {
+        project_id: PROJECT_ID,
+        iid,
+        id: 1000 + iid,
+        title: format!("Change {iid}"),
+        author_id: AERO_DEV.0,
+        sha: format!("{iid:040x}"),
+        project_path: PROJECT_PATH.into(),
+        ..MrSpec::default()
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_deliveries_failed_while_serve_was_down_are_each_processed_exactly_once() {
+    let url = down_url();
+    let (gitlab, data) = world_after_setup(&url).await;
+    // While serve is down: an intake issue, 20 new MRs, 15 edits, 14 help commands.
+    let intake = gitlab
+        .issue_from_template(
+            TRACKING_PROJECT_ID,
+            701,
+            "Co-Create engagement request: Example Aero",
+            "Co-Create engagement request",
+            fill_intake,
+        )
+        .expect("setup committed the template");
+    let mrs: Vec<u64> = (30..50).collect();
+    for &iid in &mrs {
+        open_mr(&gitlab, iid);
+    }
+    for &iid in &mrs[..15] {
+        gitlab.edit_mr_title(PROJECT_ID, iid, &format!("Change {iid}, revised"));
+    }
+    let mut comments = Vec::new();
+    for &iid in &mrs[..14] {
+        comments.push(gitlab.comment_on_mr(PROJECT_ID, iid, AERO_DEV.0, "@cocreate-bot help"));
+    }
+    let sent = gitlab.send_deliveries().await;
+    assert_eq!(sent.len(), 50, "{sent:?}");
+    assert!(sent.iter().all(|(_, status)| *status == 0), "serve is down");
+
+    gitlab.clear_calls();
+    let (code, report, err) = recover(&gitlab, &url, data.path(), &["--process"]);
+    assert_eq!(code, 0, "{report:#}\n{err}");
+    assert_eq!(report["mode"], "events-api");
+    assert_eq!(
+        (
+            &report["found"],
+            &report["enqueued"],
+            &report["already_had"],
+            &report["processed"]
+        ),
+        (
+            &Value::from(50),
+            &Value::from(50),
+            &Value::from(0),
+            &Value::from(50)
+        ),
+        "{report:#}"
+    );
+
+    // Every MR: one welcome; the commented ones one help reply; never a note twice.
+    for &iid in &mrs {
+        let notes = bot_notes(&gitlab, iid);
+        let want = if mrs[..14].contains(&iid) { 2 } else { 1 };
+        assert_eq!(notes.len(), want, "!{iid}: {notes:#?}");
+        let mut unique = notes.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), notes.len(), "!{iid}: a note twice");
+        assert!(gitlab
+            .mr(PROJECT_ID, iid)
+            .labels
+            .contains(&"Co-Create".to_string()));
+    }
+    for (&iid, id) in mrs[..14].iter().zip(&comments) {
+        assert!(
+            bot_notes(&gitlab, iid)
+                .iter()
+                .any(|n| n.starts_with(&format!("<!-- cocreate:cmd:{id} -->"))),
+            "!{iid}: the help command was answered"
+        );
+    }
+    assert_eq!(
+        gitlab.mr(PROJECT_ID, 30).title,
+        "Change 30, revised",
+        "the edit happened in GitLab"
+    );
+    let t = gitlab.issue(TRACKING_PROJECT_ID, intake);
+    assert!(
+        t.labels.contains(&"Co-Create engagement".to_string()),
+        "the intake issue became a tracking issue: {:?}\n{err}",
+        t.labels
+    );
+
+    // A second run: nothing new since the cursor.
+    let writes_before = gitlab.writes().len();
+    let (code, again, err) = recover(&gitlab, &url, data.path(), &["--process"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (&again["found"], &again["enqueued"]),
+        (&Value::from(0), &Value::from(0))
+    );
+    // Even reading the whole week again: all already had, nothing written.
+    let (code, week, err) = recover(&gitlab, &url, data.path(), &["--process", "--since", "7d"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (&week["found"], &week["enqueued"], &week["already_had"]),
+        (&Value::from(50), &Value::from(0), &Value::from(50)),
+        "{week:#}"
+    );
+    assert_eq!(
+        gitlab.writes().len(),
+        writes_before,
+        "{:#?}",
+        gitlab.writes()
+    );
+    for &iid in &mrs {
+        let want = if mrs[..14].contains(&iid) { 2 } else { 1 };
+        assert_eq!(bot_notes(&gitlab, iid).len(), want, "!{iid}");
+    }
+    println!(
+        "BENCH recover: 0 new failed deliveries: {} reads; re-reading 50: {} reads; recovering and processing 50: {} reads, {} writes",
+        again["api_reads"], week["api_reads"], report["api_reads"], report["api_writes"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_already_in_the_queue_is_already_had_and_a_junit_report_is_written() {
+    let url = down_url();
+    let (gitlab, data) = world_after_setup(&url).await;
+    open_mr(&gitlab, 31);
+    let sent = gitlab.send_deliveries().await;
+    assert_eq!(sent.len(), 1);
+    let junit = data.path().join("recover.xml");
+    let (code, report, err) = recover(
+        &gitlab,
+        &url,
+        data.path(),
+        &["--junit", junit.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (&report["found"], &report["enqueued"]),
+        (&Value::from(1), &Value::from(1))
+    );
+    let xml = std::fs::read_to_string(&junit).expect("junit");
+    assert!(xml.contains("testsuite name=\"recover\""), "{xml}");
+    assert!(xml.contains("groups/vendor/hooks/"), "{xml}");
+    // Re-reading the day: what the queue has is already had, not stored again.
+    let (_, week, _) = recover(&gitlab, &url, data.path(), &["--since", "1d"]);
+    assert_eq!(
+        (&week["enqueued"], &week["already_had"]),
+        (&Value::from(0), &Value::from(1))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_gitlab_disabled_fails_the_job_with_the_reason() {
+    let url = down_url();
+    let (gitlab, data) = world_after_setup(&url).await;
+    gitlab.set_auto_disable_hooks(true);
+    for iid in 30..35 {
+        open_mr(&gitlab, iid);
+    }
+    // The fifth is not even attempted: four failures disabled the hook.
+    assert_eq!(gitlab.send_deliveries().await.len(), 4);
+    let (code, report, err) = recover(&gitlab, &url, data.path(), &[]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["enqueued"], 4);
+    let disabled = report["disabled"][0].as_str().expect("a reason");
+    assert!(disabled.contains("temporarily disabled"), "{disabled}");
+    assert!(
+        disabled.contains("Settings > Webhooks > Test"),
+        "{disabled}"
+    );
+    assert!(err.contains("temporarily disabled"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_events_api_the_job_says_so_and_sweeps_open_mrs() {
+    let url = down_url();
+    let (gitlab, data) = world_after_setup(&url).await;
+    open_mr(&gitlab, 30);
+    gitlab.send_deliveries().await;
+    for missing in [404, 403] {
+        gitlab.set_hook_events_api(Some(missing));
+        let (code, report, err) = recover(&gitlab, &url, data.path(), &["--since", "1d"]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(report["mode"], "fallback", "{report:#}");
+        assert!(
+            report["notes"][0]
+                .as_str()
+                .unwrap()
+                .contains(&missing.to_string()),
+            "{report:#}"
+        );
+        assert!(report["fallback"]["mrs"]
+            .as_array()
+            .is_some_and(|m| !m.is_empty()));
+    }
+    let notes = bot_notes(&gitlab, 30);
+    assert_eq!(notes.len(), 1, "the sweep routed !30 once: {notes:#?}");
+}
