@@ -192,7 +192,7 @@ pub fn may_command(f: &CommandFacts<'_>, policies: &Policies) -> bool {
         || f.reviewers
             .iter()
             .any(|(id, u)| *id == f.note.issuer_id || u.eq_ignore_ascii_case(&issuer))
-        || policies.routing.roster.reviewers.contains(&issuer)
+        || super::is_roster_reviewer(&policies.routing.roster, &issuer)
 }
 
 /// The answer to one command.
@@ -253,7 +253,6 @@ pub fn decide_command(
             messages.command_reply("command_denied.md", &who, f.bot, None)?,
         )]);
     }
-    let roster = &policies.routing.roster.reviewers;
     let mut actions = Vec::new();
     match &f.note.command {
         Command::Help => actions.push(reply(
@@ -270,10 +269,7 @@ pub fn decide_command(
             )?,
         )),
         Command::Ready => {
-            let existing = f
-                .reviewers
-                .iter()
-                .find(|(_, u)| roster.contains(&u.to_ascii_lowercase()))
+            let existing = super::roster_reviewer(&policies.routing.roster, f.reviewers)
                 .map(|(_, u)| u.clone());
             let reviewer = match existing {
                 Some(r) => Some(r),
@@ -283,13 +279,11 @@ pub fn decide_command(
                         .and_then(|r| choose_reviewer(&policies.routing.roster, r))
                         .filter(|c| c.id.is_some());
                     if let Some(c) = &choice {
-                        let mut ids: Vec<UserId> = f.reviewers.iter().map(|(id, _)| *id).collect();
-                        ids.extend(c.id);
                         actions.push(Action::EditMergeRequest {
                             mr: f.mr,
                             add_labels: vec![],
                             remove_labels: vec![],
-                            reviewer_ids: Some(ids),
+                            reviewer_ids: Some(super::append_reviewer(f.reviewers, c.id)),
                             added_reviewer: Some(c.username.clone()),
                         });
                     }

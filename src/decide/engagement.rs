@@ -4,11 +4,11 @@
 
 use serde::Serialize;
 
-use super::{Action, RosterFacts};
+use super::{is_own_event, Action, RosterFacts, Skip};
 use crate::domain::{MrRef, OrgSlug, UserId};
 use crate::messages::{keyed_marker, Engagement, Messages, TemplateError};
 use crate::neutralize;
-use crate::policy::{Organization, Policies};
+use crate::policy::{Labels, Organization, Policies};
 
 /// The funnel, in order.
 pub const STAGES: [&str; 8] = [
@@ -589,6 +589,46 @@ pub fn decide_stage(
         }
     }
     Ok(actions)
+}
+
+/// What an issue of the tracking project is to the engagement rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IssueKind {
+    /// An account team's intake issue, not yet turned into a tracking issue.
+    Intake,
+    /// An organization's tracking issue.
+    Tracking,
+}
+
+/// Classifies an issue by its labels: the engagement label makes it a tracking issue (even if it
+/// still carries the intake label), the intake label alone an intake issue, neither nothing.
+pub fn classify_issue(labels: &[String], l: &Labels) -> Option<IssueKind> {
+    if labels.contains(&l.engagement) {
+        Some(IssueKind::Tracking)
+    } else if labels.contains(&l.intake) {
+        Some(IssueKind::Intake)
+    } else {
+        None
+    }
+}
+
+/// Whether the engagement rules look at an issue event at all: not the bot's own, in the
+/// tracking project, an intake or tracking issue (by the labels the event carries).
+pub fn issue_event_kind(
+    actor: &str,
+    project_path: &str,
+    labels: &[String],
+    policies: &Policies,
+    bot_username: &str,
+) -> Result<IssueKind, Skip> {
+    if is_own_event(actor, bot_username) {
+        return Err(Skip::OwnEvent);
+    }
+    if !project_path.eq_ignore_ascii_case(&policies.routing.tracking.project) {
+        return Err(Skip::OutsideTrackingProject);
+    }
+    classify_issue(labels, &policies.routing.labels).ok_or(Skip::NotCoCreateIssue)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod response;
 mod reviewer;
 mod routing;
 pub mod setup;
+mod skip;
 
 use serde::Serialize;
 
@@ -22,8 +23,12 @@ pub use cca::{
     cca_actions, cca_state, plan_cca, CcaMrFacts, CcaPlan, CcaState, StatusState, STATUS_NAME,
 };
 pub use recognize::{recognize, Evidence, Recognition};
-pub use reviewer::{choose_reviewer, ReviewerChoice, RosterFacts, RosterMember};
-pub use routing::{decide_merge_request, MrFacts, MrState};
+pub use reviewer::{
+    append_reviewer, choose_reviewer, is_roster_reviewer, preferred_reviewer, roster_reviewer,
+    ReviewerChoice, RosterFacts, RosterMember,
+};
+pub use routing::{decide_merge_request, engagement_dri, MrFacts, MrState};
+pub use skip::{is_own_event, Skip};
 
 use crate::domain::{MrRef, UserId};
 use crate::messages::Marker;
@@ -279,34 +284,6 @@ impl Action {
                 };
                 format!("post {visibility}{marker:?} note on {}", target.mr())
             }
-        }
-    }
-}
-
-/// Why an event leads to no action.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "reason", rename_all = "snake_case")]
-pub enum Skip {
-    /// The event was caused by the bot itself.
-    OwnEvent,
-    /// The MR's author is a bot account.
-    BotAuthor,
-    /// The author is not recognised as a member of any Co-Create organization.
-    NotCoCreate,
-    /// Closed, merged or locked MRs are left alone.
-    NotOpen { state: String },
-}
-
-impl std::fmt::Display for Skip {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Skip::OwnEvent => write!(f, "the bot's own change"),
-            Skip::BotAuthor => write!(f, "the author is a bot account"),
-            Skip::NotCoCreate => write!(
-                f,
-                "the author is not in any Co-Create organization (organizations.yml)"
-            ),
-            Skip::NotOpen { state } => write!(f, "the merge request is {state}, not open"),
         }
     }
 }

@@ -110,7 +110,7 @@ pub fn decide_nudge(
         .reviewers
         .iter()
         .map(|(_, u)| u.to_ascii_lowercase())
-        .filter(|u| roster.reviewers.contains(u) || roster.lead.as_ref() == Some(u))
+        .filter(|u| super::is_roster_reviewer(roster, u) || roster.lead.as_ref() == Some(u))
         .collect();
     let reviewers: Vec<String> = f.reviewers.iter().map(|(_, u)| u.clone()).collect();
     let (turn, since) = whose_turn(
@@ -157,13 +157,14 @@ pub fn decide_nudge(
         if let Some(next) = next.filter(|n| !roster_reviewers.contains(&n.username)) {
             let marker = keyed_marker("nudge-escalate", &period);
             if !f.markers.contains(&marker) {
-                let mut ids: Vec<UserId> = f
+                // The escalation replaces the roster reviewers who let it wait.
+                let kept: Vec<(UserId, String)> = f
                     .reviewers
                     .iter()
                     .filter(|(_, u)| !roster_reviewers.contains(&u.to_ascii_lowercase()))
-                    .map(|(id, _)| *id)
+                    .cloned()
                     .collect();
-                ids.extend(next.id);
+                let ids = super::append_reviewer(&kept, next.id);
                 actions.push(Action::EditMergeRequest {
                     mr: f.mr,
                     add_labels: vec![],

@@ -62,13 +62,7 @@ pub struct MrFacts {
 impl MrFacts {
     /// The MR already has a reviewer from the Contributor Success roster.
     pub fn has_roster_reviewer(&self, policies: &Policies) -> bool {
-        self.reviewers.iter().any(|(_, u)| {
-            policies
-                .routing
-                .roster
-                .reviewers
-                .contains(&u.to_ascii_lowercase())
-        })
+        super::roster_reviewer(&policies.routing.roster, &self.reviewers).is_some()
     }
 }
 
@@ -82,7 +76,7 @@ pub fn decide_merge_request(
     if facts
         .actor
         .as_deref()
-        .is_some_and(|a| a.eq_ignore_ascii_case(&bot))
+        .is_some_and(|a| super::is_own_event(a, &bot))
     {
         return Ok(Decision::skipped(Skip::OwnEvent, None));
     }
@@ -125,29 +119,17 @@ pub fn decide_merge_request(
     add_labels.extend(cca_plan.add_label.clone());
 
     // Keep every reviewer people chose; add ours only when no roster member reviews yet.
-    let existing_roster_reviewer = facts
-        .reviewers
-        .iter()
-        .find(|(_, u)| {
-            policies
-                .routing
-                .roster
-                .reviewers
-                .contains(&u.to_ascii_lowercase())
-        })
-        .map(|(_, u)| u.clone());
+    let existing_roster_reviewer =
+        super::roster_reviewer(&policies.routing.roster, &facts.reviewers).map(|(_, u)| u.clone());
     let choice = match (&existing_roster_reviewer, &facts.roster) {
         (None, Some(roster)) => choose_reviewer(&policies.routing.roster, roster),
         _ => None,
     };
     let (reviewer_ids, added_reviewer) = match &choice {
-        Some(c) => {
-            let mut ids: Vec<UserId> = facts.reviewers.iter().map(|(id, _)| *id).collect();
-            if let Some(id) = c.id {
-                ids.push(id);
-            }
-            (Some(ids), Some(c.username.clone()))
-        }
+        Some(c) => (
+            Some(super::append_reviewer(&facts.reviewers, c.id)),
+            Some(c.username.clone()),
+        ),
         None => (None, None),
     };
 
@@ -227,6 +209,29 @@ pub fn decide_merge_request(
         org: Some(org),
         skip: None,
         actions,
+    })
+}
+
+/// The MR's Contributor Success reviewer (existing, or the one being added), as the DRI of a
+/// tracking issue the MR opens.
+pub fn engagement_dri(
+    facts: &MrFacts,
+    decision: &Decision,
+    policies: &Policies,
+) -> Option<(UserId, String)> {
+    if let Some((id, u)) = super::roster_reviewer(&policies.routing.roster, &facts.reviewers) {
+        return Some((*id, u.clone()));
+    }
+    decision.actions.iter().find_map(|a| match a {
+        Action::EditMergeRequest {
+            added_reviewer: Some(name),
+            ..
+        } => facts
+            .roster
+            .as_ref()
+            .and_then(|r| r.members.iter().find(|m| &m.username == name))
+            .and_then(|m| m.id.map(|id| (id, name.clone()))),
+        _ => None,
     })
 }
 
