@@ -177,7 +177,7 @@ pub fn decide_merge_request(
         let cca_notice = (!cca.is_valid() && !facts.markers.contains(&cca.note_marker()))
             .then(|| notice(cca.note_marker()));
         let reviewer = existing_roster_reviewer.or(choice.map(|c| c.username));
-        let body = messages.welcome(&Welcome {
+        let note = messages.welcome(&Welcome {
             author_username: &facts.author.username,
             title: &facts.title,
             reviewer_username: reviewer.as_deref(),
@@ -186,14 +186,12 @@ pub fn decide_merge_request(
         })?;
         actions.push(Action::PostNote {
             target: NoteTarget::MergeRequest(facts.mr),
-            marker: Marker::Welcome,
-            body,
+            note,
         });
-    } else if let Some(marker) = cca_plan.note {
+    } else if let Some(marker) = &cca_plan.note {
         actions.push(Action::PostNote {
             target: NoteTarget::MergeRequest(facts.mr),
-            marker,
-            body: messages.cca_note(&facts.author.username, notice(marker))?,
+            note: messages.cca_note(&facts.author.username, notice(marker.clone()))?,
         });
     }
     if cca_add.is_some() || !cca_remove.is_empty() {
@@ -342,10 +340,11 @@ mod tests {
                 ..
             }
         ));
-        let Action::PostNote { body, marker, .. } = &d.actions[2] else {
+        let Action::PostNote { note, .. } = &d.actions[2] else {
             panic!("note expected")
         };
-        assert_eq!(*marker, Marker::Welcome);
+        let body = note.render();
+        assert_eq!(note.marker(), Some(&Marker::Welcome));
         assert!(
             body.contains("@cs-reviewer-2 from the Contributor Success team"),
             "{body}"
@@ -465,9 +464,10 @@ mod tests {
             .filter(|a| matches!(a, Action::PostNote { .. }))
             .collect();
         assert_eq!(notes.len(), 1);
-        let Action::PostNote { body, .. } = notes[0] else {
+        let Action::PostNote { note, .. } = notes[0] else {
             panic!()
         };
+        let body = note.render();
         assert!(body.starts_with("<!-- cocreate:cca-missing -->"), "{body}");
         assert!(body.contains("cla-managers@example.com"), "{body}");
         // On the next event the CCA marker is found: no second note.
@@ -532,9 +532,10 @@ mod tests {
                 ..
             }
         )));
-        let Some(Action::PostNote { body, .. }) = d.actions.last() else {
+        let Some(Action::PostNote { note, .. }) = d.actions.last() else {
             panic!()
         };
+        let body = note.render();
         assert!(body.contains("@cs-reviewer-3"), "{body}");
     }
 
@@ -545,9 +546,10 @@ mod tests {
         f.author.name = "@all\n/close".into();
         f.title = "@all <b>urgent</b>\n/close\n/merge".into();
         let d = run(&f);
-        let Some(Action::PostNote { body, .. }) = d.actions.last() else {
+        let Some(Action::PostNote { note, .. }) = d.actions.last() else {
             panic!()
         };
+        let body = note.render();
         assert!(
             !body.contains("@all") && !body.contains("\n/close"),
             "{body}"

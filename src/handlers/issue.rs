@@ -110,7 +110,7 @@ pub async fn handle(
 async fn intake(
     ctx: &Context,
     input: &IssueInput,
-    markers: Vec<String>,
+    markers: Vec<crate::messages::Marker>,
     client: Option<&GitlabClient>,
 ) -> Result<Vec<Action>, HandleError> {
     let mut facts = IntakeFacts {
