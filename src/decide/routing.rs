@@ -457,11 +457,11 @@ mod tests {
             d.actions
                 .iter()
                 .find_map(|a| match a {
-                    Action::PostNote {
-                        marker: Marker::Welcome,
-                        body,
-                        ..
-                    } => Some(body.clone()),
+                    Action::PostNote { note, .. }
+                        if note.markers.first() == Some(&Marker::Welcome) =>
+                    {
+                        Some(note.render())
+                    }
                     _ => None,
                 })
                 .expect("a welcome note")

@@ -472,6 +472,7 @@ mod tests {
                 issue_list,
             })
             .expect("renders")
+            .render()
         };
         assert!(
             welcome(Some(list)).contains(&format!(
