@@ -1099,8 +1099,8 @@ fn plan(
         }
         for a in &decision.actions {
             println!("- {}", a.summary());
-            if let cocreate::decide::Action::PostNote { body, .. } = a {
-                for line in body.lines() {
+            if let cocreate::decide::Action::PostNote { note, .. } = a {
+                for line in note.render().lines() {
                     println!("    | {line}");
                 }
             }

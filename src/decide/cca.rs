@@ -224,16 +224,15 @@ pub fn cca_actions(
             description: description.clone(),
         });
     }
-    if let Some(marker) = plan.note {
+    if let Some(marker) = &plan.note {
         let notice = CcaNotice {
-            marker,
+            marker: marker.clone(),
             label: state.label(&policies.routing.labels),
             contact: policies.agreements.signing_contact.as_deref(),
         };
         actions.push(Action::PostNote {
             target: NoteTarget::MergeRequest(facts.mr),
-            marker,
-            body: messages.cca_note(author_username, notice)?,
+            note: messages.cca_note(author_username, notice)?,
         });
     }
     if plan.add_label.is_some() || !plan.remove_labels.is_empty() {
@@ -453,7 +452,7 @@ mod tests {
             for a in &actions {
                 match a {
                     Action::SetCommitStatus { description, .. } => public.push(description.clone()),
-                    Action::PostNote { body, .. } => public.push(body.clone()),
+                    Action::PostNote { note, .. } => public.push(note.render()),
                     _ => {}
                 }
             }

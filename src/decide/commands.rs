@@ -10,7 +10,7 @@ use super::{
     cca_actions, choose_reviewer, plan_cca, Action, CcaMrFacts, CcaState, NoteTarget, RosterFacts,
 };
 use crate::domain::{MrRef, UserId};
-use crate::messages::{keyed_marker, Marker, Messages, TemplateError};
+use crate::messages::{Marker, Messages, Note, TemplateError};
 use crate::neutralize;
 use crate::policy::Policies;
 
@@ -140,7 +140,7 @@ pub fn parse_command(body: &str, bot: &str) -> Option<Command> {
 /// One note the bot's own user wrote on the MR: its markers and when GitLab saved it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BotNote {
-    pub markers: Vec<String>,
+    pub markers: Vec<Marker>,
     pub at: Option<DateTime<Utc>>,
 }
 
@@ -178,11 +178,8 @@ pub struct CommandFacts<'a> {
 }
 
 /// Markers of a reply: which command note it answers, and to whom.
-fn reply_markers(note_id: u64, to: UserId) -> (String, String) {
-    (
-        keyed_marker("cmd", &note_id.to_string()),
-        keyed_marker("cmd-to", &to.to_string()),
-    )
+fn reply_markers(note_id: u64, to: UserId) -> (Marker, Marker) {
+    (Marker::Cmd(note_id), Marker::CmdTo(to))
 }
 
 /// Who may give commands on an MR: its author, its reviewers, the Contributor Success roster.
@@ -192,7 +189,7 @@ pub fn may_command(f: &CommandFacts<'_>, policies: &Policies) -> bool {
         || f.reviewers
             .iter()
             .any(|(id, u)| *id == f.note.issuer_id || u.eq_ignore_ascii_case(&issuer))
-        || policies.routing.roster.reviewers.contains(&issuer)
+        || super::is_roster_reviewer(&policies.routing.roster, &issuer)
 }
 
 /// The answer to one command.
@@ -212,7 +209,7 @@ pub fn decide_command(
         return Ok(vec![]);
     }
     let (marker, to_marker) = reply_markers(f.note.id, f.note.issuer_id);
-    let has = |m: &str| f.bot_notes.iter().any(|n| n.markers.iter().any(|x| x == m));
+    let has = |m: &Marker| f.bot_notes.iter().any(|n| n.markers.contains(m));
     if has(&marker) {
         return Ok(vec![]);
     }
@@ -234,17 +231,19 @@ pub fn decide_command(
     } else {
         NoteTarget::MergeRequest(f.mr)
     };
-    let reply = |extra_marker: Option<&str>, text: String| Action::PostNote {
+    let reply = |extra_marker: Option<&Marker>, text: String| Action::PostNote {
         target: target.clone(),
-        marker: Marker::Command,
-        body: match extra_marker {
-            Some(x) => format!("{marker}\n{to_marker}\n{x}\n{text}"),
-            None => format!("{marker}\n{to_marker}\n{text}"),
+        note: Note {
+            markers: [marker.clone(), to_marker.clone()]
+                .into_iter()
+                .chain(extra_marker.cloned())
+                .collect(),
+            body: text,
         },
     };
     let who = neutralize::mention(&f.note.issuer);
     if !may_command(f, policies) {
-        let denied = keyed_marker("cmd-denied", &f.note.issuer_id.to_string());
+        let denied = Marker::CmdDenied(f.note.issuer_id);
         if has(&denied) {
             return Ok(vec![]);
         }
@@ -253,7 +252,6 @@ pub fn decide_command(
             messages.command_reply("command_denied.md", &who, f.bot, None)?,
         )]);
     }
-    let roster = &policies.routing.roster.reviewers;
     let mut actions = Vec::new();
     match &f.note.command {
         Command::Help => actions.push(reply(
@@ -270,10 +268,7 @@ pub fn decide_command(
             )?,
         )),
         Command::Ready => {
-            let existing = f
-                .reviewers
-                .iter()
-                .find(|(_, u)| roster.contains(&u.to_ascii_lowercase()))
+            let existing = super::roster_reviewer(&policies.routing.roster, f.reviewers)
                 .map(|(_, u)| u.clone());
             let reviewer = match existing {
                 Some(r) => Some(r),
@@ -283,13 +278,11 @@ pub fn decide_command(
                         .and_then(|r| choose_reviewer(&policies.routing.roster, r))
                         .filter(|c| c.id.is_some());
                     if let Some(c) = &choice {
-                        let mut ids: Vec<UserId> = f.reviewers.iter().map(|(id, _)| *id).collect();
-                        ids.extend(c.id);
                         actions.push(Action::EditMergeRequest {
                             mr: f.mr,
                             add_labels: vec![],
                             remove_labels: vec![],
-                            reviewer_ids: Some(ids),
+                            reviewer_ids: Some(super::append_reviewer(f.reviewers, c.id)),
                             added_reviewer: Some(c.username.clone()),
                         });
                     }
@@ -324,10 +317,13 @@ pub fn decide_command(
             let state_name = match &f.cca {
                 None => "not applicable".to_owned(),
                 Some(state) => {
-                    let markers: Vec<&String> =
-                        f.bot_notes.iter().flat_map(|n| n.markers.iter()).collect();
-                    let fixed: Vec<Marker> =
-                        markers.iter().flat_map(|m| Marker::found_in(m)).collect();
+                    let fixed: Vec<Marker> = f
+                        .bot_notes
+                        .iter()
+                        .flat_map(|n| n.markers.iter())
+                        .filter(|m| Marker::ALL.contains(m))
+                        .cloned()
+                        .collect();
                     let facts = CcaMrFacts {
                         mr: f.mr,
                         head_sha: f.head_sha,
@@ -390,7 +386,7 @@ mod tests {
         let notes = actions
             .iter()
             .filter_map(|a| match a {
-                Action::PostNote { target, body, .. } => Some((target.is_internal(), body.clone())),
+                Action::PostNote { target, note } => Some((target.is_internal(), note.render())),
                 _ => None,
             })
             .collect::<Vec<_>>();
@@ -410,12 +406,9 @@ mod tests {
     }
 
     fn reply(to: UserId, at: &str, denied: bool) -> BotNote {
-        let mut markers = vec![
-            keyed_marker("cmd", "1"),
-            keyed_marker("cmd-to", &to.to_string()),
-        ];
+        let mut markers = vec![Marker::Cmd(1), Marker::CmdTo(to)];
         if denied {
-            markers.push(keyed_marker("cmd-denied", &to.to_string()));
+            markers.push(Marker::CmdDenied(to));
         }
         BotNote {
             markers,

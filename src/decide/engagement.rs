@@ -4,25 +4,12 @@
 
 use serde::Serialize;
 
-use super::{Action, RosterFacts};
+use super::funnel::{Pathway, Stage};
+use super::{is_own_event, Action, NoteTarget, RosterFacts, Skip};
 use crate::domain::{MrRef, OrgSlug, UserId};
-use crate::messages::{keyed_marker, Engagement, Messages, TemplateError};
+use crate::messages::{Engagement, Marker, Messages, TemplateError};
 use crate::neutralize;
-use crate::policy::{Organization, Policies};
-
-/// The funnel, in order.
-pub const STAGES: [&str; 8] = [
-    "prospect",
-    "contacted",
-    "meeting",
-    "aligned",
-    "onboarding",
-    "active",
-    "completed",
-    "sustaining",
-];
-/// The triage outcomes of the initiative process.
-pub const PATHWAYS: [&str; 3] = ["not-aligned", "minor", "major"];
+use crate::policy::{Labels, Organization, Policies};
 
 /// An issue, addressed by project (numeric id or full path) and iid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -201,7 +188,7 @@ pub struct IntakeFacts {
     pub description: String,
     pub labels: Vec<String>,
     /// Markers in the bot's notes on this issue.
-    pub markers: Vec<String>,
+    pub markers: Vec<Marker>,
     /// Open tracking issues of the organization named in the intake, other than this issue
     /// (`None` until read: the organization must be known first).
     pub other_tracking: Option<Vec<TrackingIssue>>,
@@ -235,7 +222,7 @@ pub fn decide_intake(
         Err(problems) => {
             // One note per distinct set of problems: a fix that leaves others gets a new note.
             let digest = short_hash(&problems.join("\n"));
-            let marker = keyed_marker("intake-invalid", &digest);
+            let marker = Marker::IntakeInvalid(digest);
             let mut actions: Vec<Action> = make_confidential
                 .then(confidential_edit)
                 .into_iter()
@@ -250,11 +237,10 @@ pub fn decide_intake(
                 .map(|o| format!("`{}`", o.slug))
                 .collect();
             let known = private.then(|| known.join(", "));
-            let body = messages.intake_invalid(&marker, &problems, known.as_deref())?;
-            actions.push(Action::PostIssueNote {
-                issue: facts.issue.clone(),
-                marker,
-                body,
+            let note = messages.intake_invalid(marker, &problems, known.as_deref())?;
+            actions.push(Action::PostNote {
+                target: NoteTarget::Issue(facts.issue.clone()),
+                note,
             });
             return Ok((None, actions));
         }
@@ -264,7 +250,7 @@ pub fn decide_intake(
         return Ok((Some(org.slug.clone()), vec![]));
     };
     if let Some(existing) = others.iter().min_by_key(|t| t.issue.iid) {
-        let marker = keyed_marker("intake-duplicate", &existing.issue.iid.to_string());
+        let marker = Marker::IntakeDuplicate(existing.issue.iid);
         let mut actions: Vec<Action> = make_confidential
             .then(confidential_edit)
             .into_iter()
@@ -273,15 +259,14 @@ pub fn decide_intake(
             return Ok((Some(org.slug.clone()), actions));
         }
         let org_name = private.then_some(org.name.as_str());
-        let body = messages.intake_duplicate(&marker, org_name, existing.issue.iid)?;
+        let note = messages.intake_duplicate(marker, org_name, existing.issue.iid)?;
         actions.push(Action::LinkIssues {
             issue: facts.issue.clone(),
             target: existing.issue.clone(),
         });
-        actions.push(Action::PostIssueNote {
-            issue: facts.issue.clone(),
-            marker,
-            body,
+        actions.push(Action::PostNote {
+            target: NoteTarget::Issue(facts.issue.clone()),
+            note,
         });
         return Ok((Some(org.slug.clone()), actions));
     }
@@ -296,7 +281,7 @@ pub fn decide_intake(
         .iter()
         .any(|l| l.starts_with(&labels.stage_prefix));
     if !has_stage {
-        add.push(labels.stage("contacted"));
+        add.push(labels.stage(Stage::Contacted.name()));
     }
     let remove: Vec<String> = facts
         .labels
@@ -377,7 +362,7 @@ pub fn decide_mr_engagement(
         cca,
     } = *f;
     let labels = &policies.routing.labels;
-    let link_marker = keyed_marker("mr-link", &format!("{}!{}", mr.project_id, mr.iid));
+    let link_marker = Marker::MrLink(mr);
     match tracking.iter().min_by_key(|t| t.issue.iid) {
         None => {
             let first_mr = format!("{mr_url} {link_marker}");
@@ -404,7 +389,7 @@ pub fn decide_mr_engagement(
                 labels: vec![
                     labels.engagement.clone(),
                     labels.org(&org.slug),
-                    labels.stage("active"),
+                    labels.stage(Stage::Active.name()),
                 ],
                 confidential: policies.routing.tracking.confidential,
                 assignee_ids: dri.map(|d| vec![d.0]).unwrap_or_default(),
@@ -427,15 +412,14 @@ pub fn decide_mr_engagement(
                     confidential: Some(true),
                 });
             }
-            actions.push(Action::PostIssueNote {
-                issue: t.issue.clone(),
-                body: messages.mr_link(
-                    &link_marker,
+            actions.push(Action::PostNote {
+                target: NoteTarget::Issue(t.issue.clone()),
+                note: messages.mr_link(
+                    link_marker,
                     private.then_some(org.name.as_str()),
                     mr_url,
                     title,
                 )?,
-                marker: link_marker,
             });
             Ok(actions)
         }
@@ -470,15 +454,15 @@ pub fn plan_prospects(
             title: format!("Co-Create prospect: {}", p.name),
             description: format!(
                 "{}\nProspect from `cocreate score`: tier {}, score {:.1}. Move it to `{}` once the account team has reached out, or close it if it does not fit.",
-                keyed_marker("engagement", p.slug),
+                Marker::Engagement(p.slug.to_owned()),
                 p.tier,
                 p.score,
-                labels.stage("contacted"),
+                labels.stage(Stage::Contacted.name()),
             ),
             labels: vec![
                 labels.engagement.clone(),
                 format!("{}{}", labels.org_prefix, p.slug),
-                labels.stage("prospect"),
+                labels.stage(Stage::Prospect.name()),
             ],
             confidential: policies.routing.tracking.confidential,
             assignee_ids: vec![],
@@ -486,20 +470,13 @@ pub fn plan_prospects(
         .collect()
 }
 
-/// MR references in `<!-- cocreate:mr-link:P!I -->` markers.
-pub fn linked_mrs(markers: &[String]) -> Vec<MrRef> {
+/// The MRs linked by [`Marker::MrLink`] markers.
+pub fn linked_mrs(markers: &[Marker]) -> Vec<MrRef> {
     markers
         .iter()
-        .filter_map(|m| {
-            m.strip_prefix("<!-- cocreate:mr-link:")?
-                .strip_suffix(" -->")
-        })
-        .filter_map(|k| {
-            let (p, i) = k.split_once('!')?;
-            Some(MrRef {
-                project_id: p.parse().ok()?,
-                iid: i.parse().ok()?,
-            })
+        .filter_map(|m| match m {
+            Marker::MrLink(mr) => Some(*mr),
+            _ => None,
         })
         .collect()
 }
@@ -515,7 +492,7 @@ pub fn decide_stage(
     confidential: bool,
     labels_now: &[String],
     just_added: &[String],
-    markers: &[String],
+    markers: &[Marker],
     policies: &Policies,
     messages: &Messages,
 ) -> Result<Vec<Action>, TemplateError> {
@@ -541,8 +518,8 @@ pub fn decide_stage(
             .collect();
         (keep, remove)
     };
-    let (stage, mut remove) = pick(&l.stage_prefix, &STAGES);
-    let (pathway, remove_p) = pick(&l.pathway_prefix, &PATHWAYS);
+    let (stage, mut remove) = pick(&l.stage_prefix, &Stage::ALL.map(Stage::name));
+    let (pathway, remove_p) = pick(&l.pathway_prefix, &Pathway::ALL.map(Pathway::name));
     remove.extend(remove_p);
     let mut actions = Vec::new();
     // Tracking issues are always confidential when the policy says so.
@@ -557,39 +534,80 @@ pub fn decide_stage(
             confidential: make_confidential.then_some(true),
         });
     }
-    let stage_name = stage
+    let stage = stage
         .as_deref()
-        .and_then(|s| s.strip_prefix(l.stage_prefix.as_str()));
-    let pathway_name = pathway
+        .and_then(|s| s.strip_prefix(l.stage_prefix.as_str()))
+        .and_then(Stage::parse);
+    let pathway = pathway
         .as_deref()
-        .and_then(|s| s.strip_prefix(l.pathway_prefix.as_str()));
+        .and_then(|s| s.strip_prefix(l.pathway_prefix.as_str()))
+        .and_then(Pathway::parse);
     let mut warnings: Vec<(String, String)> = Vec::new();
-    if let Some(st) = stage_name {
-        let aligned_or_later = STAGES.iter().position(|s| *s == st).is_some_and(|i| i >= 3);
-        if aligned_or_later && st != "aligned" && !matches!(pathway_name, Some("minor" | "major")) {
+    if let Some(stage) = stage {
+        let st = stage.name();
+        if stage.needs_pathway() && !pathway.is_some_and(Pathway::is_contribution) {
             warnings.push((
                 format!("stage-without-pathway:{st}"),
                 format!("stage `{st}` is set, but no `minor` or `major` pathway was decided: the program aligns on a pathway first."),
             ));
         }
     }
-    if labels_now.contains(&l.onsite) && pathway_name != Some("major") {
+    if labels_now.contains(&l.onsite) && pathway != Some(Pathway::Major) {
         warnings.push((
             "onsite-without-major".into(),
             "an on-site week is planned, but the pathway is not `major`: on-site weeks are for major contributions only.".into(),
         ));
     }
     for (key, message) in warnings {
-        let marker = keyed_marker("stage-skip", &key);
+        let marker = Marker::StageSkip(key);
         if !markers.contains(&marker) {
-            actions.push(Action::PostIssueNote {
-                issue: issue.clone(),
-                body: messages.stage_skip(&marker, &message)?,
-                marker,
+            actions.push(Action::PostNote {
+                target: NoteTarget::Issue(issue.clone()),
+                note: messages.stage_skip(marker, &message)?,
             });
         }
     }
     Ok(actions)
+}
+
+/// What an issue of the tracking project is to the engagement rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IssueKind {
+    /// An account team's intake issue, not yet turned into a tracking issue.
+    Intake,
+    /// An organization's tracking issue.
+    Tracking,
+}
+
+/// Classifies an issue by its labels: the engagement label makes it a tracking issue (even if it
+/// still carries the intake label), the intake label alone an intake issue, neither nothing.
+pub fn classify_issue(labels: &[String], l: &Labels) -> Option<IssueKind> {
+    if labels.contains(&l.engagement) {
+        Some(IssueKind::Tracking)
+    } else if labels.contains(&l.intake) {
+        Some(IssueKind::Intake)
+    } else {
+        None
+    }
+}
+
+/// Whether the engagement rules look at an issue event at all: not the bot's own, in the
+/// tracking project, an intake or tracking issue (by the labels the event carries).
+pub fn issue_event_kind(
+    actor: &str,
+    project_path: &str,
+    labels: &[String],
+    policies: &Policies,
+    bot_username: &str,
+) -> Result<IssueKind, Skip> {
+    if is_own_event(actor, bot_username) {
+        return Err(Skip::OwnEvent);
+    }
+    if !project_path.eq_ignore_ascii_case(&policies.routing.tracking.project) {
+        return Err(Skip::OutsideTrackingProject);
+    }
+    classify_issue(labels, &policies.routing.labels).ok_or(Skip::NotCoCreateIssue)
 }
 
 #[cfg(test)]
@@ -681,7 +699,7 @@ mod tests {
             });
             assert_eq!(first_edit, edit, "{text:?} {confidential}");
             let note = actions.iter().find_map(|a| match a {
-                Action::PostIssueNote { body, .. } => Some(body.clone()),
+                Action::PostNote { note, .. } => Some(note.render()),
                 _ => None,
             });
             let named = note
@@ -703,9 +721,10 @@ mod tests {
             cca: String::new(),
         };
         let (_, actions) = decide_intake(&facts, &open, &m).expect("renders");
-        let [Action::PostIssueNote { body, .. }] = actions.as_slice() else {
+        let [Action::PostNote { note, .. }] = actions.as_slice() else {
             panic!("{actions:?}")
         };
+        let body = note.render();
         assert!(
             !body.contains("example-") && !body.contains("nope"),
             "{body}"
@@ -747,12 +766,12 @@ mod tests {
         };
         let public = decide(&tracking(false), &p);
         assert!(
-            matches!(public.as_slice(), [Action::EditIssue { confidential: Some(true), .. }, Action::PostIssueNote { body, .. }] if body.contains(&org.name)),
+            matches!(public.as_slice(), [Action::EditIssue { confidential: Some(true), .. }, Action::PostNote { note, .. }] if note.body.contains(&org.name)),
             "{public:?}"
         );
         let private = decide(&tracking(true), &p);
         assert!(
-            matches!(private.as_slice(), [Action::PostIssueNote { .. }]),
+            matches!(private.as_slice(), [Action::PostNote { .. }]),
             "{private:?}"
         );
         // Without `tracking.confidential`, a public tracking issue's link note names nobody.
@@ -760,7 +779,7 @@ mod tests {
         open.routing.tracking.confidential = false;
         let open_notes = decide(&tracking(false), &open);
         assert!(
-            matches!(open_notes.as_slice(), [Action::PostIssueNote { body, .. }] if !body.contains(&org.name)),
+            matches!(open_notes.as_slice(), [Action::PostNote { note, .. }] if !note.body.contains(&org.name)),
             "{open_notes:?}"
         );
         // The stage rules make a tracking issue confidential again too.
@@ -821,7 +840,7 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         };
-        let planted = format!("{INTAKE}\n{}", keyed_marker("checklist", "v1"));
+        let planted = format!("{INTAKE}\n{}", Marker::Checklist("v1".into()));
         let appended = edit(planted).expect("the checklist is appended");
         assert!(appended.contains("## Co-Create checklist"), "{appended}");
         // Once it is there (boxes ticked or not), it is not appended again.
@@ -899,7 +918,7 @@ mod tests {
             assert_eq!(got_removed, removed, "{now:?}");
             let got_notes = actions
                 .iter()
-                .filter(|a| matches!(a, Action::PostIssueNote { .. }))
+                .filter(|a| matches!(a, Action::PostNote { .. }))
                 .count();
             assert_eq!(got_notes, notes, "{now:?}");
         }
@@ -960,8 +979,11 @@ mod tests {
     #[test]
     fn linked_mrs_are_read_back_from_markers() {
         let markers = vec![
-            keyed_marker("mr-link", "2!16"),
-            keyed_marker("checklist", "v1"),
+            Marker::MrLink(MrRef {
+                project_id: 2,
+                iid: 16,
+            }),
+            Marker::Checklist("v1".into()),
         ];
         assert_eq!(
             linked_mrs(&markers),

@@ -14,17 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
-use super::engagement::STAGES;
+pub use super::funnel::Stage;
 use super::response;
-
-pub const CONTACTED: usize = 1;
-pub const MEETING: usize = 2;
-pub const ACTIVE: usize = 5;
-pub const COMPLETED: usize = 6;
-
-pub fn stage_index(name: &str) -> Option<usize> {
-    STAGES.iter().position(|s| *s == name)
-}
 
 /// Midnight UTC of a day.
 pub fn at_midnight(d: NaiveDate) -> DateTime<Utc> {
@@ -76,13 +67,13 @@ pub struct Engagement {
     /// state and `closed_at` cannot tell whether it was open at the quarter's end
     /// ([`Engagement::state_unclear_at`]).
     pub state_changes: Option<Vec<(DateTime<Utc>, bool)>>,
-    /// (when, index in [`STAGES`]) of every stage label added, oldest first.
-    pub stage_added: Vec<(DateTime<Utc>, usize)>,
+    /// (when, which stage) of every stage label added, oldest first.
+    pub stage_added: Vec<(DateTime<Utc>, Stage)>,
 }
 
 impl Engagement {
     /// When the engagement first reached `stage` (or a later one).
-    pub fn reached(&self, stage: usize) -> Option<DateTime<Utc>> {
+    pub fn reached(&self, stage: Stage) -> Option<DateTime<Utc>> {
         self.stage_added
             .iter()
             .filter(|(_, s)| *s >= stage)
@@ -92,7 +83,7 @@ impl Engagement {
 
     /// The stage at `t`: the last stage label added before `t` (a label added at `t` is not
     /// there yet).
-    pub fn stage_at(&self, t: DateTime<Utc>) -> Option<usize> {
+    pub fn stage_at(&self, t: DateTime<Utc>) -> Option<Stage> {
         self.stage_added
             .iter()
             .filter(|(at, _)| *at < t)
@@ -126,7 +117,7 @@ impl Engagement {
 
     /// A candidate active conversation at `t`: at `contacted` or `meeting` then.
     pub fn conversing_at(&self, t: DateTime<Utc>) -> bool {
-        matches!(self.stage_at(t), Some(CONTACTED | MEETING))
+        matches!(self.stage_at(t), Some(Stage::Contacted | Stage::Meeting))
     }
 
     /// When its first stage label was added.
@@ -137,7 +128,7 @@ impl Engagement {
     /// In the quarter's pipeline: started before its end, not completed before its start.
     pub fn in_pipeline(&self, w: &Window) -> bool {
         self.first().is_some_and(|t| t < w.end)
-            && self.reached(COMPLETED).is_none_or(|c| c >= w.start)
+            && self.reached(Stage::Completed).is_none_or(|c| c >= w.start)
     }
 }
 
@@ -325,13 +316,13 @@ pub fn completed_at<'a>(
 ) -> Option<DateTime<Utc>> {
     engagements
         .into_iter()
-        .filter_map(|e| e.reached(COMPLETED))
+        .filter_map(|e| e.reached(Stage::Completed))
         .filter(|c| *c < as_of)
         .min()
 }
 
-fn stage_name(s: Option<usize>) -> Option<String> {
-    s.and_then(|s| STAGES.get(s)).map(|s| (*s).to_owned())
+fn stage_name(s: Option<Stage>) -> Option<String> {
+    s.map(|s| s.name().to_owned())
 }
 
 /// The metrics of the quarter `w`. Pure.
@@ -343,7 +334,7 @@ pub fn compute(facts: &Facts, w: &Window) -> Metrics {
         .collect();
     let initial_meetings = pipeline
         .iter()
-        .filter(|e| e.reached(MEETING).is_some_and(|t| w.contains(t)))
+        .filter(|e| e.reached(Stage::Meeting).is_some_and(|t| w.contains(t)))
         .count();
     let active_conversations = facts
         .engagements
@@ -353,22 +344,26 @@ pub fn compute(facts: &Facts, w: &Window) -> Metrics {
     let started: Vec<&Engagement> = facts
         .engagements
         .iter()
-        .filter(|e| e.reached(ACTIVE).is_some_and(|t| w.contains(t)))
+        .filter(|e| e.reached(Stage::Active).is_some_and(|t| w.contains(t)))
         .collect();
     let mut weeks_to_start: Vec<f64> = started
         .iter()
-        .filter_map(|e| Some(weeks(e.reached(CONTACTED)?, e.reached(ACTIVE)?)))
+        .filter_map(|e| {
+            Some(weeks(
+                e.reached(Stage::Contacted)?,
+                e.reached(Stage::Active)?,
+            ))
+        })
         .collect();
     weeks_to_start.sort_by(f64::total_cmp);
-    let funnel = STAGES
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
+    let funnel = Stage::ALL
+        .into_iter()
+        .map(|s| {
             let n = pipeline
                 .iter()
-                .filter(|e| e.reached(i).is_some_and(|t| t < w.end))
+                .filter(|e| e.reached(s).is_some_and(|t| t < w.end))
                 .count();
-            ((*s).to_owned(), n)
+            (s.name().to_owned(), n)
         })
         .collect();
 
@@ -417,8 +412,12 @@ pub fn compute(facts: &Facts, w: &Window) -> Metrics {
             })
             .unwrap_or(0)
         };
-        let contacted = e.and_then(|e| e.reached(CONTACTED)).filter(|t| *t < w.end);
-        let active = e.and_then(|e| e.reached(ACTIVE)).filter(|t| *t < w.end);
+        let contacted = e
+            .and_then(|e| e.reached(Stage::Contacted))
+            .filter(|t| *t < w.end);
+        let active = e
+            .and_then(|e| e.reached(Stage::Active))
+            .filter(|t| *t < w.end);
         let responses: Vec<&FirstResponse> = facts
             .responses
             .get(org)
@@ -435,7 +434,7 @@ pub fn compute(facts: &Facts, w: &Window) -> Metrics {
             started: active.map(|t| t.date_naive()),
             weeks_to_start: contacted.zip(active).map(|(c, a)| weeks(c, a)),
             completed: e
-                .and_then(|e| e.reached(COMPLETED))
+                .and_then(|e| e.reached(Stage::Completed))
                 .filter(|c| *c < w.as_of)
                 .map(|t| t.date_naive()),
             other_engagements: others
@@ -444,7 +443,7 @@ pub fn compute(facts: &Facts, w: &Window) -> Metrics {
                     iid: o.iid,
                     stage: stage_name(o.stage_at(w.as_of)),
                     completed: o
-                        .reached(COMPLETED)
+                        .reached(Stage::Completed)
                         .filter(|c| *c < w.as_of)
                         .map(|t| t.date_naive()),
                 })
@@ -543,7 +542,7 @@ mod tests {
             state_changes: None,
             stage_added: stages
                 .iter()
-                .map(|(d, s)| (t(d), stage_index(s).expect("stage")))
+                .map(|(d, s)| (t(d), Stage::parse(s).expect("stage")))
                 .collect(),
         }
     }
@@ -725,7 +724,7 @@ mod tests {
             };
             let m = compute(&facts, &q1("2026-06-01"));
             assert_eq!(m.initial_meetings, meetings, "{at}");
-            assert_eq!(m.funnel[MEETING].1, funnel, "{at}");
+            assert_eq!(m.funnel[Stage::Meeting.index()].1, funnel, "{at}");
             let a = &m.organizations[0];
             assert_eq!(a.stage.as_deref(), Some(stage), "{at}");
             assert_eq!(m.active_conversations, active, "{at}");

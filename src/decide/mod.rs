@@ -8,6 +8,7 @@
 mod cca;
 pub mod commands;
 pub mod engagement;
+pub mod funnel;
 pub mod metrics;
 pub mod nudge;
 mod recognize;
@@ -15,6 +16,7 @@ pub mod response;
 mod reviewer;
 mod routing;
 pub mod setup;
+mod skip;
 
 use serde::Serialize;
 
@@ -22,11 +24,15 @@ pub use cca::{
     cca_actions, cca_state, plan_cca, CcaMrFacts, CcaPlan, CcaState, StatusState, STATUS_NAME,
 };
 pub use recognize::{recognize, Evidence, Recognition};
-pub use reviewer::{choose_reviewer, ReviewerChoice, RosterFacts, RosterMember};
-pub use routing::{decide_merge_request, MrFacts, MrState};
+pub use reviewer::{
+    append_reviewer, choose_reviewer, is_roster_reviewer, preferred_reviewer, roster_reviewer,
+    ReviewerChoice, RosterFacts, RosterMember,
+};
+pub use routing::{decide_merge_request, engagement_dri, MrFacts, MrState};
+pub use skip::{is_own_event, Skip};
 
 use crate::domain::{MrRef, UserId};
-use crate::messages::Marker;
+use crate::messages::Note;
 
 /// Where a note goes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -37,13 +43,16 @@ pub enum NoteTarget {
     /// An internal note on the MR (`internal: true`): only project members with the Reporter
     /// role or higher read it. The answer to anything said in an internal note goes here.
     MergeRequestInternal(MrRef),
+    /// A note on an issue (the tracking project's issues are confidential by default).
+    Issue(engagement::IssueRef),
 }
 
 impl NoteTarget {
-    /// The MR the note goes on.
-    pub fn mr(&self) -> MrRef {
+    /// The MR the note goes on, when it goes on one.
+    pub fn mr(&self) -> Option<MrRef> {
         match self {
-            NoteTarget::MergeRequest(mr) | NoteTarget::MergeRequestInternal(mr) => *mr,
+            NoteTarget::MergeRequest(mr) | NoteTarget::MergeRequestInternal(mr) => Some(*mr),
+            NoteTarget::Issue(_) => None,
         }
     }
 
@@ -138,18 +147,8 @@ pub enum Action {
         issue: engagement::IssueRef,
         target: engagement::IssueRef,
     },
-    /// A note on an issue, carrying a (possibly keyed) marker.
-    PostIssueNote {
-        issue: engagement::IssueRef,
-        marker: String,
-        body: String,
-    },
-    /// A note whose body begins with its hidden marker.
-    PostNote {
-        target: NoteTarget,
-        marker: Marker,
-        body: String,
-    },
+    /// `POST .../notes`: one note (its markers, then its text) on an MR or an issue.
+    PostNote { target: NoteTarget, note: Note },
 }
 
 impl Action {
@@ -268,45 +267,26 @@ impl Action {
                 }
             ),
             Action::LinkIssues { issue, target } => format!("link issue {issue} to {target}"),
-            Action::PostIssueNote { issue, marker, .. } => {
-                format!("post note {marker} on issue {issue}")
+            Action::PostNote { target, note } => {
+                let marker = note.marker();
+                match target {
+                    NoteTarget::Issue(issue) => match marker {
+                        Some(m) => format!("post note {m} on issue {issue}"),
+                        None => format!("post note on issue {issue}"),
+                    },
+                    NoteTarget::MergeRequest(mr) | NoteTarget::MergeRequestInternal(mr) => {
+                        let visibility = if target.is_internal() {
+                            "internal "
+                        } else {
+                            ""
+                        };
+                        match marker {
+                            Some(m) => format!("post {visibility}{m:?} note on {mr}"),
+                            None => format!("post {visibility}note on {mr}"),
+                        }
+                    }
+                }
             }
-            Action::PostNote { target, marker, .. } => {
-                let visibility = if target.is_internal() {
-                    "internal "
-                } else {
-                    ""
-                };
-                format!("post {visibility}{marker:?} note on {}", target.mr())
-            }
-        }
-    }
-}
-
-/// Why an event leads to no action.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "reason", rename_all = "snake_case")]
-pub enum Skip {
-    /// The event was caused by the bot itself.
-    OwnEvent,
-    /// The MR's author is a bot account.
-    BotAuthor,
-    /// The author is not recognised as a member of any Co-Create organization.
-    NotCoCreate,
-    /// Closed, merged or locked MRs are left alone.
-    NotOpen { state: String },
-}
-
-impl std::fmt::Display for Skip {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Skip::OwnEvent => write!(f, "the bot's own change"),
-            Skip::BotAuthor => write!(f, "the author is a bot account"),
-            Skip::NotCoCreate => write!(
-                f,
-                "the author is not in any Co-Create organization (organizations.yml)"
-            ),
-            Skip::NotOpen { state } => write!(f, "the merge request is {state}, not open"),
         }
     }
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::response::Bots;
 use super::{Action, NoteTarget, RosterFacts};
 use crate::domain::{MrRef, UserId};
-use crate::messages::{keyed_marker, Marker, Messages, TemplateError};
+use crate::messages::{Marker, Messages, Note, TemplateError};
 use crate::neutralize;
 use crate::policy::{Policies, ReviewSlo};
 
@@ -83,7 +83,7 @@ pub struct NudgeFacts<'a> {
     pub reviewers: &'a [(UserId, String)],
     pub activity: &'a [Activity],
     /// Markers of the bot's notes.
-    pub markers: &'a [String],
+    pub markers: &'a [Marker],
     pub now: DateTime<Utc>,
     pub roster: Option<&'a RosterFacts>,
     pub bot: &'a str,
@@ -110,7 +110,7 @@ pub fn decide_nudge(
         .reviewers
         .iter()
         .map(|(_, u)| u.to_ascii_lowercase())
-        .filter(|u| roster.reviewers.contains(u) || roster.lead.as_ref() == Some(u))
+        .filter(|u| super::is_roster_reviewer(roster, u) || roster.lead.as_ref() == Some(u))
         .collect();
     let reviewers: Vec<String> = f.reviewers.iter().map(|(_, u)| u.clone()).collect();
     let (turn, since) = whose_turn(
@@ -127,12 +127,10 @@ pub fn decide_nudge(
     let period = since.format("%Y-%m-%dT%H:%M").to_string();
     let has_label = f.labels.contains(overdue_label);
     let mut actions = Vec::new();
-    let note = |kind: &str, body: String| {
-        let marker = keyed_marker(kind, &period);
+    let note = |marker: Marker, body: String| {
         (!f.markers.contains(&marker)).then(|| Action::PostNote {
             target: NoteTarget::MergeRequest(f.mr),
-            marker: Marker::Command,
-            body: format!("{marker}\n{body}"),
+            note: Note::new(marker, body),
         })
     };
     let overdue =
@@ -155,15 +153,15 @@ pub fn decide_nudge(
             .as_ref()
             .and_then(|o| super::choose_reviewer(roster, o));
         if let Some(next) = next.filter(|n| !roster_reviewers.contains(&n.username)) {
-            let marker = keyed_marker("nudge-escalate", &period);
-            if !f.markers.contains(&marker) {
-                let mut ids: Vec<UserId> = f
+            if !f.markers.contains(&Marker::NudgeEscalate(period.clone())) {
+                // The escalation replaces the roster reviewers who let it wait.
+                let kept: Vec<(UserId, String)> = f
                     .reviewers
                     .iter()
                     .filter(|(_, u)| !roster_reviewers.contains(&u.to_ascii_lowercase()))
-                    .map(|(id, _)| *id)
+                    .cloned()
                     .collect();
-                ids.extend(next.id);
+                let ids = super::append_reviewer(&kept, next.id);
                 actions.push(Action::EditMergeRequest {
                     mr: f.mr,
                     add_labels: vec![],
@@ -182,7 +180,7 @@ pub fn decide_nudge(
                     waited,
                     f.bot,
                 )?;
-                actions.extend(note("nudge-escalate", body));
+                actions.extend(note(Marker::NudgeEscalate(period.clone()), body));
             }
         }
     } else if overdue {
@@ -197,7 +195,7 @@ pub fn decide_nudge(
             waited,
             f.bot,
         )?;
-        actions.extend(note("nudge-ping", body));
+        actions.extend(note(Marker::NudgePing(period.clone()), body));
     } else if turn == Turn::Author {
         let days = (f.now - since).num_days();
         if days >= i64::from(slo.author_reminder_days) {
@@ -208,7 +206,7 @@ pub fn decide_nudge(
                 days as u32,
                 f.bot,
             )?;
-            actions.extend(note("nudge-author", body));
+            actions.extend(note(Marker::NudgeAuthor(period.clone()), body));
         }
     }
     let label_change = match (overdue, has_label) {

@@ -6,6 +6,48 @@ use serde::Serialize;
 use crate::domain::{Availability, UserId};
 use crate::policy::{Roster, Strategy};
 
+/// Whether `username` is on the Contributor Success roster (usernames compare case-insensitively).
+/// The one roster lookup every rule uses.
+pub fn is_roster_reviewer(roster: &Roster, username: &str) -> bool {
+    roster
+        .reviewers
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(username))
+}
+
+/// The first of an MR's reviewers who is on the roster.
+pub fn roster_reviewer<'a>(
+    roster: &Roster,
+    reviewers: &'a [(UserId, String)],
+) -> Option<&'a (UserId, String)> {
+    reviewers
+        .iter()
+        .find(|(_, u)| is_roster_reviewer(roster, u))
+}
+
+/// The reviewer list to send when adding one: GitLab replaces the whole list, so every
+/// reviewer people chose stays, and ours (when GitLab gave us an id) goes last, once.
+pub fn append_reviewer(reviewers: &[(UserId, String)], add: Option<UserId>) -> Vec<UserId> {
+    let mut ids: Vec<UserId> = reviewers.iter().map(|(id, _)| *id).collect();
+    if let Some(id) = add.filter(|id| !ids.contains(id)) {
+        ids.push(id);
+    }
+    ids
+}
+
+/// The organization's engagement DRI as preferred reviewer: the first assignee of its tracking
+/// issues who is on the roster (lowercased, as roster usernames are).
+pub fn preferred_reviewer(
+    roster: &Roster,
+    tracking: &[super::engagement::TrackingIssue],
+) -> Option<String> {
+    tracking
+        .iter()
+        .flat_map(|t| t.assignees.iter())
+        .find(|(_, u)| is_roster_reviewer(roster, u))
+        .map(|(_, u)| u.to_ascii_lowercase())
+}
+
 /// One roster member as GitLab sees them right now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RosterMember {
@@ -114,6 +156,36 @@ mod tests {
             open_reviews: open,
             org_reviews: org,
         }
+    }
+
+    #[test]
+    fn roster_lookup_append_and_dri_preference() {
+        let r = roster(Strategy::StickyThenLeastLoaded, None);
+        assert!(is_roster_reviewer(&r, "B"));
+        assert!(!is_roster_reviewer(&r, "bb"));
+        let reviewers = vec![(7, "someone".to_string()), (2, "C".to_string())];
+        assert_eq!(roster_reviewer(&r, &reviewers), Some(&(2, "C".to_string())));
+        assert_eq!(roster_reviewer(&r, &reviewers[..1]), None);
+        // People's reviewers stay, ours goes last, once; without an id nothing is added.
+        assert_eq!(append_reviewer(&reviewers, Some(9)), vec![7, 2, 9]);
+        assert_eq!(append_reviewer(&reviewers, Some(2)), vec![7, 2]);
+        assert_eq!(append_reviewer(&reviewers, None), vec![7, 2]);
+        let tracking =
+            |assignees: Vec<(UserId, String)>| crate::decide::engagement::TrackingIssue {
+                issue: crate::decide::engagement::IssueRef {
+                    project: "1".into(),
+                    iid: 1,
+                },
+                confidential: true,
+                assignees,
+                linked: vec![],
+            };
+        let issues = vec![
+            tracking(vec![(5, "account-exec".into())]),
+            tracking(vec![(6, "B".into()), (3, "c".into())]),
+        ];
+        assert_eq!(preferred_reviewer(&r, &issues), Some("b".to_string()));
+        assert_eq!(preferred_reviewer(&r, &issues[..1]), None);
     }
 
     #[test]

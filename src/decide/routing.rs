@@ -62,13 +62,7 @@ pub struct MrFacts {
 impl MrFacts {
     /// The MR already has a reviewer from the Contributor Success roster.
     pub fn has_roster_reviewer(&self, policies: &Policies) -> bool {
-        self.reviewers.iter().any(|(_, u)| {
-            policies
-                .routing
-                .roster
-                .reviewers
-                .contains(&u.to_ascii_lowercase())
-        })
+        super::roster_reviewer(&policies.routing.roster, &self.reviewers).is_some()
     }
 }
 
@@ -82,7 +76,7 @@ pub fn decide_merge_request(
     if facts
         .actor
         .as_deref()
-        .is_some_and(|a| a.eq_ignore_ascii_case(&bot))
+        .is_some_and(|a| super::is_own_event(a, &bot))
     {
         return Ok(Decision::skipped(Skip::OwnEvent, None));
     }
@@ -125,29 +119,17 @@ pub fn decide_merge_request(
     add_labels.extend(cca_plan.add_label.clone());
 
     // Keep every reviewer people chose; add ours only when no roster member reviews yet.
-    let existing_roster_reviewer = facts
-        .reviewers
-        .iter()
-        .find(|(_, u)| {
-            policies
-                .routing
-                .roster
-                .reviewers
-                .contains(&u.to_ascii_lowercase())
-        })
-        .map(|(_, u)| u.clone());
+    let existing_roster_reviewer =
+        super::roster_reviewer(&policies.routing.roster, &facts.reviewers).map(|(_, u)| u.clone());
     let choice = match (&existing_roster_reviewer, &facts.roster) {
         (None, Some(roster)) => choose_reviewer(&policies.routing.roster, roster),
         _ => None,
     };
     let (reviewer_ids, added_reviewer) = match &choice {
-        Some(c) => {
-            let mut ids: Vec<UserId> = facts.reviewers.iter().map(|(id, _)| *id).collect();
-            if let Some(id) = c.id {
-                ids.push(id);
-            }
-            (Some(ids), Some(c.username.clone()))
-        }
+        Some(c) => (
+            Some(super::append_reviewer(&facts.reviewers, c.id)),
+            Some(c.username.clone()),
+        ),
         None => (None, None),
     };
 
@@ -195,7 +177,7 @@ pub fn decide_merge_request(
         let cca_notice = (!cca.is_valid() && !facts.markers.contains(&cca.note_marker()))
             .then(|| notice(cca.note_marker()));
         let reviewer = existing_roster_reviewer.or(choice.map(|c| c.username));
-        let body = messages.welcome(&Welcome {
+        let note = messages.welcome(&Welcome {
             author_username: &facts.author.username,
             title: &facts.title,
             reviewer_username: reviewer.as_deref(),
@@ -205,14 +187,12 @@ pub fn decide_merge_request(
         })?;
         actions.push(Action::PostNote {
             target: NoteTarget::MergeRequest(facts.mr),
-            marker: Marker::Welcome,
-            body,
+            note,
         });
-    } else if let Some(marker) = cca_plan.note {
+    } else if let Some(marker) = &cca_plan.note {
         actions.push(Action::PostNote {
             target: NoteTarget::MergeRequest(facts.mr),
-            marker,
-            body: messages.cca_note(&facts.author.username, notice(marker))?,
+            note: messages.cca_note(&facts.author.username, notice(marker.clone()))?,
         });
     }
     if cca_add.is_some() || !cca_remove.is_empty() {
@@ -228,6 +208,29 @@ pub fn decide_merge_request(
         org: Some(org),
         skip: None,
         actions,
+    })
+}
+
+/// The MR's Contributor Success reviewer (existing, or the one being added), as the DRI of a
+/// tracking issue the MR opens.
+pub fn engagement_dri(
+    facts: &MrFacts,
+    decision: &Decision,
+    policies: &Policies,
+) -> Option<(UserId, String)> {
+    if let Some((id, u)) = super::roster_reviewer(&policies.routing.roster, &facts.reviewers) {
+        return Some((*id, u.clone()));
+    }
+    decision.actions.iter().find_map(|a| match a {
+        Action::EditMergeRequest {
+            added_reviewer: Some(name),
+            ..
+        } => facts
+            .roster
+            .as_ref()
+            .and_then(|r| r.members.iter().find(|m| &m.username == name))
+            .and_then(|m| m.id.map(|id| (id, name.clone()))),
+        _ => None,
     })
 }
 
@@ -338,10 +341,11 @@ mod tests {
                 ..
             }
         ));
-        let Action::PostNote { body, marker, .. } = &d.actions[2] else {
+        let Action::PostNote { note, .. } = &d.actions[2] else {
             panic!("note expected")
         };
-        assert_eq!(*marker, Marker::Welcome);
+        let body = note.render();
+        assert_eq!(note.marker(), Some(&Marker::Welcome));
         assert!(
             body.contains("@cs-reviewer-2 from the Contributor Success team"),
             "{body}"
@@ -453,11 +457,11 @@ mod tests {
             d.actions
                 .iter()
                 .find_map(|a| match a {
-                    Action::PostNote {
-                        marker: Marker::Welcome,
-                        body,
-                        ..
-                    } => Some(body.clone()),
+                    Action::PostNote { note, .. }
+                        if note.markers.first() == Some(&Marker::Welcome) =>
+                    {
+                        Some(note.render())
+                    }
                     _ => None,
                 })
                 .expect("a welcome note")
@@ -488,9 +492,10 @@ mod tests {
             .filter(|a| matches!(a, Action::PostNote { .. }))
             .collect();
         assert_eq!(notes.len(), 1);
-        let Action::PostNote { body, .. } = notes[0] else {
+        let Action::PostNote { note, .. } = notes[0] else {
             panic!()
         };
+        let body = note.render();
         assert!(body.starts_with("<!-- cocreate:cca-missing -->"), "{body}");
         assert!(body.contains("cla-managers@example.com"), "{body}");
         // On the next event the CCA marker is found: no second note.
@@ -555,9 +560,10 @@ mod tests {
                 ..
             }
         )));
-        let Some(Action::PostNote { body, .. }) = d.actions.last() else {
+        let Some(Action::PostNote { note, .. }) = d.actions.last() else {
             panic!()
         };
+        let body = note.render();
         assert!(body.contains("@cs-reviewer-3"), "{body}");
     }
 
@@ -568,9 +574,10 @@ mod tests {
         f.author.name = "@all\n/close".into();
         f.title = "@all <b>urgent</b>\n/close\n/merge".into();
         let d = run(&f);
-        let Some(Action::PostNote { body, .. }) = d.actions.last() else {
+        let Some(Action::PostNote { note, .. }) = d.actions.last() else {
             panic!()
         };
+        let body = note.render();
         assert!(
             !body.contains("@all") && !body.contains("\n/close"),
             "{body}"

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::engagement::{PATHWAYS, STAGES};
+use super::funnel::{Pathway, Stage};
 use super::Action;
 use crate::policy::{Policies, Watch};
 
@@ -282,14 +282,14 @@ pub fn tracking_labels(policies: &Policies, templates: &[IssueTemplate]) -> Vec<
             "The engagement plans an on-site week (major pathway only; checked by cocreate)",
         ),
     ];
-    out.extend(STAGES.iter().map(|s| {
+    out.extend(Stage::ALL.map(Stage::name).iter().map(|s| {
         spec(
             &l.stage(s),
             "#5cb85c",
             &format!("Engagement funnel stage `{s}`: one at a time (kept by cocreate)"),
         )
     }));
-    out.extend(PATHWAYS.iter().map(|p| {
+    out.extend(Pathway::ALL.map(Pathway::name).iter().map(|p| {
         spec(
             &l.pathway(p),
             "#8e44ad",

@@ -104,7 +104,10 @@ fn role_needed(action: &Action) -> String {
         ),
         Action::EditIssue { issue, .. }
         | Action::LinkIssues { issue, .. }
-        | Action::PostIssueNote { issue, .. } => (
+        | Action::PostNote {
+            target: NoteTarget::Issue(issue),
+            ..
+        } => (
             "Reporter",
             project(&issue.project),
             "to edit and comment on confidential tracking issues",
@@ -422,7 +425,10 @@ impl Executor {
                     )
                     .await?;
                 }
-                Action::PostIssueNote { issue, body, .. } => {
+                Action::PostNote {
+                    target: NoteTarget::Issue(issue),
+                    note,
+                } => {
                     write(
                         client,
                         &what,
@@ -432,12 +438,16 @@ impl Executor {
                             path_id(&issue.project),
                             issue.iid
                         ),
-                        vec![("body", body.clone())],
+                        vec![("body", note.render())],
                     )
                     .await?;
                 }
-                Action::PostNote { target, body, .. } => {
-                    let mr = target.mr();
+                Action::PostNote {
+                    target:
+                        target @ (NoteTarget::MergeRequest(mr) | NoteTarget::MergeRequestInternal(mr)),
+                    note,
+                } => {
+                    let body = note.render();
                     let mut b = CreateMergeRequestNote::builder();
                     b.project(mr.project_id)
                         .merge_request(mr.iid)

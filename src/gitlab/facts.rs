@@ -30,7 +30,7 @@ pub struct FactSource {
     user_ids: TtlCache<String, UserId>,
     statuses: TtlCache<String, Availability>,
     /// Per issue: notes read so far and the bot markers in them (see `issue_markers`).
-    issue_notes: TtlCache<String, (usize, Arc<Vec<String>>)>,
+    issue_notes: TtlCache<String, (usize, Arc<Vec<Marker>>)>,
 }
 
 impl FactSource {
@@ -154,18 +154,18 @@ impl FactSource {
             .collect()
     }
 
-    /// Every marker string (fixed and keyed) in the bot's notes on this MR.
-    pub async fn bot_marker_strings(
+    /// Every marker (fixed and keyed) in the bot's notes on this MR.
+    pub async fn all_bot_markers(
         &self,
         c: &GitlabClient,
         mr: MrRef,
-    ) -> Result<Vec<String>, GitlabError> {
+    ) -> Result<Vec<Marker>, GitlabError> {
         Ok(self.bot_markers_in(&self.mr_notes(c, mr).await?))
     }
 
     /// The markers (`<!-- cocreate:… -->`) of the bot's own notes among `notes`. Markers in
     /// anyone else's note are text: they count only in notes the bot's own user wrote.
-    pub fn bot_markers_in(&self, notes: &[ApiNote]) -> Vec<String> {
+    pub fn bot_markers_in(&self, notes: &[ApiNote]) -> Vec<Marker> {
         self.bot_notes_in(notes)
             .into_iter()
             .flat_map(|n| n.markers)
@@ -178,7 +178,7 @@ impl FactSource {
             .iter()
             .filter(|n| !n.system && n.author.username.eq_ignore_ascii_case(&self.bot_username))
             .map(|n| BotNote {
-                markers: crate::messages::markers_in(&n.body),
+                markers: Marker::all_in(&n.body),
                 at: n.created_at,
             })
             .collect()
@@ -191,12 +191,12 @@ impl FactSource {
         mr: MrRef,
     ) -> Result<Vec<Marker>, GitlabError> {
         let mut markers: Vec<Marker> = self
-            .bot_marker_strings(c, mr)
+            .all_bot_markers(c, mr)
             .await?
-            .iter()
-            .flat_map(|m| Marker::found_in(m))
+            .into_iter()
+            .filter(|m| Marker::ALL.contains(m))
             .collect();
-        markers.sort_by_key(|m| *m as u8);
+        markers.sort();
         markers.dedup();
         Ok(markers)
     }
@@ -212,7 +212,7 @@ impl FactSource {
         &self,
         c: &GitlabClient,
         issue: &IssueRef,
-    ) -> Result<Vec<String>, GitlabError> {
+    ) -> Result<Vec<Marker>, GitlabError> {
         let key = issue.to_string();
         let (seen, mut markers) = self
             .issue_notes
@@ -301,7 +301,7 @@ impl FactSource {
                 .as_ref()
                 .is_some_and(|a| a.username.eq_ignore_ascii_case(&self.bot_username));
             let mut markers = if by_bot {
-                crate::messages::markers_in(i.description.as_deref().unwrap_or(""))
+                Marker::all_in(i.description.as_deref().unwrap_or(""))
             } else {
                 Vec::new()
             };

@@ -3,8 +3,10 @@
 //! stage and one pathway label.
 
 use super::{Context, HandleError, Outcome};
-use crate::decide::engagement::{decide_intake, decide_stage, IntakeFacts, IssueRef};
-use crate::decide::{cca_state, Action};
+use crate::decide::engagement::{
+    classify_issue, decide_intake, decide_stage, issue_event_kind, IntakeFacts, IssueKind, IssueRef,
+};
+use crate::decide::{cca_state, Action, Skip};
 use crate::domain::OrgSlug;
 use crate::events::{Event, IssueEvent};
 use crate::gitlab::GitlabClient;
@@ -51,22 +53,14 @@ pub async fn handle(
     event_uuid: Option<&str>,
 ) -> Result<Outcome, HandleError> {
     let policies = &ctx.policies;
-    let labels = &policies.routing.labels;
-    if input.actor.eq_ignore_ascii_case(&ctx.bot_username) {
-        return Ok(Outcome::Skipped("OwnEvent".into()));
-    }
-    if !input
-        .project_path
-        .eq_ignore_ascii_case(&policies.routing.tracking.project)
-    {
-        return Ok(Outcome::Skipped(
-            "issue outside the tracking project".into(),
-        ));
-    }
-    let is_intake = |l: &[String]| l.contains(&labels.intake) && !l.contains(&labels.engagement);
-    let is_tracking = |l: &[String]| l.contains(&labels.engagement);
-    if !is_intake(&input.labels) && !is_tracking(&input.labels) {
-        return Ok(Outcome::Skipped("not a Co-Create issue".into()));
+    if let Err(skip) = issue_event_kind(
+        &input.actor,
+        &input.project_path,
+        &input.labels,
+        policies,
+        &ctx.bot_username,
+    ) {
+        return Ok(Outcome::Skipped(skip));
     }
     let live = ctx.gitlab.as_ref();
     let client = live.map(|l| l.client.for_event(event_uuid));
@@ -74,14 +68,11 @@ pub async fn handle(
     if let (Some(l), Some(c)) = (live, &client) {
         match l.facts.issue(c, &input.issue).await? {
             None => {
-                return Ok(Outcome::Skipped(format!(
-                    "issue {} no longer exists",
-                    input.issue
-                )))
+                return Ok(Outcome::Skipped(Skip::IssueGone {
+                    issue: input.issue.clone(),
+                }))
             }
-            Some(now) if now.state != "opened" => {
-                return Ok(Outcome::Skipped("closed issue".into()))
-            }
+            Some(now) if now.state != "opened" => return Ok(Outcome::Skipped(Skip::IssueClosed)),
             Some(now) => {
                 input.labels = now.labels;
                 input.description = now.description.unwrap_or_default();
@@ -93,7 +84,9 @@ pub async fn handle(
         (Some(l), Some(c)) => l.facts.issue_markers(c, &input.issue).await?,
         _ => Vec::new(),
     };
-    let actions = if is_intake(&input.labels) {
+    // Classified again on the labels as they are now.
+    let kind = classify_issue(&input.labels, &policies.routing.labels);
+    let actions = if kind == Some(IssueKind::Intake) {
         intake(ctx, &input, markers, client.as_ref()).await?
     } else {
         decide_stage(
@@ -117,7 +110,7 @@ pub async fn handle(
 async fn intake(
     ctx: &Context,
     input: &IssueInput,
-    markers: Vec<String>,
+    markers: Vec<crate::messages::Marker>,
     client: Option<&GitlabClient>,
 ) -> Result<Vec<Action>, HandleError> {
     let mut facts = IntakeFacts {

@@ -3,7 +3,8 @@
 use super::{Context, HandleError, Outcome};
 use crate::decide::engagement::{decide_mr_engagement, MrEngagementFacts};
 use crate::decide::{
-    cca_state, decide_merge_request, Action, Decision, MrFacts, MrState, RosterFacts, RosterMember,
+    cca_state, decide_merge_request, engagement_dri, preferred_reviewer, Decision, MrFacts,
+    MrState, RosterFacts, RosterMember, Skip,
 };
 use crate::domain::{Availability, MrRef, UserFacts, UserId};
 use crate::events::{
@@ -183,7 +184,7 @@ pub async fn handle(
     // The organization's work is serialized: read the current state, decide, write.
     let _guard = ctx.locks.lock(org.slug.as_str()).await;
     let Some(current) = live.facts.merge_request(&client, input.mr).await? else {
-        return Ok(Outcome::Skipped(format!("{} no longer exists", input.mr)));
+        return Ok(Outcome::Skipped(Skip::MrGone { mr: input.mr }));
     };
     facts.state = MrState::parse(&current.state);
     facts.title = current.title.clone();
@@ -219,10 +220,8 @@ pub async fn handle(
             .await?;
         // Sticky to the engagement's Contributor Success DRI.
         roster.preferred = tracking
-            .iter()
-            .flatten()
-            .flat_map(|t| t.assignees.iter().map(|(_, u)| u.to_ascii_lowercase()))
-            .find(|u| ctx.policies.routing.roster.reviewers.contains(u));
+            .as_deref()
+            .and_then(|t| preferred_reviewer(&ctx.policies.routing.roster, t));
         facts.roster = Some(roster);
     }
     let mut decision = decide_merge_request(&facts, &ctx.policies, &ctx.messages)?;
@@ -248,34 +247,6 @@ pub async fn handle(
     finish(ctx, Some(&client), input.mr, decision).await
 }
 
-/// The MR's Contributor Success reviewer (existing, or the one being added), as the DRI of a
-/// tracking issue the MR opens.
-fn engagement_dri(
-    facts: &MrFacts,
-    decision: &Decision,
-    policies: &crate::policy::Policies,
-) -> Option<(UserId, String)> {
-    let roster = &policies.routing.roster.reviewers;
-    if let Some((id, u)) = facts
-        .reviewers
-        .iter()
-        .find(|(_, u)| roster.contains(&u.to_ascii_lowercase()))
-    {
-        return Some((*id, u.clone()));
-    }
-    decision.actions.iter().find_map(|a| match a {
-        Action::EditMergeRequest {
-            added_reviewer: Some(name),
-            ..
-        } => facts
-            .roster
-            .as_ref()
-            .and_then(|r| r.members.iter().find(|m| &m.username == name))
-            .and_then(|m| m.id.map(|id| (id, name.clone()))),
-        _ => None,
-    })
-}
-
 async fn finish(
     ctx: &Context,
     client: Option<&GitlabClient>,
@@ -284,7 +255,7 @@ async fn finish(
 ) -> Result<Outcome, HandleError> {
     if let Some(skip) = decision.skip {
         tracing::debug!(%mr, ?skip, "nothing to do");
-        return Ok(Outcome::Skipped(skip.to_string()));
+        return Ok(Outcome::Skipped(skip));
     }
     let org = decision
         .org

@@ -9,6 +9,7 @@ pub mod push;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::decide::Skip;
 use crate::events::{self, Event, EventKind, Ignored, PayloadError};
 use crate::gitlab::{
     ExecuteError, Executor, FactSource, GitlabClient, GitlabError, Retry, TokenHealth,
@@ -61,7 +62,7 @@ pub struct Live {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Nothing to do, and why.
-    Skipped(String),
+    Skipped(Skip),
     /// Acted: how many writes went to GitLab (0 when everything was already in place).
     Done { writes: usize, planned: usize },
 }
@@ -125,31 +126,25 @@ async fn route(
     event_uuid: Option<&str>,
 ) -> Result<Outcome, HandleError> {
     match event {
-        Err(Ignored::UnsupportedKind(k)) => {
-            Ok(Outcome::Skipped(format!("event kind `{k}` is not handled")))
+        Err(Ignored::UnsupportedKind(k)) => Ok(Outcome::Skipped(Skip::UnhandledKind { kind: k })),
+        Err(Ignored::SystemHookObject(k)) => {
+            Ok(Outcome::Skipped(Skip::UnhandledSystemHook { kind: k }))
         }
-        Err(Ignored::SystemHookObject(k)) => Ok(Outcome::Skipped(format!(
-            "system hook `{k}` is not handled"
-        ))),
         Ok(event @ Event::MergeRequest(_)) => match merge_request::parse(&event) {
             Some(input) => merge_request::handle(ctx, input, event_uuid).await,
-            None => Ok(Outcome::Skipped(
-                "merge request action is not routed".into(),
-            )),
+            None => Ok(Outcome::Skipped(Skip::MrActionNotRouted)),
         },
         Ok(event @ Event::Issue(_)) => match issue::parse(&event) {
             Some(input) => issue::handle(ctx, input, event_uuid).await,
-            None => Ok(Outcome::Skipped("issue action is not handled".into())),
+            None => Ok(Outcome::Skipped(Skip::IssueActionNotHandled)),
         },
         Ok(event @ Event::Note(_)) => match note::parse(&event, &ctx.bot_username) {
             Some(input) => note::handle(ctx, input, event_uuid).await,
-            None => Ok(Outcome::Skipped("comment without a command".into())),
+            None => Ok(Outcome::Skipped(Skip::NoCommand)),
         },
         Ok(event @ Event::Push(_)) => match push::parse(&event, ctx.live.as_deref()) {
             Some(input) => push::handle(ctx, input).await,
-            None => Ok(Outcome::Skipped(
-                "push is not to the policy project's branch".into(),
-            )),
+            None => Ok(Outcome::Skipped(Skip::NotPolicyPush)),
         },
     }
 }

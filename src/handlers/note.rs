@@ -6,7 +6,7 @@
 
 use super::{Context, HandleError, Outcome};
 use crate::decide::commands::{decide_command, parse_command, Command, CommandFacts, CommandNote};
-use crate::decide::{cca_state, recognize, RosterFacts};
+use crate::decide::{cca_state, is_own_event, recognize, roster_reviewer, RosterFacts, Skip};
 use crate::domain::MrRef;
 use crate::events::Event;
 
@@ -28,7 +28,7 @@ pub fn parse(event: &Event, bot: &str) -> Option<NoteInput> {
     if n.object_attributes.noteable_type != "MergeRequest" || n.object_attributes.system {
         return None;
     }
-    if n.user.username.eq_ignore_ascii_case(bot) {
+    if is_own_event(&n.user.username, bot) {
         return None;
     }
     let command = parse_command(&n.object_attributes.note, bot)?;
@@ -51,12 +51,12 @@ pub async fn handle(
 ) -> Result<Outcome, HandleError> {
     let Some(live) = &ctx.gitlab else {
         tracing::info!(mr = %input.mr, command = ?input.command, "dry run: a command would be answered");
-        return Ok(Outcome::Skipped("dry run".into()));
+        return Ok(Outcome::Skipped(Skip::DryRun));
     };
     let c = live.client.for_event(event_uuid);
     // Who may command is decided from the MR as GitLab has it, not from the webhook's claim.
     let Some(mr) = live.facts.merge_request(&c, input.mr).await? else {
-        return Ok(Outcome::Skipped(format!("{} no longer exists", input.mr)));
+        return Ok(Outcome::Skipped(Skip::MrGone { mr: input.mr }));
     };
     let author = live.facts.user(&c, mr.author.id, &ctx.policies).await?;
     let org = recognize(&author, &ctx.policies.organizations);
@@ -70,13 +70,13 @@ pub async fn handle(
     // The comment as GitLab has it now: its author, text and visibility (an edited or deleted
     // comment is answered as it is, or not at all).
     let Some(note) = notes.iter().find(|n| n.id == input.note_id) else {
-        return Ok(Outcome::Skipped(format!(
-            "comment {} on {} no longer exists",
-            input.note_id, input.mr
-        )));
+        return Ok(Outcome::Skipped(Skip::CommentGone {
+            note_id: input.note_id,
+            mr: input.mr,
+        }));
     };
     let Some(command) = parse_command(&note.body, &ctx.bot_username) else {
-        return Ok(Outcome::Skipped("comment without a command".into()));
+        return Ok(Outcome::Skipped(Skip::NoCommand));
     };
     let note = CommandNote {
         id: note.id,
@@ -91,7 +91,7 @@ pub async fn handle(
     let mr = match note.command {
         Command::Ready => match live.facts.merge_request(&c, input.mr).await? {
             Some(now) => now,
-            None => return Ok(Outcome::Skipped(format!("{} no longer exists", input.mr))),
+            None => return Ok(Outcome::Skipped(Skip::MrGone { mr: input.mr })),
         },
         _ => mr,
     };
@@ -107,13 +107,7 @@ pub async fn handle(
         _ => None,
     };
     // The roster's load only when `ready` may have to choose a reviewer.
-    let roster_reviews = reviewers.iter().any(|(_, u)| {
-        ctx.policies
-            .routing
-            .roster
-            .reviewers
-            .contains(&u.to_ascii_lowercase())
-    });
+    let roster_reviews = roster_reviewer(&ctx.policies.routing.roster, &reviewers).is_some();
     let roster: Option<RosterFacts> = match (&note.command, &org, roster_reviews) {
         (Command::Ready, Some(o), false) => {
             Some(live.facts.roster(&c, &ctx.policies, Some(&o.slug)).await?)

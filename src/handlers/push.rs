@@ -2,6 +2,7 @@
 //! merged `agreements.yml` change is in force within seconds (the same commit `cca-check` reads).
 
 use super::{Context, HandleError, Outcome};
+use crate::decide::Skip;
 use crate::events::Event;
 use crate::reload::{LiveConfig, Reloaded};
 
@@ -33,7 +34,7 @@ pub fn parse(event: &Event, live: Option<&LiveConfig>) -> Option<PolicyPush> {
 
 pub async fn handle(ctx: &Context, push: PolicyPush) -> Result<Outcome, HandleError> {
     let Some(live) = &ctx.live else {
-        return Ok(Outcome::Skipped("no live policies".into()));
+        return Ok(Outcome::Skipped(Skip::NoLivePolicies));
     };
     let why = format!("push to {} ({})", push.project, push.after);
     match live.reload(&why).await? {
@@ -41,9 +42,9 @@ pub async fn handle(ctx: &Context, push: PolicyPush) -> Result<Outcome, HandleEr
             writes: 0,
             planned: 0,
         }),
-        Reloaded::Unchanged => Ok(Outcome::Skipped("policies already at this version".into())),
-        Reloaded::Rejected { version } => Ok(Outcome::Skipped(format!(
-            "policies at {version} are invalid; the last good ones stay in force (see the log)"
-        ))),
+        Reloaded::Unchanged => Ok(Outcome::Skipped(Skip::PoliciesUnchanged)),
+        Reloaded::Rejected { version } => Ok(Outcome::Skipped(Skip::PoliciesRejected {
+            version: version.to_string(),
+        })),
     }
 }

@@ -77,7 +77,7 @@ pub async fn run(ctx: &Context, since: Duration) -> Result<ReconcileReport, Reco
                 },
                 outcome: match outcome {
                     Outcome::Done { .. } => "routed".into(),
-                    Outcome::Skipped(why) => why,
+                    Outcome::Skipped(why) => why.to_string(),
                 },
             }),
             Err(e) => {

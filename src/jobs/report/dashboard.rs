@@ -7,9 +7,10 @@ use crate::decide::engagement::IssueRef;
 use crate::decide::Action;
 use crate::gitlab::{path_id, ApiIssue, Get, GitlabError};
 use crate::handlers::Context;
+use crate::messages::Marker;
 
 pub fn marker(quarter: &str) -> String {
-    format!("<!-- cocreate:dashboard:{quarter} -->")
+    Marker::Dashboard(quarter.to_owned()).to_string()
 }
 
 /// What the dashboard issue needs, from what is there. Pure.
@@ -50,12 +51,10 @@ pub fn dashboard_actions(
 pub async fn publish(ctx: &Context, report: &Report) -> Result<Dashboard, ReportError> {
     let live = ctx.gitlab.as_ref().ok_or(ReportError::NoGitlab)?;
     let tracking = &ctx.policies.routing.tracking;
+    let term = Marker::Dashboard(report.quarter.clone()).search_term();
     let marker = marker(&report.quarter);
     let found: Vec<ApiIssue> = Get::new(format!("projects/{}/issues", path_id(&tracking.project)))
-        .param(
-            "search",
-            marker.trim_start_matches("<!-- ").trim_end_matches(" -->"),
-        )
+        .param("search", term)
         .param("state", "all")
         .param("scope", "all")
         .param("sort", "asc")

@@ -12,7 +12,7 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::Deserialize;
 
 use crate::decide::engagement::IssueRef;
-use crate::decide::metrics::{completed_at, stage_index, Engagement, Facts, FirstResponse, Window};
+use crate::decide::metrics::{completed_at, Engagement, Facts, FirstResponse, Stage, Window};
 use crate::decide::response::{self, Bots};
 use crate::domain::MrRef;
 use crate::gitlab::{path_id, scope_prefixes, ApiUserRef, FactSource, Get, GitlabError};
@@ -127,12 +127,12 @@ pub async fn gather(
                 e,
             )
         })?;
-        let mut stage_added: Vec<(DateTime<Utc>, usize)> = events
+        let mut stage_added: Vec<(DateTime<Utc>, Stage)> = events
             .iter()
             .filter(|e| e.action == "add")
             .filter_map(|e| {
                 let name = e.label.as_ref()?.name.strip_prefix(&labels.stage_prefix)?;
-                Some((e.created_at, stage_index(name)?))
+                Some((e.created_at, Stage::parse(name)?))
             })
             .collect();
         stage_added.sort();

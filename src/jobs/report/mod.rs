@@ -20,8 +20,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 pub use crate::decide::metrics::{
-    at_midnight, compute, mean, median, stage_index, Engagement, Facts, FirstResponse, Metrics,
-    OrgLine, OtherEngagement, ResponseTimes, Window,
+    at_midnight, compute, mean, median, Engagement, Facts, FirstResponse, Metrics, OrgLine,
+    OtherEngagement, ResponseTimes, Window,
 };
 pub use dashboard::{dashboard_actions, marker, publish};
 pub use gather::gather;

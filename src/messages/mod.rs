@@ -10,69 +10,84 @@ use minijinja::{context, Environment, UndefinedBehavior};
 
 use crate::neutralize;
 
+mod marker;
+pub use marker::{Marker, Note};
+
 /// The templates shipped in `templates/`, embedded so the binary runs anywhere.
 const EMBEDDED: &[(&str, &str)] = &[
-    ("welcome.md", include_str!("../templates/welcome.md")),
+    ("welcome.md", include_str!("../../templates/welcome.md")),
     (
         "cca_instructions.md",
-        include_str!("../templates/cca_instructions.md"),
+        include_str!("../../templates/cca_instructions.md"),
     ),
     (
         "cca_missing.md",
-        include_str!("../templates/cca_missing.md"),
+        include_str!("../../templates/cca_missing.md"),
     ),
     (
         "cca_expired.md",
-        include_str!("../templates/cca_expired.md"),
+        include_str!("../../templates/cca_expired.md"),
     ),
-    ("cca_signed.md", include_str!("../templates/cca_signed.md")),
-    ("engagement.md", include_str!("../templates/engagement.md")),
+    (
+        "cca_signed.md",
+        include_str!("../../templates/cca_signed.md"),
+    ),
+    (
+        "engagement.md",
+        include_str!("../../templates/engagement.md"),
+    ),
     (
         "engagement_checklist.md",
-        include_str!("../templates/engagement_checklist.md"),
+        include_str!("../../templates/engagement_checklist.md"),
     ),
     (
         "intake_invalid.md",
-        include_str!("../templates/intake_invalid.md"),
+        include_str!("../../templates/intake_invalid.md"),
     ),
     (
         "intake_duplicate.md",
-        include_str!("../templates/intake_duplicate.md"),
+        include_str!("../../templates/intake_duplicate.md"),
     ),
-    ("mr_link.md", include_str!("../templates/mr_link.md")),
-    ("stage_skip.md", include_str!("../templates/stage_skip.md")),
+    ("mr_link.md", include_str!("../../templates/mr_link.md")),
+    (
+        "stage_skip.md",
+        include_str!("../../templates/stage_skip.md"),
+    ),
     (
         "command_help.md",
-        include_str!("../templates/command_help.md"),
+        include_str!("../../templates/command_help.md"),
     ),
     (
         "command_unknown.md",
-        include_str!("../templates/command_unknown.md"),
+        include_str!("../../templates/command_unknown.md"),
     ),
     (
         "command_denied.md",
-        include_str!("../templates/command_denied.md"),
+        include_str!("../../templates/command_denied.md"),
     ),
     (
         "command_ready.md",
-        include_str!("../templates/command_ready.md"),
+        include_str!("../../templates/command_ready.md"),
     ),
     (
         "command_recheck.md",
-        include_str!("../templates/command_recheck.md"),
+        include_str!("../../templates/command_recheck.md"),
     ),
     (
         "command_ready_unassigned.md",
-        include_str!("../templates/command_ready_unassigned.md"),
+        include_str!("../../templates/command_ready_unassigned.md"),
     ),
-    ("nudge_ping.md", include_str!("../templates/nudge_ping.md")),
+    (
+        "nudge_ping.md",
+        include_str!("../../templates/nudge_ping.md"),
+    ),
     (
         "nudge_escalate.md",
-        include_str!("../templates/nudge_escalate.md"),
+        include_str!("../../templates/nudge_escalate.md"),
     ),
     (
         "nudge_author.md",
-        include_str!("../templates/nudge_author.md"),
+        include_str!("../../templates/nudge_author.md"),
     ),
 ];
 
@@ -80,35 +95,13 @@ const EMBEDDED: &[(&str, &str)] = &[
 pub const ISSUE_TEMPLATES: &[(&str, &str)] = &[
     (
         "Co-Create engagement request.md",
-        include_str!("../templates/issue_templates/Co-Create engagement request.md"),
+        include_str!("../../templates/issue_templates/Co-Create engagement request.md"),
     ),
     (
         "Co-Create pathway decision.md",
-        include_str!("../templates/issue_templates/Co-Create pathway decision.md"),
+        include_str!("../../templates/issue_templates/Co-Create pathway decision.md"),
     ),
 ];
-
-/// A marker carrying a value, e.g. `<!-- cocreate:mr-link:2!16 -->` (one note per MR).
-pub fn keyed_marker(kind: &str, key: &str) -> String {
-    format!("<!-- cocreate:{kind}:{key} -->")
-}
-
-/// Every `<!-- cocreate:… -->` marker in a body.
-pub fn markers_in(body: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = body;
-    while let Some(start) = rest.find("<!-- cocreate:") {
-        let tail = &rest[start..];
-        match tail.find("-->") {
-            Some(end) => {
-                out.push(tail[..end + 3].to_owned());
-                rest = &tail[end + 3..];
-            }
-            None => break,
-        }
-    }
-    out
-}
 
 /// Data for an engagement tracking issue (internal: it lives in a confidential issue).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -125,46 +118,6 @@ pub struct Engagement<'a> {
     pub first_mr: Option<&'a str>,
     /// The curated issue list (`routing.yml` `site.issue_list_url`), when configured.
     pub issue_list: Option<&'a str>,
-}
-
-/// A hidden HTML comment that marks a note as ours, by purpose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-pub enum Marker {
-    Welcome,
-    CcaMissing,
-    CcaExpired,
-    CcaSigned,
-    /// An answer to a command; the body also carries a keyed marker with the command note's id.
-    Command,
-}
-
-impl Marker {
-    pub const ALL: [Marker; 4] = [
-        Marker::Welcome,
-        Marker::CcaMissing,
-        Marker::CcaExpired,
-        Marker::CcaSigned,
-    ];
-
-    pub fn html(self) -> &'static str {
-        match self {
-            Marker::Welcome => "<!-- cocreate:welcome -->",
-            Marker::CcaMissing => "<!-- cocreate:cca-missing -->",
-            Marker::CcaExpired => "<!-- cocreate:cca-expired -->",
-            Marker::CcaSigned => "<!-- cocreate:cca-signed -->",
-            Marker::Command => "<!-- cocreate:command -->",
-        }
-    }
-
-    /// The markers found in a note body.
-    pub fn found_in(body: &str) -> impl Iterator<Item = Marker> + '_ {
-        Marker::ALL.into_iter().filter(move |m| m.is_in(body))
-    }
-
-    /// Is this marker in a note body?
-    pub fn is_in(self, body: &str) -> bool {
-        body.contains(self.html())
-    }
 }
 
 /// An error in a template, with its name and line.
@@ -209,7 +162,7 @@ pub struct Welcome<'a> {
 }
 
 /// Which CCA problem to explain, and whom to write to.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CcaNotice<'a> {
     /// The state the note is about.
     pub marker: Marker,
@@ -283,7 +236,7 @@ impl Messages {
 
     /// The welcome note on a new Co-Create MR. Names the reviewer; carries no customer data.
     /// With CCA instructions, the note also carries that CCA marker (no second note follows).
-    pub fn welcome(&self, w: &Welcome<'_>) -> Result<String, TemplateError> {
+    pub fn welcome(&self, w: &Welcome<'_>) -> Result<Note, TemplateError> {
         let body = self.render(
             "welcome.md",
             context! {
@@ -291,17 +244,22 @@ impl Messages {
                 title => neutralize::inline(w.title),
                 reviewer => w.reviewer_username.map(neutralize::mention),
                 bot => neutralize::inline(w.bot_username),
-                cca => w.cca.map(|c| c.kind()),
+                cca => w.cca.as_ref().map(|c| c.kind()),
                 // Label and contact come from the policies (trusted configuration).
-                label => w.cca.map(|c| c.label),
-                contact => w.cca.and_then(|c| c.contact),
+                label => w.cca.as_ref().map(|c| c.label),
+                contact => w.cca.as_ref().and_then(|c| c.contact),
                 issue_list => w.issue_list,
             },
         )?;
-        let body = with_marker(Marker::Welcome, &body);
-        Ok(match w.cca {
-            Some(c) => format!("{}\n{body}", c.marker.html()),
-            None => body,
+        let note = Note::new(Marker::Welcome, body);
+        // With CCA instructions, the note also carries that CCA marker (no second note follows),
+        // written first.
+        Ok(match &w.cca {
+            Some(c) => Note {
+                markers: vec![c.marker.clone(), Marker::Welcome],
+                body: note.body,
+            },
+            None => note,
         })
     }
 
@@ -311,7 +269,7 @@ impl Messages {
         &self,
         author_username: &str,
         notice: CcaNotice<'_>,
-    ) -> Result<String, TemplateError> {
+    ) -> Result<Note, TemplateError> {
         let template = match notice.marker {
             Marker::CcaSigned => "cca_signed.md",
             Marker::CcaExpired => "cca_expired.md",
@@ -326,7 +284,7 @@ impl Messages {
                 contact => notice.contact,
             },
         )?;
-        Ok(with_marker(notice.marker, &body))
+        Ok(Note::new(notice.marker, body))
     }
 }
 
@@ -364,11 +322,7 @@ impl Messages {
                 stage_prefix, pathway_prefix, onsite,
             },
         )?;
-        Ok(format!(
-            "{}\n{}",
-            keyed_marker("engagement", e.slug),
-            body.trim_end()
-        ))
+        Ok(Marker::Engagement(e.slug.to_owned()).before(&body))
     }
 
     /// The checklist appended to an account team's intake issue, keeping what they wrote.
@@ -383,11 +337,7 @@ impl Messages {
             "engagement_checklist.md",
             context! { slack_channel, cca, stage_prefix, pathway_prefix, onsite },
         )?;
-        Ok(format!(
-            "{}\n{}",
-            keyed_marker("checklist", "v1"),
-            body.trim_end()
-        ))
+        Ok(Marker::Checklist("v1".into()).before(&body))
     }
 
     /// One note on an invalid intake issue: exactly what is missing. `problems` are already
@@ -395,36 +345,36 @@ impl Messages {
     /// `known`: the organizations to list, only on a confidential issue.
     pub fn intake_invalid(
         &self,
-        marker: &str,
+        marker: Marker,
         problems: &[String],
         known: Option<&str>,
-    ) -> Result<String, TemplateError> {
+    ) -> Result<Note, TemplateError> {
         let body = self.render("intake_invalid.md", context! { problems, known })?;
-        Ok(format!("{marker}\n{}", body.trim_end()))
+        Ok(Note::new(marker, body))
     }
 
     /// `org_name`: only on a confidential issue.
     pub fn intake_duplicate(
         &self,
-        marker: &str,
+        marker: Marker,
         org_name: Option<&str>,
         existing_iid: u64,
-    ) -> Result<String, TemplateError> {
+    ) -> Result<Note, TemplateError> {
         let body = self.render(
             "intake_duplicate.md",
             context! { org_name => org_name.map(neutralize::inline), existing => existing_iid },
         )?;
-        Ok(format!("{marker}\n{}", body.trim_end()))
+        Ok(Note::new(marker, body))
     }
 
     /// The note linking one MR to its engagement. `org_name`: only on a confidential issue.
     pub fn mr_link(
         &self,
-        marker: &str,
+        marker: Marker,
         org_name: Option<&str>,
         mr_url: &str,
         title: &str,
-    ) -> Result<String, TemplateError> {
+    ) -> Result<Note, TemplateError> {
         let body = self.render(
             "mr_link.md",
             context! {
@@ -433,10 +383,11 @@ impl Messages {
                 title => neutralize::inline(title),
             },
         )?;
-        Ok(format!("{marker}\n{}", body.trim_end()))
+        Ok(Note::new(marker, body))
     }
 
-    /// A reply to a contributor command. `who` is already a safe mention; `extra` is the
+    /// The text of a reply to a contributor command (the rule adds its markers: which command
+    /// it answers, to whom). `who` is already a safe mention; `extra` is the
     /// reviewer to ping, the unknown word, or the CCA state, already neutralized.
     pub fn command_reply(
         &self,
@@ -468,14 +419,10 @@ impl Messages {
         Ok(body.trim_end().to_owned())
     }
 
-    pub fn stage_skip(&self, marker: &str, message: &str) -> Result<String, TemplateError> {
+    pub fn stage_skip(&self, marker: Marker, message: &str) -> Result<Note, TemplateError> {
         let body = self.render("stage_skip.md", context! { message })?;
-        Ok(format!("{marker}\n{}", body.trim_end()))
+        Ok(Note::new(marker, body))
     }
-}
-
-fn with_marker(marker: Marker, body: &str) -> String {
-    format!("{}\n{}", marker.html(), body.trim_end())
 }
 
 #[cfg(test)]
@@ -494,7 +441,8 @@ mod tests {
                 cca: None,
                 issue_list: None,
             })
-            .expect("renders");
+            .expect("renders")
+            .render();
         insta::assert_snapshot!(body, @r"
         <!-- cocreate:welcome -->
         Hi @aero-dev-1, thank you for your merge request “Add input validation”, and welcome to the Co-Create program!
@@ -524,6 +472,7 @@ mod tests {
                 issue_list,
             })
             .expect("renders")
+            .render()
         };
         assert!(
             welcome(Some(list)).contains(&format!(
@@ -574,7 +523,8 @@ mod tests {
                 cca: None,
                 issue_list: None,
             })
-            .expect("renders");
+            .expect("renders")
+            .render();
         assert!(body.contains("will be assigned shortly"), "{body}");
         assert!(Marker::Welcome.is_in(&body));
     }
@@ -589,7 +539,8 @@ mod tests {
         };
         let missing = m
             .cca_note("aero-dev-1", notice(Marker::CcaMissing))
-            .expect("renders");
+            .expect("renders")
+            .render();
         insta::assert_snapshot!(missing, @r"
         <!-- cocreate:cca-missing -->
         Hi @aero-dev-1, one thing is needed before this merge request can be merged.
@@ -605,14 +556,16 @@ mod tests {
                     ..notice(Marker::CcaExpired)
                 },
             )
-            .expect("renders");
+            .expect("renders")
+            .render();
         assert!(
             expired.starts_with("<!-- cocreate:cca-expired -->") && expired.contains("expired"),
             "{expired}"
         );
         let thanks = m
             .cca_note("aero-dev-1", notice(Marker::CcaSigned))
-            .expect("renders");
+            .expect("renders")
+            .render();
         assert!(
             thanks.starts_with("<!-- cocreate:cca-signed -->") && thanks.contains("Thank you"),
             "{thanks}"
@@ -626,7 +579,8 @@ mod tests {
                 cca: Some(notice(Marker::CcaMissing)),
                 issue_list: None,
             })
-            .expect("renders");
+            .expect("renders")
+            .render();
         assert_eq!(
             Marker::found_in(&welcome).collect::<Vec<_>>(),
             vec![Marker::Welcome, Marker::CcaMissing]
