@@ -135,15 +135,8 @@ struct ServeArgs {
     #[command(flatten)]
     secret: WebhookSecretArgs,
 
-    /// Standard Webhooks signing keys (`whsec_…`), comma-separated. When set, every delivery
-    /// must carry a valid webhook-signature within the time window.
-    #[arg(
-        long,
-        env = "COCREATE_SIGNING_KEY",
-        hide_env_values = true,
-        value_delimiter = ','
-    )]
-    signing_key: Vec<String>,
+    #[command(flatten)]
+    signing: SigningKeyArgs,
 
     /// Accepted clock difference for webhook-timestamp, in seconds.
     #[arg(long, env = "COCREATE_SIGNATURE_WINDOW", default_value_t = 300)]
@@ -303,14 +296,8 @@ struct RecoverArgs {
     #[arg(long)]
     process: bool,
 
-    /// serve's Standard Webhooks signing keys: set, the signed webhook-id is the dedupe key.
-    #[arg(
-        long,
-        env = "COCREATE_SIGNING_KEY",
-        hide_env_values = true,
-        value_delimiter = ','
-    )]
-    signing_key: Vec<String>,
+    #[command(flatten)]
+    signing: SigningKeyArgs,
 
     /// Print the report as JSON.
     #[arg(long)]
@@ -456,6 +443,22 @@ struct WebhookSecretArgs {
     webhook_secret: Vec<String>,
 }
 
+/// Standard Webhooks signing keys, shared by `serve` (which verifies them) and `recover` (which
+/// dedupes recovered deliveries by the signed id as `serve` does).
+#[derive(Args, Debug)]
+struct SigningKeyArgs {
+    /// Standard Webhooks signing keys (`whsec_…`), comma-separated. When set, every delivery
+    /// must carry a valid webhook-signature within the time window, and the signed webhook-id is
+    /// the dedupe key.
+    #[arg(
+        long,
+        env = "COCREATE_SIGNING_KEY",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    signing_key: Vec<String>,
+}
+
 #[derive(Args, Debug)]
 struct PlanArgs {
     /// A webhook body (JSON), as GitLab sends it.
@@ -550,7 +553,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 webhook_url: args.webhook_url,
                 data_dir: args.data,
                 since: args.since,
-                signed: args.signing_key.iter().any(|k| !k.trim().is_empty()),
+                signed: args
+                    .signing
+                    .signing_key
+                    .iter()
+                    .any(|k| !k.trim().is_empty()),
                 process: args.process,
                 dry_run: args.job.dry_run,
             };
@@ -594,6 +601,7 @@ async fn serve(
     templates: ConfigSource,
 ) -> anyhow::Result<ExitCode> {
     let signing_keys = args
+        .signing
         .signing_key
         .iter()
         .filter(|k| !k.trim().is_empty())

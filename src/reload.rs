@@ -196,24 +196,6 @@ impl LiveConfig {
         Ok(Arc::new(live))
     }
 
-    /// A fixed version (for `plan`, jobs and tests): never reloads.
-    pub fn fixed(policies: Policies, messages: Messages) -> Arc<Self> {
-        Arc::new(Self {
-            policies_src: ConfigSource::Embedded,
-            templates_src: ConfigSource::Embedded,
-            branch: None,
-            client: None,
-            current: RwLock::new(Arc::new(Config {
-                version: policies.source.clone(),
-                policies: Arc::new(policies),
-                messages: Arc::new(messages),
-            })),
-            failure: Mutex::new(None),
-            reloading: tokio::sync::Mutex::new(()),
-            kick: Notify::new(),
-        })
-    }
-
     /// The version in force now.
     pub fn current(&self) -> Arc<Config> {
         self.current
