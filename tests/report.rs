@@ -191,6 +191,52 @@ async fn dashboard_issue_is_created_once_then_updated_never_duplicated() {
         .contains("| active customer conversations (contacted or meeting, open) | 0 |"));
 }
 
+#[tokio::test]
+async fn an_issue_someone_else_opened_with_the_dashboard_marker_is_never_taken_for_it() {
+    let gitlab = world().await;
+    let ctx = context(&gitlab).await;
+    let quarter = Quarter::parse("FY26Q1").expect("q");
+    // Anyone who can open an issue in the tracking project can type the marker.
+    let planted_text = "<!-- cocreate:dashboard:FY26Q1 -->\nmy own notes";
+    let planted = gitlab.add_issue(IssueSpec {
+        project_id: TRACKING_PROJECT_ID,
+        title: "Planted".into(),
+        description: planted_text.into(),
+        author_id: OUTSIDER.0,
+        project_path: TRACKING_PROJECT.into(),
+        ..IssueSpec::default()
+    });
+
+    let r = report::run(&ctx, quarter).await.expect("report");
+    let d = report::publish(&ctx, &r).await.expect("publish");
+    assert_eq!(d.outcome, "created");
+    assert_eq!(
+        gitlab.issue(TRACKING_PROJECT_ID, planted).description,
+        planted_text
+    );
+    let ours: Vec<_> = gitlab
+        .issues(TRACKING_PROJECT_ID)
+        .into_iter()
+        .filter(|i| {
+            i.iid != planted
+                && i.description
+                    .starts_with("<!-- cocreate:dashboard:FY26Q1 -->")
+        })
+        .collect();
+    assert_eq!(ours.len(), 1);
+
+    // The next run updates the bot's issue, still leaving the planted one alone.
+    let d = report::publish(&ctx, &r).await.expect("publish");
+    assert_eq!(
+        (d.outcome.as_str(), d.issue),
+        ("unchanged", Some(ours[0].iid))
+    );
+    assert_eq!(
+        gitlab.issue(TRACKING_PROJECT_ID, planted).description,
+        planted_text
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // The second fixture timeline: overlapping watched scopes, things that happen after the
 // quarter, labels at exactly its boundaries, an organization with two engagements. Run through

@@ -46,6 +46,25 @@ pub fn dashboard_actions(
     }
 }
 
+/// The quarter's dashboard among `found`: the oldest issue the bot itself opened whose
+/// description starts with the marker. Anyone can type the marker into an issue of their own; such
+/// an issue is never taken for the dashboard, so the bot never overwrites a person's issue.
+fn ours<'a>(found: &'a [ApiIssue], marker: &str, bot_username: &str) -> Option<&'a ApiIssue> {
+    found
+        .iter()
+        .filter(|i| {
+            i.author
+                .as_ref()
+                .is_some_and(|a| a.username == bot_username)
+        })
+        .filter(|i| {
+            i.description
+                .as_deref()
+                .is_some_and(|d| d.starts_with(marker))
+        })
+        .min_by_key(|i| i.iid)
+}
+
 /// Creates or updates the quarter's dashboard issue (found by its marker; never a second one).
 /// Cost: one search read, plus at most one write.
 pub async fn publish(ctx: &Context, report: &Report) -> Result<Dashboard, ReportError> {
@@ -66,14 +85,7 @@ pub async fn publish(ctx: &Context, report: &Report) -> Result<Dashboard, Report
                 e,
             )
         })?;
-    let existing = found
-        .iter()
-        .filter(|i| {
-            i.description
-                .as_deref()
-                .is_some_and(|d| d.starts_with(&marker))
-        })
-        .min_by_key(|i| i.iid);
+    let existing = ours(&found, &marker, &ctx.bot_username);
     let actions = dashboard_actions(
         existing.map(|i| (i.iid, i.description.as_deref().unwrap_or(""))),
         &tracking.project,
