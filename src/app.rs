@@ -317,7 +317,7 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
     }
     // Stored error texts never hold the token or a webhook secret (a GitLab error body may
     // echo what it was sent).
-    let scrub = crate::ops::redact::Redactor::with_known(
+    let scrub = crate::redact::Redactor::with_known(
         s.gitlab
             .token
             .iter()

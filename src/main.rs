@@ -480,7 +480,7 @@ fn init_logs(format: LogFormat) {
     // Every log line is scrubbed of the configured secrets and token-shaped strings; colors
     // only on a terminal (a journal or log file gets plain text).
     let writer = cocreate::ops::log_scrub::Scrubbed::new(
-        cocreate::ops::redact::Redactor::from_env(),
+        cocreate::redact::Redactor::from_env(),
         std::io::stderr,
     );
     let builder = tracing_subscriber::fmt()
@@ -642,7 +642,7 @@ async fn serve(
             backoff_cap: secs(args.retry_cap_secs, "--retry-cap-secs")?,
             retention: Duration::from_secs(args.retention_days * 24 * 3600),
             lease: Duration::from_secs(args.lease_secs.max(1)),
-            ready: cocreate::worker::ReadyLimits {
+            ready: cocreate::queue::ReadyLimits {
                 max_dead: args.ready_max_dead,
                 max_pending_age: args.ready_max_pending_age,
             },

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use cocreate::queue::NewEvent;
-use cocreate::worker::ReadyLimits;
+use cocreate::queue::ReadyLimits;
 use serde_json::Value;
 use support::harness::*;
 

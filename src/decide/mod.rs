@@ -17,6 +17,7 @@ mod reviewer;
 mod routing;
 pub mod setup;
 mod skip;
+pub mod timeline;
 
 use serde::Serialize;
 

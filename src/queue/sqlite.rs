@@ -22,10 +22,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::Clock;
 
 use super::{ClaimedEvent, Enqueued, EventId, Lease, NewEvent, Queue, QueueError, QueueStats};
 
@@ -77,8 +79,6 @@ const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
 /// does not stall enqueues.
 const PRUNE_CHUNK: i64 = 500;
 
-/// A clock returning unix milliseconds.
-pub(super) type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 /// Where the writer thread sends the result of a command.
 type Reply<T> = oneshot::Sender<Result<T, QueueError>>;
 /// An enqueue waiting for the next group commit.
@@ -182,7 +182,7 @@ DROP INDEX IF EXISTS events_pending_id;
 pub struct SqliteQueue {
     path: PathBuf,
     /// Scrubs secrets from error texts before they are stored (see [`SqliteQueue::redacting`]).
-    redactor: crate::ops::redact::Redactor,
+    redactor: crate::redact::Redactor,
     commands: Option<mpsc::Sender<Command>>,
     writer: Option<JoinHandle<()>>,
     checkpointer: Option<Checkpointer>,
@@ -202,16 +202,12 @@ impl SqliteQueue {
     /// Creates the directory if it is missing; the database file is
     /// `dir/queue.sqlite3`.
     pub fn open(dir: &Path) -> Result<Self, QueueError> {
-        Self::open_with_clock(dir, Arc::new(system_now_ms))
+        Self::open_with_clock(dir, Clock::system())
     }
 
-    /// Like [`SqliteQueue::open`], with a clock returning unix milliseconds
-    /// (for tests). Every "now" of the queue (claims, leases, retries,
-    /// `done_at`, pruning, stats) comes from this clock.
-    pub fn open_with_clock(
-        dir: &Path,
-        clock: Arc<dyn Fn() -> i64 + Send + Sync>,
-    ) -> Result<Self, QueueError> {
+    /// Like [`SqliteQueue::open`], with the given clock (tests move a manual one). Every "now"
+    /// of the queue (claims, leases, retries, `done_at`, pruning, stats) comes from this clock.
+    pub fn open_with_clock(dir: &Path, clock: Clock) -> Result<Self, QueueError> {
         std::fs::create_dir_all(dir).map_err(|source| QueueError::CreateDir {
             path: dir.to_path_buf(),
             source,
@@ -256,7 +252,7 @@ impl SqliteQueue {
         tracing::debug!(path = %path.display(), "queue opened");
         Ok(Self {
             path,
-            redactor: crate::ops::redact::Redactor::default(),
+            redactor: crate::redact::Redactor::default(),
             commands: Some(commands),
             writer: Some(handle),
             checkpointer: Some(checkpointer),
@@ -267,7 +263,7 @@ impl SqliteQueue {
     /// (`last_error` and the attempt history): the configured secrets, and token-shaped
     /// strings, never reach the database even when a GitLab error body echoes them. Without
     /// it, token-shaped strings are still cut.
-    pub fn redacting(mut self, redactor: crate::ops::redact::Redactor) -> Self {
+    pub fn redacting(mut self, redactor: crate::redact::Redactor) -> Self {
         self.redactor = redactor;
         self
     }
@@ -374,14 +370,14 @@ impl Queue for SqliteQueue {
         &self,
         lease: Lease,
         error: &str,
-        retry_at_ms: Option<i64>,
+        retry_in: Option<Duration>,
     ) -> Result<(), QueueError> {
         let error = self.redactor.text(error);
         self.request("fail", |reply| Command::Fail {
             id: lease.id,
             token: Some(lease.token),
             error,
-            retry_at_ms,
+            retry_in,
             reply,
         })
         .await
@@ -400,14 +396,14 @@ impl Queue for SqliteQueue {
         &self,
         id: EventId,
         error: &str,
-        retry_at_ms: Option<i64>,
+        retry_in: Option<Duration>,
     ) -> Result<(), QueueError> {
         let error = self.redactor.text(error);
         self.request("fail", |reply| Command::Fail {
             id,
             token: None,
             error,
-            retry_at_ms,
+            retry_in,
             reply,
         })
         .await
@@ -589,7 +585,7 @@ enum Command {
         id: EventId,
         token: Option<i64>,
         error: String,
-        retry_at_ms: Option<i64>,
+        retry_in: Option<Duration>,
         reply: Reply<()>,
     },
     Release {
@@ -708,7 +704,7 @@ impl Writer {
     }
 
     fn now(&self) -> i64 {
-        (self.clock)()
+        self.clock.now_ms()
     }
 
     /// See [`WRITER_CHECKPOINT_PAGES`].
@@ -757,9 +753,9 @@ impl Writer {
                 id,
                 token,
                 error,
-                retry_at_ms,
+                retry_in,
                 reply,
-            } => respond(reply, self.fail(id, token, &error, retry_at_ms)),
+            } => respond(reply, self.fail(id, token, &error, retry_in)),
             Command::Release { id, token, reply } => respond(reply, self.release(id, token)),
             Command::Stats { reply } => respond(reply, self.stats()),
             Command::Ping { bytes, reply } => respond(reply, self.ping(bytes)),
@@ -957,7 +953,7 @@ impl Writer {
         id: EventId,
         token: Option<i64>,
         error: &str,
-        retry_at_ms: Option<i64>,
+        retry_in: Option<Duration>,
     ) -> Result<(), QueueError> {
         let op = "fail";
         let now = self.now();
@@ -991,7 +987,7 @@ impl Writer {
         )
         .and_then(|mut stmt| stmt.execute(params![id, attempts, now, error]))
         .map_err(sql(op))?;
-        match retry_at_ms {
+        match retry_in.map(|d| now.saturating_add(duration_ms(d))) {
             Some(retry_at) => tx
                 .prepare_cached(
                     "UPDATE events SET last_error = ?2, next_attempt_at = ?3, locked_until = NULL
@@ -1407,44 +1403,17 @@ pub(super) fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-pub(super) fn system_now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, duration_ms)
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
-    use std::sync::atomic::{AtomicI64, Ordering};
 
     use super::*;
 
     const T0: i64 = 1_700_000_000_000;
     const LEASE: Duration = Duration::from_secs(30);
 
-    /// A clock the test moves by hand.
-    #[derive(Clone)]
-    struct TestClock(Arc<AtomicI64>);
-
-    impl TestClock {
-        fn new() -> Self {
-            Self(Arc::new(AtomicI64::new(T0)))
-        }
-        fn now(&self) -> i64 {
-            self.0.load(Ordering::SeqCst)
-        }
-        fn advance(&self, ms: i64) {
-            self.0.fetch_add(ms, Ordering::SeqCst);
-        }
-        fn as_clock(&self) -> Clock {
-            let cell = Arc::clone(&self.0);
-            Arc::new(move || cell.load(Ordering::SeqCst))
-        }
-    }
-
-    fn open(dir: &Path, clock: &TestClock) -> SqliteQueue {
-        SqliteQueue::open_with_clock(dir, clock.as_clock()).expect("open queue")
+    fn open(dir: &Path, clock: &Clock) -> SqliteQueue {
+        SqliteQueue::open_with_clock(dir, clock.clone()).expect("open queue")
     }
 
     fn event(key: &str) -> NewEvent {
@@ -1492,7 +1461,7 @@ mod tests {
     #[tokio::test]
     async fn once_quiet_the_wal_is_copied_into_the_database() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = TestClock::new();
+        let clock = Clock::manual(T0);
         let queue = open(dir.path(), &clock);
         for key in ["a", "b", "c"] {
             queue.enqueue(event(key)).await.unwrap();
@@ -1511,7 +1480,7 @@ mod tests {
     #[tokio::test]
     async fn enqueue_then_duplicate() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = TestClock::new();
+        let clock = Clock::manual(T0);
         let queue = open(dir.path(), &clock);
 
         let first = queue.enqueue(event("a")).await.unwrap();
@@ -1544,7 +1513,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn enqueue_answers_only_after_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = TestClock::new();
+        let clock = Clock::manual(T0);
         let queue = Arc::new(open(dir.path(), &clock));
         let mut tasks = Vec::new();
         for i in 0..50 {
@@ -1567,7 +1536,7 @@ mod tests {
     #[tokio::test]
     async fn claim_respects_lease_max_and_order() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = TestClock::new();
+        let clock = Clock::manual(T0);
         let queue = open(dir.path(), &clock);
         let a = enqueue_new(&queue, "a").await;
         let b = enqueue_new(&queue, "b").await;
@@ -1597,14 +1566,17 @@ mod tests {
     #[tokio::test]
     async fn claim_respects_next_attempt_at() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = TestClock::new();
+        let clock = Clock::manual(T0);
         let queue = open(dir.path(), &clock);
         let a = enqueue_new(&queue, "a").await;
         let b = enqueue_new(&queue, "b").await;
 
         let claimed = queue.claim(10, LEASE).await.unwrap();
         assert_eq!(ids(&claimed), vec![a, b]);
-        queue.fail(a, "boom", Some(T0 + 60_000)).await.unwrap();
+        queue
+            .fail(a, "boom", Some(Duration::from_secs(60)))
+            .await
+            .unwrap();
         queue.ack(b).await.unwrap();
 
         // The lease was cleared but the retry time has not come.
@@ -1641,7 +1613,7 @@ mod tests {
     #[tokio::test]
     async fn expired_lease_makes_event_claimable_again() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = TestClock::new();
+        let clock = Clock::manual(T0);
         let queue = open(dir.path(), &clock);
         let a = enqueue_new(&queue, "a").await;
 
@@ -1663,7 +1635,7 @@ mod tests {
     #[tokio::test]
     async fn a_busy_serialization_key_never_takes_the_worker_slots() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = TestClock::new();
+        let clock = Clock::manual(T0);
         let queue = open(dir.path(), &clock);
         let keyed = |key: &str, serial: &str| NewEvent {
             serial_key: Some(serial.to_owned()),
@@ -1699,7 +1671,7 @@ mod tests {
     #[tokio::test]
     async fn only_the_latest_claim_may_renew_ack_fail_or_release() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = TestClock::new();
+        let clock = Clock::manual(T0);
         let queue = open(dir.path(), &clock);
         let a = enqueue_new(&queue, "a").await;
         let first = queue.claim(1, LEASE).await.unwrap().remove(0);
@@ -1739,7 +1711,7 @@ mod tests {
     #[tokio::test]
     async fn fail_without_retry_is_dead_letter() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = TestClock::new();
+        let clock = Clock::manual(T0);
         let queue = open(dir.path(), &clock);
         let a = enqueue_new(&queue, "a").await;
         let b = enqueue_new(&queue, "b").await;
@@ -1777,14 +1749,14 @@ mod tests {
 
         // Later outcomes for a dead event change nothing.
         queue.ack(a).await.unwrap();
-        queue.fail(a, "again", Some(T0)).await.unwrap();
+        queue.fail(a, "again", Some(Duration::ZERO)).await.unwrap();
         assert_eq!(queue.stats().await.unwrap().dead, 1);
     }
 
     #[tokio::test]
     async fn release_does_not_count_the_attempt() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = TestClock::new();
+        let clock = Clock::manual(T0);
         let queue = open(dir.path(), &clock);
         let a = enqueue_new(&queue, "a").await;
 
@@ -1808,7 +1780,7 @@ mod tests {
     #[tokio::test]
     async fn reopen_keeps_pending_events() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = TestClock::new();
+        let clock = Clock::manual(T0);
         let (a, b, c) = {
             let queue = open(dir.path(), &clock);
             let a = enqueue_new(&queue, "a").await;
@@ -1845,14 +1817,14 @@ mod tests {
     async fn open_creates_missing_directories_and_rejects_newer_schema() {
         let root = tempfile::tempdir().unwrap();
         let nested = root.path().join("x").join("y");
-        let clock = TestClock::new();
+        let clock = Clock::manual(T0);
         drop(open(&nested, &clock));
         assert!(nested.join(DB_FILE).is_file());
 
         inspect(&nested)
             .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
             .unwrap();
-        match SqliteQueue::open_with_clock(&nested, clock.as_clock()) {
+        match SqliteQueue::open_with_clock(&nested, clock.clone()) {
             Err(QueueError::SchemaTooNew { found, .. }) => assert_eq!(found, SCHEMA_VERSION + 1),
             other => panic!("expected SchemaTooNew, got {other:?}"),
         }
@@ -1873,7 +1845,7 @@ mod tests {
             )
             .unwrap();
         }
-        let clock = TestClock::new();
+        let clock = Clock::manual(T0);
         let queue = open(dir.path(), &clock);
         let stats = queue.stats().await.unwrap();
         assert_eq!((stats.pending, stats.oldest_pending_age_ms), (1, Some(5)));
@@ -1892,7 +1864,7 @@ mod tests {
     #[tokio::test]
     async fn acked_events_are_not_claimed_again() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = TestClock::new();
+        let clock = Clock::manual(T0);
         let queue = open(dir.path(), &clock);
         let a = enqueue_new(&queue, "a").await;
         queue.claim(1, LEASE).await.unwrap();
@@ -1923,7 +1895,7 @@ mod tests {
     #[tokio::test]
     async fn unknown_ids_are_not_found() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = TestClock::new();
+        let clock = Clock::manual(T0);
         let queue = open(dir.path(), &clock);
         assert!(matches!(
             queue.ack(42).await,
@@ -1945,7 +1917,7 @@ mod tests {
     #[tokio::test]
     async fn prune_done_deletes_only_old_done_events() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = TestClock::new();
+        let clock = Clock::manual(T0);
         let queue = open(dir.path(), &clock);
         let retention = Duration::from_secs(3600);
 
@@ -1994,7 +1966,7 @@ mod tests {
     #[tokio::test]
     async fn prune_done_works_in_chunks_and_removes_history() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = TestClock::new();
+        let clock = Clock::manual(T0);
         let queue = Arc::new(open(dir.path(), &clock));
         let total = (PRUNE_CHUNK as usize) * 2 + 37;
         let mut tasks = Vec::new();
@@ -2010,7 +1982,10 @@ mod tests {
         let claimed = queue.claim(total, LEASE).await.unwrap();
         assert_eq!(claimed.len(), total);
         for e in &claimed {
-            queue.fail(e.id, "transient", Some(T0)).await.unwrap();
+            queue
+                .fail(e.id, "transient", Some(Duration::ZERO))
+                .await
+                .unwrap();
         }
         let claimed = queue.claim(total, LEASE).await.unwrap();
         for e in &claimed {
@@ -2028,15 +2003,15 @@ mod tests {
     #[tokio::test]
     async fn stored_errors_never_hold_a_secret() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = TestClock::new();
-        let queue = open(dir.path(), &clock).redacting(crate::ops::redact::Redactor::with_known([
+        let clock = Clock::manual(T0);
+        let queue = open(dir.path(), &clock).redacting(crate::redact::Redactor::with_known([
             "configured-secret-4f9a2c7e".to_owned(),
         ]));
         let a = enqueue_new(&queue, "a").await;
         let claimed = queue.claim(1, LEASE).await.unwrap().remove(0);
         let echoed = "gitlab server error (500): {\"message\":\"bad token configured-secret-4f9a2c7e or glpat-AbCdEf123456\"}";
         queue
-            .fail_leased(claimed.lease(), echoed, Some(T0))
+            .fail_leased(claimed.lease(), echoed, Some(Duration::ZERO))
             .await
             .unwrap();
         let conn = inspect(dir.path());
@@ -2075,7 +2050,7 @@ mod tests {
     #[tokio::test]
     async fn ping_writes() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = TestClock::new();
+        let clock = Clock::manual(T0);
         let queue = open(dir.path(), &clock);
         queue.ping(0).await.unwrap();
         queue.ping(4096).await.unwrap();
@@ -2095,13 +2070,13 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(value, clock.now().to_string());
+        assert_eq!(value, clock.now_ms().to_string());
     }
 
     #[tokio::test]
     async fn corrupt_headers_go_to_dead_letters_instead_of_blocking_claims() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = TestClock::new();
+        let clock = Clock::manual(T0);
         let queue = open(dir.path(), &clock);
         let a = enqueue_new(&queue, "a").await;
         let b = enqueue_new(&queue, "b").await;
@@ -2116,7 +2091,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_enqueues_get_distinct_ids_then_duplicates() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = TestClock::new();
+        let clock = Clock::manual(T0);
         let queue = Arc::new(open(dir.path(), &clock));
 
         let round = |queue: Arc<SqliteQueue>| async move {
@@ -2156,7 +2131,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn same_key_in_one_batch_is_stored_once() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = TestClock::new();
+        let clock = Clock::manual(T0);
         let queue = Arc::new(open(dir.path(), &clock));
         let mut tasks = Vec::new();
         for _ in 0..64 {
@@ -2183,7 +2158,7 @@ mod tests {
     #[tokio::test]
     async fn dropping_the_queue_stops_the_writer_thread() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = TestClock::new();
+        let clock = Clock::manual(T0);
         let queue = open(dir.path(), &clock);
         enqueue_new(&queue, "a").await;
         drop(queue); // joins the writer; would hang if it did not exit
