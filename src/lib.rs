@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod backoff;
+pub mod cli;
 pub mod clock;
 pub mod decide;
 pub mod domain;

@@ -41,6 +41,23 @@ pub struct SetupReport {
     pub api_writes: u64,
 }
 
+impl SetupReport {
+    /// The operator's text: one line per write (`would` in a dry run), or that all is in place.
+    pub fn summary(&self, dry_run: bool) -> String {
+        if self.changes.is_empty() {
+            return format!(
+                "setup: everything is in place ({} API reads)\n",
+                self.api_reads
+            );
+        }
+        let verb = if dry_run { "would" } else { "did" };
+        self.changes
+            .iter()
+            .map(|c| format!("{verb}: {c}\n"))
+            .collect()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error("setup needs GitLab: set GITLAB_TOKEN (add --dry-run to write nothing)")]
