@@ -15,6 +15,7 @@ mod recognize;
 pub mod response;
 mod reviewer;
 mod routing;
+pub mod score;
 pub mod setup;
 mod skip;
 pub mod timeline;
