@@ -4,6 +4,7 @@
 //!
 //! `cargo test --test queue_ops -- --nocapture` prints every command's output (the README's
 //! "Operating the queue" shows one such run).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
 
