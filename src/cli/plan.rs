@@ -35,7 +35,12 @@ pub(super) async fn run(
     let event_type = match args.event_type {
         Some(k) => k,
         None => plan::event_type(&body)
-            .with_context(|| format!("cannot plan {}", args.event.display()))?
+            .map_err(|e| match e {
+                plan::PlanError::NotJson(e) => {
+                    anyhow::Error::new(e).context(format!("{} is not JSON", args.event.display()))
+                }
+                other => other.into(),
+            })?
             .to_owned(),
     };
     let policies =

@@ -74,15 +74,10 @@ pub(super) async fn run(
     } else {
         print!("{}", recover::summary(&report));
     }
-    let failed = !report.disabled.is_empty()
-        || report
-            .fallback
-            .as_ref()
-            .is_some_and(|f| !f.errors.is_empty());
     if !report.disabled.is_empty() {
         eprintln!("recover: {}", report.disabled.join("; "));
     }
-    Ok(if failed {
+    Ok(if report.failed() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

@@ -77,14 +77,8 @@ pub(super) async fn run(
         if !args.yes {
             ctx.executor = crate::gitlab::Executor::DryRun;
         }
-        let verb = if args.yes {
-            "opened"
-        } else {
-            "would open (pass --yes)"
-        };
-        for line in score::open_prospects(ctx, &report, n).await? {
-            eprintln!("{verb}: {line}");
-        }
+        let opened = score::open_prospects(ctx, &report, n).await?;
+        eprint!("{}", score::prospects_text(&opened, args.yes));
     }
     let output = match args.format {
         ScoreFormat::Markdown => score::markdown(&report),

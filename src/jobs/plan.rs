@@ -9,7 +9,7 @@ use crate::messages::TemplateError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("the payload is not JSON: {0}")]
+    #[error("the payload is not JSON")]
     NotJson(#[source] serde_json::Error),
     #[error("cannot tell the event type from object_kind {0:?}; pass --event-type")]
     UnknownKind(Option<String>),

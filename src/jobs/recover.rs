@@ -426,6 +426,13 @@ pub fn junit(report: &RecoverReport) -> Result<String, quick_junit::SerializeErr
     r.to_string()
 }
 
+impl RecoverReport {
+    /// Whether the job fails (exit 1): a hook is disabled, or the fallback sweep had errors.
+    pub fn failed(&self) -> bool {
+        !self.disabled.is_empty() || self.fallback.as_ref().is_some_and(|f| !f.errors.is_empty())
+    }
+}
+
 /// One line for a terminal or CI log.
 pub fn summary(report: &RecoverReport) -> String {
     let mode = match report.mode {

@@ -16,7 +16,7 @@ pub use crate::decide::score::{
     Criterion, HistorySource, RowError, ScoreReport, Scored,
 };
 pub use accounts::{parse_accounts, parse_arr, slugify, ScoreError, COLUMNS};
-pub use render::{markdown, to_csv};
+pub use render::{markdown, prospects_text, to_csv};
 use std::collections::BTreeMap;
 
 use crate::gitlab::{scope_prefixes, Get, GitlabClient, GitlabError};

@@ -120,3 +120,14 @@ pub fn to_csv(report: &ScoreReport) -> Result<String, csv::Error> {
     let bytes = w.into_inner().map_err(|e| e.into_error())?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
+
+/// The lines `score --open-prospects` prints (on stderr, beside the report): one per tracking
+/// issue opened, or that would be opened without `--yes`.
+pub fn prospects_text(issues: &[String], opened: bool) -> String {
+    let verb = if opened {
+        "opened"
+    } else {
+        "would open (pass --yes)"
+    };
+    issues.iter().map(|i| format!("{verb}: {i}\n")).collect()
+}
