@@ -16,6 +16,7 @@
 //! ```
 //!
 //! Every load phase stops by itself after N requests or `--max-secs` (default 120 s).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 #[path = "../tests/support/mod.rs"]
 mod support;

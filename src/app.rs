@@ -157,6 +157,34 @@ pub fn load_policies(src: &ConfigSource) -> Result<Policies, PolicyErrors> {
     }
 }
 
+/// `policies check`: the policies' warnings and a summary, or their errors with positions.
+/// `Err` carries the text too: the policies are invalid.
+pub fn check_policies(src: &ConfigSource) -> Result<String, String> {
+    match load_policies(src) {
+        Ok(p) => {
+            let mut out: String = p
+                .routing
+                .watch
+                .warnings()
+                .iter()
+                .map(|w| format!("warning: {w}\n"))
+                .collect();
+            out.push_str(&format!(
+                "ok: {} organizations, {} Contributor Success reviewers ({})\n",
+                p.organizations.all().len(),
+                p.routing.roster.reviewers.len(),
+                p.source
+            ));
+            Ok(out)
+        }
+        Err(errors) => {
+            let mut out: String = errors.0.iter().map(|e| format!("{e}\n")).collect();
+            out.push_str(&format!("{} error(s)\n", errors.0.len()));
+            Err(out)
+        }
+    }
+}
+
 pub fn load_messages(src: &ConfigSource) -> Result<Messages, TemplateError> {
     match src {
         ConfigSource::Dir(d) => Messages::load(d),
@@ -317,7 +345,7 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
     }
     // Stored error texts never hold the token or a webhook secret (a GitLab error body may
     // echo what it was sent).
-    let scrub = crate::ops::redact::Redactor::with_known(
+    let scrub = crate::redact::Redactor::with_known(
         s.gitlab
             .token
             .iter()

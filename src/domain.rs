@@ -81,3 +81,13 @@ pub enum Availability {
     Available,
     Busy,
 }
+
+/// A project or group as it appears in a GitLab API path: numeric ids stay, full paths are
+/// percent-encoded (`group/project` is `group%2Fproject`).
+pub fn path_id(raw: &str) -> String {
+    if raw.chars().all(|c| c.is_ascii_digit()) {
+        raw.to_owned()
+    } else {
+        url::form_urlencoded::byte_serialize(raw.as_bytes()).collect()
+    }
+}

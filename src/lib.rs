@@ -8,6 +8,8 @@
 //!   gives the resulting actions to the one [`gitlab::Executor`] that writes to GitLab.
 
 pub mod app;
+pub mod backoff;
+pub mod cli;
 pub mod clock;
 pub mod decide;
 pub mod domain;
@@ -21,6 +23,7 @@ pub mod neutralize;
 pub mod ops;
 pub mod policy;
 pub mod queue;
+pub mod redact;
 pub mod reload;
 pub mod server;
 pub mod webhook;

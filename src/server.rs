@@ -30,9 +30,9 @@ pub use listen::{connection_cap, open_file_limit, ClientAddr, ConnLimits, RESERV
 pub use refusals::RefusalLog;
 
 use crate::events::{self, EventKind};
+use crate::queue::ReadyLimits;
 use crate::queue::{Enqueued, NewEvent, Queue, QueueStats};
 use crate::webhook::{Rejection, SignatureHeaders, Verifier};
-use crate::worker::ReadyLimits;
 
 /// GitLab's own limit for webhook payloads.
 pub const DEFAULT_BODY_LIMIT: usize = 25 * 1024 * 1024;
@@ -85,7 +85,8 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     /// Where the policies came from; `None` means they failed to load (not ready).
     pub policies_source: Option<String>,
-    pub now_ms: fn() -> i64,
+    /// The time stamped on deliveries and checked against signature timestamps.
+    pub clock: crate::clock::Clock,
     /// Backlog limits past which `/readyz` answers 503.
     pub ready: ReadyLimits,
     /// The live policies (version in force, last failed reload) for `/readyz`.
@@ -113,7 +114,7 @@ impl AppState {
             verifier,
             wake,
             policies_source,
-            now_ms: system_now_ms,
+            clock: crate::clock::Clock::system(),
             ready,
             budget: BodyBudget::new(body.budget),
             body,
@@ -123,10 +124,6 @@ impl AppState {
             token: Default::default(),
         }
     }
-}
-
-pub fn system_now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 pub fn router(state: AppState) -> Router {
@@ -245,7 +242,7 @@ async fn webhook(State(s): State<AppState>, req: Request) -> Response {
         timestamp: header(headers, "webhook-timestamp"),
         signature: header(headers, "webhook-signature"),
     };
-    let now_unix = (s.now_ms)() / 1000;
+    let now_unix = s.clock.now_ms() / 1000;
     // Authenticate before a byte of the body is read.
     if let Err(r) = s.verifier.check_headers(
         headers.get("x-gitlab-token").map(|v| v.as_bytes()),
@@ -266,7 +263,7 @@ async fn webhook(State(s): State<AppState>, req: Request) -> Response {
         return s.refuse(r, client);
     }
     metrics::counter!("cocreate_webhooks_received_total", "kind" => EventKind::from_header(header(headers, "x-gitlab-event").unwrap_or("")).header()).increment(1);
-    let event = match admit(headers, body.bytes, s.verifier.signs(), (s.now_ms)()) {
+    let event = match admit(headers, body.bytes, s.verifier.signs(), s.clock.now_ms()) {
         Err(e) => {
             s.refusals.refused("malformed", client.map(|c| c.0));
             tracing::debug!(error = %e, "malformed webhook payload refused");

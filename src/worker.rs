@@ -10,10 +10,11 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
+use crate::backoff::backoff_delay;
 use crate::events::EventKind;
 use crate::gitlab::{Get, Retry};
 use crate::handlers::{self, Context, Outcome};
-use crate::queue::{backoff_delay, ClaimedEvent, Lease, Queue, QueueError, QueueStats};
+use crate::queue::{ClaimedEvent, Lease, Queue, QueueError, ReadyLimits};
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -41,36 +42,6 @@ pub struct WorkerConfig {
     /// While GitLab refuses the token (401), no event is taken; the token is checked again
     /// this often, and work resumes by itself once it is accepted.
     pub token_recheck: Duration,
-}
-
-/// Limits on the worker's backlog past which `/readyz` answers 503 (`None`: no limit).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ReadyLimits {
-    /// More dead letters than this.
-    pub max_dead: Option<u64>,
-    /// The oldest pending event (waiting or in flight) older than this.
-    pub max_pending_age: Option<Duration>,
-}
-
-impl ReadyLimits {
-    /// What is past its limit in `stats`, in words; empty when within every limit.
-    pub fn problems(&self, stats: &QueueStats) -> Vec<String> {
-        let mut problems = Vec::new();
-        if let Some(max) = self.max_dead.filter(|max| stats.dead > *max) {
-            problems.push(format!("dead letters: {} (limit {max})", stats.dead));
-        }
-        let age = Duration::from_millis(
-            u64::try_from(stats.oldest_pending_age_ms.unwrap_or(0)).unwrap_or(0),
-        );
-        if let Some(max) = self.max_pending_age.filter(|max| age > *max) {
-            problems.push(format!(
-                "oldest pending event: {}s old (limit {}s)",
-                age.as_secs(),
-                max.as_secs()
-            ));
-        }
-        problems
-    }
 }
 
 impl Default for WorkerConfig {
@@ -123,7 +94,6 @@ pub async fn process(ctx: &Context, queue: &dyn Queue, cfg: &WorkerConfig, ev: C
         tracing::warn!(parent: &span, "lease lost: another worker claimed the event; this attempt stops and records nothing");
         return;
     };
-    let now = crate::server::system_now_ms();
     let recorded = match result {
         Ok(outcome) => {
             let label = match &outcome {
@@ -150,9 +120,7 @@ pub async fn process(ctx: &Context, queue: &dyn Queue, cfg: &WorkerConfig, ev: C
             let delay = backoff_delay(ev.attempts, cfg.backoff_base, cfg.backoff_cap);
             metrics::counter!("cocreate_events_retried_total").increment(1);
             tracing::warn!(parent: &span, error = %e, retry_in_ms = delay.as_millis() as u64, "event failed; will retry");
-            queue
-                .fail_leased(lease, &e.to_string(), Some(now + delay.as_millis() as i64))
-                .await
+            queue.fail_leased(lease, &e.to_string(), Some(delay)).await
         }
     };
     if let Err(e) = recorded {
@@ -327,35 +295,4 @@ pub async fn run(
         }
     }
     tracing::info!("worker stopped");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ready_limits_name_what_is_past_them() {
-        let stats = QueueStats {
-            dead: 3,
-            oldest_pending_age_ms: Some(90_500),
-            ..QueueStats::default()
-        };
-        assert!(ReadyLimits::default().problems(&stats).is_empty());
-        let within = ReadyLimits {
-            max_dead: Some(3),
-            max_pending_age: Some(Duration::from_secs(91)),
-        };
-        assert!(within.problems(&stats).is_empty());
-        let past = ReadyLimits {
-            max_dead: Some(2),
-            max_pending_age: Some(Duration::from_secs(60)),
-        };
-        assert_eq!(
-            past.problems(&stats),
-            vec![
-                "dead letters: 3 (limit 2)".to_owned(),
-                "oldest pending event: 90s old (limit 60s)".to_owned()
-            ]
-        );
-    }
 }

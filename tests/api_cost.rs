@@ -1,6 +1,7 @@
 //! GitLab API calls per event: the budgets of the README's cost table, measured end to end
 //! against the fake GitLab (3 roster members). A change that makes an event cost more fails
 //! here, and so does a README table that no longer says what is measured.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
 

@@ -1,4 +1,5 @@
 //! `cca-check` and `reconcile` sweeps against the fake GitLab.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
 

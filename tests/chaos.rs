@@ -9,6 +9,7 @@
 //!
 //! Size: `CHAOS_MRS_PER_ORG` (default 10) and `CHAOS_EVENTS_PER_MR` (default 10) scale it; the
 //! default is the full 2,000 events.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
 

@@ -3,6 +3,7 @@
 //! tests/support/gitlab_ci_local.rs): which jobs each pipeline source creates, what the jobs
 //! resolve to once `default:` and `extends:` are merged, and the `cca-check` job itself run by
 //! its shell executor against the fake GitLab.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
 

@@ -1,4 +1,5 @@
 //! Contributor commands in MR comments, end to end.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
 

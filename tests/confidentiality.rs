@@ -1,6 +1,7 @@
 //! Nothing internal reaches a public thread; only the right people can make the bot write.
 //! End to end: the real router and worker against the fake GitLab, which records every note's
 //! `internal` flag and every issue's `confidential` flag as GitLab does.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! The real binary is killed with SIGKILL after acknowledging an event and before finishing it;
 //! after a restart the event is processed, exactly once.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
 

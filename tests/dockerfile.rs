@@ -2,6 +2,7 @@
 //! on `/healthz`; and that the pipeline agrees with it: built on the same Rust and Debian
 //! releases, and the scheduled jobs run in this image. (No Docker engine is needed: this reads
 //! the file, and the pipeline as gitlab-ci-local resolves it.)
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 #[allow(dead_code)]
 #[path = "support/gitlab_ci_local.rs"]

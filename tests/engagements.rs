@@ -1,4 +1,5 @@
 //! Engagement tracking issues, end to end through the real router and worker.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
 

@@ -3,6 +3,7 @@
 //!
 //! `FAIRNESS_BURST` (default 120) sets the burst's size; the unrelated MR's delay is printed
 //! (BENCHMARKS.md §6 runs it with `--release -- --nocapture`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
 

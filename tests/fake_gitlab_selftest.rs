@@ -1,5 +1,6 @@
 //! Self-test of the fake GitLab in `tests/support/fake_gitlab.rs`, driven with plain reqwest
 //! (plus one round trip through the `gitlab` crate the application uses).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
 

@@ -4,6 +4,7 @@
 //!
 //! The default run is short (CI). A long run:
 //! `PROPTEST_CASES=200000 cargo test --release --test fuzz` (see BENCHMARKS.md).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

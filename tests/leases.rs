@@ -1,5 +1,6 @@
 //! Leases: an event that takes longer than its lease (a slow GitLab) is renewed by its worker,
 //! not claimed and run a second time, and its attempt count stays 1.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! `serve` in a real deployment: policies that change while it runs, and GitLab refusing a
 //! write or the token. Each test runs the real receiver and worker against the fake GitLab over
 //! 127.0.0.1 and changes the world the way an operator, a CLA manager or GitLab would.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
 

@@ -1,4 +1,5 @@
 //! End to end: GitLab webhook → real router → durable queue → worker → fake GitLab.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
 

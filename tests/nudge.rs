@@ -1,4 +1,5 @@
 //! `cocreate nudge` with a set clock, over MRs at each stage of waiting.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
 

@@ -4,6 +4,7 @@
 //!
 //! `cargo test --test queue_ops -- --nocapture` prints every command's output (the README's
 //! "Operating the queue" shows one such run).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
 
@@ -12,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use cocreate::queue::NewEvent;
-use cocreate::worker::ReadyLimits;
+use cocreate::queue::ReadyLimits;
 use serde_json::Value;
 use support::harness::*;
 

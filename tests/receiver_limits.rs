@@ -6,6 +6,7 @@
 //! Every load here is bounded (tens to a few hundred connections, seconds) because the machine
 //! is shared. BENCHMARKS.md §6 runs the same tests at full size with `--release -- --nocapture`
 //! and `HOSTILE_CLIENTS=200 SILENT_CONNECTIONS=1100 SILENT_NOFILE=1024`; they print the figures.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! to make while `serve` was down are read back from its webhook events API and processed
 //! exactly once; a second run stores nothing; a disabled hook fails the job with the reason;
 //! without the events API the job says so and falls back to the MR sweep.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
 

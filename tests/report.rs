@@ -1,6 +1,7 @@
 //! `cocreate report` against the fake GitLab: a fixture timeline of tracking issues with label
 //! events at known dates and MRs/issues by organization members, with hand-computed metrics;
 //! the dashboard issue is created once and then updated, never duplicated.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
 

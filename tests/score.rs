@@ -1,5 +1,6 @@
 //! `cocreate score` against the fake GitLab: issue/MR counts from list totals, tiers, ranking,
 //! bad rows, offline mode, API cost.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
 

@@ -4,6 +4,7 @@
 //!
 //! Most tests run the real router in process (the harness); the log test runs the real binary
 //! with `RUST_LOG=trace` and searches everything it wrote.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
 

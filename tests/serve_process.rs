@@ -1,4 +1,5 @@
 //! `cocreate serve` as the real binary: what an operator sees in its log, and what SIGHUP does.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
 

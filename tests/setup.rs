@@ -2,6 +2,7 @@
 //! labels, no webhooks, no issue templates): afterwards the account team's flow and the MR
 //! flow work through webhooks alone (the fake calls what setup registered); a second run writes
 //! nothing; a dry run lists each write and makes none; a refused step names the role it needs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! write (naming the path and the cause), and `/readyz` and `/metrics` answer within a second
 //! and say "not ready" while the database is locked by someone else (a stalled disk, as the
 //! writer sees it), then recover without a restart.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
 

@@ -15,8 +15,10 @@ mod recognize;
 pub mod response;
 mod reviewer;
 mod routing;
+pub mod score;
 pub mod setup;
 mod skip;
+pub mod timeline;
 
 use serde::Serialize;
 

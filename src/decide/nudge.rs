@@ -4,7 +4,7 @@
 use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
 use serde::Serialize;
 
-use super::response::Bots;
+use super::timeline::{Activity, Bots};
 use super::{Action, NoteTarget, RosterFacts};
 use crate::domain::{MrRef, UserId};
 use crate::messages::{Marker, Messages, Note, TemplateError};
@@ -22,15 +22,6 @@ pub fn business_days_between(from: NaiveDate, to: NaiveDate, holidays: &[NaiveDa
         }
     }
     n
-}
-
-/// One thing that happened on the MR (a comment, or a system note: push, approval).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Activity {
-    pub at: DateTime<Utc>,
-    pub username: String,
-    pub system: bool,
-    pub body: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use super::funnel::{Pathway, Stage};
 use super::Action;
+use crate::domain::path_id;
 use crate::policy::{Policies, Watch};
 
 /// The label the "Co-Create pathway decision" issue template puts on its issue.
@@ -382,10 +383,6 @@ pub fn wanted_labels(
         tracking_labels(policies, templates),
     );
     out
-}
-
-fn path_id(raw: &str) -> String {
-    crate::gitlab::path_id(raw)
 }
 
 /// Creates missing labels and repairs color or description drift of the owner's own labels

@@ -142,7 +142,7 @@ impl GitlabClient {
             match builder.build_async().await {
                 Ok(inner) => break inner,
                 Err(e) if attempt < policy.max_attempts && transient(&e) => {
-                    let wait = crate::queue::backoff_delay(attempt, policy.base, policy.cap);
+                    let wait = crate::backoff::backoff_delay(attempt, policy.base, policy.cap);
                     tracing::warn!(error = %e, attempt, ?wait, "GitLab did not answer the start-up check; retrying");
                     tokio::time::sleep(wait).await;
                     attempt += 1;
@@ -259,7 +259,7 @@ impl api::AsyncClient for GitlabClient {
             let result =
                 tokio::time::timeout(p.timeout, self.inner.rest_async(builder, body.clone())).await;
             let last = attempt >= p.max_attempts;
-            let backoff = crate::queue::backoff_delay(attempt, p.base, p.cap);
+            let backoff = crate::backoff::backoff_delay(attempt, p.base, p.cap);
             match result {
                 Ok(Ok(rsp)) => {
                     let status = rsp.status();

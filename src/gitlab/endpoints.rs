@@ -194,14 +194,7 @@ impl Endpoint for Write {
     }
 }
 
-/// A project or group in a path: numeric ids stay, full paths are percent-encoded.
-pub fn path_id(raw: &str) -> String {
-    if raw.chars().all(|c| c.is_ascii_digit()) {
-        raw.to_owned()
-    } else {
-        url::form_urlencoded::byte_serialize(raw.as_bytes()).collect()
-    }
-}
+pub use crate::domain::path_id;
 
 /// The path prefixes of the watched scope, each followed by `issues` or `merge_requests`:
 /// `groups/<g>/` and `projects/<p>/`, or `""` (the whole instance) when nothing is watched.

@@ -15,7 +15,7 @@ use super::endpoints::{
 use super::{Context, GitlabClient, GitlabError, TtlCache};
 use crate::decide::commands::BotNote;
 use crate::decide::engagement::{linked_mrs, IssueRef, TrackingIssue};
-use crate::decide::nudge::Activity;
+use crate::decide::timeline::Activity;
 use crate::decide::{RosterFacts, RosterMember};
 use crate::domain::{Availability, MrRef, OrgSlug, UserFacts, UserId};
 use crate::messages::Marker;

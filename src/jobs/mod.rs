@@ -3,6 +3,7 @@
 
 pub mod cca_check;
 pub mod nudge;
+pub mod plan;
 pub mod reconcile;
 pub mod recover;
 pub mod report;

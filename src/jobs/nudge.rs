@@ -32,6 +32,27 @@ pub struct NudgeReport {
     pub elapsed_ms: u128,
 }
 
+impl NudgeReport {
+    /// The operator's text: one line per change (`would` in a dry run), then the totals.
+    pub fn summary(&self, dry_run: bool) -> String {
+        let verb = if dry_run { "would" } else { "did" };
+        let mut out = String::new();
+        for c in self.mrs.iter().flat_map(|n| &n.changes) {
+            out.push_str(&format!("{verb}: {c}\n"));
+        }
+        out.push_str(&format!(
+            "nudge: {} open Co-Create MRs, {} overdue, {} errors; {} API reads, {} writes, {} ms\n",
+            self.mrs.len(),
+            self.overdue,
+            self.errors.len(),
+            self.api_reads,
+            self.api_writes,
+            self.elapsed_ms
+        ));
+        out
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum NudgeError {
     #[error("nudge reads GitLab: set GITLAB_TOKEN (add --dry-run to write nothing)")]

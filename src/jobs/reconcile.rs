@@ -29,6 +29,27 @@ pub struct ReconcileReport {
     pub elapsed_ms: u128,
 }
 
+impl ReconcileReport {
+    /// The operator's text: the totals, then one line per error.
+    pub fn summary(&self) -> String {
+        let writes: usize = self.mrs.iter().map(|m| m.writes).sum();
+        let mut out = format!(
+            "reconcile since {}: {} MRs looked at, {} writes, {} errors; {} API reads, {} writes, {} ms\n",
+            self.since,
+            self.mrs.len(),
+            writes,
+            self.errors.len(),
+            self.api_reads,
+            self.api_writes,
+            self.elapsed_ms
+        );
+        for (mr, e) in &self.errors {
+            out.push_str(&format!("error: {mr}: {e}\n"));
+        }
+        out
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     #[error("reconcile needs GitLab: set GITLAB_TOKEN (without it there is nothing to sweep)")]

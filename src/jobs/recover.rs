@@ -426,6 +426,13 @@ pub fn junit(report: &RecoverReport) -> Result<String, quick_junit::SerializeErr
     r.to_string()
 }
 
+impl RecoverReport {
+    /// Whether the job fails (exit 1): a hook is disabled, or the fallback sweep had errors.
+    pub fn failed(&self) -> bool {
+        !self.disabled.is_empty() || self.fallback.as_ref().is_some_and(|f| !f.errors.is_empty())
+    }
+}
+
 /// One line for a terminal or CI log.
 pub fn summary(report: &RecoverReport) -> String {
     let mode = match report.mode {
@@ -451,38 +458,4 @@ pub fn summary(report: &RecoverReport) -> String {
         out.push_str(&format!("error: {d}\n"));
     }
     out
-}
-
-/// The CLI edge: runs, writes the JUnit file, prints JSON or the summary; exit 1 when a hook
-/// is disabled or the run had problems.
-pub async fn cli(
-    ctx: &Context,
-    opts: &RecoverOptions,
-    json: bool,
-    junit_path: Option<&std::path::Path>,
-) -> anyhow::Result<std::process::ExitCode> {
-    use anyhow::Context as _;
-    let report = run(ctx, opts).await?;
-    if let Some(path) = junit_path {
-        std::fs::write(path, junit(&report)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", summary(&report));
-    }
-    let failed = !report.disabled.is_empty()
-        || report
-            .fallback
-            .as_ref()
-            .is_some_and(|f| !f.errors.is_empty());
-    if !report.disabled.is_empty() {
-        eprintln!("recover: {}", report.disabled.join("; "));
-    }
-    Ok(if failed {
-        std::process::ExitCode::FAILURE
-    } else {
-        std::process::ExitCode::SUCCESS
-    })
 }

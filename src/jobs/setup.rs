@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use serde::Serialize;
 
-use crate::app::ConfigSource;
 use crate::decide::setup::{
     hooks_role, labels_role, plan_hook, plan_labels, plan_templates, read_repository_role,
     role_needed, wanted_hooks, wanted_labels, ExistingFile, ExistingHook, ExistingLabel,
@@ -16,6 +15,7 @@ use crate::decide::setup::{
 use crate::decide::Action;
 use crate::gitlab::{path_id, ExecuteError, Get, GitlabClient, GitlabError};
 use crate::handlers::Context;
+use crate::reload::ConfigSource;
 
 /// A GitLab project whose repository holds the policies, at a branch (`PATH[@REF]`): the same
 /// source `serve --policies gitlab:PATH[@REF]` follows.
@@ -39,6 +39,23 @@ pub struct SetupReport {
     pub changes: Vec<String>,
     pub api_reads: u64,
     pub api_writes: u64,
+}
+
+impl SetupReport {
+    /// The operator's text: one line per write (`would` in a dry run), or that all is in place.
+    pub fn summary(&self, dry_run: bool) -> String {
+        if self.changes.is_empty() {
+            return format!(
+                "setup: everything is in place ({} API reads)\n",
+                self.api_reads
+            );
+        }
+        let verb = if dry_run { "would" } else { "did" };
+        self.changes
+            .iter()
+            .map(|c| format!("{verb}: {c}\n"))
+            .collect()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

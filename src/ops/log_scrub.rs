@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tracing_subscriber::fmt::MakeWriter;
 
-use super::redact::Redactor;
+use crate::redact::Redactor;
 
 /// Wraps a [`MakeWriter`] (e.g. `std::io::stderr`) so that what is written is scrubbed.
 #[derive(Debug, Clone)]

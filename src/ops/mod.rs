@@ -5,8 +5,6 @@
 
 pub mod log_scrub;
 pub mod queue_cmd;
-pub mod redact;
 mod render;
 
 pub use queue_cmd::{OpsError, QueueArgs, QueueCommand};
-pub use redact::Redactor;

@@ -12,12 +12,12 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::redact::Redactor;
 use super::render;
 use crate::queue::{
     EventDetail, EventId, EventState, EventSummary, ListFilter, QueueError, QueueInspect,
     QueueStatus, SqliteInspector,
 };
+use crate::redact::Redactor;
 
 /// The window of "events per kind" in `queue status`.
 pub const STATUS_WINDOW: Duration = Duration::from_secs(3600);
@@ -101,7 +101,7 @@ pub enum OpsError {
 pub async fn run(args: QueueArgs, out: &mut dyn Write) -> Result<ExitCode, OpsError> {
     let inspector = SqliteInspector::open(&args.data)?;
     let redactor = Redactor::from_env();
-    let now = crate::server::system_now_ms();
+    let now = crate::clock::Clock::system().now_ms();
     let (text, code) = execute(&inspector, &args.command, args.json, now, &redactor).await?;
     out.write_all(text.as_bytes())?;
     out.flush()?;

@@ -21,9 +21,9 @@
 //!   delivery). Handlers must therefore be idempotent.
 //! * All times are unix milliseconds, taken from the queue's clock.
 
-mod backoff;
 pub mod cursor;
 mod inspect;
+mod ready;
 mod sqlite;
 mod sqlite_inspect;
 
@@ -31,11 +31,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use backoff::backoff_delay;
 pub use inspect::{
     AttemptRecord, EventDetail, EventState, EventSummary, KindCount, ListFilter, QueueInspect,
     QueueStatus, Replayed, StorageSize,
 };
+pub use ready::ReadyLimits;
 pub use sqlite::SqliteQueue;
 
 pub use sqlite_inspect::SqliteInspector;
@@ -292,8 +292,8 @@ pub trait Queue: Send + Sync + 'static {
     async fn ack(&self, id: EventId) -> Result<(), QueueError>;
 
     /// Record a failed attempt with its error text (`last_error`, and a row in
-    /// the `attempts` history table). With `retry_at_ms = Some(t)` the event
-    /// goes back to pending with `next_attempt_at = t` and its lease cleared;
+    /// the `attempts` history table). With `retry_in = Some(d)` the event goes
+    /// back to pending, due `d` from now by the queue's clock, its lease cleared;
     /// with `None` it becomes dead (dead letter, `dead_at = now`).
     ///
     /// Failing an event that is no longer pending is a no-op; an unknown id is
@@ -302,7 +302,7 @@ pub trait Queue: Send + Sync + 'static {
         &self,
         id: EventId,
         error: &str,
-        retry_at_ms: Option<i64>,
+        retry_in: Option<Duration>,
     ) -> Result<(), QueueError>;
 
     /// Give a claimed event back without counting the attempt (graceful
@@ -323,7 +323,7 @@ pub trait Queue: Send + Sync + 'static {
         &self,
         lease: Lease,
         error: &str,
-        retry_at_ms: Option<i64>,
+        retry_in: Option<Duration>,
     ) -> Result<(), QueueError>;
 
     /// [`Queue::release`], only while `lease` is the event's latest claim.

@@ -17,10 +17,9 @@ use super::inspect::{
     AttemptRecord, EventDetail, EventState, EventSummary, KindCount, ListFilter, QueueInspect,
     QueueStatus, Replayed, StorageSize,
 };
-use super::sqlite::{
-    duration_ms, migrate, open_connection, read_stats, sql, system_now_ms, Clock, DB_FILE,
-};
+use super::sqlite::{duration_ms, migrate, open_connection, read_stats, sql, DB_FILE};
 use super::{EventId, QueueError};
+use crate::clock::Clock;
 
 /// Events changed per write transaction.
 const CHUNK: usize = 200;
@@ -49,7 +48,7 @@ impl SqliteInspector {
     /// database is [`QueueError::NoDatabase`]. Brings an older schema up to date, as `serve`
     /// does when it starts.
     pub fn open(dir: &Path) -> Result<Self, QueueError> {
-        Self::open_with_clock(dir, Arc::new(system_now_ms))
+        Self::open_with_clock(dir, Clock::system())
     }
 
     /// Like [`SqliteInspector::open`], with a clock returning unix milliseconds (for tests).
@@ -79,7 +78,7 @@ impl SqliteInspector {
         F: FnOnce(&mut Connection, i64) -> Result<T, QueueError> + Send + 'static,
     {
         let conn = Arc::clone(&self.conn);
-        let now = (self.clock)();
+        let now = self.clock.now_ms();
         tokio::task::spawn_blocking(move || {
             let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             f(&mut conn, now)
@@ -411,8 +410,6 @@ fn storage_size(path: &Path) -> StorageSize {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicI64, Ordering};
-
     use super::*;
     use crate::queue::{NewEvent, Queue, QueueStats, SqliteQueue};
 
@@ -422,7 +419,7 @@ mod tests {
 
     struct World {
         _dir: tempfile::TempDir,
-        now: Arc<AtomicI64>,
+        now: Clock,
         queue: SqliteQueue,
         inspector: SqliteInspector,
     }
@@ -430,14 +427,10 @@ mod tests {
     impl World {
         fn new() -> Self {
             let dir = tempfile::tempdir().expect("tempdir");
-            let now = Arc::new(AtomicI64::new(T0));
-            let clock = |now: &Arc<AtomicI64>| -> Clock {
-                let now = Arc::clone(now);
-                Arc::new(move || now.load(Ordering::SeqCst))
-            };
-            let queue = SqliteQueue::open_with_clock(dir.path(), clock(&now)).expect("queue");
+            let now = Clock::manual(T0);
+            let queue = SqliteQueue::open_with_clock(dir.path(), now.clone()).expect("queue");
             let inspector =
-                SqliteInspector::open_with_clock(dir.path(), clock(&now)).expect("inspector");
+                SqliteInspector::open_with_clock(dir.path(), now.clone()).expect("inspector");
             Self {
                 _dir: dir,
                 now,
@@ -447,7 +440,7 @@ mod tests {
         }
 
         fn advance(&self, ms: i64) {
-            self.now.fetch_add(ms, Ordering::SeqCst);
+            self.now.advance(ms);
         }
 
         async fn add(&self, key: &str, kind: &str) -> EventId {
@@ -457,7 +450,7 @@ mod tests {
                 kind: kind.to_owned(),
                 headers: vec![("x-gitlab-event".to_owned(), kind.to_owned())],
                 body: b"{}".to_vec(),
-                received_at_ms: self.now.load(Ordering::SeqCst),
+                received_at_ms: self.now.now_ms(),
             };
             self.queue.enqueue(event).await.expect("enqueue").id()
         }
@@ -579,7 +572,10 @@ mod tests {
         let w = World::new();
         let a = w.add("a", "Merge Request Hook").await;
         w.queue.claim(1, LEASE).await.expect("claim");
-        w.queue.fail(a, "first", Some(T0)).await.expect("fail");
+        w.queue
+            .fail(a, "first", Some(Duration::ZERO))
+            .await
+            .expect("fail");
         w.advance(5);
         w.kill(a, "second").await;
 

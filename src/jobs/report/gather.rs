@@ -13,7 +13,8 @@ use serde::Deserialize;
 
 use crate::decide::engagement::IssueRef;
 use crate::decide::metrics::{completed_at, Engagement, Facts, FirstResponse, Stage, Window};
-use crate::decide::response::{self, Bots};
+use crate::decide::response;
+use crate::decide::timeline::Bots;
 use crate::domain::MrRef;
 use crate::gitlab::{path_id, scope_prefixes, ApiUserRef, FactSource, Get, GitlabError};
 use crate::handlers::Live;

@@ -69,6 +69,18 @@ impl Site {
         Ok(())
     }
 
+    /// The one-line summary `site` prints after writing the files to `out`.
+    pub fn summary(&self, out: &Path, internal: bool) -> String {
+        format!(
+            "site: {} files in {} ({}); {} GitLab API reads, {} ms\n",
+            self.files.len(),
+            out.display(),
+            if internal { "internal" } else { "public" },
+            self.api_reads,
+            self.elapsed_ms
+        )
+    }
+
     pub fn file(&self, rel: &str) -> Option<&str> {
         self.files
             .iter()
