@@ -560,6 +560,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .any(|k| !k.trim().is_empty()),
                 process: args.process,
                 dry_run: args.job.dry_run,
+                mr_sweep: true,
             };
             let ctx = job_context(args.job, policies, templates, "recover").await?;
             cocreate::jobs::recover::cli(&ctx, &opts, args.json, args.junit.as_deref()).await

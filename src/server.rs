@@ -212,12 +212,14 @@ pub fn admit(
 ) -> Result<Admission, events::PayloadError> {
     let kind_header = header(headers, "x-gitlab-event").unwrap_or("").to_owned();
     let kind = EventKind::from_header(&kind_header);
-    let serial_key = match events::parse(kind, &body)? {
+    let (serial_key, identity) = match events::parse(kind, &body)? {
         Err(ignored) => return Ok(Admission::Ignored(ignored)),
-        Ok(event) => serial_key(&event),
+        Ok(event) => (serial_key(&event), events::identity(&event)),
     };
     Ok(Admission::Event(NewEvent {
-        dedupe_key: dedupe_key(headers, &kind_header, &body, signed),
+        // A new comment or an opened issue is keyed by what it is, so its delivery and the
+        // same comment or issue found by `recover`'s fallback sweep are one event.
+        dedupe_key: identity.unwrap_or_else(|| dedupe_key(headers, &kind_header, &body, signed)),
         serial_key,
         kind: kind_header,
         headers: KEPT_HEADERS

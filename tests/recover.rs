@@ -290,3 +290,87 @@ async fn without_the_events_api_the_job_says_so_and_sweeps_open_mrs() {
     let notes = bot_notes(&gitlab, 30);
     assert_eq!(notes.len(), 1, "the sweep routed !30 once: {notes:#?}");
 }
+
+/// Fallback drill: no events API (GitLab < 17.3). An intake issue and a command comment
+/// whose deliveries were lost are found by the sweeps and processed exactly once; a second
+/// run stores nothing and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_events_api_a_lost_intake_issue_and_command_are_processed_exactly_once() {
+    let url = down_url();
+    let (gitlab, data) = world_after_setup(&url).await;
+    gitlab.set_hook_events_api(Some(404));
+    let intake = gitlab
+        .issue_from_template(
+            TRACKING_PROJECT_ID,
+            702,
+            "Co-Create engagement request: Example Aero",
+            "Co-Create engagement request",
+            fill_intake,
+        )
+        .expect("setup committed the template");
+    open_mr(&gitlab, 40);
+    let comment = gitlab.comment_on_mr(PROJECT_ID, 40, AERO_DEV.0, "@cocreate-bot help");
+    let sent = gitlab.send_deliveries().await;
+    assert!(sent.len() >= 3, "{sent:?}");
+    assert!(sent.iter().all(|(_, status)| *status == 0), "serve is down");
+
+    let (code, report, err) = recover(&gitlab, &url, data.path(), &["--process"]);
+    assert_eq!(code, 0, "{report:#}\n{err}");
+    assert_eq!(report["mode"], "fallback", "{report:#}");
+    assert!(
+        report["notes"][0].as_str().unwrap_or("").contains("404"),
+        "{report:#}"
+    );
+    let sweep = &report["sweep"];
+    // The seeded world's tracking project has an issue of its own in the window too.
+    let issues = sweep["issues_found"].as_u64().unwrap_or(0);
+    assert!(issues >= 1, "{report:#}");
+    assert_eq!(sweep["commands_found"], 1, "{report:#}");
+    assert_eq!(sweep["enqueued"], issues + 1, "{report:#}");
+    // The MR sweep ran first and opened the organization's tracking issue, so the intake
+    // issue is linked to it as a duplicate: once.
+    let intake_notes: Vec<String> = gitlab
+        .issue_notes(TRACKING_PROJECT_ID, intake)
+        .into_iter()
+        .filter(|n| n.author_id == BOT_ID)
+        .map(|n| n.body)
+        .collect();
+    assert_eq!(
+        intake_notes
+            .iter()
+            .filter(|n| n.starts_with("<!-- cocreate:intake-duplicate"))
+            .count(),
+        1,
+        "the lost intake issue was handled once: {intake_notes:#?}\n{err}"
+    );
+    let notes = bot_notes(&gitlab, 40);
+    assert_eq!(
+        notes
+            .iter()
+            .filter(|n| n.starts_with(&format!("<!-- cocreate:cmd:{comment} -->")))
+            .count(),
+        1,
+        "the lost help command was answered once: {notes:#?}"
+    );
+    assert_eq!(notes.len(), 2, "a welcome and the help reply: {notes:#?}");
+
+    // A second run: everything already had, nothing processed, nothing written.
+    gitlab.clear_calls();
+    let (code, again, err) = recover(&gitlab, &url, data.path(), &["--process"]);
+    assert_eq!(code, 0, "{again:#}\n{err}");
+    assert_eq!(
+        (
+            &again["enqueued"],
+            &again["already_had"],
+            &again["processed"]
+        ),
+        (&Value::from(0), &Value::from(issues + 1), &Value::from(0)),
+        "{again:#}"
+    );
+    assert_eq!(gitlab.writes(), vec![], "a second run writes nothing");
+    assert_eq!(bot_notes(&gitlab, 40).len(), 2);
+    println!(
+        "BENCH recover fallback: 1 open Co-Create MR, 1 new issue: {} reads, {} writes",
+        again["api_reads"], again["api_writes"]
+    );
+}

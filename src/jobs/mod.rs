@@ -5,6 +5,7 @@ pub mod cca_check;
 pub mod nudge;
 pub mod reconcile;
 pub mod recover;
+pub mod recover_sweep;
 pub mod report;
 pub mod score;
 pub mod setup;

@@ -6,7 +6,10 @@
 //! parse and dedupe path ([`crate::server::admit`]), oldest first: a delivery that did reach
 //! `serve` is "already had", never processed twice. It also reads each hook's state and
 //! reports a hook GitLab disabled. Where the events API is not there (older GitLab, or a
-//! token without the role to read hooks) it falls back to `reconcile`'s MR sweep.
+//! token without the role to read hooks) it falls back to sweeps: `reconcile`'s of open MRs
+//! (unless `reconcile` itself runs next) and [`super::recover_sweep`]'s of the tracking
+//! project's new issues and of command comments on open Co-Create MRs, so no event kind is
+//! left unrecovered.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,6 +41,8 @@ pub struct RecoverOptions {
     pub process: bool,
     /// Read only: store nothing, move no cursor.
     pub dry_run: bool,
+    /// In the fallback, also sweep open MRs (`reconcile` turns this off: it sweeps next).
+    pub mr_sweep: bool,
 }
 
 /// How the job recovered.
@@ -46,7 +51,8 @@ pub struct RecoverOptions {
 pub enum Mode {
     /// From GitLab's webhook events API: exact, every event kind.
     EventsApi,
-    /// The events API is not there: a sweep of open MRs (see `reconcile`).
+    /// The events API is not there: sweeps of open MRs (see `reconcile`), of the tracking
+    /// project's new issues and of command comments on open Co-Create MRs.
     Fallback,
 }
 
@@ -99,8 +105,10 @@ pub struct RecoverReport {
     pub disabled: Vec<String>,
     /// Why the fallback ran, or what failed.
     pub notes: Vec<String>,
-    /// The fallback sweep's report.
+    /// The fallback's MR sweep (`None` when `reconcile` sweeps instead).
     pub fallback: Option<super::reconcile::ReconcileReport>,
+    /// The fallback's sweep of new issues and command comments.
+    pub sweep: Option<super::recover_sweep::SweepReport>,
     pub dry_run: bool,
     pub api_reads: u64,
     pub api_writes: u64,
@@ -146,6 +154,9 @@ struct HookEvent {
     #[serde(default)]
     created_at: Option<String>,
 }
+
+/// How far back the fallback sweeps without `--since` (the job runs every 15 minutes).
+const FALLBACK_WINDOW: Duration = Duration::from_secs(2 * 3600);
 
 /// The statuses GitLab counts as failed deliveries (4xx, and 5xx or no answer at all).
 const FAILED: [&str; 2] = ["client_failure", "server_failure"];
@@ -216,6 +227,7 @@ pub async fn run(ctx: &Context, opts: &RecoverOptions) -> Result<RecoverReport, 
         disabled: Vec::new(),
         notes: Vec::new(),
         fallback: None,
+        sweep: None,
         dry_run: opts.dry_run,
         api_reads: 0,
         api_writes: 0,
@@ -303,12 +315,28 @@ pub async fn run(ctx: &Context, opts: &RecoverOptions) -> Result<RecoverReport, 
 
     if let Some(reason) = unavailable_reason {
         report.mode = Mode::Fallback;
+        let since = opts.since.unwrap_or(FALLBACK_WINDOW);
         report.notes.push(format!(
-            "the webhook events API is not available ({reason}): fell back to the sweep of open MRs"
+            "the webhook events API is not available ({reason}): fell back to sweeping the last {} \
+             ({}new issues of the tracking project, command comments on open Co-Create MRs)",
+            humantime::format_duration(since),
+            if opts.mr_sweep { "open MRs, " } else { "" }
         ));
         tracing::warn!("{}", report.notes[0]);
-        let since = opts.since.unwrap_or(Duration::from_secs(2 * 3600));
-        report.fallback = Some(super::reconcile::run(ctx, since).await?);
+        let after = chrono::Duration::from_std(since)
+            .ok()
+            .and_then(|d| ctx.clock.now().checked_sub_signed(d))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        if opts.mr_sweep {
+            report.fallback = Some(super::reconcile::run(ctx, since).await?);
+        }
+        let swept =
+            super::recover_sweep::run(ctx, &queue, after, opts.signed, opts.dry_run).await?;
+        report.found += swept.issues_found + swept.commands_found;
+        report.enqueued += swept.enqueued;
+        report.already_had += swept.already_had;
+        metrics::counter!("cocreate_recovered_total").increment(swept.enqueued as u64);
+        report.sweep = Some(swept);
     } else {
         // Oldest first, as GitLab made them (event ids only grow).
         pending.sort_by_key(|(_, e)| e.id);
@@ -418,12 +446,26 @@ pub fn junit(report: &RecoverReport) -> Result<String, quick_junit::SerializeErr
     }
     if report.mode == Mode::Fallback {
         let mut case = TestCase::new("fallback sweep", TestCaseStatus::success());
-        case.set_system_out(report.notes.join("\n"));
+        let mut out = report.notes.join("\n");
+        if let Some(s) = &report.sweep {
+            out.push_str(&format!("\n{}", sweep_line(s)));
+        }
+        if let Some(f) = &report.fallback {
+            out.push_str(&format!("\nopen MRs swept: {}", f.mrs.len()));
+        }
+        case.set_system_out(out);
         suite.add_test_case(case);
     }
     let mut r = Report::new("cocreate");
     r.add_test_suite(suite);
     r.to_string()
+}
+
+fn sweep_line(s: &super::recover_sweep::SweepReport) -> String {
+    format!(
+        "{} new issues of the tracking project, {} command comments on {} open Co-Create MRs; {} enqueued, {} already had",
+        s.issues_found, s.commands_found, s.mrs_read, s.enqueued, s.already_had
+    )
 }
 
 /// One line for a terminal or CI log.
@@ -446,6 +488,16 @@ pub fn summary(report: &RecoverReport) -> String {
     );
     for n in &report.notes {
         out.push_str(&format!("note: {n}\n"));
+    }
+    if let Some(s) = &report.sweep {
+        out.push_str(&format!("sweep: {}\n", sweep_line(s)));
+    }
+    if let Some(f) = &report.fallback {
+        out.push_str(&format!(
+            "sweep: {} open MRs re-routed, {} errors\n",
+            f.mrs.len(),
+            f.errors.len()
+        ));
     }
     for d in &report.disabled {
         out.push_str(&format!("error: {d}\n"));
