@@ -59,8 +59,9 @@ enum Command {
     /// Contributor Agreement; swap `CCA::…` labels, set the `cocreate/cca` commit status, and
     /// post one note when the state changes. Writes JUnit, Markdown and JSON reports.
     CcaCheck(CcaCheckArgs),
-    /// Scheduled sweep: re-route every open MR updated within --since, recovering webhooks
-    /// GitLab dropped (it never retries them). A second run right after writes nothing.
+    /// Scheduled sweep: first `recover` (with --webhook-url: the deliveries GitLab failed to
+    /// make, from its webhook events API, into serve's queue), then re-route every open MR
+    /// updated within --since. A second run right after writes nothing.
     Reconcile(ReconcileArgs),
     /// Scheduled job: store every webhook delivery GitLab failed to make (its webhook events
     /// API, 7 days) into serve's queue through the receiver's dedupe, oldest first; report
@@ -273,6 +274,26 @@ struct ReconcileArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+
+    /// Write a JUnit XML report (one test case per MR, then one per hook of the recover step).
+    #[arg(long)]
+    junit: Option<PathBuf>,
+
+    /// The URL `setup` registered (serve's public /webhook): with it, reconcile first runs
+    /// `recover` (see `cocreate recover --help`); without it that step is skipped.
+    #[arg(long, env = "COCREATE_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+
+    /// serve's data directory: the recover step's queue and cursor.
+    #[arg(long, env = "COCREATE_DATA", default_value = "./data")]
+    data: PathBuf,
+
+    /// Handle the recovered events here and now (no serve running on this data directory).
+    #[arg(long)]
+    process: bool,
+
+    #[command(flatten)]
+    signing: SigningKeyArgs,
 }
 
 #[derive(Args, Debug)]
@@ -561,6 +582,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 process: args.process,
                 dry_run: args.job.dry_run,
                 mr_sweep: true,
+                fallback_window: None,
             };
             let ctx = job_context(args.job, policies, templates, "recover").await?;
             cocreate::jobs::recover::cli(&ctx, &opts, args.json, args.junit.as_deref()).await
@@ -784,31 +806,27 @@ async fn reconcile(
     policies: ConfigSource,
     templates: ConfigSource,
 ) -> anyhow::Result<ExitCode> {
+    let opts = cocreate::jobs::reconcile::ReconcileOptions {
+        since: args.since,
+        recover: args
+            .webhook_url
+            .map(|url| cocreate::jobs::recover::RecoverOptions {
+                webhook_url: url,
+                data_dir: args.data,
+                since: None,
+                signed: args
+                    .signing
+                    .signing_key
+                    .iter()
+                    .any(|k| !k.trim().is_empty()),
+                process: args.process,
+                dry_run: args.job.dry_run,
+                mr_sweep: false,
+                fallback_window: None,
+            }),
+    };
     let ctx = job_context(args.job, policies, templates, "reconcile").await?;
-    let report = cocreate::jobs::reconcile::run(&ctx, args.since).await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        let writes: usize = report.mrs.iter().map(|m| m.writes).sum();
-        println!(
-            "reconcile since {}: {} MRs looked at, {} writes, {} errors; {} API reads, {} writes, {} ms",
-            report.since,
-            report.mrs.len(),
-            writes,
-            report.errors.len(),
-            report.api_reads,
-            report.api_writes,
-            report.elapsed_ms
-        );
-        for (mr, e) in &report.errors {
-            println!("error: {mr}: {e}");
-        }
-    }
-    Ok(if report.errors.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    cocreate::jobs::reconcile::cli(&ctx, &opts, args.json, args.junit.as_deref()).await
 }
 
 async fn setup(

@@ -374,3 +374,75 @@ async fn without_the_events_api_a_lost_intake_issue_and_command_are_processed_ex
         again["api_reads"], again["api_writes"]
     );
 }
+
+/// `reconcile` recovers first (its JSON and JUnit carry the step), then sweeps: a lost new MR
+/// and a lost command are each handled once; without a webhook URL the step is skipped and
+/// says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_recovers_from_the_events_api_first_then_sweeps() {
+    let url = down_url();
+    let (gitlab, data) = world_after_setup(&url).await;
+    open_mr(&gitlab, 41);
+    let comment = gitlab.comment_on_mr(PROJECT_ID, 41, AERO_DEV.0, "@cocreate-bot help");
+    assert_eq!(gitlab.send_deliveries().await.len(), 2);
+    let junit = data.path().join("reconcile.xml");
+    let args = [
+        "reconcile",
+        "--json",
+        "--process",
+        "--junit",
+        junit.to_str().expect("utf-8 path"),
+    ];
+    let (code, out, err) =
+        tokio::task::block_in_place(|| cocreate(&gitlab, &url, data.path(), &args));
+    assert_eq!(code, 0, "{out}\n{err}");
+    let run: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let rec = &run["recover"];
+    assert_eq!(rec["mode"], "events-api", "{run:#}");
+    assert_eq!(
+        (&rec["found"], &rec["enqueued"], &rec["processed"]),
+        (&Value::from(2), &Value::from(2), &Value::from(2)),
+        "{run:#}"
+    );
+    assert!(
+        run["mrs"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["mr"]["iid"] == 41)),
+        "the sweep ran after: {run:#}"
+    );
+    let notes = bot_notes(&gitlab, 41);
+    assert_eq!(notes.len(), 2, "one welcome, one help reply: {notes:#?}");
+    assert!(notes
+        .iter()
+        .any(|n| n.starts_with(&format!("<!-- cocreate:cmd:{comment} -->"))));
+    let xml = std::fs::read_to_string(&junit).expect("junit");
+    assert!(xml.contains("testsuite name=\"reconcile\""), "{xml}");
+    assert!(xml.contains("testsuite name=\"recover\""), "{xml}");
+
+    // Without the URL: the step is skipped, with the reason, and the sweep still runs.
+    let (code, out, err) = tokio::task::block_in_place(|| {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let o = Command::new(env!("CARGO_BIN_EXE_cocreate"))
+            .args(["reconcile"])
+            .env("GITLAB_URL", gitlab.url())
+            .env("GITLAB_TOKEN", gitlab.token())
+            .env("COCREATE_POLICIES", format!("{root}/policies"))
+            .env("COCREATE_TEMPLATES", format!("{root}/templates"))
+            .env_remove("COCREATE_WEBHOOK_URL")
+            .env_remove("COCREATE_POLICY_PROJECT")
+            .output()
+            .expect("run cocreate");
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    });
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("recover step skipped: no --webhook-url"),
+        "{out}"
+    );
+    assert!(out.contains("reconcile since"), "{out}");
+    assert_eq!(bot_notes(&gitlab, 41).len(), 2, "nothing twice");
+}

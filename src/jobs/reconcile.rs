@@ -93,3 +93,161 @@ pub async fn run(ctx: &Context, since: Duration) -> Result<ReconcileReport, Reco
     report.elapsed_ms = spent.elapsed_ms;
     Ok(report)
 }
+
+/// What `reconcile` runs: first `recover` (when it knows our hooks' URL), then the MR sweep.
+#[derive(Debug, Clone)]
+pub struct ReconcileOptions {
+    pub since: Duration,
+    /// `recover`'s options; `None` skips the step (no `--webhook-url`).
+    pub recover: Option<super::recover::RecoverOptions>,
+}
+
+/// The whole run: the sweep's report (its fields at the top level, as before) and the
+/// recover step's.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReconcileRun {
+    #[serde(flatten)]
+    pub sweep: ReconcileReport,
+    /// The recover step, run first.
+    pub recover: Option<super::recover::RecoverReport>,
+    /// Why the recover step did not run.
+    pub recover_skipped: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileRunError {
+    #[error("reconcile's recover step: {0}")]
+    Recover(#[from] super::recover::RecoverError),
+    #[error(transparent)]
+    Sweep(#[from] ReconcileError),
+}
+
+/// Recovers from the webhook events API first (in its fallback, `recover` sweeps new issues
+/// and command comments but leaves the MRs to this sweep), then sweeps open MRs.
+pub async fn run_all(
+    ctx: &Context,
+    opts: &ReconcileOptions,
+) -> Result<ReconcileRun, ReconcileRunError> {
+    let (recover, recover_skipped) = match &opts.recover {
+        Some(r) => {
+            let r = super::recover::RecoverOptions {
+                mr_sweep: false,
+                fallback_window: Some(opts.since),
+                ..r.clone()
+            };
+            (Some(super::recover::run(ctx, &r).await?), None)
+        }
+        None => (
+            None,
+            Some("no --webhook-url (COCREATE_WEBHOOK_URL): our hooks cannot be found".to_owned()),
+        ),
+    };
+    let sweep = run(ctx, opts.since).await?;
+    Ok(ReconcileRun {
+        sweep,
+        recover,
+        recover_skipped,
+    })
+}
+
+impl ReconcileRun {
+    /// Why the job fails: an MR it could not handle, a hook GitLab disabled, a recorded
+    /// delivery that does not parse.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .sweep
+            .errors
+            .iter()
+            .map(|(mr, e)| format!("{mr}: {e}"))
+            .collect();
+        if let Some(r) = &self.recover {
+            out.extend(r.disabled.iter().cloned());
+        }
+        out
+    }
+}
+
+/// The terminal / CI log summary.
+pub fn summary(run: &ReconcileRun) -> String {
+    let r = &run.sweep;
+    let writes: usize = r.mrs.iter().map(|m| m.writes).sum();
+    let mut out = String::new();
+    match (&run.recover, &run.recover_skipped) {
+        (Some(rec), _) => out.push_str(&super::recover::summary(rec)),
+        (None, Some(why)) => out.push_str(&format!("recover step skipped: {why}\n")),
+        (None, None) => {}
+    }
+    out.push_str(&format!(
+        "reconcile since {}: {} MRs looked at, {} writes, {} errors; {} API reads, {} writes, {} ms\n",
+        r.since,
+        r.mrs.len(),
+        writes,
+        r.errors.len(),
+        r.api_reads,
+        r.api_writes,
+        r.elapsed_ms
+    ));
+    for (mr, e) in &r.errors {
+        out.push_str(&format!("error: {mr}: {e}\n"));
+    }
+    out
+}
+
+/// A JUnit report: one test case per MR swept (failing when it could not be handled), then
+/// the recover step's cases (one per hook).
+pub fn junit(run: &ReconcileRun) -> Result<String, quick_junit::SerializeError> {
+    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+    let mut suite = TestSuite::new("reconcile");
+    for m in &run.sweep.mrs {
+        let mut case = TestCase::new(m.mr.to_string(), TestCaseStatus::success());
+        case.set_classname("sweep");
+        case.set_system_out(format!("{}, {} writes", m.outcome, m.writes));
+        suite.add_test_case(case);
+    }
+    for (mr, e) in &run.sweep.errors {
+        let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+        status.set_message(e.clone());
+        let mut case = TestCase::new(mr.to_string(), status);
+        case.set_classname("sweep");
+        suite.add_test_case(case);
+    }
+    let mut r = Report::new("cocreate");
+    r.add_test_suite(suite);
+    if let Some(rec) = &run.recover {
+        for s in super::recover::suite(rec) {
+            r.add_test_suite(s);
+        }
+    }
+    r.to_string()
+}
+
+/// The CLI edge: runs, writes the JUnit file, prints JSON or the summary; exit 1 on problems.
+pub async fn cli(
+    ctx: &Context,
+    opts: &ReconcileOptions,
+    json: bool,
+    junit_path: Option<&std::path::Path>,
+) -> anyhow::Result<std::process::ExitCode> {
+    use anyhow::Context as _;
+    let run = run_all(ctx, opts).await?;
+    if let Some(path) = junit_path {
+        std::fs::write(path, junit(&run)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&run)?);
+    } else {
+        print!("{}", summary(&run));
+    }
+    let problems = run.problems();
+    if let Some(r) = &run.recover {
+        if !r.disabled.is_empty() {
+            eprintln!("reconcile: {}", r.disabled.join("; "));
+        }
+    }
+    Ok(if problems.is_empty() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
+}

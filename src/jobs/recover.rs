@@ -43,6 +43,9 @@ pub struct RecoverOptions {
     pub dry_run: bool,
     /// In the fallback, also sweep open MRs (`reconcile` turns this off: it sweeps next).
     pub mr_sweep: bool,
+    /// The fallback's window when `since` is not given (default [`FALLBACK_WINDOW`];
+    /// `reconcile` passes its own `--since`).
+    pub fallback_window: Option<Duration>,
 }
 
 /// How the job recovered.
@@ -156,7 +159,7 @@ struct HookEvent {
 }
 
 /// How far back the fallback sweeps without `--since` (the job runs every 15 minutes).
-const FALLBACK_WINDOW: Duration = Duration::from_secs(2 * 3600);
+pub const FALLBACK_WINDOW: Duration = Duration::from_secs(2 * 3600);
 
 /// The statuses GitLab counts as failed deliveries (4xx, and 5xx or no answer at all).
 const FAILED: [&str; 2] = ["client_failure", "server_failure"];
@@ -315,7 +318,10 @@ pub async fn run(ctx: &Context, opts: &RecoverOptions) -> Result<RecoverReport, 
 
     if let Some(reason) = unavailable_reason {
         report.mode = Mode::Fallback;
-        let since = opts.since.unwrap_or(FALLBACK_WINDOW);
+        let since = opts
+            .since
+            .or(opts.fallback_window)
+            .unwrap_or(FALLBACK_WINDOW);
         report.notes.push(format!(
             "the webhook events API is not available ({reason}): fell back to sweeping the last {} \
              ({}new issues of the tracking project, command comments on open Co-Create MRs)",
@@ -422,7 +428,16 @@ async fn process_all(ctx: &Context, queue: Arc<SqliteQueue>) -> Result<usize, Re
 /// A JUnit report: one test case per hook, failing when GitLab disabled it or a recorded
 /// delivery could not be parsed.
 pub fn junit(report: &RecoverReport) -> Result<String, quick_junit::SerializeError> {
-    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+    let mut r = quick_junit::Report::new("cocreate");
+    for s in suite(report) {
+        r.add_test_suite(s);
+    }
+    r.to_string()
+}
+
+/// The `recover` test suite of [`junit`] (`reconcile` adds it to its own report).
+pub fn suite(report: &RecoverReport) -> Vec<quick_junit::TestSuite> {
+    use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
     let mut suite = TestSuite::new("recover");
     for h in &report.hooks {
         let problem = h.disabled().or_else(|| {
@@ -456,9 +471,7 @@ pub fn junit(report: &RecoverReport) -> Result<String, quick_junit::SerializeErr
         case.set_system_out(out);
         suite.add_test_case(case);
     }
-    let mut r = Report::new("cocreate");
-    r.add_test_suite(suite);
-    r.to_string()
+    vec![suite]
 }
 
 fn sweep_line(s: &super::recover_sweep::SweepReport) -> String {
