@@ -582,7 +582,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 process: args.process,
                 dry_run: args.job.dry_run,
                 mr_sweep: true,
-                fallback_window: None,
+                window: None,
             };
             let ctx = job_context(args.job, policies, templates, "recover").await?;
             cocreate::jobs::recover::cli(&ctx, &opts, args.json, args.junit.as_deref()).await
@@ -822,7 +822,7 @@ async fn reconcile(
                 process: args.process,
                 dry_run: args.job.dry_run,
                 mr_sweep: false,
-                fallback_window: None,
+                window: None,
             }),
     };
     let ctx = job_context(args.job, policies, templates, "reconcile").await?;

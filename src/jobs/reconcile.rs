@@ -132,7 +132,7 @@ pub async fn run_all(
         Some(r) => {
             let r = super::recover::RecoverOptions {
                 mr_sweep: false,
-                fallback_window: Some(opts.since),
+                window: Some(opts.since),
                 ..r.clone()
             };
             (Some(super::recover::run(ctx, &r).await?), None)

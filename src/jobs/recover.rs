@@ -43,9 +43,9 @@ pub struct RecoverOptions {
     pub dry_run: bool,
     /// In the fallback, also sweep open MRs (`reconcile` turns this off: it sweeps next).
     pub mr_sweep: bool,
-    /// The fallback's window when `since` is not given (default [`FALLBACK_WINDOW`];
-    /// `reconcile` passes its own `--since`).
-    pub fallback_window: Option<Duration>,
+    /// Without `since`: how far back a hook with no cursor yet is read (unset: all 7 days)
+    /// and the fallback sweeps (unset: [`FALLBACK_WINDOW`]). `reconcile` passes its `--since`.
+    pub window: Option<Duration>,
 }
 
 /// How the job recovered.
@@ -238,12 +238,13 @@ pub async fn run(ctx: &Context, opts: &RecoverOptions) -> Result<RecoverReport, 
     };
     let queue = Arc::new(SqliteQueue::open(&opts.data_dir)?);
     let cursors = Cursors::open(&opts.data_dir)?;
-    let after = opts.since.map(|since| {
+    let ago = |since: Duration| {
         chrono::Duration::from_std(since)
             .ok()
             .and_then(|d| ctx.clock.now().checked_sub_signed(d))
             .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
-    });
+    };
+    let after = opts.since.map(ago);
 
     // Every failed delivery of every hook of ours, with the hook it belongs to.
     let mut pending: Vec<(usize, HookEvent)> = Vec::new();
@@ -268,6 +269,7 @@ pub async fn run(ctx: &Context, opts: &RecoverOptions) -> Result<RecoverReport, 
             } else {
                 cursors.get(&name)?
             };
+            let after = after.or_else(|| cursor.is_none().then(|| opts.window.map(ago)).flatten());
             let at = report.hooks.len();
             report.hooks.push(HookReport {
                 hook: name.clone(),
@@ -318,10 +320,7 @@ pub async fn run(ctx: &Context, opts: &RecoverOptions) -> Result<RecoverReport, 
 
     if let Some(reason) = unavailable_reason {
         report.mode = Mode::Fallback;
-        let since = opts
-            .since
-            .or(opts.fallback_window)
-            .unwrap_or(FALLBACK_WINDOW);
+        let since = opts.since.or(opts.window).unwrap_or(FALLBACK_WINDOW);
         report.notes.push(format!(
             "the webhook events API is not available ({reason}): fell back to sweeping the last {} \
              ({}new issues of the tracking project, command comments on open Co-Create MRs)",
@@ -329,10 +328,7 @@ pub async fn run(ctx: &Context, opts: &RecoverOptions) -> Result<RecoverReport, 
             if opts.mr_sweep { "open MRs, " } else { "" }
         ));
         tracing::warn!("{}", report.notes[0]);
-        let after = chrono::Duration::from_std(since)
-            .ok()
-            .and_then(|d| ctx.clock.now().checked_sub_signed(d))
-            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        let after = ago(since);
         if opts.mr_sweep {
             report.fallback = Some(super::reconcile::run(ctx, since).await?);
         }
