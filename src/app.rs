@@ -62,6 +62,8 @@ pub struct ServeSettings {
     pub policy_fallback: Duration,
     /// While GitLab refuses the token, how often it is checked again.
     pub token_recheck: Duration,
+    /// The periodic check of our webhooks' state in GitLab (`None`: off).
+    pub hook_check: Option<server::hook_health::HookCheck>,
 }
 
 impl ServeSettings {
@@ -243,6 +245,7 @@ pub struct Running {
     server: tokio::task::JoinHandle<()>,
     worker: tokio::task::JoinHandle<()>,
     gauges: Option<tokio::task::JoinHandle<()>>,
+    hook_check: Option<tokio::task::JoinHandle<()>>,
     reloader: tokio::task::JoinHandle<()>,
 }
 
@@ -255,6 +258,9 @@ impl Running {
         if let Some(gauges) = self.gauges {
             let _ = gauges.await;
         }
+        if let Some(h) = self.hook_check {
+            let _ = h.await;
+        }
         let _ = self.reloader.await;
     }
 
@@ -265,6 +271,7 @@ impl Running {
             server,
             worker,
             gauges,
+            hook_check,
             reloader,
             ..
         } = self;
@@ -273,6 +280,9 @@ impl Running {
         let _ = worker.await;
         if let Some(gauges) = gauges {
             let _ = gauges.await;
+        }
+        if let Some(h) = hook_check {
+            let _ = h.await;
         }
         let _ = reloader.await;
     }
@@ -370,6 +380,19 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
         addr: s.listen,
         source,
     })?;
+    let hook_check = match (&ctx.gitlab, &s.hook_check) {
+        (Some(gitlab), Some(check)) if !check.every.is_zero() => {
+            let live = live.clone();
+            Some(tokio::spawn(server::hook_health::run(
+                gitlab.client.clone(),
+                move || live.current().policies.clone(),
+                check.clone(),
+                state.hooks.clone(),
+                rx.clone(),
+            )))
+        }
+        _ => None,
+    };
     let server = tokio::spawn(server::run(listener, state, conn_limits, rx.clone()));
     let gauges =
         match (&ctx.gitlab, s.overdue_refresh) {
@@ -393,6 +416,7 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
         server,
         worker,
         gauges,
+        hook_check,
         reloader,
     })
 }

@@ -9,6 +9,7 @@
 
 mod body;
 mod health;
+pub mod hook_health;
 mod listen;
 mod refusals;
 
@@ -96,6 +97,8 @@ pub struct AppState {
     pub budget: BodyBudget,
     pub storage: StorageHealth,
     pub refusals: Arc<RefusalLog>,
+    /// Our webhooks' state in GitLab, from the periodic check (warnings in `/readyz`).
+    pub hooks: hook_health::HookHealth,
 }
 
 impl AppState {
@@ -121,6 +124,7 @@ impl AppState {
             refusals: Arc::default(),
             live: None,
             token: Default::default(),
+            hooks: Default::default(),
         }
     }
 }
@@ -429,6 +433,9 @@ async fn readyz(State(s): State<AppState>) -> Response {
         "policies_reload_error": policies.as_ref().and_then(|p| p.last_error.clone()),
         "dead": stats.as_ref().map(|st| st.dead),
         "oldest_pending_age_seconds": stats.as_ref().map(|st| st.oldest_pending_age_ms.unwrap_or(0) / 1000),
+        // A hook GitLab disabled is a warning, not a readiness problem: see hook_health.
+        "warnings": s.hooks.warnings(),
+        "webhooks": s.hooks.hooks(),
         "limits": {
             "max_dead": s.ready.max_dead,
             "max_pending_age_seconds": s.ready.max_pending_age.map(|d| d.as_secs()),

@@ -78,20 +78,11 @@ pub struct HookReport {
 impl HookReport {
     /// GitLab stopped calling this hook (for a while, or for good).
     pub fn disabled(&self) -> Option<String> {
-        match self.alert_status.as_str() {
-            "executable" | "" => None,
-            "temporarily_disabled" => Some(format!(
-                "webhook {} is temporarily disabled by GitLab after failing deliveries (until {}); \
-                 once serve is reachable, re-enable it in GitLab: Settings > Webhooks > Test (a successful test re-enables it)",
-                self.hook,
-                self.disabled_until.as_deref().unwrap_or("unknown")
-            )),
-            other => Some(format!(
-                "webhook {} is disabled by GitLab ({other}) after too many failed deliveries; \
-                 once serve is reachable, re-enable it in GitLab: Settings > Webhooks > Test (a successful test re-enables it)",
-                self.hook
-            )),
-        }
+        crate::server::hook_health::warning(
+            &self.hook,
+            &self.alert_status,
+            self.disabled_until.as_deref(),
+        )
     }
 }
 
