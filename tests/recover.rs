@@ -446,3 +446,51 @@ async fn reconcile_recovers_from_the_events_api_first_then_sweeps() {
     assert!(out.contains("reconcile since"), "{out}");
     assert_eq!(bot_notes(&gitlab, 41).len(), 2, "nothing twice");
 }
+
+/// The fallback's cost (BENCHMARKS.md "recover against reconcile"): with the example's one MR,
+/// then with 50 open Co-Create MRs each carrying a lost help command; and the sweep's share
+/// (without the MR sweep, as `reconcile`'s recover step runs it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_sweep_cost() {
+    let url = down_url();
+    let (gitlab, data) = world_after_setup(&url).await;
+    gitlab.set_hook_events_api(Some(404));
+    let cost = |v: &Value| {
+        let all = v["api_reads"].as_u64().unwrap_or(0);
+        let mrs = v["fallback"]["api_reads"].as_u64().unwrap_or(0);
+        (all, all - mrs)
+    };
+    let (code, zero, err) = recover(&gitlab, &url, data.path(), &["--process"]);
+    assert_eq!(code, 0, "{err}");
+    let (zero_all, zero_sweep) = cost(&zero);
+    for iid in 50..100 {
+        open_mr(&gitlab, iid);
+    }
+    gitlab.send_deliveries().await;
+    // Route them (the MR sweep), then the commands are written and lost.
+    let (code, _, err) = recover(&gitlab, &url, data.path(), &["--process"]);
+    assert_eq!(code, 0, "{err}");
+    for iid in 50..100 {
+        gitlab.comment_on_mr(PROJECT_ID, iid, AERO_DEV.0, "@cocreate-bot help");
+    }
+    gitlab.send_deliveries().await;
+    let (code, found, err) = recover(&gitlab, &url, data.path(), &["--process"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(found["sweep"]["commands_found"], 50, "{found:#}");
+    assert_eq!(found["sweep"]["enqueued"], 50, "{found:#}");
+    for iid in 50..100 {
+        assert_eq!(bot_notes(&gitlab, iid).len(), 2, "!{iid}: welcome + help");
+    }
+    let (found_all, found_sweep) = cost(&found);
+    let (code, again, err) = recover(&gitlab, &url, data.path(), &["--process"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(again["enqueued"], 0, "{again:#}");
+    assert_eq!(again["api_writes"], 0, "{again:#}");
+    let (again_all, again_sweep) = cost(&again);
+    println!(
+        "BENCH recover fallback: 1 MR: {zero_all} reads (issue+comment sweep and detection {zero_sweep}); \
+         51 open Co-Create MRs, 50 lost commands: {found_all} reads (sweep {found_sweep}), {} writes; \
+         the same again: {again_all} reads (sweep {again_sweep}), 0 writes",
+        found["api_writes"]
+    );
+}
