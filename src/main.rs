@@ -65,7 +65,8 @@ enum Command {
     Reconcile(ReconcileArgs),
     /// Scheduled job: store every webhook delivery GitLab failed to make (its webhook events
     /// API, 7 days) into serve's queue through the receiver's dedupe, oldest first; report
-    /// hooks GitLab disabled (exit 1). Falls back to the MR sweep where the API is missing.
+    /// hooks GitLab disabled (exit 1). Where the API is missing (404/403) it sweeps instead:
+    /// open MRs, the tracking project's new issues, command comments on open Co-Create MRs.
     Recover(RecoverArgs),
     /// Scheduled job: ping the reviewer of a Co-Create MR waiting past the review-response SLO
     /// (business days, policies/routing.yml `review_slo`), hand it on after a second period,

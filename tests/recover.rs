@@ -445,6 +445,30 @@ async fn reconcile_recovers_from_the_events_api_first_then_sweeps() {
     );
     assert!(out.contains("reconcile since"), "{out}");
     assert_eq!(bot_notes(&gitlab, 41).len(), 2, "nothing twice");
+
+    // A recover step that fails (GitLab refuses to list the hooks) does not stop the sweep;
+    // the job says why and exits 1.
+    gitlab.push_fault_for(
+        "GET",
+        "/api/v4/groups/vendor/hooks",
+        support::fake_gitlab::Fault::Status(400),
+    );
+    let (code, out, err) = tokio::task::block_in_place(|| {
+        cocreate(&gitlab, &url, data.path(), &["reconcile", "--json"])
+    });
+    assert_eq!(code, 1, "{out}\n{err}");
+    let run: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(
+        run["recover_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("400")),
+        "{run:#}"
+    );
+    assert!(
+        run["mrs"].as_array().is_some_and(|m| !m.is_empty()),
+        "{run:#}"
+    );
+    assert!(err.contains("recover step failed"), "{err}");
 }
 
 /// The fallback's cost (BENCHMARKS.md "recover against reconcile"): with the example's one MR,

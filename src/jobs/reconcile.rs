@@ -112,41 +112,45 @@ pub struct ReconcileRun {
     pub recover: Option<super::recover::RecoverReport>,
     /// Why the recover step did not run.
     pub recover_skipped: Option<String>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileRunError {
-    #[error("reconcile's recover step: {0}")]
-    Recover(#[from] super::recover::RecoverError),
-    #[error(transparent)]
-    Sweep(#[from] ReconcileError),
+    /// Why the recover step failed (the sweep still ran; the job exits 1).
+    pub recover_error: Option<String>,
 }
 
 /// Recovers from the webhook events API first (in its fallback, `recover` sweeps new issues
-/// and command comments but leaves the MRs to this sweep), then sweeps open MRs.
+/// and command comments but leaves the MRs to this sweep), then sweeps open MRs. A failed
+/// recover step does not stop the sweep.
 pub async fn run_all(
     ctx: &Context,
     opts: &ReconcileOptions,
-) -> Result<ReconcileRun, ReconcileRunError> {
-    let (recover, recover_skipped) = match &opts.recover {
+) -> Result<ReconcileRun, ReconcileError> {
+    let (mut recover, mut recover_skipped, mut recover_error) = (None, None, None);
+    match &opts.recover {
         Some(r) => {
             let r = super::recover::RecoverOptions {
                 mr_sweep: false,
                 window: Some(opts.since),
                 ..r.clone()
             };
-            (Some(super::recover::run(ctx, &r).await?), None)
+            match super::recover::run(ctx, &r).await {
+                Ok(report) => recover = Some(report),
+                Err(e) => {
+                    tracing::error!(error = %e, "reconcile's recover step failed; sweeping anyway");
+                    recover_error = Some(e.to_string());
+                }
+            }
         }
-        None => (
-            None,
-            Some("no --webhook-url (COCREATE_WEBHOOK_URL): our hooks cannot be found".to_owned()),
-        ),
-    };
+        None => {
+            recover_skipped = Some(
+                "no --webhook-url (COCREATE_WEBHOOK_URL): our hooks cannot be found".to_owned(),
+            )
+        }
+    }
     let sweep = run(ctx, opts.since).await?;
     Ok(ReconcileRun {
         sweep,
         recover,
         recover_skipped,
+        recover_error,
     })
 }
 
@@ -163,6 +167,11 @@ impl ReconcileRun {
         if let Some(r) = &self.recover {
             out.extend(r.disabled.iter().cloned());
         }
+        out.extend(
+            self.recover_error
+                .iter()
+                .map(|e| format!("recover step failed: {e}")),
+        );
         out
     }
 }
@@ -176,6 +185,9 @@ pub fn summary(run: &ReconcileRun) -> String {
         (Some(rec), _) => out.push_str(&super::recover::summary(rec)),
         (None, Some(why)) => out.push_str(&format!("recover step skipped: {why}\n")),
         (None, None) => {}
+    }
+    if let Some(e) = &run.recover_error {
+        out.push_str(&format!("error: recover step failed: {e}\n"));
     }
     out.push_str(&format!(
         "reconcile since {}: {} MRs looked at, {} writes, {} errors; {} API reads, {} writes, {} ms\n",
@@ -218,6 +230,13 @@ pub fn junit(run: &ReconcileRun) -> Result<String, quick_junit::SerializeError> 
             r.add_test_suite(s);
         }
     }
+    if let Some(e) = &run.recover_error {
+        let mut suite = TestSuite::new("recover");
+        let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+        status.set_message(e.clone());
+        suite.add_test_case(TestCase::new("recover step", status));
+        r.add_test_suite(suite);
+    }
     r.to_string()
 }
 
@@ -240,10 +259,8 @@ pub async fn cli(
         print!("{}", summary(&run));
     }
     let problems = run.problems();
-    if let Some(r) = &run.recover {
-        if !r.disabled.is_empty() {
-            eprintln!("reconcile: {}", r.disabled.join("; "));
-        }
+    if !problems.is_empty() {
+        eprintln!("reconcile: {}", problems.join("; "));
     }
     Ok(if problems.is_empty() {
         std::process::ExitCode::SUCCESS
