@@ -383,10 +383,14 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
     let hook_check = match (&ctx.gitlab, &s.hook_check) {
         (Some(gitlab), Some(check)) if !check.every.is_zero() => {
             let live = live.clone();
+            let mut check = check.clone();
+            if let crate::reload::ConfigSource::Gitlab(repo) = &s.policies {
+                check.policy_project = Some(repo.project.clone());
+            }
             Some(tokio::spawn(server::hook_health::run(
                 gitlab.client.clone(),
                 move || live.current().policies.clone(),
-                check.clone(),
+                check,
                 state.hooks.clone(),
                 rx.clone(),
             )))

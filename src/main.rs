@@ -694,6 +694,7 @@ async fn serve(
             .map(|webhook_url| cocreate::server::hook_health::HookCheck {
                 webhook_url,
                 every: args.hook_check,
+                policy_project: None, // set by app::start from --policies
             }),
     };
     let running = app::start(settings).await?;

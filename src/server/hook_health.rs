@@ -75,16 +75,22 @@ struct ApiHook {
     disabled_until: Option<String>,
 }
 
-/// Reads the state of every hook with `url` in the watched scope and the tracking project
-/// (one list page per owner).
+/// Reads the state of every hook with `url` in the watched scope, the tracking project and,
+/// when policies come from a GitLab project, that project (one list page per owner).
 pub async fn read(
     client: &GitlabClient,
     policies: &Policies,
     url: &str,
+    policy_project: Option<&str>,
 ) -> Result<Vec<HookStatus>, String> {
     let routing = &policies.routing;
+    let policy = policy_project.map(|project| crate::decide::setup::PolicySource {
+        project,
+        // Only the owner matters here.
+        reference: "",
+    });
     let mut out = Vec::new();
-    for wanted in wanted_hooks(&routing.watch, &routing.tracking.project, None) {
+    for wanted in wanted_hooks(&routing.watch, &routing.tracking.project, policy.as_ref()) {
         let hooks: Vec<ApiHook> = Get::new(format!("{}/hooks", wanted.owner))
             .all(client)
             .await
@@ -196,6 +202,8 @@ pub struct HookCheck {
     /// The URL `setup` registered (serve's public `/webhook`): it identifies our hooks.
     pub webhook_url: String,
     pub every: Duration,
+    /// The policy project, when policies come from GitLab (its hook sends the pushes).
+    pub policy_project: Option<String>,
 }
 
 /// Checks now and every `check.every` until `stop`. `policies` gives the policies in force
@@ -208,7 +216,8 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        match read(&client, &policies(), &check.webhook_url).await {
+        let policy_project = check.policy_project.as_deref();
+        match read(&client, &policies(), &check.webhook_url, policy_project).await {
             Ok(hooks) => health.record(hooks),
             Err(e) => health.record_error(e),
         }
