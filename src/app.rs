@@ -62,6 +62,8 @@ pub struct ServeSettings {
     pub policy_fallback: Duration,
     /// While GitLab refuses the token, how often it is checked again.
     pub token_recheck: Duration,
+    /// The periodic check of our webhooks' state in GitLab (`None`: off).
+    pub hook_check: Option<server::hook_health::HookCheck>,
 }
 
 impl ServeSettings {
@@ -271,6 +273,7 @@ pub struct Running {
     server: tokio::task::JoinHandle<()>,
     worker: tokio::task::JoinHandle<()>,
     gauges: Option<tokio::task::JoinHandle<()>>,
+    hook_check: Option<tokio::task::JoinHandle<()>>,
     reloader: tokio::task::JoinHandle<()>,
 }
 
@@ -283,6 +286,9 @@ impl Running {
         if let Some(gauges) = self.gauges {
             let _ = gauges.await;
         }
+        if let Some(h) = self.hook_check {
+            let _ = h.await;
+        }
         let _ = self.reloader.await;
     }
 
@@ -293,6 +299,7 @@ impl Running {
             server,
             worker,
             gauges,
+            hook_check,
             reloader,
             ..
         } = self;
@@ -301,6 +308,9 @@ impl Running {
         let _ = worker.await;
         if let Some(gauges) = gauges {
             let _ = gauges.await;
+        }
+        if let Some(h) = hook_check {
+            let _ = h.await;
         }
         let _ = reloader.await;
     }
@@ -398,6 +408,23 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
         addr: s.listen,
         source,
     })?;
+    let hook_check = match (&ctx.gitlab, &s.hook_check) {
+        (Some(gitlab), Some(check)) if !check.every.is_zero() => {
+            let live = live.clone();
+            let mut check = check.clone();
+            if let crate::reload::ConfigSource::Gitlab(repo) = &s.policies {
+                check.policy_project = Some(repo.project.clone());
+            }
+            Some(tokio::spawn(server::hook_health::run(
+                gitlab.client.clone(),
+                move || live.current().policies.clone(),
+                check,
+                state.hooks.clone(),
+                rx.clone(),
+            )))
+        }
+        _ => None,
+    };
     let server = tokio::spawn(server::run(listener, state, conn_limits, rx.clone()));
     let gauges =
         match (&ctx.gitlab, s.overdue_refresh) {
@@ -421,6 +448,7 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
         server,
         worker,
         gauges,
+        hook_check,
         reloader,
     })
 }

@@ -75,6 +75,26 @@ pub enum Ignored {
     SystemHookObject(String),
 }
 
+/// What an event is about, independent of how it reached us: `note:<id>` for a new comment,
+/// `issue-open:<project>:<iid>` for an opened issue. A webhook delivery and the same thing
+/// found later by `recover`'s fallback sweep share it, so the queue stores it once. Other
+/// events (MR updates, issue edits, pushes) have none: each delivery is its own.
+pub fn identity(event: &Event) -> Option<String> {
+    match event {
+        Event::Note(n)
+            if matches!(n.object_attributes.action.as_deref(), None | Some("create")) =>
+        {
+            Some(format!("note:{}", n.object_attributes.id))
+        }
+        Event::Issue(i) if i.object_attributes.action.as_deref() == Some("open") => Some(format!(
+            "issue-open:{}:{}",
+            i.project_id(),
+            i.object_attributes.iid
+        )),
+        _ => None,
+    }
+}
+
 /// Parses a delivery: `Ok(Ok(event))` to act on, `Ok(Err(ignored))` for kinds we skip,
 /// `Err` for a supported kind whose body is malformed.
 pub fn parse(kind: EventKind, body: &[u8]) -> Result<Result<Event, Ignored>, PayloadError> {
@@ -304,6 +324,9 @@ pub struct NoteAttributes {
     /// The older name of `internal`, still sent by some GitLab versions.
     #[serde(default)]
     pub confidential: Option<bool>,
+    /// `create` or `update` (an edit) on GitLab 16.11+; absent on older versions (a new note).
+    #[serde(default)]
+    pub action: Option<String>,
 }
 
 /// The MR a note was written on (only present for MR notes).

@@ -9,6 +9,7 @@
 
 mod body;
 mod health;
+pub mod hook_health;
 mod listen;
 mod refusals;
 
@@ -97,6 +98,8 @@ pub struct AppState {
     pub budget: BodyBudget,
     pub storage: StorageHealth,
     pub refusals: Arc<RefusalLog>,
+    /// Our webhooks' state in GitLab, from the periodic check (warnings in `/readyz`).
+    pub hooks: hook_health::HookHealth,
 }
 
 impl AppState {
@@ -122,6 +125,7 @@ impl AppState {
             refusals: Arc::default(),
             live: None,
             token: Default::default(),
+            hooks: Default::default(),
         }
     }
 }
@@ -209,12 +213,14 @@ pub fn admit(
 ) -> Result<Admission, events::PayloadError> {
     let kind_header = header(headers, "x-gitlab-event").unwrap_or("").to_owned();
     let kind = EventKind::from_header(&kind_header);
-    let serial_key = match events::parse(kind, &body)? {
+    let (serial_key, identity) = match events::parse(kind, &body)? {
         Err(ignored) => return Ok(Admission::Ignored(ignored)),
-        Ok(event) => serial_key(&event),
+        Ok(event) => (serial_key(&event), events::identity(&event)),
     };
     Ok(Admission::Event(NewEvent {
-        dedupe_key: dedupe_key(headers, &kind_header, &body, signed),
+        // A new comment or an opened issue is keyed by what it is, so its delivery and the
+        // same comment or issue found by `recover`'s fallback sweep are one event.
+        dedupe_key: identity.unwrap_or_else(|| dedupe_key(headers, &kind_header, &body, signed)),
         serial_key,
         kind: kind_header,
         headers: KEPT_HEADERS
@@ -424,6 +430,9 @@ async fn readyz(State(s): State<AppState>) -> Response {
         "policies_reload_error": policies.as_ref().and_then(|p| p.last_error.clone()),
         "dead": stats.as_ref().map(|st| st.dead),
         "oldest_pending_age_seconds": stats.as_ref().map(|st| st.oldest_pending_age_ms.unwrap_or(0) / 1000),
+        // A hook GitLab disabled is a warning, not a readiness problem: see hook_health.
+        "warnings": s.hooks.warnings(),
+        "webhooks": s.hooks.hooks(),
         "limits": {
             "max_dead": s.ready.max_dead,
             "max_pending_age_seconds": s.ready.max_pending_age.map(|d| d.as_secs()),

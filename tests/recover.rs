@@ -291,3 +291,231 @@ async fn without_the_events_api_the_job_says_so_and_sweeps_open_mrs() {
     let notes = bot_notes(&gitlab, 30);
     assert_eq!(notes.len(), 1, "the sweep routed !30 once: {notes:#?}");
 }
+
+/// Fallback drill: no events API (GitLab < 17.3). An intake issue and a command comment
+/// whose deliveries were lost are found by the sweeps and processed exactly once; a second
+/// run stores nothing and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_events_api_a_lost_intake_issue_and_command_are_processed_exactly_once() {
+    let url = down_url();
+    let (gitlab, data) = world_after_setup(&url).await;
+    gitlab.set_hook_events_api(Some(404));
+    let intake = gitlab
+        .issue_from_template(
+            TRACKING_PROJECT_ID,
+            702,
+            "Co-Create engagement request: Example Aero",
+            "Co-Create engagement request",
+            fill_intake,
+        )
+        .expect("setup committed the template");
+    open_mr(&gitlab, 40);
+    let comment = gitlab.comment_on_mr(PROJECT_ID, 40, AERO_DEV.0, "@cocreate-bot help");
+    let sent = gitlab.send_deliveries().await;
+    assert!(sent.len() >= 3, "{sent:?}");
+    assert!(sent.iter().all(|(_, status)| *status == 0), "serve is down");
+
+    let (code, report, err) = recover(&gitlab, &url, data.path(), &["--process"]);
+    assert_eq!(code, 0, "{report:#}\n{err}");
+    assert_eq!(report["mode"], "fallback", "{report:#}");
+    assert!(
+        report["notes"][0].as_str().unwrap_or("").contains("404"),
+        "{report:#}"
+    );
+    let sweep = &report["sweep"];
+    // The seeded world's tracking project has an issue of its own in the window too.
+    let issues = sweep["issues_found"].as_u64().unwrap_or(0);
+    assert!(issues >= 1, "{report:#}");
+    assert_eq!(sweep["commands_found"], 1, "{report:#}");
+    assert_eq!(sweep["enqueued"], issues + 1, "{report:#}");
+    // The MR sweep ran first and opened the organization's tracking issue, so the intake
+    // issue is linked to it as a duplicate: once.
+    let intake_notes: Vec<String> = gitlab
+        .issue_notes(TRACKING_PROJECT_ID, intake)
+        .into_iter()
+        .filter(|n| n.author_id == BOT_ID)
+        .map(|n| n.body)
+        .collect();
+    assert_eq!(
+        intake_notes
+            .iter()
+            .filter(|n| n.starts_with("<!-- cocreate:intake-duplicate"))
+            .count(),
+        1,
+        "the lost intake issue was handled once: {intake_notes:#?}\n{err}"
+    );
+    let notes = bot_notes(&gitlab, 40);
+    assert_eq!(
+        notes
+            .iter()
+            .filter(|n| n.starts_with(&format!("<!-- cocreate:cmd:{comment} -->")))
+            .count(),
+        1,
+        "the lost help command was answered once: {notes:#?}"
+    );
+    assert_eq!(notes.len(), 2, "a welcome and the help reply: {notes:#?}");
+
+    // A second run: everything already had, nothing processed, nothing written.
+    gitlab.clear_calls();
+    let (code, again, err) = recover(&gitlab, &url, data.path(), &["--process"]);
+    assert_eq!(code, 0, "{again:#}\n{err}");
+    assert_eq!(
+        (
+            &again["enqueued"],
+            &again["already_had"],
+            &again["processed"]
+        ),
+        (&Value::from(0), &Value::from(issues + 1), &Value::from(0)),
+        "{again:#}"
+    );
+    assert_eq!(gitlab.writes(), vec![], "a second run writes nothing");
+    assert_eq!(bot_notes(&gitlab, 40).len(), 2);
+    println!(
+        "BENCH recover fallback: 1 open Co-Create MR, 1 new issue: {} reads, {} writes",
+        again["api_reads"], again["api_writes"]
+    );
+}
+
+/// `reconcile` recovers first (its JSON and JUnit carry the step), then sweeps: a lost new MR
+/// and a lost command are each handled once; without a webhook URL the step is skipped and
+/// says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_recovers_from_the_events_api_first_then_sweeps() {
+    let url = down_url();
+    let (gitlab, data) = world_after_setup(&url).await;
+    open_mr(&gitlab, 41);
+    let comment = gitlab.comment_on_mr(PROJECT_ID, 41, AERO_DEV.0, "@cocreate-bot help");
+    assert_eq!(gitlab.send_deliveries().await.len(), 2);
+    let junit = data.path().join("reconcile.xml");
+    let args = [
+        "reconcile",
+        "--json",
+        "--process",
+        "--junit",
+        junit.to_str().expect("utf-8 path"),
+    ];
+    let (code, out, err) =
+        tokio::task::block_in_place(|| cocreate(&gitlab, &url, data.path(), &args));
+    assert_eq!(code, 0, "{out}\n{err}");
+    let run: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let rec = &run["recover"];
+    assert_eq!(rec["mode"], "events-api", "{run:#}");
+    assert_eq!(
+        (&rec["found"], &rec["enqueued"], &rec["processed"]),
+        (&Value::from(2), &Value::from(2), &Value::from(2)),
+        "{run:#}"
+    );
+    assert!(
+        run["mrs"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["mr"]["iid"] == 41)),
+        "the sweep ran after: {run:#}"
+    );
+    let notes = bot_notes(&gitlab, 41);
+    assert_eq!(notes.len(), 2, "one welcome, one help reply: {notes:#?}");
+    assert!(notes
+        .iter()
+        .any(|n| n.starts_with(&format!("<!-- cocreate:cmd:{comment} -->"))));
+    let xml = std::fs::read_to_string(&junit).expect("junit");
+    assert!(xml.contains("testsuite name=\"reconcile\""), "{xml}");
+    assert!(xml.contains("testsuite name=\"recover\""), "{xml}");
+
+    // Without the URL: the step is skipped, with the reason, and the sweep still runs.
+    let (code, out, err) = tokio::task::block_in_place(|| {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let o = Command::new(env!("CARGO_BIN_EXE_cocreate"))
+            .args(["reconcile"])
+            .env("GITLAB_URL", gitlab.url())
+            .env("GITLAB_TOKEN", gitlab.token())
+            .env("COCREATE_POLICIES", format!("{root}/policies"))
+            .env("COCREATE_TEMPLATES", format!("{root}/templates"))
+            .env_remove("COCREATE_WEBHOOK_URL")
+            .env_remove("COCREATE_POLICY_PROJECT")
+            .output()
+            .expect("run cocreate");
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    });
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("recover step skipped: no --webhook-url"),
+        "{out}"
+    );
+    assert!(out.contains("reconcile since"), "{out}");
+    assert_eq!(bot_notes(&gitlab, 41).len(), 2, "nothing twice");
+
+    // A recover step that fails (GitLab refuses to list the hooks) does not stop the sweep;
+    // the job says why and exits 1.
+    gitlab.push_fault_for(
+        "GET",
+        "/api/v4/groups/vendor/hooks",
+        support::fake_gitlab::Fault::Status(400),
+    );
+    let (code, out, err) = tokio::task::block_in_place(|| {
+        cocreate(&gitlab, &url, data.path(), &["reconcile", "--json"])
+    });
+    assert_eq!(code, 1, "{out}\n{err}");
+    let run: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(
+        run["recover_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("400")),
+        "{run:#}"
+    );
+    assert!(
+        run["mrs"].as_array().is_some_and(|m| !m.is_empty()),
+        "{run:#}"
+    );
+    assert!(err.contains("recover step failed"), "{err}");
+}
+
+/// The fallback's cost (BENCHMARKS.md "recover against reconcile"): with the example's one MR,
+/// then with 50 open Co-Create MRs each carrying a lost help command; and the sweep's share
+/// (without the MR sweep, as `reconcile`'s recover step runs it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_sweep_cost() {
+    let url = down_url();
+    let (gitlab, data) = world_after_setup(&url).await;
+    gitlab.set_hook_events_api(Some(404));
+    let cost = |v: &Value| {
+        let all = v["api_reads"].as_u64().unwrap_or(0);
+        let mrs = v["fallback"]["api_reads"].as_u64().unwrap_or(0);
+        (all, all - mrs)
+    };
+    let (code, zero, err) = recover(&gitlab, &url, data.path(), &["--process"]);
+    assert_eq!(code, 0, "{err}");
+    let (zero_all, zero_sweep) = cost(&zero);
+    for iid in 50..100 {
+        open_mr(&gitlab, iid);
+    }
+    gitlab.send_deliveries().await;
+    // Route them (the MR sweep), then the commands are written and lost.
+    let (code, _, err) = recover(&gitlab, &url, data.path(), &["--process"]);
+    assert_eq!(code, 0, "{err}");
+    for iid in 50..100 {
+        gitlab.comment_on_mr(PROJECT_ID, iid, AERO_DEV.0, "@cocreate-bot help");
+    }
+    gitlab.send_deliveries().await;
+    let (code, found, err) = recover(&gitlab, &url, data.path(), &["--process"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(found["sweep"]["commands_found"], 50, "{found:#}");
+    assert_eq!(found["sweep"]["enqueued"], 50, "{found:#}");
+    for iid in 50..100 {
+        assert_eq!(bot_notes(&gitlab, iid).len(), 2, "!{iid}: welcome + help");
+    }
+    let (found_all, found_sweep) = cost(&found);
+    let (code, again, err) = recover(&gitlab, &url, data.path(), &["--process"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(again["enqueued"], 0, "{again:#}");
+    assert_eq!(again["api_writes"], 0, "{again:#}");
+    let (again_all, again_sweep) = cost(&again);
+    println!(
+        "BENCH recover fallback: 1 MR: {zero_all} reads (issue+comment sweep and detection {zero_sweep}); \
+         51 open Co-Create MRs, 50 lost commands: {found_all} reads (sweep {found_sweep}), {} writes; \
+         the same again: {again_all} reads (sweep {again_sweep}), 0 writes",
+        found["api_writes"]
+    );
+}

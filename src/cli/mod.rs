@@ -74,12 +74,14 @@ enum Command {
     /// Contributor Agreement; swap `CCA::…` labels, set the `cocreate/cca` commit status, and
     /// post one note when the state changes. Writes JUnit, Markdown and JSON reports.
     CcaCheck(CcaCheckArgs),
-    /// Scheduled sweep: re-route every open MR updated within --since, recovering webhooks
-    /// GitLab dropped (it never retries them). A second run right after writes nothing.
+    /// Scheduled sweep: first `recover` (with --webhook-url: the deliveries GitLab failed to
+    /// make, from its webhook events API, into serve's queue), then re-route every open MR
+    /// updated within --since. A second run right after writes nothing.
     Reconcile(ReconcileArgs),
     /// Scheduled job: store every webhook delivery GitLab failed to make (its webhook events
     /// API, 7 days) into serve's queue through the receiver's dedupe, oldest first; report
-    /// hooks GitLab disabled (exit 1). Falls back to the MR sweep where the API is missing.
+    /// hooks GitLab disabled (exit 1). Where the API is missing (404/403) it sweeps instead:
+    /// open MRs, the tracking project's new issues, command comments on open Co-Create MRs.
     Recover(RecoverArgs),
     /// Scheduled job: ping the reviewer of a Co-Create MR waiting past the review-response SLO
     /// (business days, policies/routing.yml `review_slo`), hand it on after a second period,

@@ -1,12 +1,17 @@
-//! `reconcile`: re-applies the routing rules to open MRs (repairs missed events).
+//! `reconcile`: first `recover` (deliveries GitLab failed to make), then re-applies the routing
+//! rules to open MRs (repairs missed events).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::Args;
 
-use super::{job_context, JobArgs};
+use super::{job_context, JobArgs, SigningKeyArgs};
 use crate::app::ConfigSource;
+use crate::jobs::reconcile::{self, ReconcileOptions};
+use crate::jobs::recover::RecoverOptions;
 
 #[derive(Args, Debug)]
 pub(super) struct ReconcileArgs {
@@ -20,21 +25,67 @@ pub(super) struct ReconcileArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+
+    /// Write a JUnit XML report (one test case per MR, then one per hook of the recover step).
+    #[arg(long)]
+    junit: Option<PathBuf>,
+
+    /// The URL `setup` registered (serve's public /webhook): with it, reconcile first runs
+    /// `recover` (see `cocreate recover --help`); without it that step is skipped.
+    #[arg(long, env = "COCREATE_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+
+    /// serve's data directory: the recover step's queue and cursor.
+    #[arg(long, env = "COCREATE_DATA", default_value = "./data")]
+    data: PathBuf,
+
+    /// Handle the recovered events here and now (no serve running on this data directory).
+    #[arg(long)]
+    process: bool,
+
+    #[command(flatten)]
+    signing: SigningKeyArgs,
 }
 
+/// Runs, writes the JUnit file, prints JSON or the summary; exit 1 on problems.
 pub(super) async fn run(
     args: ReconcileArgs,
     policies: ConfigSource,
     templates: ConfigSource,
 ) -> anyhow::Result<ExitCode> {
+    let opts = ReconcileOptions {
+        since: args.since,
+        recover: args.webhook_url.map(|url| RecoverOptions {
+            webhook_url: url,
+            data_dir: args.data,
+            since: None,
+            signed: args
+                .signing
+                .signing_key
+                .iter()
+                .any(|k| !k.trim().is_empty()),
+            process: args.process,
+            dry_run: args.job.dry_run,
+            mr_sweep: false,
+            window: None,
+        }),
+    };
     let ctx = job_context(args.job, policies, templates, "reconcile").await?;
-    let report = crate::jobs::reconcile::run(&ctx, args.since).await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.summary());
+    let run = reconcile::run_all(&ctx, &opts).await?;
+    if let Some(path) = &args.junit {
+        std::fs::write(path, reconcile::junit(&run)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    Ok(if report.errors.is_empty() {
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&run)?);
+    } else {
+        print!("{}", reconcile::summary(&run));
+    }
+    let problems = run.problems();
+    if !problems.is_empty() {
+        eprintln!("reconcile: {}", problems.join("; "));
+    }
+    Ok(if problems.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

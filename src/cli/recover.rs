@@ -62,6 +62,8 @@ pub(super) async fn run(
             .any(|k| !k.trim().is_empty()),
         process: args.process,
         dry_run: args.job.dry_run,
+        mr_sweep: true,
+        window: None,
     };
     let ctx = job_context(args.job, policies, templates, "recover").await?;
     let report = recover::run(&ctx, &opts).await?;

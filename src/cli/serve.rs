@@ -112,6 +112,17 @@ pub(super) struct ServeArgs {
     /// How often policies in a GitLab project are checked when no Push Hook arrived.
     #[arg(long, env = "COCREATE_POLICY_FALLBACK", value_parser = humantime::parse_duration, default_value = "10m")]
     policy_fallback: Duration,
+
+    /// The URL `setup` registered (this serve's public /webhook): with it, serve checks its
+    /// hooks' state in GitLab every --hook-check (metric `cocreate_webhook_disabled`, a warning
+    /// in /readyz's body, a WARN log per change).
+    #[arg(long, env = "COCREATE_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+
+    /// How often our webhooks' state is read from GitLab (one list page per watched owner);
+    /// `0s` turns it off.
+    #[arg(long, env = "COCREATE_HOOK_CHECK", value_parser = humantime::parse_duration, default_value = "5m")]
+    hook_check: Duration,
 }
 
 pub(super) async fn run(
@@ -172,6 +183,14 @@ pub(super) async fn run(
         policy_poll: args.policy_poll.max(Duration::from_millis(100)),
         policy_fallback: args.policy_fallback.max(Duration::from_secs(1)),
         token_recheck: ServeSettings::DEFAULT_TOKEN_RECHECK,
+        hook_check: args
+            .webhook_url
+            .filter(|u| !u.trim().is_empty())
+            .map(|webhook_url| crate::server::hook_health::HookCheck {
+                webhook_url,
+                every: args.hook_check,
+                policy_project: None, // set by app::start from --policies
+            }),
     };
     let running = app::start(settings).await?;
     let stop = running.shutdown_handle();

@@ -118,6 +118,15 @@ pub enum Action {
         events: std::collections::BTreeMap<String, bool>,
         push_branch: Option<String>,
     },
+    /// `POST /<owner>/hooks/:id/test/:trigger`: GitLab's test delivery of a hook it disabled
+    /// after failed deliveries; GitLab re-enables the hook when the test is answered 2xx.
+    TestHook {
+        owner: String,
+        id: u64,
+        url: String,
+        /// One of the hook's events, e.g. `merge_requests_events`.
+        trigger: String,
+    },
     /// `POST /projects/:id/repository/commits`: one commit creating or updating the files.
     CommitFiles {
         project: String,
@@ -220,6 +229,14 @@ impl Action {
             } => format!(
                 "set the events of webhook {url} on {owner} to {}",
                 setup::describe_events(events, push_branch.as_deref())
+            ),
+            Action::TestHook {
+                owner,
+                url,
+                trigger,
+                ..
+            } => format!(
+                "re-enable webhook {url} on {owner}, which GitLab disabled (its test delivery of {trigger})"
             ),
             Action::CommitFiles {
                 project,

@@ -64,6 +64,10 @@ pub struct ExistingHook {
     pub note_events: bool,
     #[serde(default)]
     pub confidential_note_events: bool,
+    /// `executable`, `temporarily_disabled` or `disabled` (GitLab stopped calling it after
+    /// failed deliveries); absent before GitLab 15.1.
+    #[serde(default)]
+    pub alert_status: Option<String>,
 }
 
 /// An event a webhook can subscribe to (the ones the tool uses).
@@ -495,19 +499,37 @@ pub fn plan_hook(
             let filter_differs = wanted.events.contains(&HookEvent::Push)
                 && h.push_events_branch_filter.as_deref().unwrap_or("")
                     != wanted.push_branch.as_deref().unwrap_or("");
+            let mut out = Vec::new();
             if events_differ || filter_differs {
-                vec![Action::UpdateHook {
+                out.push(Action::UpdateHook {
                     owner: wanted.owner.clone(),
                     id: h.id,
                     url: url.to_owned(),
                     events,
                     push_branch: wanted.push_branch.clone(),
-                }]
-            } else {
-                vec![]
+                });
             }
+            // GitLab re-enables a hook it disabled when a test delivery is answered 2xx.
+            let disabled = !matches!(h.alert_status.as_deref(), None | Some("executable" | ""));
+            if let (true, Some(trigger)) = (disabled, test_trigger(wanted)) {
+                out.push(Action::TestHook {
+                    owner: wanted.owner.clone(),
+                    id: h.id,
+                    url: url.to_owned(),
+                    trigger: trigger.param().to_owned(),
+                });
+            }
+            out
         }
     }
+}
+
+/// The event a re-enabling test delivery samples: one the hook sends (GitLab builds the sample
+/// from the project's first MR or issue, or its last push).
+fn test_trigger(wanted: &HookSpec) -> Option<HookEvent> {
+    [HookEvent::MergeRequests, HookEvent::Issues, HookEvent::Push]
+        .into_iter()
+        .find(|e| wanted.events.contains(e))
 }
 
 /// "merge_requests_events, …, push_events (branch main)" for plans and logs.
@@ -587,7 +609,9 @@ pub fn plan_templates(
 pub fn role_needed(action: &Action) -> Option<String> {
     Some(match action {
         Action::CreateLabel { owner, .. } | Action::UpdateLabel { owner, .. } => labels_role(owner),
-        Action::CreateHook { owner, .. } | Action::UpdateHook { owner, .. } => hooks_role(owner),
+        Action::CreateHook { owner, .. }
+        | Action::UpdateHook { owner, .. }
+        | Action::TestHook { owner, .. } => hooks_role(owner),
         Action::CommitFiles {
             project, branch, ..
         } => commit_role(project, branch),
@@ -919,6 +943,63 @@ mod tests {
             confidential_issues_events: true,
             note_events: true,
             confidential_note_events: true,
+            alert_status: Some("executable".into()),
+        }
+    }
+
+    #[test]
+    fn a_hook_gitlab_disabled_is_re_enabled_by_a_test_delivery_of_an_event_it_sends() {
+        let w = watch(&[], &["2"]);
+        let hooks = wanted_hooks(&w, "cocreate/engagements", None);
+        let (scope, tracking) = (&hooks[0], &hooks[1]);
+        let tracking_hook = ExistingHook {
+            merge_requests_events: false,
+            ..ours()
+        };
+        let with = |h: &ExistingHook, status: Option<&str>| ExistingHook {
+            alert_status: status.map(str::to_owned),
+            ..h.clone()
+        };
+        // (wanted, existing, the actions planned: kinds and the test's trigger)
+        let cases: [(&HookSpec, ExistingHook, &[&str]); 7] = [
+            (scope, with(&ours(), Some("executable")), &[]),
+            (scope, with(&ours(), None), &[]),
+            (
+                scope,
+                with(&ours(), Some("temporarily_disabled")),
+                &["test merge_requests_events"],
+            ),
+            (
+                scope,
+                with(&ours(), Some("disabled")),
+                &["test merge_requests_events"],
+            ),
+            (
+                scope,
+                ExistingHook {
+                    note_events: false,
+                    ..with(&ours(), Some("disabled"))
+                },
+                &["update", "test merge_requests_events"],
+            ),
+            (
+                tracking,
+                with(&tracking_hook, Some("disabled")),
+                &["test issues_events"],
+            ),
+            (tracking, with(&tracking_hook, Some("executable")), &[]),
+        ];
+        for (wanted, existing, want) in cases {
+            let plan = plan_hook(wanted, std::slice::from_ref(&existing), &existing.url, None);
+            let got: Vec<String> = plan
+                .iter()
+                .map(|a| match a {
+                    Action::UpdateHook { .. } => "update".to_owned(),
+                    Action::TestHook { id: 7, trigger, .. } => format!("test {trigger}"),
+                    other => format!("{other:?}"),
+                })
+                .collect();
+            assert_eq!(got, want, "{wanted:?} {existing:?}");
         }
     }
 

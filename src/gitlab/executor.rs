@@ -88,7 +88,9 @@ fn role_needed(action: &Action) -> String {
         Action::CreateLabel { owner, .. } | Action::UpdateLabel { owner, .. } => {
             ("Reporter", owner.replace('/', " "), "to manage labels")
         }
-        Action::CreateHook { owner, .. } | Action::UpdateHook { owner, .. } => (
+        Action::CreateHook { owner, .. }
+        | Action::UpdateHook { owner, .. }
+        | Action::TestHook { owner, .. } => (
             if owner.starts_with("groups/") {
                 "Owner"
             } else {
@@ -304,6 +306,20 @@ impl Executor {
                         http::Method::PUT,
                         format!("{owner}/hooks/{id}"),
                         hook_params(url, events, push_branch.as_deref()),
+                    )
+                    .await?;
+                }
+                Action::TestHook {
+                    owner, id, trigger, ..
+                } => {
+                    // 201 once serve answered the test 2xx (GitLab then re-enables the hook);
+                    // 422 with GitLab's reason when it did not.
+                    write(
+                        client,
+                        &what,
+                        http::Method::POST,
+                        format!("{owner}/hooks/{id}/test/{trigger}"),
+                        vec![],
                     )
                     .await?;
                 }

@@ -6,6 +6,7 @@ pub mod nudge;
 pub mod plan;
 pub mod reconcile;
 pub mod recover;
+pub mod recover_sweep;
 pub mod report;
 pub mod score;
 pub mod setup;

@@ -6,7 +6,10 @@
 //! parse and dedupe path ([`crate::server::admit`]), oldest first: a delivery that did reach
 //! `serve` is "already had", never processed twice. It also reads each hook's state and
 //! reports a hook GitLab disabled. Where the events API is not there (older GitLab, or a
-//! token without the role to read hooks) it falls back to `reconcile`'s MR sweep.
+//! token without the role to read hooks) it falls back to sweeps: `reconcile`'s of open MRs
+//! (unless `reconcile` itself runs next) and [`super::recover_sweep`]'s of the tracking
+//! project's new issues and of command comments on open Co-Create MRs, so no event kind is
+//! left unrecovered.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,6 +41,11 @@ pub struct RecoverOptions {
     pub process: bool,
     /// Read only: store nothing, move no cursor.
     pub dry_run: bool,
+    /// In the fallback, also sweep open MRs (`reconcile` turns this off: it sweeps next).
+    pub mr_sweep: bool,
+    /// Without `since`: how far back a hook with no cursor yet is read (unset: all 7 days)
+    /// and the fallback sweeps (unset: [`FALLBACK_WINDOW`]). `reconcile` passes its `--since`.
+    pub window: Option<Duration>,
 }
 
 /// How the job recovered.
@@ -46,7 +54,8 @@ pub struct RecoverOptions {
 pub enum Mode {
     /// From GitLab's webhook events API: exact, every event kind.
     EventsApi,
-    /// The events API is not there: a sweep of open MRs (see `reconcile`).
+    /// The events API is not there: sweeps of open MRs (see `reconcile`), of the tracking
+    /// project's new issues and of command comments on open Co-Create MRs.
     Fallback,
 }
 
@@ -69,20 +78,11 @@ pub struct HookReport {
 impl HookReport {
     /// GitLab stopped calling this hook (for a while, or for good).
     pub fn disabled(&self) -> Option<String> {
-        match self.alert_status.as_str() {
-            "executable" | "" => None,
-            "temporarily_disabled" => Some(format!(
-                "webhook {} is temporarily disabled by GitLab after failing deliveries (until {}); \
-                 once serve is reachable, re-enable it in GitLab: Settings > Webhooks > Test (a successful test re-enables it)",
-                self.hook,
-                self.disabled_until.as_deref().unwrap_or("unknown")
-            )),
-            other => Some(format!(
-                "webhook {} is disabled by GitLab ({other}) after too many failed deliveries; \
-                 once serve is reachable, re-enable it in GitLab: Settings > Webhooks > Test (a successful test re-enables it)",
-                self.hook
-            )),
-        }
+        crate::server::hook_health::warning(
+            &self.hook,
+            &self.alert_status,
+            self.disabled_until.as_deref(),
+        )
     }
 }
 
@@ -99,8 +99,10 @@ pub struct RecoverReport {
     pub disabled: Vec<String>,
     /// Why the fallback ran, or what failed.
     pub notes: Vec<String>,
-    /// The fallback sweep's report.
+    /// The fallback's MR sweep (`None` when `reconcile` sweeps instead).
     pub fallback: Option<super::reconcile::ReconcileReport>,
+    /// The fallback's sweep of new issues and command comments.
+    pub sweep: Option<super::recover_sweep::SweepReport>,
     pub dry_run: bool,
     pub api_reads: u64,
     pub api_writes: u64,
@@ -146,6 +148,9 @@ struct HookEvent {
     #[serde(default)]
     created_at: Option<String>,
 }
+
+/// How far back the fallback sweeps without `--since` (the job runs every 15 minutes).
+pub const FALLBACK_WINDOW: Duration = Duration::from_secs(2 * 3600);
 
 /// The statuses GitLab counts as failed deliveries (4xx, and 5xx or no answer at all).
 const FAILED: [&str; 2] = ["client_failure", "server_failure"];
@@ -216,6 +221,7 @@ pub async fn run(ctx: &Context, opts: &RecoverOptions) -> Result<RecoverReport, 
         disabled: Vec::new(),
         notes: Vec::new(),
         fallback: None,
+        sweep: None,
         dry_run: opts.dry_run,
         api_reads: 0,
         api_writes: 0,
@@ -223,12 +229,13 @@ pub async fn run(ctx: &Context, opts: &RecoverOptions) -> Result<RecoverReport, 
     };
     let queue = Arc::new(SqliteQueue::open(&opts.data_dir)?);
     let cursors = Cursors::open(&opts.data_dir)?;
-    let after = opts.since.map(|since| {
+    let ago = |since: Duration| {
         chrono::Duration::from_std(since)
             .ok()
             .and_then(|d| ctx.clock.now().checked_sub_signed(d))
             .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
-    });
+    };
+    let after = opts.since.map(ago);
 
     // Every failed delivery of every hook of ours, with the hook it belongs to.
     let mut pending: Vec<(usize, HookEvent)> = Vec::new();
@@ -253,6 +260,7 @@ pub async fn run(ctx: &Context, opts: &RecoverOptions) -> Result<RecoverReport, 
             } else {
                 cursors.get(&name)?
             };
+            let after = after.or_else(|| cursor.is_none().then(|| opts.window.map(ago)).flatten());
             let at = report.hooks.len();
             report.hooks.push(HookReport {
                 hook: name.clone(),
@@ -303,12 +311,25 @@ pub async fn run(ctx: &Context, opts: &RecoverOptions) -> Result<RecoverReport, 
 
     if let Some(reason) = unavailable_reason {
         report.mode = Mode::Fallback;
+        let since = opts.since.or(opts.window).unwrap_or(FALLBACK_WINDOW);
         report.notes.push(format!(
-            "the webhook events API is not available ({reason}): fell back to the sweep of open MRs"
+            "the webhook events API is not available ({reason}): fell back to sweeping the last {} \
+             ({}new issues of the tracking project, command comments on open Co-Create MRs)",
+            humantime::format_duration(since),
+            if opts.mr_sweep { "open MRs, " } else { "" }
         ));
         tracing::warn!("{}", report.notes[0]);
-        let since = opts.since.unwrap_or(Duration::from_secs(2 * 3600));
-        report.fallback = Some(super::reconcile::run(ctx, since).await?);
+        let after = ago(since);
+        if opts.mr_sweep {
+            report.fallback = Some(super::reconcile::run(ctx, since).await?);
+        }
+        let swept =
+            super::recover_sweep::run(ctx, &queue, after, opts.signed, opts.dry_run).await?;
+        report.found += swept.issues_found + swept.commands_found;
+        report.enqueued += swept.enqueued;
+        report.already_had += swept.already_had;
+        metrics::counter!("cocreate_recovered_total").increment(swept.enqueued as u64);
+        report.sweep = Some(swept);
     } else {
         // Oldest first, as GitLab made them (event ids only grow).
         pending.sort_by_key(|(_, e)| e.id);
@@ -394,7 +415,16 @@ async fn process_all(ctx: &Context, queue: Arc<SqliteQueue>) -> Result<usize, Re
 /// A JUnit report: one test case per hook, failing when GitLab disabled it or a recorded
 /// delivery could not be parsed.
 pub fn junit(report: &RecoverReport) -> Result<String, quick_junit::SerializeError> {
-    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+    let mut r = quick_junit::Report::new("cocreate");
+    for s in suite(report) {
+        r.add_test_suite(s);
+    }
+    r.to_string()
+}
+
+/// The `recover` test suite of [`junit`] (`reconcile` adds it to its own report).
+pub fn suite(report: &RecoverReport) -> Vec<quick_junit::TestSuite> {
+    use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
     let mut suite = TestSuite::new("recover");
     for h in &report.hooks {
         let problem = h.disabled().or_else(|| {
@@ -418,12 +448,24 @@ pub fn junit(report: &RecoverReport) -> Result<String, quick_junit::SerializeErr
     }
     if report.mode == Mode::Fallback {
         let mut case = TestCase::new("fallback sweep", TestCaseStatus::success());
-        case.set_system_out(report.notes.join("\n"));
+        let mut out = report.notes.join("\n");
+        if let Some(s) = &report.sweep {
+            out.push_str(&format!("\n{}", sweep_line(s)));
+        }
+        if let Some(f) = &report.fallback {
+            out.push_str(&format!("\nopen MRs swept: {}", f.mrs.len()));
+        }
+        case.set_system_out(out);
         suite.add_test_case(case);
     }
-    let mut r = Report::new("cocreate");
-    r.add_test_suite(suite);
-    r.to_string()
+    vec![suite]
+}
+
+fn sweep_line(s: &super::recover_sweep::SweepReport) -> String {
+    format!(
+        "{} new issues of the tracking project, {} command comments on {} open Co-Create MRs; {} enqueued, {} already had",
+        s.issues_found, s.commands_found, s.mrs_read, s.enqueued, s.already_had
+    )
 }
 
 impl RecoverReport {
@@ -453,6 +495,16 @@ pub fn summary(report: &RecoverReport) -> String {
     );
     for n in &report.notes {
         out.push_str(&format!("note: {n}\n"));
+    }
+    if let Some(s) = &report.sweep {
+        out.push_str(&format!("sweep: {}\n", sweep_line(s)));
+    }
+    if let Some(f) = &report.fallback {
+        out.push_str(&format!(
+            "sweep: {} open MRs re-routed, {} errors\n",
+            f.mrs.len(),
+            f.errors.len()
+        ));
     }
     for d in &report.disabled {
         out.push_str(&format!("error: {d}\n"));

@@ -177,6 +177,8 @@ pub async fn run(ctx: &Context, opts: SetupOptions) -> Result<SetupReport, Setup
     }
     let spend = super::Spend::start(client);
     let mut changes = Vec::new();
+    // Test deliveries re-enabling hooks GitLab disabled: last, once everything else is set.
+    let mut reenable = Vec::new();
 
     // Labels: the watched scope's MR labels, the tracking project's engagement labels.
     for (owner, wanted) in wanted_labels(&ctx.policies, &opts.templates) {
@@ -215,8 +217,12 @@ pub async fn run(ctx: &Context, opts: SetupOptions) -> Result<SetupReport, Setup
                 hooks_role(&wanted.owner),
             )
             .await?;
-            let actions = plan_hook(&wanted, &hooks, url, opts.secret.as_ref());
+            let (tests, actions): (Vec<Action>, Vec<Action>) =
+                plan_hook(&wanted, &hooks, url, opts.secret.as_ref())
+                    .into_iter()
+                    .partition(|a| matches!(a, Action::TestHook { .. }));
             execute(ctx, client, &actions, &mut changes).await?;
+            reenable.extend(tests);
         }
     }
 
@@ -234,6 +240,8 @@ pub async fn run(ctx: &Context, opts: SetupOptions) -> Result<SetupReport, Setup
             execute(ctx, client, std::slice::from_ref(&commit), &mut changes).await?;
         }
     }
+
+    execute(ctx, client, &reenable, &mut changes).await?;
 
     let spent = spend.so_far();
     Ok(SetupReport {
@@ -272,6 +280,9 @@ fn call_of(a: &Action) -> String {
         Action::UpdateLabel { owner, id, .. } => format!("PUT {owner}/labels/{id}"),
         Action::CreateHook { owner, .. } => format!("POST {owner}/hooks"),
         Action::UpdateHook { owner, id, .. } => format!("PUT {owner}/hooks/{id}"),
+        Action::TestHook {
+            owner, id, trigger, ..
+        } => format!("POST {owner}/hooks/{id}/test/{trigger}"),
         Action::CommitFiles { project, .. } => {
             format!("POST projects/{}/repository/commits", path_id(project))
         }

@@ -278,3 +278,104 @@ async fn comments_and_edits_on_an_mr_are_delivered_as_gitlab_shapes_them() {
     }
     assert!(api.fake.notes(PROJECT_ID, 1).iter().any(|n| n.id == note));
 }
+
+/// `POST /<owner>/hooks/:id/test/:trigger`: GitLab calls the hook with a sample of the
+/// trigger at once, also a disabled one, records the call, and a 2xx answer re-enables the
+/// hook (201); a failed call answers 422 and the hook stays disabled. 400 for an unknown
+/// trigger, 404 for an unknown hook, 429 past 5 tests a minute.
+#[tokio::test]
+async fn a_successful_test_delivery_re_enables_a_disabled_hook() {
+    use wiremock::matchers::path;
+    use wiremock::{Mock, ResponseTemplate};
+    let api = world().await;
+    api.fake.set_time("2026-11-23T12:00:00Z");
+    api.fake.set_auto_disable_hooks(true);
+    // Fails five times (four deliveries, the first test), then answers 200.
+    let r = wiremock::MockServer::start().await;
+    Mock::given(path("/flaky"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(5)
+        .mount(&r)
+        .await;
+    Mock::given(path("/flaky"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&r)
+        .await;
+    let hook = add_hook(&api, "groups/78", &format!("{}/flaky", r.uri()), "").await;
+    for n in 1..=4 {
+        api.fake
+            .comment_on_mr(PROJECT_ID, 1, super::CONTRIBUTOR, &format!("c{n}"));
+        assert_eq!(api.fake.send_deliveries().await.len(), 1);
+    }
+    let alert = || api.fake.hook_alert("groups/78", hook);
+    assert_eq!(alert().0, "temporarily_disabled");
+    let test = async |trigger: &str| {
+        api.send_form(
+            reqwest::Method::POST,
+            &format!("groups/78/hooks/{hook}/test/{trigger}"),
+            "",
+        )
+        .await
+    };
+
+    let rsp = test("merge_requests_events").await;
+    assert_eq!(rsp.status(), 422, "the receiver answered 500");
+    let body: Value = rsp.json().await.expect("json");
+    assert!(
+        body["message"].as_str().is_some_and(|m| m.contains("500")),
+        "{body}"
+    );
+    assert_eq!(alert().0, "temporarily_disabled");
+
+    let rsp = test("merge_requests_events").await;
+    assert_eq!(rsp.status(), 201);
+    assert_eq!(
+        rsp.json::<Value>().await.expect("json"),
+        json!({"message": "201 Created"})
+    );
+    assert_eq!(alert(), ("executable".to_owned(), None), "re-enabled");
+    let hooks = api.get_json("groups/78/hooks").await;
+    assert_eq!(hooks[0]["alert_status"], json!("executable"));
+    // Both tests are in the hook's log, as Merge Request Hooks with a sample MR.
+    let events = api.fake.hook_events();
+    let tests: Vec<_> = events.iter().rev().take(2).collect();
+    assert!(
+        tests.iter().all(|e| e.trigger == "merge_request_hooks"),
+        "{tests:#?}"
+    );
+    assert_eq!(
+        (
+            tests[0].response_status.as_str(),
+            tests[1].response_status.as_str()
+        ),
+        ("200", "500")
+    );
+    assert_eq!(tests[0].request_data["object_kind"], json!("merge_request"));
+    assert!(tests[0].request_data["object_attributes"]
+        .get("action")
+        .is_none());
+    // Deliveries resume.
+    api.fake
+        .comment_on_mr(PROJECT_ID, 1, super::CONTRIBUTOR, "heard again");
+    assert_eq!(
+        api.fake.send_deliveries().await,
+        vec![("Note Hook".to_owned(), 200)]
+    );
+
+    assert_eq!(test("no_such_events").await.status(), 400);
+    let missing = api
+        .send_form(
+            reqwest::Method::POST,
+            "groups/78/hooks/999999/test/merge_requests_events",
+            "",
+        )
+        .await;
+    assert_eq!(missing.status(), 404);
+    // Two tests made this minute; three more are allowed, the sixth is throttled.
+    for _ in 0..3 {
+        assert_eq!(test("merge_requests_events").await.status(), 201);
+    }
+    assert_eq!(test("merge_requests_events").await.status(), 429);
+    api.fake.advance_time(std::time::Duration::from_secs(61));
+    assert_eq!(test("merge_requests_events").await.status(), 201);
+}

@@ -43,6 +43,7 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 mod deliveries;
 mod events;
 mod hook_events;
+mod hook_test;
 mod http;
 mod issues;
 mod labels_hooks;

@@ -82,6 +82,7 @@ pub fn settings(gitlab: &FakeGitLab, data: &std::path::Path) -> ServeSettings {
         policy_poll: Duration::from_millis(200),
         policy_fallback: Duration::from_secs(600),
         token_recheck: Duration::from_millis(100),
+        hook_check: None,
         clock: cocreate::clock::Clock::fixed(
             chrono::DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z")
                 .expect("time")

@@ -179,6 +179,16 @@ impl World {
     }
 
     fn queue_issue_hook(&mut self, key: (u64, u64), action: &str) {
+        let (flag, event, v) = self.issue_hook_body(key, action);
+        self.queue_delivery(key.0, flag, event, v, None);
+    }
+
+    /// The Issue Hook (or Confidential Issue Hook) of issue `key`: its flag, event and body.
+    pub(super) fn issue_hook_body(
+        &mut self,
+        key: (u64, u64),
+        action: &str,
+    ) -> (&'static str, &'static str, Value) {
         let issue = &self.issues[&key];
         let (author, title, description, confidential, labels, id, state) = (
             issue.author_id,
@@ -225,10 +235,22 @@ impl World {
             "issue"
         }
         .into();
-        self.queue_delivery(key.0, flag, event, v, None);
+        (flag, event, v)
     }
 
     pub(super) fn queue_mr_hook(&mut self, key: (u64, u64), action: &str) {
+        let v = self.mr_hook_body(key, action);
+        self.queue_delivery(
+            key.0,
+            "merge_requests_events",
+            "Merge Request Hook",
+            v,
+            None,
+        );
+    }
+
+    /// The Merge Request Hook body of MR `key`.
+    pub(super) fn mr_hook_body(&mut self, key: (u64, u64), action: &str) -> Value {
         let mr = &self.mrs[&key];
         let (author, labels, reviewers) =
             (mr.author_id, mr.labels.clone(), mr.reviewer_ids.clone());
@@ -271,13 +293,7 @@ impl World {
             })
             .collect();
         v["changes"] = json!({});
-        self.queue_delivery(
-            key.0,
-            "merge_requests_events",
-            "Merge Request Hook",
-            v,
-            None,
-        );
+        v
     }
 
     /// A Push Hook for a commit to `branch` (`before` is all zeros for a new branch).

@@ -57,6 +57,10 @@ pub struct HookLog {
     auto_disable: bool,
     /// `Some(status)`: the events API answers this (404 older GitLab, 403 role missing).
     api_missing: Option<u16>,
+    /// Hook tests made, by owner, for the rate limit (see `hook_test`).
+    pub(super) tests: Vec<(String, DateTime<Utc>)>,
+    /// A hook test to call once the world is unlocked.
+    pub(super) pending_test: Option<Delivery>,
 }
 
 const TEMPORARY_DISABLE_AFTER: u32 = 4;

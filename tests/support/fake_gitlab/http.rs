@@ -11,6 +11,8 @@ impl Respond for Responder {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         let ctx = Ctx::new(req);
         let reply = lock(&self.world).handle(&ctx);
+        // A hook test calls the hook outside the lock.
+        let reply = super::hook_test::finish(&self.world, reply);
         reply.into_template()
     }
 }

@@ -82,6 +82,10 @@ pub(super) fn route(w: &mut World, ctx: &Ctx<'_>, segments: &[&str]) -> HandlerR
             let key = owner_key(w, kind, owner)?;
             create_hook(w, ctx, &key)
         }
+        ("POST", [kind @ ("groups" | "projects"), owner, "hooks", id, "test", trigger]) => {
+            let key = owner_key(w, kind, owner)?;
+            super::hook_test::test_hook(w, ctx, &key, id, trigger)
+        }
         ("PUT", [kind @ ("groups" | "projects"), owner, "hooks", id]) => {
             let key = owner_key(w, kind, owner)?;
             update_hook(w, ctx, &key, id)
