@@ -100,7 +100,7 @@ pub struct RecoverReport {
     /// Why the fallback ran, or what failed.
     pub notes: Vec<String>,
     /// The fallback's MR sweep (`None` when `reconcile` sweeps instead).
-    pub fallback: Option<super::reconcile::ReconcileReport>,
+    pub fallback: Option<super::mr_sweep::ReconcileReport>,
     /// The fallback's sweep of new issues and command comments.
     pub sweep: Option<super::recover_sweep::SweepReport>,
     pub dry_run: bool,
@@ -122,7 +122,9 @@ pub enum RecoverError {
     #[error(transparent)]
     Cursor(#[from] CursorError),
     #[error(transparent)]
-    Fallback(#[from] super::reconcile::ReconcileError),
+    Fallback(#[from] super::mr_sweep::ReconcileError),
+    #[error(transparent)]
+    Sweep(#[from] super::recover_sweep::SweepError),
 }
 
 /// The fields of a hook we read.
@@ -321,7 +323,7 @@ pub async fn run(ctx: &Context, opts: &RecoverOptions) -> Result<RecoverReport, 
         tracing::warn!("{}", report.notes[0]);
         let after = ago(since);
         if opts.mr_sweep {
-            report.fallback = Some(super::reconcile::run(ctx, since).await?);
+            report.fallback = Some(super::mr_sweep::run(ctx, since).await?);
         }
         let swept =
             super::recover_sweep::run(ctx, &queue, after, opts.signed, opts.dry_run).await?;

@@ -24,7 +24,16 @@ use crate::handlers::Context;
 use crate::queue::{Enqueued, Queue, SqliteQueue};
 use crate::server::{admit, Admission};
 
-use super::recover::RecoverError;
+/// Why the sweep stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("the fallback sweep needs GitLab: set GITLAB_TOKEN")]
+    NoGitlab,
+    #[error("reading {call}: {cause}")]
+    Read { call: String, cause: String },
+    #[error(transparent)]
+    Queue(#[from] crate::queue::QueueError),
+}
 
 /// What the sweep found and stored.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -156,8 +165,8 @@ pub async fn run(
     after: DateTime<Utc>,
     signed: bool,
     dry_run: bool,
-) -> Result<SweepReport, RecoverError> {
-    let live = ctx.gitlab.as_ref().ok_or(RecoverError::NoGitlab)?;
+) -> Result<SweepReport, SweepError> {
+    let live = ctx.gitlab.as_ref().ok_or(SweepError::NoGitlab)?;
     let client = &live.client;
     let policies = &ctx.policies;
     let since = after.to_rfc3339_opts(SecondsFormat::Secs, true);
@@ -173,7 +182,7 @@ pub async fn run(
         .param("sort", "asc")
         .all(client)
         .await
-        .map_err(|e| RecoverError::Read {
+        .map_err(|e| SweepError::Read {
             call: format!("GET {path}"),
             cause: e.to_string(),
         })?;
@@ -194,7 +203,7 @@ pub async fn run(
             ],
         )
         .await
-        .map_err(|e| RecoverError::Read {
+        .map_err(|e| SweepError::Read {
             call: "GET merge_requests".into(),
             cause: e.to_string(),
         })?;
@@ -211,7 +220,7 @@ pub async fn run(
             .param("sort", "desc")
             .pages_until(client, 1, older)
             .await
-            .map_err(|e| RecoverError::Read {
+            .map_err(|e| SweepError::Read {
                 call: format!("GET {path}"),
                 cause: e.to_string(),
             })?;
