@@ -1091,8 +1091,10 @@ fn plan(
         println!("ignored: this merge request action is not routed");
         return Ok(ExitCode::SUCCESS);
     };
-    let facts = merge_request::payload_facts(&input, &ctx);
-    let decision = decide_merge_request(&facts, &ctx.policies, &ctx.messages)?;
+    let facts = merge_request::offline_facts(&input, &ctx);
+    let decision = decide_merge_request(&facts, &ctx.policies, &ctx.messages)?
+        .act()
+        .ok_or_else(|| anyhow::anyhow!("routing asked for GitLab reads; plan makes none"))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&decision)?);
     } else {

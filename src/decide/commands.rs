@@ -331,7 +331,10 @@ pub fn decide_command(
                         head_status: f.head_status,
                         markers: Some(&fixed),
                     };
-                    let plan = plan_cca(&facts, state, &policies.routing.labels);
+                    // The bot's markers are given, so the plan never asks for them.
+                    let plan = plan_cca(&facts, state, &policies.routing.labels)
+                        .act()
+                        .unwrap_or_default();
                     actions.extend(cca_actions(
                         &facts, &plan, state, f.author, policies, messages,
                     )?);

@@ -80,6 +80,10 @@ pub enum HandleError {
     Execute(#[from] ExecuteError),
     #[error(transparent)]
     Reload(#[from] crate::reload::ReloadError),
+    /// A rule still asked for facts after every round of reads the handler does: a bug in
+    /// the rule or the handler, not in the event.
+    #[error("{rule} still needs {needs} after the reads it asked for")]
+    StillNeeds { rule: &'static str, needs: String },
 }
 
 impl HandleError {
@@ -88,7 +92,9 @@ impl HandleError {
     /// can; a 401 means the token must be fixed first.
     pub fn retry(&self) -> Retry {
         match self {
-            HandleError::Payload(_) | HandleError::Template(_) => Retry::Permanent,
+            HandleError::Payload(_) | HandleError::Template(_) | HandleError::StillNeeds { .. } => {
+                Retry::Permanent
+            }
             HandleError::Gitlab(e) => e.retry(false),
             HandleError::Execute(e) => e.retry(),
             HandleError::Reload(_) => Retry::Transient,

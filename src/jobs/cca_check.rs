@@ -8,7 +8,9 @@
 use serde::Serialize;
 
 use super::{Progress, Spend};
-use crate::decide::{cca_actions, cca_state, plan_cca, recognize, CcaMrFacts, CcaState};
+use crate::decide::{
+    cca_actions, cca_state, plan_cca, recognize, CcaMrFacts, CcaNeed, CcaState, Step,
+};
 use crate::domain::{MrRef, OrgSlug};
 use crate::gitlab::{ApiMergeRequest, ExecuteError, GitlabError};
 use crate::handlers::{Context, Live};
@@ -155,13 +157,16 @@ async fn check_one(
         markers: None,
     };
     let _guard = ctx.locks.lock(org.as_str()).await;
-    let mut plan = plan_cca(&facts, &state, labels);
     let markers;
-    if plan.needs_markers {
-        markers = live.facts.bot_markers(&live.client, mr_ref).await?;
-        facts.markers = Some(&markers);
-        plan = plan_cca(&facts, &state, labels);
-    }
+    let plan = match plan_cca(&facts, &state, labels) {
+        Step::Act(plan) => plan,
+        Step::Need(CcaNeed::BotMarkers) => {
+            markers = live.facts.bot_markers(&live.client, mr_ref).await?;
+            facts.markers = Some(&markers);
+            // Given the markers, the plan acts.
+            plan_cca(&facts, &state, labels).act().unwrap_or_default()
+        }
+    };
     let actions = cca_actions(
         &facts,
         &plan,
