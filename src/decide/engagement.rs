@@ -835,6 +835,54 @@ mod tests {
         .is_empty());
     }
 
+    /// The protocol: an intake naming a known organization asks for that organization's
+    /// tracking issues (and the roster) before it acts; an invalid one acts at once; given
+    /// the tracking issues, a valid one acts, and the checklist carries the CCA state of the
+    /// day it is decided on.
+    #[test]
+    fn a_valid_intake_asks_for_its_organizations_tracking_issues_first() {
+        let p = policies();
+        let m = Messages::embedded().expect("templates");
+        let facts = |description: &str, other_tracking, today: &str| IntakeFacts {
+            issue: IssueRef {
+                project: "cocreate/engagements".into(),
+                iid: 3,
+            },
+            confidential: true,
+            description: description.into(),
+            labels: vec!["Co-Create intake".into()],
+            markers: vec![],
+            other_tracking,
+            roster: None,
+            today: NaiveDate::parse_from_str(today, "%Y-%m-%d").expect("date"),
+        };
+        let step = decide_intake(&facts(INTAKE, None, "2026-11-23"), &p, &m).expect("renders");
+        assert_eq!(
+            step.need().map(|n| n.org.as_str()),
+            Some("example-aero"),
+            "{step:?}"
+        );
+        let invalid = INTAKE.replace("example-aero", "nope");
+        let step = decide_intake(&facts(&invalid, None, "2026-11-23"), &p, &m).expect("renders");
+        assert!(
+            matches!(&step, Step::Act(a) if a.iter().any(|a| matches!(a, Action::PostNote { .. }))),
+            "{step:?}"
+        );
+        let checklist = |today| {
+            let step = decide_intake(&facts(INTAKE, Some(vec![]), today), &p, &m).expect("renders");
+            match step.act().unwrap_or_default().as_slice() {
+                [Action::EditIssue {
+                    description: Some(d),
+                    ..
+                }] => d.clone(),
+                other => panic!("{other:?}"),
+            }
+        };
+        // example-aero's agreement is on file in 2026 and has expired by 2028.
+        assert!(checklist("2026-11-23").contains("signed"));
+        assert!(checklist("2028-01-15").contains("expired"));
+    }
+
     #[test]
     fn a_hidden_checklist_marker_alone_does_not_suppress_the_checklist() {
         let p = policies();

@@ -238,14 +238,6 @@ fn act(
             added_reviewer,
         });
     }
-    if let Some((sha, state, description)) = cca_plan.status {
-        actions.push(Action::SetCommitStatus {
-            project_id: facts.mr.project_id,
-            sha,
-            state,
-            description,
-        });
-    }
     let notice = |marker| CcaNotice {
         marker,
         label: cca.label(labels),
@@ -272,6 +264,16 @@ fn act(
         actions.push(Action::PostNote {
             target: NoteTarget::MergeRequest(facts.mr),
             note: messages.cca_note(&facts.author.username, notice(marker.clone()))?,
+        });
+    }
+    // The status after the note: nobody waits for it the way a contributor waits for the
+    // welcome, and it is read fresh on every event, so a failed write is repaired by the next.
+    if let Some((sha, state, description)) = cca_plan.status {
+        actions.push(Action::SetCommitStatus {
+            project_id: facts.mr.project_id,
+            sha,
+            state,
+            description,
         });
     }
     if cca_add.is_some() || !cca_remove.is_empty() {
@@ -393,6 +395,106 @@ mod tests {
         f.roster = None;
     }
 
+    /// The protocol: what the rule asks for, by where its facts come from and what is known.
+    #[test]
+    fn needs_table() {
+        // (name, change to the complete current facts, asked: None = acts, else (current,
+        // head status of, roster))
+        type Row = (
+            &'static str,
+            fn(&mut MrFacts),
+            Option<(bool, Option<&'static str>, bool)>,
+        );
+        let rows: Vec<Row> = vec![
+            (
+                "payload: asks for the MR as it is now and the bot's notes",
+                |f| {
+                    f.source = Source::Payload;
+                    f.markers = None;
+                    f.head_status = None;
+                    f.roster = None;
+                },
+                Some((true, None, false)),
+            ),
+            (
+                "payload, closed MR: skips without a read",
+                |f| {
+                    f.source = Source::Payload;
+                    f.state = MrState::Closed;
+                },
+                None,
+            ),
+            (
+                "payload, an outsider's MR: skips without a read",
+                |f| {
+                    f.source = Source::Payload;
+                    f.author = author("someone");
+                },
+                None,
+            ),
+            (
+                "current, the bot's notes unread: asks for them",
+                |f| f.markers = None,
+                Some((true, None, false)),
+            ),
+            (
+                "current, a roster reviewer, status unread: the status only",
+                |f| {
+                    f.head_status = None;
+                    f.reviewers.push((101, "cs-reviewer-2".into()));
+                    f.roster = None;
+                },
+                Some((false, Some("e59094b8"), false)),
+            ),
+            (
+                "current, no roster reviewer, load unread: the roster only",
+                |f| f.roster = None,
+                Some((false, None, true)),
+            ),
+            (
+                "current, both unread: both in one round",
+                |f| {
+                    f.head_status = None;
+                    f.roster = None;
+                },
+                Some((false, Some("e59094b8"), true)),
+            ),
+            (
+                "current, no head commit: no status to ask for",
+                |f| {
+                    f.head_sha = None;
+                    f.head_status = None;
+                },
+                None,
+            ),
+            ("current, everything known: acts", |_| {}, None),
+            (
+                "offline: decides on the payload, asks for nothing",
+                |f| {
+                    f.source = Source::Offline;
+                    f.markers = None;
+                    f.head_status = None;
+                },
+                None,
+            ),
+        ];
+        let m = Messages::embedded().expect("templates");
+        for (name, change, want) in rows {
+            let mut f = facts();
+            change(&mut f);
+            let step = decide_merge_request(&f, &policies(), &m).expect("renders");
+            let asked = step.need().map(|n| {
+                assert_eq!(n.org.slug.as_str(), "example-aero", "{name}");
+                (n.current, n.head_status.clone(), n.roster)
+            });
+            assert_eq!(
+                asked,
+                want.map(|(c, s, r)| (c, s.map(str::to_owned), r)),
+                "{name}"
+            );
+        }
+    }
+
     #[test]
     fn new_cocreate_mr_gets_labels_reviewer_status_and_welcome() {
         let d = run(&facts());
@@ -416,14 +518,15 @@ mod tests {
                 added_reviewer: Some("cs-reviewer-2".into()),
             }
         );
+        // The welcome goes right after the edit that names its reviewer; the status last.
         assert!(matches!(
-            &d.actions[1],
+            &d.actions[2],
             Action::SetCommitStatus {
                 state: crate::decide::StatusState::Success,
                 ..
             }
         ));
-        let Action::PostNote { note, .. } = &d.actions[2] else {
+        let Action::PostNote { note, .. } = &d.actions[1] else {
             panic!("note expected")
         };
         let body = note.render();
@@ -617,7 +720,7 @@ mod tests {
                 _ => "other",
             })
             .collect();
-        assert_eq!(kinds, ["status", "note", "edit"], "{:#?}", d.actions);
+        assert_eq!(kinds, ["note", "status", "edit"], "{:#?}", d.actions);
         let Some(Action::EditMergeRequest {
             add_labels,
             remove_labels,
@@ -644,8 +747,11 @@ mod tests {
                 ..
             }
         )));
-        let Some(Action::PostNote { note, .. }) = d.actions.last() else {
-            panic!()
+        let Some(note) = d.actions.iter().find_map(|a| match a {
+            Action::PostNote { note, .. } => Some(note),
+            _ => None,
+        }) else {
+            panic!("{:#?}", d.actions)
         };
         let body = note.render();
         assert!(body.contains("@cs-reviewer-3"), "{body}");
@@ -658,8 +764,11 @@ mod tests {
         f.author.name = "@all\n/close".into();
         f.title = "@all <b>urgent</b>\n/close\n/merge".into();
         let d = run(&f);
-        let Some(Action::PostNote { note, .. }) = d.actions.last() else {
-            panic!()
+        let Some(note) = d.actions.iter().find_map(|a| match a {
+            Action::PostNote { note, .. } => Some(note),
+            _ => None,
+        }) else {
+            panic!("{:#?}", d.actions)
         };
         let body = note.render();
         assert!(

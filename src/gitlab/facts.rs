@@ -404,12 +404,19 @@ impl FactSource {
         // The open MRs and each member's id, then status, all concurrently (ids and statuses
         // are cached).
         let lookups = try_join_all(routing.roster.reviewers.iter().map(|username| async move {
-            let id = self.user_id(c, username).await?;
-            let availability = match id {
-                Some(_) if routing.roster.skip_busy => self.status(c, username).await?,
-                _ => Availability::Available,
-            };
-            Ok::<_, GitlabError>((username, id, availability))
+            if !routing.roster.skip_busy {
+                let id = self.user_id(c, username).await?;
+                return Ok::<_, GitlabError>((username, id, Availability::Available));
+            }
+            // The status is read by username, so beside the id; a name GitLab does not know
+            // has no status either (404), which then does not count.
+            let (id, status) =
+                futures_util::future::join(self.user_id(c, username), self.status(c, username))
+                    .await;
+            match id? {
+                Some(id) => Ok((username, Some(id), status?)),
+                None => Ok((username, None, Availability::Available)),
+            }
         }));
         let (open, looked_up) =
             futures_util::future::try_join(self.open_cocreate_mrs(c, policies), lookups).await?;
