@@ -744,7 +744,7 @@ async fn job_context(
     .await?;
     if job.dry_run {
         tracing::warn!("DRY RUN (--dry-run): reading GitLab, writing nothing");
-        ctx.executor = cocreate::gitlab::Executor::DryRun;
+        ctx.mode = ctx.mode.dry_run();
     }
     Ok(ctx)
 }
@@ -878,12 +878,12 @@ async fn score(
     } else {
         let c = ctx
             .insert(job_context(args.job, policies, templates, "score (or pass --offline)").await?);
-        score::run(&c.policies, c.gitlab.as_ref(), &text, args.skip_bad_rows).await
+        score::run(&c.policies, c.gitlab(), &text, args.skip_bad_rows).await
     }
     .with_context(|| format!("cannot score {}", args.accounts.display()))?;
     if let (Some(n), Some(ctx)) = (args.open_prospects, ctx.as_mut()) {
         if !args.yes {
-            ctx.executor = cocreate::gitlab::Executor::DryRun;
+            ctx.mode = ctx.mode.clone().dry_run();
         }
         let verb = if args.yes {
             "opened"
@@ -1075,8 +1075,7 @@ fn plan(
     let ctx = cocreate::handlers::Context {
         policies: std::sync::Arc::new(policies),
         messages: std::sync::Arc::new(messages),
-        gitlab: None,
-        executor: cocreate::gitlab::Executor::DryRun,
+        mode: cocreate::handlers::Mode::Offline,
         bot_username: ctx_bot,
         locks: Default::default(),
         clock: cocreate::clock::Clock::system(),

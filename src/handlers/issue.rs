@@ -61,7 +61,7 @@ pub async fn handle(
     ) {
         return Ok(Outcome::Skipped(skip));
     }
-    let live = ctx.gitlab.as_ref();
+    let live = ctx.gitlab();
     let client = live.map(|l| l.client.for_event(event_uuid));
     // Level-triggered: work on the issue as it is now, not as the payload saw it.
     if let (Some(l), Some(c)) = (live, &client) {
@@ -98,7 +98,7 @@ pub async fn handle(
             &ctx.messages,
         )?
     };
-    let report = ctx.executor.run(client.as_ref(), &actions).await?;
+    let report = ctx.executor().run(client.as_ref(), &actions).await?;
     tracing::info!(issue = %input.issue, planned = actions.len(), writes = report.writes, "engagement issue handled");
     Ok(Outcome::Done {
         writes: report.writes,
@@ -131,7 +131,7 @@ async fn intake(
     // A valid intake: the rest is decided under the organization's lock.
     let org = &needs.org;
     let _guard = ctx.locks.lock(org.as_str()).await;
-    match (&ctx.gitlab, client) {
+    match (ctx.gitlab(), client) {
         (Some(live), Some(c)) => {
             let (others, roster) = tokio::try_join!(
                 live.facts.tracking_issues(c, &ctx.policies, org),

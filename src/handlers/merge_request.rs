@@ -172,7 +172,7 @@ pub async fn handle(
     input: MrInput,
     event_uuid: Option<&str>,
 ) -> Result<Outcome, HandleError> {
-    let Some(live) = &ctx.gitlab else {
+    let Some(live) = ctx.gitlab() else {
         let facts = offline_facts(&input, ctx);
         let decision = match decide_merge_request(&facts, &ctx.policies, &ctx.messages)? {
             Step::Act(decision) => decision,
@@ -413,7 +413,7 @@ async fn finish(
         .as_ref()
         .map(|o| o.slug.to_string())
         .unwrap_or_default();
-    let report = ctx.executor.run(client, &decision.actions).await?;
+    let report = ctx.executor().run(client, &decision.actions).await?;
     tracing::info!(%mr, %org, planned = decision.actions.len(), writes = report.writes, "merge request routed");
     Ok(Outcome::Done {
         writes: report.writes,

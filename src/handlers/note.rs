@@ -49,7 +49,7 @@ pub async fn handle(
     input: NoteInput,
     event_uuid: Option<&str>,
 ) -> Result<Outcome, HandleError> {
-    let Some(live) = &ctx.gitlab else {
+    let Some(live) = ctx.gitlab() else {
         tracing::info!(mr = %input.mr, command = ?input.command, "dry run: a command would be answered");
         return Ok(Outcome::Skipped(Skip::DryRun));
     };
@@ -131,7 +131,7 @@ pub async fn handle(
         bot: &ctx.bot_username,
     };
     let actions = decide_command(&facts, &ctx.policies, &ctx.messages)?;
-    let report = ctx.executor.run(Some(&c), &actions).await?;
+    let report = ctx.executor().run(Some(&c), &actions).await?;
     tracing::info!(mr = %input.mr, command = ?note.command, writes = report.writes, "command handled");
     Ok(Outcome::Done {
         writes: report.writes,

@@ -68,7 +68,7 @@ pub enum CcaCheckError {
 
 /// Runs the check over every open Co-Create MR in the watched scope.
 pub async fn run(ctx: &Context) -> Result<CcaReport, CcaCheckError> {
-    let live = ctx.gitlab.as_ref().ok_or(CcaCheckError::NoGitlab)?;
+    let live = ctx.gitlab().ok_or(CcaCheckError::NoGitlab)?;
     let spend = Spend::start(&live.client);
     let mrs = live
         .facts
@@ -97,7 +97,7 @@ pub async fn run(ctx: &Context) -> Result<CcaReport, CcaCheckError> {
     let spent = spend.so_far();
     Ok(CcaReport {
         checked,
-        dry_run: matches!(ctx.executor, crate::gitlab::Executor::DryRun),
+        dry_run: ctx.mode.is_dry_run(),
         api_reads: spent.reads,
         api_writes: spent.writes,
         elapsed_ms: spent.elapsed_ms,
@@ -175,7 +175,7 @@ async fn check_one(
         &ctx.policies,
         &ctx.messages,
     )?;
-    ctx.executor.run(Some(&live.client), &actions).await?;
+    ctx.executor().run(Some(&live.client), &actions).await?;
     Ok(MrCheck {
         mr: mr_ref,
         title: mr.title.clone(),

@@ -48,7 +48,7 @@ pub enum NudgeError {
 }
 
 pub async fn run(ctx: &Context) -> Result<NudgeReport, NudgeError> {
-    let live = ctx.gitlab.as_ref().ok_or(NudgeError::NoGitlab)?;
+    let live = ctx.gitlab().ok_or(NudgeError::NoGitlab)?;
     let spend = Spend::start(&live.client);
     let c = &live.client;
     let mrs = live.facts.open_cocreate_mrs(c, &ctx.policies).await?;
@@ -99,7 +99,7 @@ pub async fn run(ctx: &Context) -> Result<NudgeReport, NudgeError> {
                     }
                 }
             };
-            ctx.executor.run(Some(c), &actions).await?;
+            ctx.executor().run(Some(c), &actions).await?;
             Ok(Nudged {
                 mr: *mr_ref,
                 outcome,
