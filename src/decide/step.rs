@@ -53,7 +53,7 @@ impl Rounds {
     pub const MAX: u8 = 2;
 
     /// Counts one more round of reads; `false` when the budget is spent.
-    pub fn next(&mut self) -> bool {
+    pub fn start_round(&mut self) -> bool {
         if self.0 >= Self::MAX {
             return false;
         }
@@ -73,9 +73,9 @@ mod tests {
     #[test]
     fn at_most_two_rounds_of_reads() {
         let mut r = Rounds::default();
-        assert!(r.next());
-        assert!(r.next());
-        assert!(!r.next(), "a third round is refused");
+        assert!(r.start_round());
+        assert!(r.start_round());
+        assert!(!r.start_round(), "a third round is refused");
         assert_eq!(r.done(), 2);
     }
 

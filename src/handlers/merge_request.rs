@@ -200,7 +200,7 @@ pub async fn handle(
     let mut web_url = String::new();
     let mut rounds = Rounds::default();
     let decision = loop {
-        if !rounds.next() {
+        if !rounds.start_round() {
             return Err(still_needs(&needs));
         }
         let round = Round {
