@@ -595,14 +595,16 @@ mod tests {
         let m = Messages::embedded().expect("templates");
         let dev = (501, "aero-dev-1");
         let with_cs = vec![(101, "cs-reviewer-1".to_string())];
-        let rows: Vec<(
-            &str,
+        // (case, command, issuer, reviewers, Co-Create, what it asks for)
+        type Row<'a> = (
+            &'a str,
             Command,
-            (UserId, &str),
-            &[(UserId, String)],
+            (UserId, &'a str),
+            &'a [(UserId, String)],
             bool,
             Option<CommandNeeds>,
-        )> = vec![
+        );
+        let rows: Vec<Row> = vec![
             (
                 "ready, no roster reviewer",
                 Command::Ready,
