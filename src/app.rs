@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
-use crate::gitlab::{ConnectError, Executor, FactSource, Get, GitlabClient, RetryPolicy};
-use crate::handlers::{Context, KeyedLocks, Live};
+use crate::gitlab::{ConnectError, FactSource, Get, GitlabClient, RetryPolicy};
+use crate::handlers::{Context, KeyedLocks, Live, Mode};
 use crate::messages::{Messages, TemplateError};
 use crate::policy::{Policies, PolicyErrors};
 use crate::queue::{Queue, QueueError, SqliteQueue};
@@ -219,7 +219,7 @@ pub async fn build_context(
     context_with(client, Arc::new(policies), Arc::new(messages), clock).await
 }
 
-/// The handler context around an already connected client (`None`: dry run).
+/// The handler context around an already connected client (`None`: offline, payload facts only).
 pub async fn context_with(
     client: Option<GitlabClient>,
     policies: Arc<Policies>,
@@ -227,7 +227,7 @@ pub async fn context_with(
     clock: crate::clock::Clock,
 ) -> Result<Context, StartError> {
     let configured_bot = policies.routing.bot_username.clone();
-    let (live, bot_username, executor) = match client {
+    let (mode, bot_username) = match client {
         Some(client) => {
             let bot = match configured_bot {
                 Some(b) => b,
@@ -244,19 +244,17 @@ pub async fn context_with(
                 }
             };
             let facts = Arc::new(FactSource::new(bot.clone()));
-            (Some(Live { client, facts }), bot, Executor::Live)
+            (Mode::Live(Live { client, facts }), bot)
         }
         None => (
-            None,
+            Mode::Offline,
             configured_bot.unwrap_or_else(|| "cocreate-bot".into()),
-            Executor::DryRun,
         ),
     };
     Ok(Context {
         policies,
         messages,
-        gitlab: live,
-        executor,
+        mode,
         bot_username,
         locks: KeyedLocks::default(),
         clock,
@@ -350,7 +348,7 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
     )
     .await?;
     ctx.live = Some(live.clone());
-    if ctx.gitlab.is_none() {
+    if ctx.gitlab().is_none() {
         tracing::warn!("DRY RUN: no GITLAB_TOKEN set; planned actions are logged, nothing is written to GitLab");
     }
     // Stored error texts never hold the token or a webhook secret (a GitLab error body may
@@ -408,7 +406,7 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
         addr: s.listen,
         source,
     })?;
-    let hook_check = match (&ctx.gitlab, &s.hook_check) {
+    let hook_check = match (ctx.gitlab(), &s.hook_check) {
         (Some(gitlab), Some(check)) if !check.every.is_zero() => {
             let live = live.clone();
             let mut check = check.clone();
@@ -427,7 +425,7 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
     };
     let server = tokio::spawn(server::run(listener, state, conn_limits, rx.clone()));
     let gauges =
-        match (&ctx.gitlab, s.overdue_refresh) {
+        match (ctx.gitlab(), s.overdue_refresh) {
             (Some(live), Some(every)) if !every.is_zero() => Some(tokio::spawn(
                 refresh_overdue_gauge(live.clone(), ctx.policies.clone(), every, rx.clone()),
             )),

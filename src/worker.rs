@@ -143,7 +143,7 @@ async fn wait_for_token(
         _ = shutdown.changed() => return,
     }
     *delay = (*delay * 2).min(cfg.token_recheck);
-    let Some(live) = &ctx.gitlab else {
+    let Some(live) = ctx.gitlab() else {
         ctx.token.accept();
         return;
     };

@@ -366,7 +366,7 @@ async fn a_tracking_issue_with_many_notes_is_read_incrementally() {
         cocreate::clock::Clock::system(),
     )
     .await;
-    let live = ctx.gitlab.as_ref().expect("live");
+    let live = ctx.gitlab().expect("live");
     let issue = IssueRef {
         project: TRACKING_PROJECT.into(),
         iid,

@@ -937,6 +937,43 @@ async fn status_and_delay_faults() {
 }
 
 #[tokio::test]
+async fn a_fixed_latency_delays_every_answer_and_concurrent_calls_wait_together() {
+    let api = world().await;
+    let fake = &api.fake;
+    let latency = Duration::from_millis(200);
+    fake.clear_calls();
+    fake.set_latency(Some(latency));
+
+    let started = Instant::now();
+    assert_eq!(api.get("user").await.status(), 200);
+    assert!(started.elapsed() >= latency, "an answer waits");
+    let started = Instant::now();
+    assert_eq!(api.get("users/999").await.status(), 404);
+    assert!(started.elapsed() >= latency, "an error waits too");
+    // A queued delay longer than the latency wins.
+    fake.push_fault(Fault::Delay(Duration::from_millis(450)));
+    let started = Instant::now();
+    assert_eq!(api.get("user").await.status(), 200);
+    assert!(started.elapsed() >= Duration::from_millis(450));
+
+    // Ten calls at once wait side by side: far less than ten latencies in a row.
+    let started = Instant::now();
+    let answers = futures_util::future::join_all((0..10).map(|_| api.get("user"))).await;
+    let took = started.elapsed();
+    assert!(answers.iter().all(|r| r.status() == 200));
+    assert!(took >= latency, "{took:?}");
+    assert!(
+        took < latency * 5,
+        "the calls waited one after another: {took:?}"
+    );
+
+    // Every call is still recorded, and `None` stops the waiting for the next calls.
+    assert_eq!(fake.calls().len(), 13);
+    fake.set_latency(None);
+    assert_eq!(api.get("user").await.status(), 200);
+}
+
+#[tokio::test]
 async fn failure_rate_is_deterministic_and_never_mutates_state() {
     async fn run(seed: u64) -> (Api, Vec<u16>) {
         let api = world().await;

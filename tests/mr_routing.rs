@@ -550,15 +550,15 @@ async fn routing_table_what_each_event_writes() {
     ];
     let cases = [
         Case {
-            name: "new Co-Create MR: labels and reviewer, status, welcome, tracking issue",
+            name: "new Co-Create MR: labels and reviewer, welcome, status, tracking issue",
             iid: 50,
             author: AERO_DEV,
             actor: AERO_DEV,
             action: "open",
             writes: &[
                 "edit !50",
-                "status success",
                 "note !50",
+                "status success",
                 "new tracking issue",
             ],
             labels: AERO,
@@ -580,7 +580,7 @@ async fn routing_table_what_each_event_writes() {
             author: AERO_DEV,
             actor: (25, "maintainer"),
             action: "update",
-            writes: &["edit !51", "status success", "note !51", "note tracking #1"],
+            writes: &["edit !51", "note !51", "status success", "note tracking #1"],
             labels: AERO,
             note: Some("<!-- cocreate:welcome -->"),
         },
@@ -592,8 +592,8 @@ async fn routing_table_what_each_event_writes() {
             action: "open",
             writes: &[
                 "edit !52",
-                "status failed",
                 "note !52",
+                "status failed",
                 "new tracking issue",
             ],
             labels: &[

@@ -74,7 +74,7 @@ async fn ranks_tiers_and_counts_with_two_calls_per_username() {
     let gitlab = world().await;
     let ctx = context(&gitlab).await;
     gitlab.clear_calls();
-    let report = score::run(&ctx.policies, ctx.gitlab.as_ref(), ACCOUNTS, false)
+    let report = score::run(&ctx.policies, ctx.gitlab(), ACCOUNTS, false)
         .await
         .expect("scores");
     // Usernames: aero 2 (organizations.yml), telco 2 (CSV tdev + telco-dev-1), freight 1, grid 2.
@@ -197,7 +197,7 @@ fn shipped_policies_dir_loads_segmentation() {
 async fn open_prospects_opens_tracking_issues_for_the_top_untracked_once() {
     let gitlab = world().await;
     let mut ctx = context(&gitlab).await;
-    let report = score::run(&ctx.policies, ctx.gitlab.as_ref(), ACCOUNTS, true)
+    let report = score::run(&ctx.policies, ctx.gitlab(), ACCOUNTS, true)
         .await
         .expect("scores");
     let top: Vec<String> = report
@@ -208,7 +208,8 @@ async fn open_prospects_opens_tracking_issues_for_the_top_untracked_once() {
         .collect();
 
     // Dry run: planned, nothing written.
-    ctx.executor = cocreate::gitlab::Executor::DryRun;
+    let live_mode = ctx.mode.clone();
+    ctx.mode = ctx.mode.dry_run();
     gitlab.clear_calls();
     let planned = score::open_prospects(&ctx, &report, 2)
         .await
@@ -216,7 +217,7 @@ async fn open_prospects_opens_tracking_issues_for_the_top_untracked_once() {
     assert_eq!(planned.len(), 2, "{planned:?}");
     assert!(gitlab.writes().is_empty());
 
-    ctx.executor = cocreate::gitlab::Executor::Live;
+    ctx.mode = live_mode;
     score::open_prospects(&ctx, &report, 2)
         .await
         .expect("opens");

@@ -308,7 +308,7 @@ async fn job_context(
     .await?;
     if job.dry_run {
         tracing::warn!("DRY RUN (--dry-run): reading GitLab, writing nothing");
-        ctx.executor = crate::gitlab::Executor::DryRun;
+        ctx.mode = ctx.mode.dry_run();
     }
     Ok(ctx)
 }

@@ -46,7 +46,7 @@ pub(super) async fn run(
     let policies =
         app::load_policies(&policies).map_err(|e| anyhow::anyhow!("policies are invalid:\n{e}"))?;
     let messages = app::load_messages(&templates)?;
-    // The jobs' context builder without a GitLab client: payload facts only, a dry run.
+    // The jobs' context builder without a GitLab client: offline, payload facts only.
     let ctx = app::context_with(
         None,
         Arc::new(policies),

@@ -5,7 +5,7 @@
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use super::{Action, NoteTarget};
+use super::{Action, NoteTarget, Step};
 use crate::domain::{MrRef, OrgSlug};
 use crate::messages::{CcaNotice, Marker, Messages, TemplateError};
 use crate::policy::{Agreements, Labels, Policies};
@@ -147,8 +147,14 @@ pub struct CcaPlan {
     pub status: Option<(String, StatusState, String)>,
     /// A note to post (its marker); only decided once `markers` are known.
     pub note: Option<Marker>,
-    /// A note may be due but the bot's notes were not read: read them and decide again.
-    pub needs_markers: bool,
+}
+
+/// What the CCA plan may still need to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CcaNeed {
+    /// A note may be due: the bot's notes on the MR say whether it was posted.
+    BotMarkers,
 }
 
 impl CcaPlan {
@@ -161,8 +167,12 @@ impl CcaPlan {
 }
 
 /// Plans the CCA label swap, status and note for one MR. Level-triggered: an MR already in its
-/// wanted state yields an empty plan.
-pub fn plan_cca(facts: &CcaMrFacts<'_>, state: &CcaState, labels: &Labels) -> CcaPlan {
+/// wanted state yields an empty plan. Asks for the bot's markers only when a note may be due.
+pub fn plan_cca(
+    facts: &CcaMrFacts<'_>,
+    state: &CcaState,
+    labels: &Labels,
+) -> Step<CcaPlan, CcaNeed> {
     let wanted = state.label(labels);
     let present: Vec<&str> = labels
         .cca_all()
@@ -195,12 +205,12 @@ pub fn plan_cca(facts: &CcaMrFacts<'_>, state: &CcaState, labels: &Labels) -> Cc
     let note_due = !in_place && (!state.is_valid() || was_flagged);
     if note_due {
         match facts.markers {
-            None => plan.needs_markers = true,
+            None => return Step::Need(CcaNeed::BotMarkers),
             Some(m) if !m.contains(&state.note_marker()) => plan.note = Some(state.note_marker()),
             Some(_) => {}
         }
     }
-    plan
+    Step::Act(plan)
 }
 
 /// The actions for one MR of `cca-check`: the plan turned into writes, with the note rendered.
@@ -319,13 +329,13 @@ mod tests {
         }
         let rows = vec![
             Row {
-                name: "new MR, no CCA: label, failed status, needs notes",
+                name: "new MR, no CCA, notes not read: asks for the bot's markers",
                 labels: l(&["Co-Create"]),
                 markers: None,
                 state: missing.clone(),
-                add: Some("CCA::missing"),
+                add: None,
                 remove: vec![],
-                status: Some(StatusState::Failed),
+                status: None,
                 note: None,
                 needs_markers: true,
             },
@@ -420,12 +430,16 @@ mod tests {
         ];
         for r in rows {
             let markers = r.markers.clone();
-            let plan = plan_cca(&facts(&r.labels, markers.as_deref()), &r.state, &labels());
+            let step = plan_cca(&facts(&r.labels, markers.as_deref()), &r.state, &labels());
+            let plan = match (step, r.needs_markers) {
+                (Step::Need(CcaNeed::BotMarkers), true) => continue,
+                (Step::Act(plan), false) => plan,
+                (other, _) => panic!("{}: {other:?}", r.name),
+            };
             assert_eq!(plan.add_label.as_deref(), r.add, "{}", r.name);
             assert_eq!(plan.remove_labels, r.remove, "{}", r.name);
             assert_eq!(plan.status.as_ref().map(|s| s.1), r.status, "{}", r.name);
             assert_eq!(plan.note, r.note, "{}", r.name);
-            assert_eq!(plan.needs_markers, r.needs_markers, "{}", r.name);
         }
     }
 
@@ -445,7 +459,9 @@ mod tests {
             let lbl: Vec<String> = vec![];
             let markers: Vec<Marker> = vec![];
             let f = facts(&lbl, Some(&markers));
-            let plan = plan_cca(&f, &state, &p.routing.labels);
+            let plan = plan_cca(&f, &state, &p.routing.labels)
+                .act()
+                .expect("markers given");
             let actions = cca_actions(&f, &plan, &state, "dev", &p, &m).expect("renders");
             let mut public: Vec<String> =
                 vec![state.status_description(), state.public_summary().into()];
@@ -473,9 +489,14 @@ mod tests {
         let lbl = vec!["CCA::missing".to_string()];
         let mut f = facts(&lbl, None);
         f.head_status = Some(None); // a new push: no status on the new head commit yet
-        let plan = plan_cca(&f, &CcaState::Missing, &labels());
-        assert_eq!(plan.status.map(|s| s.1), Some(StatusState::Failed));
+        let plan = plan_cca(&f, &CcaState::Missing, &labels()).act();
+        assert_eq!(
+            plan.and_then(|p| p.status).map(|s| s.1),
+            Some(StatusState::Failed)
+        );
         f.head_status = Some(Some("failed"));
-        assert!(plan_cca(&f, &CcaState::Missing, &labels()).is_empty());
+        assert!(plan_cca(&f, &CcaState::Missing, &labels())
+            .act()
+            .is_some_and(|p| p.is_empty()));
     }
 }

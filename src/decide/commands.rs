@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::{
     cca_actions, choose_reviewer, plan_cca, Action, CcaMrFacts, CcaState, NoteTarget, RosterFacts,
+    Step,
 };
 use crate::domain::{MrRef, UserId};
 use crate::messages::{Marker, Messages, Note, TemplateError};
@@ -192,6 +193,16 @@ pub fn may_command(f: &CommandFacts<'_>, policies: &Policies) -> bool {
         || super::is_roster_reviewer(&policies.routing.roster, &issuer)
 }
 
+/// The reads a command's answer asks for ([`Step::Need`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandNeeds {
+    /// `ready` may have to choose a reviewer: the roster's load.
+    Roster,
+    /// `recheck` repairs the `cocreate/cca` status of this head commit.
+    HeadStatus(String),
+}
+
 /// The answer to one command.
 ///
 /// - Not on a Co-Create MR: no answer at all (the bot has nothing to offer there); nor to
@@ -204,14 +215,14 @@ pub fn decide_command(
     f: &CommandFacts<'_>,
     policies: &Policies,
     messages: &Messages,
-) -> Result<Vec<Action>, TemplateError> {
+) -> Result<Step<Vec<Action>, CommandNeeds>, TemplateError> {
     if !f.cocreate || f.note.issuer.eq_ignore_ascii_case(f.bot) {
-        return Ok(vec![]);
+        return Ok(Step::Act(vec![]));
     }
     let (marker, to_marker) = reply_markers(f.note.id, f.note.issuer_id);
     let has = |m: &Marker| f.bot_notes.iter().any(|n| n.markers.contains(m));
     if has(&marker) {
-        return Ok(vec![]);
+        return Ok(Step::Act(vec![]));
     }
     let recently_answered = f.bot_notes.iter().any(|n| {
         n.markers.contains(&to_marker)
@@ -222,7 +233,7 @@ pub fn decide_command(
             }
     });
     if recently_answered {
-        return Ok(vec![]);
+        return Ok(Step::Act(vec![]));
     }
     // A reply has the visibility of what it answers: what was said in an internal note is
     // never quoted, or even acknowledged, where the public can read it.
@@ -245,12 +256,29 @@ pub fn decide_command(
     if !may_command(f, policies) {
         let denied = Marker::CmdDenied(f.note.issuer_id);
         if has(&denied) {
-            return Ok(vec![]);
+            return Ok(Step::Act(vec![]));
         }
-        return Ok(vec![reply(
+        return Ok(Step::Act(vec![reply(
             Some(&denied),
             messages.command_reply("command_denied.md", &who, f.bot, None)?,
-        )]);
+        )]));
+    }
+    // What the answer still needs: the roster's load for a `ready` without a roster reviewer,
+    // the head commit's status for a `recheck` of a Co-Create MR.
+    let needs = match &f.note.command {
+        Command::Ready
+            if f.roster.is_none()
+                && super::roster_reviewer(&policies.routing.roster, f.reviewers).is_none() =>
+        {
+            Some(CommandNeeds::Roster)
+        }
+        Command::Recheck if f.cca.is_some() && f.head_status.is_none() => f
+            .head_sha
+            .map(|sha| CommandNeeds::HeadStatus(sha.to_owned())),
+        _ => None,
+    };
+    if let Some(needs) = needs {
+        return Ok(Step::Need(needs));
     }
     let mut actions = Vec::new();
     match &f.note.command {
@@ -331,7 +359,10 @@ pub fn decide_command(
                         head_status: f.head_status,
                         markers: Some(&fixed),
                     };
-                    let plan = plan_cca(&facts, state, &policies.routing.labels);
+                    // The bot's markers are given, so the plan never asks for them.
+                    let plan = plan_cca(&facts, state, &policies.routing.labels)
+                        .act()
+                        .unwrap_or_default();
                     actions.extend(cca_actions(
                         &facts, &plan, state, f.author, policies, messages,
                     )?);
@@ -344,7 +375,7 @@ pub fn decide_command(
             ));
         }
     }
-    Ok(actions)
+    Ok(Step::Act(actions))
 }
 
 #[cfg(test)]
@@ -382,7 +413,10 @@ mod tests {
             roster,
             bot: "cocreate-bot",
         };
-        let actions = decide_command(&f, policies, &m).expect("renders");
+        let actions = decide_command(&f, policies, &m)
+            .expect("renders")
+            .act()
+            .expect("all facts given");
         let notes = actions
             .iter()
             .filter_map(|a| match a {
@@ -549,6 +583,91 @@ mod tests {
                 assert_eq!(*i, internal, "{case}");
                 assert!(body.contains(text), "{case}: {body}");
             }
+        }
+    }
+
+    /// The protocol: `ready` without a roster reviewer asks for the roster's load, `recheck`
+    /// of a Co-Create MR for its head commit's status; other commands, a stranger and an MR
+    /// that is not Co-Create ask for nothing.
+    #[test]
+    fn needs_table() {
+        let p = Policies::embedded().expect("examples");
+        let m = Messages::embedded().expect("templates");
+        let dev = (501, "aero-dev-1");
+        let with_cs = vec![(101, "cs-reviewer-1".to_string())];
+        // (case, command, issuer, reviewers, Co-Create, what it asks for)
+        type Row<'a> = (
+            &'a str,
+            Command,
+            (UserId, &'a str),
+            &'a [(UserId, String)],
+            bool,
+            Option<CommandNeeds>,
+        );
+        let rows: Vec<Row> = vec![
+            (
+                "ready, no roster reviewer",
+                Command::Ready,
+                dev,
+                &[],
+                true,
+                Some(CommandNeeds::Roster),
+            ),
+            (
+                "ready, a roster reviewer",
+                Command::Ready,
+                dev,
+                &with_cs,
+                true,
+                None,
+            ),
+            (
+                "ready from a stranger",
+                Command::Ready,
+                (9, "stranger"),
+                &[],
+                true,
+                None,
+            ),
+            (
+                "ready, not Co-Create",
+                Command::Ready,
+                dev,
+                &[],
+                false,
+                None,
+            ),
+            (
+                "recheck",
+                Command::Recheck,
+                dev,
+                &[],
+                true,
+                Some(CommandNeeds::HeadStatus("abc".into())),
+            ),
+            ("help", Command::Help, dev, &[], true, None),
+        ];
+        for (case, command, issuer, reviewers, cocreate, want) in rows {
+            let n = note(7, issuer, command, false);
+            let f = CommandFacts {
+                mr: MrRef {
+                    project_id: 2,
+                    iid: 16,
+                },
+                note: &n,
+                author: "aero-dev-1",
+                reviewers,
+                cocreate,
+                bot_notes: &[],
+                cca: cocreate.then_some(CcaState::Missing),
+                labels: &[],
+                head_sha: Some("abc"),
+                head_status: None,
+                roster: None,
+                bot: "cocreate-bot",
+            };
+            let step = decide_command(&f, &p, &m).expect("renders");
+            assert_eq!(step.need().cloned(), want, "{case}");
         }
     }
 

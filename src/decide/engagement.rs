@@ -4,8 +4,10 @@
 
 use serde::Serialize;
 
+use chrono::NaiveDate;
+
 use super::funnel::{Pathway, Stage};
-use super::{is_own_event, Action, NoteTarget, RosterFacts, Skip};
+use super::{cca_state, is_own_event, Action, NoteTarget, RosterFacts, Skip, Step};
 use crate::domain::{MrRef, OrgSlug, UserId};
 use crate::messages::{Engagement, Marker, Messages, TemplateError};
 use crate::neutralize;
@@ -192,17 +194,27 @@ pub struct IntakeFacts {
     /// Open tracking issues of the organization named in the intake, other than this issue
     /// (`None` until read: the organization must be known first).
     pub other_tracking: Option<Vec<TrackingIssue>>,
+    /// The roster's load, for the DRI of a new tracking issue (`None`: none is assigned).
     pub roster: Option<RosterFacts>,
-    pub cca: String,
+    /// The day, for the organization's agreement state in the checklist.
+    pub today: NaiveDate,
 }
 
-/// What to do with an intake issue. `Ok(None)`: facts are missing (read `other_tracking` and
-/// the roster for the returned organization, then decide again).
+/// The reads an intake naming a known organization asks for ([`Step::Need`]): that
+/// organization's other open tracking issues and the roster's load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IntakeNeeds {
+    pub org: OrgSlug,
+}
+
+/// What to do with an intake issue: a note on an invalid one; for a valid one, once the
+/// organization's other tracking issues are known, the duplicate link or the edit that makes
+/// it the tracking issue.
 pub fn decide_intake(
     facts: &IntakeFacts,
     policies: &Policies,
     messages: &Messages,
-) -> Result<(Option<OrgSlug>, Vec<Action>), TemplateError> {
+) -> Result<Step<Vec<Action>, IntakeNeeds>, TemplateError> {
     let labels = &policies.routing.labels;
     let fields = parse_intake(&facts.description);
     // An intake carries engagement data (organization, account team, opportunity): with
@@ -228,7 +240,7 @@ pub fn decide_intake(
                 .into_iter()
                 .collect();
             if facts.markers.contains(&marker) {
-                return Ok((None, actions));
+                return Ok(Step::Act(actions));
             }
             let known: Vec<String> = policies
                 .organizations
@@ -242,12 +254,14 @@ pub fn decide_intake(
                 target: NoteTarget::Issue(facts.issue.clone()),
                 note,
             });
-            return Ok((None, actions));
+            return Ok(Step::Act(actions));
         }
         Ok(org) => org,
     };
     let Some(others) = &facts.other_tracking else {
-        return Ok((Some(org.slug.clone()), vec![]));
+        return Ok(Step::Need(IntakeNeeds {
+            org: org.slug.clone(),
+        }));
     };
     if let Some(existing) = others.iter().min_by_key(|t| t.issue.iid) {
         let marker = Marker::IntakeDuplicate(existing.issue.iid);
@@ -256,7 +270,7 @@ pub fn decide_intake(
             .into_iter()
             .collect();
         if facts.markers.contains(&marker) {
-            return Ok((Some(org.slug.clone()), actions));
+            return Ok(Step::Act(actions));
         }
         let org_name = private.then_some(org.name.as_str());
         let note = messages.intake_duplicate(marker, org_name, existing.issue.iid)?;
@@ -268,7 +282,7 @@ pub fn decide_intake(
             target: NoteTarget::Issue(facts.issue.clone()),
             note,
         });
-        return Ok((Some(org.slug.clone()), actions));
+        return Ok(Step::Act(actions));
     }
     // The intake becomes the tracking issue.
     let wanted = [labels.engagement.clone(), labels.org(&org.slug)];
@@ -291,7 +305,8 @@ pub fn decide_intake(
         .collect();
     // The description is the account team's text: a hidden marker there is text. The
     // checklist counts as there only with its heading, as the bot writes it (visible to all).
-    let checklist = messages.checklist(&org.slack_channel, &facts.cca, labels)?;
+    let cca = cca_state(&org.slug, &policies.agreements, facts.today);
+    let checklist = messages.checklist(&org.slack_channel, cca.name(), labels)?;
     let head: String = checklist.lines().take(2).collect::<Vec<_>>().join("\n");
     let description = if facts.description.contains(&head) {
         None
@@ -304,21 +319,18 @@ pub fn decide_intake(
         .and_then(|r| super::choose_reviewer(&policies.routing.roster, r))
         .and_then(|c| c.id);
     if add.is_empty() && remove.is_empty() && description.is_none() && !make_confidential {
-        return Ok((Some(org.slug.clone()), vec![]));
+        return Ok(Step::Act(vec![]));
     }
     // One edit: the issue never carries the checklist (channel, CCA state) or the engagement
     // labels without being confidential.
-    Ok((
-        Some(org.slug.clone()),
-        vec![Action::EditIssue {
-            issue: facts.issue.clone(),
-            add_labels: add,
-            remove_labels: remove,
-            assignee_ids: dri.map(|d| vec![d]),
-            description,
-            confidential: make_confidential.then_some(true),
-        }],
-    ))
+    Ok(Step::Act(vec![Action::EditIssue {
+        issue: facts.issue.clone(),
+        add_labels: add,
+        remove_labels: remove,
+        assignee_ids: dri.map(|d| vec![d]),
+        description,
+        confidential: make_confidential.then_some(true),
+    }]))
 }
 
 fn short_hash(s: &str) -> String {
@@ -690,9 +702,12 @@ mod tests {
                     vec![]
                 }),
                 roster: None,
-                cca: "signed".into(),
+                today: NaiveDate::from_ymd_opt(2026, 11, 23).expect("date"),
             };
-            let (_, actions) = decide_intake(&facts, &p, &m).expect("renders");
+            let actions = decide_intake(&facts, &p, &m)
+                .expect("renders")
+                .act()
+                .expect("tracking issues given");
             let first_edit = actions.first().and_then(|a| match a {
                 Action::EditIssue { confidential, .. } => *confidential,
                 _ => None,
@@ -718,9 +733,12 @@ mod tests {
             markers: vec![],
             other_tracking: None,
             roster: None,
-            cca: String::new(),
+            today: NaiveDate::from_ymd_opt(2026, 11, 23).expect("date"),
         };
-        let (_, actions) = decide_intake(&facts, &open, &m).expect("renders");
+        let actions = decide_intake(&facts, &open, &m)
+            .expect("renders")
+            .act()
+            .expect("an invalid intake needs nothing more");
         let [Action::PostNote { note, .. }] = actions.as_slice() else {
             panic!("{actions:?}")
         };
@@ -817,6 +835,54 @@ mod tests {
         .is_empty());
     }
 
+    /// The protocol: an intake naming a known organization asks for that organization's
+    /// tracking issues (and the roster) before it acts; an invalid one acts at once; given
+    /// the tracking issues, a valid one acts, and the checklist carries the CCA state of the
+    /// day it is decided on.
+    #[test]
+    fn a_valid_intake_asks_for_its_organizations_tracking_issues_first() {
+        let p = policies();
+        let m = Messages::embedded().expect("templates");
+        let facts = |description: &str, other_tracking, today: &str| IntakeFacts {
+            issue: IssueRef {
+                project: "cocreate/engagements".into(),
+                iid: 3,
+            },
+            confidential: true,
+            description: description.into(),
+            labels: vec!["Co-Create intake".into()],
+            markers: vec![],
+            other_tracking,
+            roster: None,
+            today: NaiveDate::parse_from_str(today, "%Y-%m-%d").expect("date"),
+        };
+        let step = decide_intake(&facts(INTAKE, None, "2026-11-23"), &p, &m).expect("renders");
+        assert_eq!(
+            step.need().map(|n| n.org.as_str()),
+            Some("example-aero"),
+            "{step:?}"
+        );
+        let invalid = INTAKE.replace("example-aero", "nope");
+        let step = decide_intake(&facts(&invalid, None, "2026-11-23"), &p, &m).expect("renders");
+        assert!(
+            matches!(&step, Step::Act(a) if a.iter().any(|a| matches!(a, Action::PostNote { .. }))),
+            "{step:?}"
+        );
+        let checklist = |today| {
+            let step = decide_intake(&facts(INTAKE, Some(vec![]), today), &p, &m).expect("renders");
+            match step.act().unwrap_or_default().as_slice() {
+                [Action::EditIssue {
+                    description: Some(d),
+                    ..
+                }] => d.clone(),
+                other => panic!("{other:?}"),
+            }
+        };
+        // example-aero's agreement is on file in 2026 and has expired by 2028.
+        assert!(checklist("2026-11-23").contains("signed"));
+        assert!(checklist("2028-01-15").contains("expired"));
+    }
+
     #[test]
     fn a_hidden_checklist_marker_alone_does_not_suppress_the_checklist() {
         let p = policies();
@@ -833,9 +899,14 @@ mod tests {
                 markers: vec![],
                 other_tracking: Some(vec![]),
                 roster: None,
-                cca: "signed".into(),
+                today: NaiveDate::from_ymd_opt(2026, 11, 23).expect("date"),
             };
-            match decide_intake(&facts, &p, &m).expect("renders").1.as_slice() {
+            match decide_intake(&facts, &p, &m)
+                .expect("renders")
+                .act()
+                .unwrap_or_default()
+                .as_slice()
+            {
                 [Action::EditIssue { description, .. }] => description.clone(),
                 other => panic!("{other:?}"),
             }

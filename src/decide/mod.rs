@@ -18,20 +18,23 @@ mod routing;
 pub mod score;
 pub mod setup;
 mod skip;
+mod step;
 pub mod timeline;
 
 use serde::Serialize;
 
 pub use cca::{
-    cca_actions, cca_state, plan_cca, CcaMrFacts, CcaPlan, CcaState, StatusState, STATUS_NAME,
+    cca_actions, cca_state, plan_cca, CcaMrFacts, CcaNeed, CcaPlan, CcaState, StatusState,
+    STATUS_NAME,
 };
 pub use recognize::{recognize, Evidence, Recognition};
 pub use reviewer::{
     append_reviewer, choose_reviewer, is_roster_reviewer, preferred_reviewer, roster_reviewer,
     ReviewerChoice, RosterFacts, RosterMember,
 };
-pub use routing::{decide_merge_request, engagement_dri, MrFacts, MrState};
+pub use routing::{decide_merge_request, engagement_dri, MrFacts, MrNeeds, MrState, Source};
 pub use skip::{is_own_event, Skip};
+pub use step::{Rounds, Step};
 
 use crate::domain::{MrRef, UserId};
 use crate::messages::Note;

@@ -5,7 +5,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
 use serde::Serialize;
 
 use super::timeline::{Activity, Bots};
-use super::{Action, NoteTarget, RosterFacts};
+use super::{Action, NoteTarget, RosterFacts, Step};
 use crate::domain::{MrRef, UserId};
 use crate::messages::{Marker, Messages, Note, TemplateError};
 use crate::neutralize;
@@ -89,11 +89,20 @@ pub struct NudgeOutcome {
     pub overdue: bool,
 }
 
+/// What the nudge rules may still need to read ([`Step::Need`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NudgeNeed {
+    /// The MR is due to be handed to someone else: the roster's load chooses who.
+    Roster,
+}
+
+/// What is due on one MR; asks for the roster only when the review must be handed over.
 pub fn decide_nudge(
     f: &NudgeFacts<'_>,
     policies: &Policies,
     messages: &Messages,
-) -> Result<(NudgeOutcome, Vec<Action>), TemplateError> {
+) -> Result<Step<(NudgeOutcome, Vec<Action>), NudgeNeed>, TemplateError> {
     let slo: &ReviewSlo = &policies.routing.review_slo;
     let roster = &policies.routing.roster;
     let overdue_label = &policies.routing.labels.overdue;
@@ -131,18 +140,19 @@ pub fn decide_nudge(
         && !roster_reviewers.is_empty()
     {
         // Hand it to someone else on the roster (least loaded, not busy), else the lead.
-        let others = f.roster.map(|r| RosterFacts {
-            members: r
+        let Some(roster_now) = f.roster else {
+            return Ok(Step::Need(NudgeNeed::Roster));
+        };
+        let others = RosterFacts {
+            members: roster_now
                 .members
                 .iter()
                 .filter(|m| !roster_reviewers.contains(&m.username))
                 .cloned()
                 .collect(),
             preferred: None,
-        });
-        let next = others
-            .as_ref()
-            .and_then(|o| super::choose_reviewer(roster, o));
+        };
+        let next = super::choose_reviewer(roster, &others);
         if let Some(next) = next.filter(|n| !roster_reviewers.contains(&n.username)) {
             if !f.markers.contains(&Marker::NudgeEscalate(period.clone())) {
                 // The escalation replaces the roster reviewers who let it wait.
@@ -223,7 +233,7 @@ pub fn decide_nudge(
             None => actions.insert(0, label_edit(f.mr, add, remove)),
         }
     }
-    Ok((
+    Ok(Step::Act((
         NudgeOutcome {
             turn,
             since,
@@ -231,7 +241,7 @@ pub fn decide_nudge(
             overdue,
         },
         actions,
-    ))
+    )))
 }
 
 fn label_edit(mr: MrRef, add: Vec<String>, remove: Vec<String>) -> Action {
@@ -316,7 +326,21 @@ mod tests {
             roster: Some(&roster),
             bot: "cocreate-bot",
         };
-        let (outcome, actions) = decide_nudge(&facts, &policies, &messages).expect("decides");
+        let asked = NudgeFacts {
+            roster: None,
+            ..facts.clone()
+        };
+        assert_eq!(
+            decide_nudge(&asked, &policies, &messages)
+                .expect("decides")
+                .need(),
+            Some(&NudgeNeed::Roster),
+            "a hand-over asks for the roster's load"
+        );
+        let (outcome, actions) = decide_nudge(&facts, &policies, &messages)
+            .expect("decides")
+            .act()
+            .expect("the roster is given");
         assert!(outcome.overdue);
         assert_eq!(actions.len(), 2, "{actions:#?}");
         assert_eq!(

@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 
 use super::{
     cca_state, choose_reviewer, plan_cca, recognize, Action, CcaMrFacts, Decision, NoteTarget,
-    RosterFacts, Skip,
+    Recognition, RosterFacts, Skip, Step,
 };
 use crate::domain::{MrRef, UserFacts, UserId};
 use crate::messages::{CcaNotice, Marker, Messages, TemplateError, Welcome};
@@ -32,10 +32,38 @@ impl MrState {
     }
 }
 
+/// Where an MR's facts come from, which says what the rule may still ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The webhook payload (or a sweep's list) plus the author: enough to skip, not to act.
+    /// The rule asks for the MR as it is now.
+    Payload,
+    /// The MR as GitLab has it now, read under the organization's lock.
+    Current,
+    /// The payload, and nothing more can be read (a dry run without a token): the rule
+    /// decides on what it has.
+    Offline,
+}
+
+/// The reads routing asks for before it can act ([`Step::Need`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MrNeeds {
+    /// The organization: its lock is held while the reads and the writes run.
+    pub org: Recognition,
+    /// The MR as it is now and the bot's notes on it.
+    pub current: bool,
+    /// The `cocreate/cca` status of this head commit.
+    pub head_status: Option<String>,
+    /// The roster's ids, statuses and load: a reviewer must be chosen.
+    pub roster: bool,
+}
+
 /// Everything the rules need about one merge request, read fresh from GitLab (or, in a dry run,
 /// taken from the payload).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MrFacts {
+    pub source: Source,
     pub mr: MrRef,
     pub state: MrState,
     /// As the author wrote it: user-controlled, neutralized by `messages` before use.
@@ -46,16 +74,17 @@ pub struct MrFacts {
     pub labels: Vec<String>,
     /// Current reviewers: id and username.
     pub reviewers: Vec<(UserId, String)>,
-    /// Markers of the notes the bot already wrote on the MR.
-    pub markers: Vec<Marker>,
+    /// Markers of the notes the bot already wrote on the MR; `None` until read.
+    pub markers: Option<Vec<Marker>>,
     /// The MR's head commit, for the `cocreate/cca` status.
     pub head_sha: Option<String>,
-    /// The current `cocreate/cca` status on the head commit; `None` when not read (dry run).
+    /// The current `cocreate/cca` status on the head commit; `None` until read.
     pub head_status: Option<Option<String>>,
     /// The day, for agreement expiry.
     pub today: NaiveDate,
     pub bot_username: String,
-    /// Present when a reviewer must be chosen (the MR has no roster reviewer yet).
+    /// The roster's load, read when a reviewer must be chosen (the MR has no roster reviewer
+    /// yet); `None` until read.
     pub roster: Option<RosterFacts>,
 }
 
@@ -66,34 +95,86 @@ impl MrFacts {
     }
 }
 
-/// The routing rules for one merge request. Pure: same facts, same actions.
+/// The routing rules for one merge request. Pure: same facts, same answer. From the payload
+/// it skips or asks for the MR as it is now; on the current MR it asks for the head commit's
+/// status and the roster's load when it needs them, then acts.
 pub fn decide_merge_request(
     facts: &MrFacts,
     policies: &Policies,
     messages: &Messages,
-) -> Result<Decision, TemplateError> {
+) -> Result<Step<Decision, MrNeeds>, TemplateError> {
+    let (org, markers) = match ready(facts, policies) {
+        Ok(ready) => ready,
+        Err(step) => return Ok(step),
+    };
+    act(facts, org, markers, policies, messages).map(Step::Act)
+}
+
+/// Skips, asks for more, or hands over the organization and the bot's markers to act on.
+fn ready<'f>(
+    facts: &'f MrFacts,
+    policies: &Policies,
+) -> Result<(Recognition, &'f [Marker]), Step<Decision, MrNeeds>> {
+    let skip = |skip, org| Step::Act(Decision::skipped(skip, org));
     let bot = facts.bot_username.to_ascii_lowercase();
     if facts
         .actor
         .as_deref()
         .is_some_and(|a| super::is_own_event(a, &bot))
     {
-        return Ok(Decision::skipped(Skip::OwnEvent, None));
+        return Err(skip(Skip::OwnEvent, None));
     }
     if facts.author.bot || facts.author.username.eq_ignore_ascii_case(&bot) {
-        return Ok(Decision::skipped(Skip::BotAuthor, None));
+        return Err(skip(Skip::BotAuthor, None));
     }
     let Some(org) = recognize(&facts.author, &policies.organizations) else {
-        return Ok(Decision::skipped(Skip::NotCoCreate, None));
+        return Err(skip(Skip::NotCoCreate, None));
     };
     if facts.state != MrState::Opened {
         let state = serde_json::to_value(facts.state)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        return Ok(Decision::skipped(Skip::NotOpen { state }, Some(org)));
+        return Err(skip(Skip::NotOpen { state }, Some(org)));
     }
+    let markers = match (facts.source, &facts.markers) {
+        (Source::Offline, m) => m.as_deref().unwrap_or(&[]),
+        (Source::Current, Some(m)) => m,
+        (Source::Payload, _) | (Source::Current, None) => {
+            return Err(Step::Need(MrNeeds {
+                org,
+                current: true,
+                head_status: None,
+                roster: false,
+            }))
+        }
+    };
+    if facts.source == Source::Current {
+        let head_status = match (&facts.head_status, &facts.head_sha) {
+            (None, Some(sha)) => Some(sha.clone()),
+            _ => None,
+        };
+        let roster = facts.roster.is_none() && !facts.has_roster_reviewer(policies);
+        if head_status.is_some() || roster {
+            return Err(Step::Need(MrNeeds {
+                org,
+                current: false,
+                head_status,
+                roster,
+            }));
+        }
+    }
+    Ok((org, markers))
+}
 
+/// The wanted state of a Co-Create MR, as a difference from its facts.
+fn act(
+    facts: &MrFacts,
+    org: Recognition,
+    markers: &[Marker],
+    policies: &Policies,
+    messages: &Messages,
+) -> Result<Decision, TemplateError> {
     let labels = &policies.routing.labels;
     let wanted = [
         labels.cocreate.clone(),
@@ -105,17 +186,15 @@ pub fn decide_merge_request(
         .filter(|w| !facts.labels.iter().any(|l| l == w))
         .collect();
     let cca = cca_state(&org.slug, &policies.agreements, facts.today);
-    let cca_plan = plan_cca(
-        &CcaMrFacts {
-            mr: facts.mr,
-            head_sha: facts.head_sha.as_deref(),
-            labels: &facts.labels,
-            head_status: facts.head_status.as_ref().map(|s| s.as_deref()),
-            markers: Some(&facts.markers),
-        },
-        &cca,
-        labels,
-    );
+    let cca_facts = CcaMrFacts {
+        mr: facts.mr,
+        head_sha: facts.head_sha.as_deref(),
+        labels: &facts.labels,
+        head_status: facts.head_status.as_ref().map(|s| s.as_deref()),
+        markers: Some(markers),
+    };
+    // The markers are given, so the plan never asks for them.
+    let cca_plan = plan_cca(&cca_facts, &cca, labels).act().unwrap_or_default();
     add_labels.extend(cca_plan.add_label.clone());
 
     // Keep every reviewer people chose; add ours only when no roster member reviews yet.
@@ -137,7 +216,7 @@ pub fn decide_merge_request(
     // records it, so a failed note is planned again by the next run (and found by its marker
     // once posted). A new MR's notice rides in the welcome, which is found by its own marker
     // whatever the labels say, so there the swap may share the routing edit.
-    let separate_cca_edit = facts.markers.contains(&Marker::Welcome) && cca_plan.note.is_some();
+    let separate_cca_edit = markers.contains(&Marker::Welcome) && cca_plan.note.is_some();
     let (cca_add, cca_remove) = if separate_cca_edit {
         add_labels.retain(|l| cca_plan.add_label.as_ref() != Some(l));
         (cca_plan.add_label.clone(), cca_plan.remove_labels.clone())
@@ -159,22 +238,14 @@ pub fn decide_merge_request(
             added_reviewer,
         });
     }
-    if let Some((sha, state, description)) = cca_plan.status {
-        actions.push(Action::SetCommitStatus {
-            project_id: facts.mr.project_id,
-            sha,
-            state,
-            description,
-        });
-    }
     let notice = |marker| CcaNotice {
         marker,
         label: cca.label(labels),
         contact: policies.agreements.signing_contact.as_deref(),
     };
-    if !facts.markers.contains(&Marker::Welcome) {
+    if !markers.contains(&Marker::Welcome) {
         // A new MR: signing instructions go into the welcome note, not a second note.
-        let cca_notice = (!cca.is_valid() && !facts.markers.contains(&cca.note_marker()))
+        let cca_notice = (!cca.is_valid() && !markers.contains(&cca.note_marker()))
             .then(|| notice(cca.note_marker()));
         let reviewer = existing_roster_reviewer.or(choice.map(|c| c.username));
         let note = messages.welcome(&Welcome {
@@ -193,6 +264,16 @@ pub fn decide_merge_request(
         actions.push(Action::PostNote {
             target: NoteTarget::MergeRequest(facts.mr),
             note: messages.cca_note(&facts.author.username, notice(marker.clone()))?,
+        });
+    }
+    // The status after the note: nobody waits for it the way a contributor waits for the
+    // welcome, and it is read fresh on every event, so a failed write is repaired by the next.
+    if let Some((sha, state, description)) = cca_plan.status {
+        actions.push(Action::SetCommitStatus {
+            project_id: facts.mr.project_id,
+            sha,
+            state,
+            description,
         });
     }
     if cca_add.is_some() || !cca_remove.is_empty() {
@@ -272,6 +353,7 @@ mod tests {
 
     fn facts() -> MrFacts {
         MrFacts {
+            source: Source::Current,
             mr: MrRef {
                 project_id: 2,
                 iid: 16,
@@ -282,7 +364,7 @@ mod tests {
             actor: Some("aero-dev-1".into()),
             labels: vec!["enhancement".into()],
             reviewers: vec![(25, "sjones".into())],
-            markers: vec![],
+            markers: Some(vec![]),
             head_sha: Some("e59094b8".into()),
             head_status: Some(None),
             today: NaiveDate::from_ymd_opt(2026, 11, 23).expect("date"),
@@ -294,6 +376,8 @@ mod tests {
     fn run(f: &MrFacts) -> Decision {
         decide_merge_request(f, &policies(), &Messages::embedded().expect("templates"))
             .expect("renders")
+            .act()
+            .expect("all facts given")
     }
 
     const ALL_LABELS: [&str; 4] = [
@@ -306,9 +390,109 @@ mod tests {
     fn in_place(f: &mut MrFacts) {
         f.labels = ALL_LABELS.iter().map(|l| l.to_string()).collect();
         f.reviewers.push((101, "cs-reviewer-2".into()));
-        f.markers = vec![Marker::Welcome];
+        f.markers = Some(vec![Marker::Welcome]);
         f.head_status = Some(Some("success".into()));
         f.roster = None;
+    }
+
+    /// The protocol: what the rule asks for, by where its facts come from and what is known.
+    #[test]
+    fn needs_table() {
+        // (name, change to the complete current facts, asked: None = acts, else (current,
+        // head status of, roster))
+        type Row = (
+            &'static str,
+            fn(&mut MrFacts),
+            Option<(bool, Option<&'static str>, bool)>,
+        );
+        let rows: Vec<Row> = vec![
+            (
+                "payload: asks for the MR as it is now and the bot's notes",
+                |f| {
+                    f.source = Source::Payload;
+                    f.markers = None;
+                    f.head_status = None;
+                    f.roster = None;
+                },
+                Some((true, None, false)),
+            ),
+            (
+                "payload, closed MR: skips without a read",
+                |f| {
+                    f.source = Source::Payload;
+                    f.state = MrState::Closed;
+                },
+                None,
+            ),
+            (
+                "payload, an outsider's MR: skips without a read",
+                |f| {
+                    f.source = Source::Payload;
+                    f.author = author("someone");
+                },
+                None,
+            ),
+            (
+                "current, the bot's notes unread: asks for them",
+                |f| f.markers = None,
+                Some((true, None, false)),
+            ),
+            (
+                "current, a roster reviewer, status unread: the status only",
+                |f| {
+                    f.head_status = None;
+                    f.reviewers.push((101, "cs-reviewer-2".into()));
+                    f.roster = None;
+                },
+                Some((false, Some("e59094b8"), false)),
+            ),
+            (
+                "current, no roster reviewer, load unread: the roster only",
+                |f| f.roster = None,
+                Some((false, None, true)),
+            ),
+            (
+                "current, both unread: both in one round",
+                |f| {
+                    f.head_status = None;
+                    f.roster = None;
+                },
+                Some((false, Some("e59094b8"), true)),
+            ),
+            (
+                "current, no head commit: no status to ask for",
+                |f| {
+                    f.head_sha = None;
+                    f.head_status = None;
+                },
+                None,
+            ),
+            ("current, everything known: acts", |_| {}, None),
+            (
+                "offline: decides on the payload, asks for nothing",
+                |f| {
+                    f.source = Source::Offline;
+                    f.markers = None;
+                    f.head_status = None;
+                },
+                None,
+            ),
+        ];
+        let m = Messages::embedded().expect("templates");
+        for (name, change, want) in rows {
+            let mut f = facts();
+            change(&mut f);
+            let step = decide_merge_request(&f, &policies(), &m).expect("renders");
+            let asked = step.need().map(|n| {
+                assert_eq!(n.org.slug.as_str(), "example-aero", "{name}");
+                (n.current, n.head_status.clone(), n.roster)
+            });
+            assert_eq!(
+                asked,
+                want.map(|(c, s, r)| (c, s.map(str::to_owned), r)),
+                "{name}"
+            );
+        }
     }
 
     #[test]
@@ -334,14 +518,15 @@ mod tests {
                 added_reviewer: Some("cs-reviewer-2".into()),
             }
         );
+        // The welcome goes right after the edit that names its reviewer; the status last.
         assert!(matches!(
-            &d.actions[1],
+            &d.actions[2],
             Action::SetCommitStatus {
                 state: crate::decide::StatusState::Success,
                 ..
             }
         ));
-        let Action::PostNote { note, .. } = &d.actions[2] else {
+        let Action::PostNote { note, .. } = &d.actions[1] else {
             panic!("note expected")
         };
         let body = note.render();
@@ -376,7 +561,7 @@ mod tests {
                 "only the note missing",
                 |f| {
                     in_place(f);
-                    f.markers.clear();
+                    f.markers = Some(vec![]);
                 },
                 None,
                 1,
@@ -453,7 +638,9 @@ mod tests {
     fn the_welcome_note_links_the_curated_list_when_its_url_is_configured() {
         let welcome = |p: &Policies| -> String {
             let d = decide_merge_request(&facts(), p, &Messages::embedded().expect("templates"))
-                .expect("renders");
+                .expect("renders")
+                .act()
+                .expect("all facts given");
             d.actions
                 .iter()
                 .find_map(|a| match a {
@@ -499,7 +686,7 @@ mod tests {
         assert!(body.starts_with("<!-- cocreate:cca-missing -->"), "{body}");
         assert!(body.contains("cla-managers@example.com"), "{body}");
         // On the next event the CCA marker is found: no second note.
-        f.markers = vec![Marker::CcaMissing, Marker::Welcome];
+        f.markers = Some(vec![Marker::CcaMissing, Marker::Welcome]);
         f.labels.push("CCA::missing".into());
         assert!(run(&f)
             .actions
@@ -514,7 +701,7 @@ mod tests {
         let mut f = facts();
         f.author = author("someone");
         f.author.public_email = Some("x@bank.example.com".into());
-        f.markers = vec![Marker::Welcome];
+        f.markers = Some(vec![Marker::Welcome]);
         f.labels = vec![
             "Co-Create".into(),
             "Community contribution".into(),
@@ -533,7 +720,7 @@ mod tests {
                 _ => "other",
             })
             .collect();
-        assert_eq!(kinds, ["status", "note", "edit"], "{:#?}", d.actions);
+        assert_eq!(kinds, ["note", "status", "edit"], "{:#?}", d.actions);
         let Some(Action::EditMergeRequest {
             add_labels,
             remove_labels,
@@ -560,8 +747,11 @@ mod tests {
                 ..
             }
         )));
-        let Some(Action::PostNote { note, .. }) = d.actions.last() else {
-            panic!()
+        let Some(note) = d.actions.iter().find_map(|a| match a {
+            Action::PostNote { note, .. } => Some(note),
+            _ => None,
+        }) else {
+            panic!("{:#?}", d.actions)
         };
         let body = note.render();
         assert!(body.contains("@cs-reviewer-3"), "{body}");
@@ -574,8 +764,11 @@ mod tests {
         f.author.name = "@all\n/close".into();
         f.title = "@all <b>urgent</b>\n/close\n/merge".into();
         let d = run(&f);
-        let Some(Action::PostNote { note, .. }) = d.actions.last() else {
-            panic!()
+        let Some(note) = d.actions.iter().find_map(|a| match a {
+            Action::PostNote { note, .. } => Some(note),
+            _ => None,
+        }) else {
+            panic!("{:#?}", d.actions)
         };
         let body = note.render();
         assert!(

@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::try_join_all;
+
 use super::endpoints::{
     path_id, scope_prefixes, ApiCommitStatus, ApiIssue, ApiMergeRequest, ApiNote, ApiStatus,
     ApiUser, Get,
@@ -20,6 +22,17 @@ use crate::decide::{RosterFacts, RosterMember};
 use crate::domain::{Availability, MrRef, OrgSlug, UserFacts, UserId};
 use crate::messages::Marker;
 use crate::policy::Policies;
+
+/// A tracking issue as listed, before the MRs linked in the bot's notes on it are read
+/// ([`FactSource::tracking_links`]): enough to know its assignees, not what it links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedTracking(pub TrackingIssue);
+
+impl ListedTracking {
+    pub fn issue(&self) -> &TrackingIssue {
+        &self.0
+    }
+}
 
 /// Cached fact reads over one GitLab instance.
 #[derive(Debug)]
@@ -56,23 +69,27 @@ impl FactSource {
         id: UserId,
         policies: &Policies,
     ) -> Result<UserFacts, GitlabError> {
-        let user = match self.users.get(&id) {
-            Some(u) => u,
-            None => {
-                let u: ApiUser = Get::new(format!("users/{id}"))
-                    .one(c)
-                    .await
-                    .doing(|| format!("reading user {id}"))?;
-                self.users.put(id, u.clone());
-                u
+        let profile = async {
+            if let Some(u) = self.users.get(&id) {
+                return Ok(u);
             }
+            let u: ApiUser = Get::new(format!("users/{id}"))
+                .one(c)
+                .await
+                .doing(|| format!("reading user {id}"))?;
+            self.users.put(id, u.clone());
+            Ok::<_, GitlabError>(u)
         };
-        let mut member_of = Vec::new();
-        for group in policies.organizations.all_groups() {
-            if self.group_members(c, &group).await?.contains(&id) {
-                member_of.push(group);
-            }
-        }
+        // The profile and the customer groups' member lists, concurrently (both cached).
+        let groups = policies.organizations.all_groups();
+        let lists = try_join_all(groups.iter().map(|g| self.group_members(c, g)));
+        let (user, members) = futures_util::future::try_join(profile, lists).await?;
+        let member_of = groups
+            .into_iter()
+            .zip(members)
+            .filter(|(_, m)| m.contains(&id))
+            .map(|(g, _)| g)
+            .collect();
         Ok(UserFacts {
             id: user.id,
             username: user.username,
@@ -269,6 +286,21 @@ impl FactSource {
         policies: &Policies,
         org: &OrgSlug,
     ) -> Result<Option<Vec<TrackingIssue>>, GitlabError> {
+        let Some(listed) = self.tracking_list(c, policies, org).await? else {
+            return Ok(None);
+        };
+        Ok(Some(self.tracking_links(c, listed).await?))
+    }
+
+    /// The organization's open tracking issues as listed (one read): who is assigned, whether
+    /// confidential, and the MRs linked in a description the bot wrote. The links in the bot's
+    /// notes come from [`FactSource::tracking_links`]. `None` as for `tracking_issues`.
+    pub async fn tracking_list(
+        &self,
+        c: &GitlabClient,
+        policies: &Policies,
+        org: &OrgSlug,
+    ) -> Result<Option<Vec<ListedTracking>>, GitlabError> {
         let labels = &policies.routing.labels;
         let project = &policies.routing.tracking.project;
         let listed = Get::new(format!("projects/{}/issues", path_id(project)))
@@ -288,36 +320,56 @@ impl FactSource {
             }
             Err(e) => return Err(e),
         };
-        let mut out = Vec::new();
-        for i in issues {
-            let issue = IssueRef {
-                project: project.clone(),
-                iid: i.iid,
-            };
-            // A description counts only when the bot wrote it (the issues it opens itself);
-            // an intake's description is the account team's text, and markers there are text.
-            let by_bot = i
-                .author
-                .as_ref()
-                .is_some_and(|a| a.username.eq_ignore_ascii_case(&self.bot_username));
-            let mut markers = if by_bot {
-                Marker::all_in(i.description.as_deref().unwrap_or(""))
-            } else {
-                Vec::new()
-            };
-            markers.extend(self.issue_markers(c, &issue).await?);
-            out.push(TrackingIssue {
-                issue,
-                confidential: i.confidential,
-                assignees: i
-                    .assignees
-                    .iter()
-                    .map(|a| (a.id, a.username.clone()))
-                    .collect(),
-                linked: linked_mrs(&markers),
-            });
-        }
+        let out = issues
+            .into_iter()
+            .map(|i| {
+                // A description counts only when the bot wrote it (the issues it opens
+                // itself); an intake's description is the account team's text, and markers
+                // there are text.
+                let by_bot = i
+                    .author
+                    .as_ref()
+                    .is_some_and(|a| a.username.eq_ignore_ascii_case(&self.bot_username));
+                let markers = if by_bot {
+                    Marker::all_in(i.description.as_deref().unwrap_or(""))
+                } else {
+                    Vec::new()
+                };
+                ListedTracking(TrackingIssue {
+                    issue: IssueRef {
+                        project: project.clone(),
+                        iid: i.iid,
+                    },
+                    confidential: i.confidential,
+                    assignees: i
+                        .assignees
+                        .iter()
+                        .map(|a| (a.id, a.username.clone()))
+                        .collect(),
+                    linked: linked_mrs(&markers),
+                })
+            })
+            .collect();
         Ok(Some(out))
+    }
+
+    /// The listed tracking issues completed with the MRs linked in the bot's notes (one
+    /// incremental notes read per issue, all concurrently).
+    pub async fn tracking_links(
+        &self,
+        c: &GitlabClient,
+        listed: Vec<ListedTracking>,
+    ) -> Result<Vec<TrackingIssue>, GitlabError> {
+        let markers =
+            try_join_all(listed.iter().map(|t| self.issue_markers(c, &t.0.issue))).await?;
+        Ok(listed
+            .into_iter()
+            .zip(markers)
+            .map(|(ListedTracking(mut t), m)| {
+                t.linked.extend(linked_mrs(&m));
+                t
+            })
+            .collect())
     }
 
     /// The latest state of the `cocreate/cca` status on a commit, if any.
@@ -348,15 +400,28 @@ impl FactSource {
         org: Option<&OrgSlug>,
     ) -> Result<RosterFacts, GitlabError> {
         let routing = &policies.routing;
-        let open = self.open_cocreate_mrs(c, policies).await?;
         let org_label = org.map(|o| routing.labels.org(o));
+        // The open MRs and each member's id, then status, all concurrently (ids and statuses
+        // are cached).
+        let lookups = try_join_all(routing.roster.reviewers.iter().map(|username| async move {
+            if !routing.roster.skip_busy {
+                let id = self.user_id(c, username).await?;
+                return Ok::<_, GitlabError>((username, id, Availability::Available));
+            }
+            // The status is read by username, so beside the id; a name GitLab does not know
+            // has no status either (404), which then does not count.
+            let (id, status) =
+                futures_util::future::join(self.user_id(c, username), self.status(c, username))
+                    .await;
+            match id? {
+                Some(id) => Ok((username, Some(id), status?)),
+                None => Ok((username, None, Availability::Available)),
+            }
+        }));
+        let (open, looked_up) =
+            futures_util::future::try_join(self.open_cocreate_mrs(c, policies), lookups).await?;
         let mut members = Vec::new();
-        for username in &routing.roster.reviewers {
-            let id = self.user_id(c, username).await?;
-            let availability = match id {
-                Some(_) if routing.roster.skip_busy => self.status(c, username).await?,
-                _ => Availability::Available,
-            };
+        for (username, id, availability) in looked_up {
             let reviews: Vec<&ApiMergeRequest> = open
                 .values()
                 .filter(|m| {
@@ -413,30 +478,36 @@ impl FactSource {
         policies: &Policies,
         params: &[(&'static str, String)],
     ) -> Result<BTreeMap<MrRef, ApiMergeRequest>, GitlabError> {
-        let mut all = BTreeMap::new();
-        for prefix in scope_prefixes(&policies.routing.watch) {
-            let mut q = Get::new(format!("{prefix}merge_requests"));
-            if prefix.is_empty() {
-                // The instance-wide list defaults to the bot's own MRs.
-                q = q.param("scope", "all");
-            }
-            for (k, v) in params {
-                q = q.param(k, v.clone());
-            }
-            let mrs: Vec<ApiMergeRequest> = q.all(c).await.doing(|| {
-                "listing merge requests of the watched projects and groups".to_string()
-            })?;
-            for m in mrs {
-                all.insert(
+        // One listing per watched scope, concurrently.
+        let lists = try_join_all(scope_prefixes(&policies.routing.watch).into_iter().map(
+            |prefix| async move {
+                let mut q = Get::new(format!("{prefix}merge_requests"));
+                if prefix.is_empty() {
+                    // The instance-wide list defaults to the bot's own MRs.
+                    q = q.param("scope", "all");
+                }
+                for (k, v) in params {
+                    q = q.param(k, v.clone());
+                }
+                q.all::<ApiMergeRequest>(c).await.doing(|| {
+                    "listing merge requests of the watched projects and groups".to_string()
+                })
+            },
+        ))
+        .await?;
+        Ok(lists
+            .into_iter()
+            .flatten()
+            .map(|m| {
+                (
                     MrRef {
                         project_id: m.project_id,
                         iid: m.iid,
                     },
                     m,
-                );
-            }
-        }
-        Ok(all)
+                )
+            })
+            .collect())
     }
 
     async fn user_id(

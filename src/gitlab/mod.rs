@@ -15,7 +15,7 @@ pub use endpoints::{
     path_id, scope_prefixes, ApiIssue, ApiMergeRequest, ApiNote, ApiUser, ApiUserRef, Get,
 };
 pub use executor::{ExecuteError, ExecutionReport, Executor};
-pub use facts::FactSource;
+pub use facts::{FactSource, ListedTracking};
 
 use gitlab::api::ApiError;
 

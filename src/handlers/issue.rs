@@ -6,8 +6,7 @@ use super::{Context, HandleError, Outcome};
 use crate::decide::engagement::{
     classify_issue, decide_intake, decide_stage, issue_event_kind, IntakeFacts, IssueKind, IssueRef,
 };
-use crate::decide::{cca_state, Action, Skip};
-use crate::domain::OrgSlug;
+use crate::decide::{Action, Skip, Step};
 use crate::events::{Event, IssueEvent};
 use crate::gitlab::GitlabClient;
 
@@ -62,7 +61,7 @@ pub async fn handle(
     ) {
         return Ok(Outcome::Skipped(skip));
     }
-    let live = ctx.gitlab.as_ref();
+    let live = ctx.gitlab();
     let client = live.map(|l| l.client.for_event(event_uuid));
     // Level-triggered: work on the issue as it is now, not as the payload saw it.
     if let (Some(l), Some(c)) = (live, &client) {
@@ -99,7 +98,7 @@ pub async fn handle(
             &ctx.messages,
         )?
     };
-    let report = ctx.executor.run(client.as_ref(), &actions).await?;
+    let report = ctx.executor().run(client.as_ref(), &actions).await?;
     tracing::info!(issue = %input.issue, planned = actions.len(), writes = report.writes, "engagement issue handled");
     Ok(Outcome::Done {
         writes: report.writes,
@@ -107,6 +106,8 @@ pub async fn handle(
     })
 }
 
+/// An intake: decided on the issue; a valid one asks for its organization's other tracking
+/// issues and the roster, read concurrently under the organization's lock, then decided again.
 async fn intake(
     ctx: &Context,
     input: &IssueInput,
@@ -121,38 +122,34 @@ async fn intake(
         markers,
         other_tracking: None,
         roster: None,
-        cca: String::new(),
+        today: ctx.clock.today(),
     };
-    let (org, actions) = decide_intake(&facts, &ctx.policies, &ctx.messages)?;
-    let (Some(org), true) = (org, actions.is_empty()) else {
-        return Ok(actions);
+    let needs = match decide_intake(&facts, &ctx.policies, &ctx.messages)? {
+        Step::Act(actions) => return Ok(actions),
+        Step::Need(needs) => needs,
     };
     // A valid intake: the rest is decided under the organization's lock.
+    let org = &needs.org;
     let _guard = ctx.locks.lock(org.as_str()).await;
-    facts.cca = cca_state(&org, &ctx.policies.agreements, ctx.clock.today())
-        .name()
-        .to_owned();
-    match (&ctx.gitlab, client) {
+    match (ctx.gitlab(), client) {
         (Some(live), Some(c)) => {
-            let mut others = live
-                .facts
-                .tracking_issues(c, &ctx.policies, &org)
-                .await?
-                .unwrap_or_default();
+            let (others, roster) = tokio::try_join!(
+                live.facts.tracking_issues(c, &ctx.policies, org),
+                live.facts.roster(c, &ctx.policies, Some(org)),
+            )?;
+            let mut others = others.unwrap_or_default();
             others.retain(|t| t.issue.iid != input.issue.iid);
             facts.other_tracking = Some(others);
-            facts.roster = Some(roster_with_org(ctx, live, c, &org).await?);
+            facts.roster = Some(roster);
         }
+        // A dry run without a token: no other tracking issue is known, no DRI assigned.
         _ => facts.other_tracking = Some(Vec::new()),
     }
-    Ok(decide_intake(&facts, &ctx.policies, &ctx.messages)?.1)
-}
-
-async fn roster_with_org(
-    ctx: &Context,
-    live: &super::Live,
-    c: &GitlabClient,
-    org: &OrgSlug,
-) -> Result<crate::decide::RosterFacts, HandleError> {
-    Ok(live.facts.roster(c, &ctx.policies, Some(org)).await?)
+    match decide_intake(&facts, &ctx.policies, &ctx.messages)? {
+        Step::Act(actions) => Ok(actions),
+        Step::Need(needs) => Err(HandleError::StillNeeds {
+            rule: "intake",
+            needs: format!("{needs:?}"),
+        }),
+    }
 }

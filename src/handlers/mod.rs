@@ -23,9 +23,8 @@ use crate::reload::LiveConfig;
 pub struct Context {
     pub policies: Arc<Policies>,
     pub messages: Arc<Messages>,
-    /// `None` in a dry run without a token: facts come from the payload alone.
-    pub gitlab: Option<Live>,
-    pub executor: Executor,
+    /// GitLab to read and whether to write to it.
+    pub mode: Mode,
     pub bot_username: String,
     pub locks: KeyedLocks,
     /// "Now" for agreement expiry and sweep windows.
@@ -37,7 +36,58 @@ pub struct Context {
     pub token: TokenHealth,
 }
 
+/// How a context reaches GitLab. One enum, so a live executor without GitLab cannot be built.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// Reads GitLab and writes to it.
+    Live(Live),
+    /// Reads GitLab and writes nothing: the executor logs what it would write (`--dry-run`).
+    DryRun(Live),
+    /// No token: facts come from the payload alone; nothing is read or written.
+    Offline,
+}
+
+impl Mode {
+    /// The connected GitLab to read, if any.
+    pub fn gitlab(&self) -> Option<&Live> {
+        match self {
+            Mode::Live(live) | Mode::DryRun(live) => Some(live),
+            Mode::Offline => None,
+        }
+    }
+
+    /// What the actions are written with.
+    pub fn executor(&self) -> Executor {
+        match self {
+            Mode::Live(_) => Executor::Live,
+            Mode::DryRun(_) | Mode::Offline => Executor::DryRun,
+        }
+    }
+
+    /// The same GitLab read, nothing written.
+    pub fn dry_run(self) -> Mode {
+        match self {
+            Mode::Live(live) => Mode::DryRun(live),
+            other => other,
+        }
+    }
+
+    pub fn is_dry_run(&self) -> bool {
+        !matches!(self, Mode::Live(_))
+    }
+}
+
 impl Context {
+    /// The connected GitLab to read, if any (see [`Mode`]).
+    pub fn gitlab(&self) -> Option<&Live> {
+        self.mode.gitlab()
+    }
+
+    /// What the actions are written with (see [`Mode`]).
+    pub fn executor(&self) -> Executor {
+        self.mode.executor()
+    }
+
     /// This context with the policies and templates in force now: each event is decided with
     /// the version current when its processing starts.
     pub fn with_live_config(&self) -> Context {
@@ -80,6 +130,10 @@ pub enum HandleError {
     Execute(#[from] ExecuteError),
     #[error(transparent)]
     Reload(#[from] crate::reload::ReloadError),
+    /// A rule still asked for facts after every round of reads the handler does: a bug in
+    /// the rule or the handler, not in the event.
+    #[error("{rule} still needs {needs} after the reads it asked for")]
+    StillNeeds { rule: &'static str, needs: String },
 }
 
 impl HandleError {
@@ -88,7 +142,9 @@ impl HandleError {
     /// can; a 401 means the token must be fixed first.
     pub fn retry(&self) -> Retry {
         match self {
-            HandleError::Payload(_) | HandleError::Template(_) => Retry::Permanent,
+            HandleError::Payload(_) | HandleError::Template(_) | HandleError::StillNeeds { .. } => {
+                Retry::Permanent
+            }
             HandleError::Gitlab(e) => e.retry(false),
             HandleError::Execute(e) => e.retry(),
             HandleError::Reload(_) => Retry::Transient,

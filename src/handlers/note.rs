@@ -5,8 +5,10 @@
 //! itself (author, text, internal or not) and the bot's own earlier replies.
 
 use super::{Context, HandleError, Outcome};
-use crate::decide::commands::{decide_command, parse_command, Command, CommandFacts, CommandNote};
-use crate::decide::{cca_state, is_own_event, recognize, roster_reviewer, RosterFacts, Skip};
+use crate::decide::commands::{
+    decide_command, parse_command, Command, CommandFacts, CommandNeeds, CommandNote,
+};
+use crate::decide::{cca_state, is_own_event, recognize, RosterFacts, Rounds, Skip, Step};
 use crate::domain::MrRef;
 use crate::events::Event;
 
@@ -49,7 +51,7 @@ pub async fn handle(
     input: NoteInput,
     event_uuid: Option<&str>,
 ) -> Result<Outcome, HandleError> {
-    let Some(live) = &ctx.gitlab else {
+    let Some(live) = ctx.gitlab() else {
         tracing::info!(mr = %input.mr, command = ?input.command, "dry run: a command would be answered");
         return Ok(Outcome::Skipped(Skip::DryRun));
     };
@@ -100,38 +102,48 @@ pub async fn handle(
         .iter()
         .map(|r| (r.id, r.username.clone()))
         .collect();
-    let head_status = match (&note.command, &mr.sha, &org) {
-        (Command::Recheck, Some(sha), Some(_)) => {
-            Some(live.facts.cca_status(&c, input.mr.project_id, sha).await?)
+    let cca = org
+        .as_ref()
+        .map(|o| cca_state(&o.slug, &ctx.policies.agreements, ctx.clock.today()));
+    let mut head_status: Option<Option<String>> = None;
+    let mut roster: Option<RosterFacts> = None;
+    let mut rounds = Rounds::default();
+    let actions = loop {
+        let facts = CommandFacts {
+            mr: input.mr,
+            note: &note,
+            author: &mr.author.username,
+            reviewers: &reviewers,
+            cocreate: org.is_some(),
+            bot_notes: &bot_notes,
+            cca: cca.clone(),
+            labels: &mr.labels,
+            head_sha: mr.sha.as_deref(),
+            head_status: head_status.as_ref().map(|s| s.as_deref()),
+            roster: roster.as_ref(),
+            bot: &ctx.bot_username,
+        };
+        let needs = match decide_command(&facts, &ctx.policies, &ctx.messages)? {
+            Step::Act(actions) => break actions,
+            Step::Need(needs) => needs,
+        };
+        if !rounds.start_round() {
+            return Err(HandleError::StillNeeds {
+                rule: "commands",
+                needs: format!("{needs:?}"),
+            });
         }
-        _ => None,
-    };
-    // The roster's load only when `ready` may have to choose a reviewer.
-    let roster_reviews = roster_reviewer(&ctx.policies.routing.roster, &reviewers).is_some();
-    let roster: Option<RosterFacts> = match (&note.command, &org, roster_reviews) {
-        (Command::Ready, Some(o), false) => {
-            Some(live.facts.roster(&c, &ctx.policies, Some(&o.slug)).await?)
+        match (needs, &org) {
+            (CommandNeeds::HeadStatus(sha), _) => {
+                head_status = Some(live.facts.cca_status(&c, input.mr.project_id, &sha).await?);
+            }
+            (CommandNeeds::Roster, o) => {
+                let slug = o.as_ref().map(|o| &o.slug);
+                roster = Some(live.facts.roster(&c, &ctx.policies, slug).await?);
+            }
         }
-        _ => None,
     };
-    let facts = CommandFacts {
-        mr: input.mr,
-        note: &note,
-        author: &mr.author.username,
-        reviewers: &reviewers,
-        cocreate: org.is_some(),
-        bot_notes: &bot_notes,
-        cca: org
-            .as_ref()
-            .map(|o| cca_state(&o.slug, &ctx.policies.agreements, ctx.clock.today())),
-        labels: &mr.labels,
-        head_sha: mr.sha.as_deref(),
-        head_status: head_status.as_ref().map(|s| s.as_deref()),
-        roster: roster.as_ref(),
-        bot: &ctx.bot_username,
-    };
-    let actions = decide_command(&facts, &ctx.policies, &ctx.messages)?;
-    let report = ctx.executor.run(Some(&c), &actions).await?;
+    let report = ctx.executor().run(Some(&c), &actions).await?;
     tracing::info!(mr = %input.mr, command = ?note.command, writes = report.writes, "command handled");
     Ok(Outcome::Done {
         writes: report.writes,

@@ -8,7 +8,9 @@
 use serde::Serialize;
 
 use super::{Progress, Spend};
-use crate::decide::{cca_actions, cca_state, plan_cca, recognize, CcaMrFacts, CcaState};
+use crate::decide::{
+    cca_actions, cca_state, plan_cca, recognize, CcaMrFacts, CcaNeed, CcaState, Step,
+};
 use crate::domain::{MrRef, OrgSlug};
 use crate::gitlab::{ApiMergeRequest, ExecuteError, GitlabError};
 use crate::handlers::{Context, Live};
@@ -66,7 +68,7 @@ pub enum CcaCheckError {
 
 /// Runs the check over every open Co-Create MR in the watched scope.
 pub async fn run(ctx: &Context) -> Result<CcaReport, CcaCheckError> {
-    let live = ctx.gitlab.as_ref().ok_or(CcaCheckError::NoGitlab)?;
+    let live = ctx.gitlab().ok_or(CcaCheckError::NoGitlab)?;
     let spend = Spend::start(&live.client);
     let mrs = live
         .facts
@@ -95,7 +97,7 @@ pub async fn run(ctx: &Context) -> Result<CcaReport, CcaCheckError> {
     let spent = spend.so_far();
     Ok(CcaReport {
         checked,
-        dry_run: matches!(ctx.executor, crate::gitlab::Executor::DryRun),
+        dry_run: ctx.mode.is_dry_run(),
         api_reads: spent.reads,
         api_writes: spent.writes,
         elapsed_ms: spent.elapsed_ms,
@@ -155,13 +157,16 @@ async fn check_one(
         markers: None,
     };
     let _guard = ctx.locks.lock(org.as_str()).await;
-    let mut plan = plan_cca(&facts, &state, labels);
     let markers;
-    if plan.needs_markers {
-        markers = live.facts.bot_markers(&live.client, mr_ref).await?;
-        facts.markers = Some(&markers);
-        plan = plan_cca(&facts, &state, labels);
-    }
+    let plan = match plan_cca(&facts, &state, labels) {
+        Step::Act(plan) => plan,
+        Step::Need(CcaNeed::BotMarkers) => {
+            markers = live.facts.bot_markers(&live.client, mr_ref).await?;
+            facts.markers = Some(&markers);
+            // Given the markers, the plan acts.
+            plan_cca(&facts, &state, labels).act().unwrap_or_default()
+        }
+    };
     let actions = cca_actions(
         &facts,
         &plan,
@@ -170,7 +175,7 @@ async fn check_one(
         &ctx.policies,
         &ctx.messages,
     )?;
-    ctx.executor.run(Some(&live.client), &actions).await?;
+    ctx.executor().run(Some(&live.client), &actions).await?;
     Ok(MrCheck {
         mr: mr_ref,
         title: mr.title.clone(),

@@ -61,7 +61,7 @@ pub enum ReconcileError {
 }
 
 pub async fn run(ctx: &Context, since: Duration) -> Result<ReconcileReport, ReconcileError> {
-    let live = ctx.gitlab.as_ref().ok_or(ReconcileError::NoGitlab)?;
+    let live = ctx.gitlab().ok_or(ReconcileError::NoGitlab)?;
     let spend = Spend::start(&live.client);
     let after = chrono::Duration::from_std(since)
         .ok()

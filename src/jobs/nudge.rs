@@ -8,7 +8,8 @@
 use serde::Serialize;
 
 use super::{Progress, Spend};
-use crate::decide::nudge::{decide_nudge, NudgeFacts, NudgeOutcome};
+use crate::decide::nudge::{decide_nudge, NudgeFacts, NudgeNeed, NudgeOutcome};
+use crate::decide::Step;
 use crate::domain::MrRef;
 use crate::gitlab::{ExecuteError, FactSource, GitlabError};
 use crate::handlers::{Context, Live};
@@ -63,10 +64,12 @@ pub enum NudgeError {
     Template(#[from] TemplateError),
     #[error(transparent)]
     Execute(#[from] ExecuteError),
+    #[error("the nudge rules still need {0:?} after it was read")]
+    StillNeeds(NudgeNeed),
 }
 
 pub async fn run(ctx: &Context) -> Result<NudgeReport, NudgeError> {
-    let live = ctx.gitlab.as_ref().ok_or(NudgeError::NoGitlab)?;
+    let live = ctx.gitlab().ok_or(NudgeError::NoGitlab)?;
     let spend = Spend::start(&live.client);
     let c = &live.client;
     let mrs = live.facts.open_cocreate_mrs(c, &ctx.policies).await?;
@@ -103,19 +106,21 @@ pub async fn run(ctx: &Context) -> Result<NudgeReport, NudgeError> {
                 roster: None,
                 bot: &ctx.bot_username,
             };
-            let (mut outcome, mut actions) = decide_nudge(&facts, &ctx.policies, &ctx.messages)?;
-            let slo = &ctx.policies.routing.review_slo;
-            if outcome.overdue
-                && outcome.waited_business_days >= slo.business_days + slo.escalate_after_days
-            {
-                // Escalation needs the roster's load: read it once per run, only when needed.
-                if roster.is_none() {
-                    roster = Some(live.facts.roster(c, &ctx.policies, None).await?);
+            let (outcome, actions) = match decide_nudge(&facts, &ctx.policies, &ctx.messages)? {
+                Step::Act(decided) => decided,
+                Step::Need(NudgeNeed::Roster) => {
+                    // The roster's load is read once per run, only when a hand-over asks.
+                    if roster.is_none() {
+                        roster = Some(live.facts.roster(c, &ctx.policies, None).await?);
+                    }
+                    facts.roster = roster.as_ref();
+                    match decide_nudge(&facts, &ctx.policies, &ctx.messages)? {
+                        Step::Act(decided) => decided,
+                        Step::Need(need) => return Err(NudgeError::StillNeeds(need)),
+                    }
                 }
-                facts.roster = roster.as_ref();
-                (outcome, actions) = decide_nudge(&facts, &ctx.policies, &ctx.messages)?;
-            }
-            ctx.executor.run(Some(c), &actions).await?;
+            };
+            ctx.executor().run(Some(c), &actions).await?;
             Ok(Nudged {
                 mr: *mr_ref,
                 outcome,

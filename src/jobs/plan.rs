@@ -17,6 +17,8 @@ pub enum PlanError {
     Payload(#[from] PayloadError),
     #[error(transparent)]
     Template(#[from] TemplateError),
+    #[error("routing asked for GitLab reads; plan makes none")]
+    NeedsGitlab,
 }
 
 /// The outcome of planning one payload.
@@ -56,8 +58,10 @@ pub fn run(ctx: &Context, event_type: &str, body: &[u8]) -> Result<Plan, PlanErr
     let Some(input) = merge_request::parse(&event) else {
         return Ok(Plan::NotRouted);
     };
-    let facts = merge_request::payload_facts(&input, ctx);
-    let decision = decide_merge_request(&facts, &ctx.policies, &ctx.messages)?;
+    let facts = merge_request::offline_facts(&input, ctx);
+    let decision = decide_merge_request(&facts, &ctx.policies, &ctx.messages)?
+        .act()
+        .ok_or(PlanError::NeedsGitlab)?;
     Ok(Plan::Decided {
         mr: input.mr,
         decision,

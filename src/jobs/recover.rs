@@ -206,7 +206,7 @@ fn parse_time(t: &str) -> Option<chrono::DateTime<chrono::Utc>> {
 }
 
 pub async fn run(ctx: &Context, opts: &RecoverOptions) -> Result<RecoverReport, RecoverError> {
-    let live = ctx.gitlab.as_ref().ok_or(RecoverError::NoGitlab)?;
+    let live = ctx.gitlab().ok_or(RecoverError::NoGitlab)?;
     let client = &live.client;
     let routing = &ctx.policies.routing;
     if routing.watch.groups.is_empty() && routing.watch.projects.is_empty() {

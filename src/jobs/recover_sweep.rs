@@ -166,7 +166,7 @@ pub async fn run(
     signed: bool,
     dry_run: bool,
 ) -> Result<SweepReport, SweepError> {
-    let live = ctx.gitlab.as_ref().ok_or(SweepError::NoGitlab)?;
+    let live = ctx.gitlab().ok_or(SweepError::NoGitlab)?;
     let client = &live.client;
     let policies = &ctx.policies;
     let since = after.to_rfc3339_opts(SecondsFormat::Secs, true);

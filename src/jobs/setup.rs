@@ -169,7 +169,7 @@ pub fn issue_templates(src: &ConfigSource) -> Result<Vec<IssueTemplate>, SetupEr
 }
 
 pub async fn run(ctx: &Context, opts: SetupOptions) -> Result<SetupReport, SetupError> {
-    let live = ctx.gitlab.as_ref().ok_or(SetupError::NoGitlab)?;
+    let live = ctx.gitlab().ok_or(SetupError::NoGitlab)?;
     let client = &live.client;
     let routing = &ctx.policies.routing;
     if routing.watch.groups.is_empty() && routing.watch.projects.is_empty() {
@@ -259,7 +259,7 @@ async fn execute(
     changes: &mut Vec<String>,
 ) -> Result<(), SetupError> {
     for a in actions {
-        ctx.executor
+        ctx.executor()
             .run(Some(client), std::slice::from_ref(a))
             .await
             .map_err(|source| SetupError::Write {

@@ -786,6 +786,13 @@ impl FakeGitLab {
         });
     }
 
+    /// Makes every answer (API, errors and faults alike) take at least `latency`, as from a
+    /// GitLab far away; a queued `Fault::Delay` that is longer wins. Calls in flight at the
+    /// same time wait concurrently. `None` answers at once again.
+    pub fn set_latency(&self, latency: Option<Duration>) {
+        self.world().latency = latency;
+    }
+
     /// Drops queued faults (not the failure rate).
     pub fn clear_faults(&self) {
         self.world().faults.clear();

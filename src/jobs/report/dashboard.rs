@@ -68,7 +68,7 @@ fn ours<'a>(found: &'a [ApiIssue], marker: &str, bot_username: &str) -> Option<&
 /// Creates or updates the quarter's dashboard issue (found by its marker; never a second one).
 /// Cost: one search read, plus at most one write.
 pub async fn publish(ctx: &Context, report: &Report) -> Result<Dashboard, ReportError> {
-    let live = ctx.gitlab.as_ref().ok_or(ReportError::NoGitlab)?;
+    let live = ctx.gitlab().ok_or(ReportError::NoGitlab)?;
     let tracking = &ctx.policies.routing.tracking;
     let term = Marker::Dashboard(report.quarter.clone()).search_term();
     let marker = marker(&report.quarter);
@@ -93,8 +93,8 @@ pub async fn publish(ctx: &Context, report: &Report) -> Result<Dashboard, Report
         &markdown_body(report),
         tracking.confidential,
     );
-    ctx.executor.run(Some(&live.client), &actions).await?;
-    let dry = matches!(ctx.executor, crate::gitlab::Executor::DryRun);
+    ctx.executor().run(Some(&live.client), &actions).await?;
+    let dry = ctx.mode.is_dry_run();
     let outcome = match (actions.first(), dry) {
         (None, _) => "unchanged",
         (Some(Action::CreateIssue { .. }), false) => "created",

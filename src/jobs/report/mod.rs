@@ -102,7 +102,7 @@ pub async fn run_with_facts(
     quarter: Quarter,
     arr: Option<BTreeMap<String, f64>>,
 ) -> Result<(Report, Facts), ReportError> {
-    let live = ctx.gitlab.as_ref().ok_or(ReportError::NoGitlab)?;
+    let live = ctx.gitlab().ok_or(ReportError::NoGitlab)?;
     let spend = super::Spend::start(&live.client);
     let seg = &ctx.policies.segmentation;
     let (start, end) = quarter.bounds(seg.fiscal_year_start_month);

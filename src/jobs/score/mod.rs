@@ -90,14 +90,15 @@ pub async fn run(
 }
 
 /// Opens `stage::prospect` tracking issues for the top `n` scored organizations that have no open
-/// tracking issue (with `ctx.executor` a dry run, only plans). Returns what was (to be) written.
+/// tracking issue (in a dry-run [`Mode`](crate::handlers::Mode), only plans). Returns what was
+/// (to be) written.
 pub async fn open_prospects(
     ctx: &crate::handlers::Context,
     report: &ScoreReport,
     n: usize,
 ) -> Result<Vec<String>, crate::gitlab::ExecuteError> {
     use crate::decide::engagement::{plan_prospects, Prospect};
-    let Some(live) = &ctx.gitlab else {
+    let Some(live) = ctx.gitlab() else {
         return Ok(vec![]);
     };
     let policies = &ctx.policies;
@@ -131,6 +132,6 @@ pub async fn open_prospects(
         })
         .collect();
     let actions = plan_prospects(&ranked, n, &tracked, policies);
-    ctx.executor.run(Some(&live.client), &actions).await?;
+    ctx.executor().run(Some(&live.client), &actions).await?;
     Ok(actions.iter().map(|a| a.summary()).collect())
 }

@@ -93,7 +93,7 @@ impl Site {
 /// of `quarter` and the open Co-Create MRs. The public site reads nothing of the tracking
 /// project and no policy but the watched scope and the curated labels.
 pub async fn run(ctx: &Context, quarter: Quarter, internal: bool) -> Result<Site, SiteError> {
-    let live = ctx.gitlab.as_ref().ok_or(SiteError::NoGitlab)?;
+    let live = ctx.gitlab().ok_or(SiteError::NoGitlab)?;
     let spend = super::Spend::start(&live.client);
     let now = ctx.clock.now();
     let issues = gather::curated_issues(live, &ctx.policies).await?;

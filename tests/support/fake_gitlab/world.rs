@@ -232,6 +232,8 @@ pub(super) struct World {
     pub(super) calls: Vec<RecordedCall>,
     pub(super) faults: VecDeque<FaultRule>,
     pub(super) failure: Option<FailureRate>,
+    /// Every answer waits at least this long (a far-away GitLab), see `set_latency`.
+    pub(super) latency: Option<std::time::Duration>,
     /// Git repositories by project id (see `repository`).
     pub(super) repos: BTreeMap<u64, repository::Repo>,
     /// Webhook calls not yet sent (see `deliveries`).
@@ -281,6 +283,7 @@ impl World {
             calls: Vec::new(),
             faults: VecDeque::new(),
             failure: None,
+            latency: None,
             repos: BTreeMap::new(),
             deliveries: Vec::new(),
             next_delivery: 0,
@@ -513,7 +516,9 @@ impl World {
 
     /// Records the call and answers it.
     pub(super) fn handle(&mut self, ctx: &Ctx<'_>) -> Reply {
-        let reply = self.answer(ctx);
+        let mut reply = self.answer(ctx);
+        // The wait happens after the world is released, so concurrent calls wait together.
+        reply.delay = reply.delay.max(self.latency);
         self.calls.push(RecordedCall {
             method: ctx.method.clone(),
             path: ctx.path.clone(),
