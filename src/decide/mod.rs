@@ -27,7 +27,7 @@ pub use cca::{
     cca_actions, cca_state, plan_cca, CcaMrFacts, CcaNeed, CcaPlan, CcaState, StatusState,
     STATUS_NAME,
 };
-pub use recognize::{recognize, Evidence, Recognition};
+pub use recognize::{org_from_labels, recognize, Evidence, Recognition};
 pub use reviewer::{
     append_reviewer, choose_reviewer, is_roster_reviewer, preferred_reviewer, roster_reviewer,
     ReviewerChoice, RosterFacts, RosterMember,

@@ -76,6 +76,16 @@ pub fn recognize(user: &UserFacts, orgs: &Organizations) -> Option<Recognition> 
     })
 }
 
+/// The organization an item (tracking issue, MR, issue) is labelled for: the slug of its first
+/// `<org_prefix><slug>` label (`Co-Create org::example-aero` → `example-aero`). A label that is
+/// the prefix alone names no organization.
+pub fn org_from_labels<'a>(labels: &'a [String], org_prefix: &str) -> Option<&'a str> {
+    labels
+        .iter()
+        .filter_map(|l| l.strip_prefix(org_prefix))
+        .find(|slug| !slug.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +173,35 @@ mod tests {
         for (u, want) in rows {
             let got = recognize(&u, &p.organizations).map(|r| (r.slug, r.evidence));
             assert_eq!(got, want, "user {u:?}");
+        }
+    }
+
+    #[test]
+    fn organization_from_labels_table() {
+        const P: &str = "Co-Create org::";
+        let rows: &[(&str, &[&str], Option<&str>)] = &[
+            ("no labels", &[], None),
+            ("other labels only", &["Co-Create", "stage::meeting"], None),
+            (
+                "one org label",
+                &["Co-Create", "Co-Create org::example-aero"],
+                Some("example-aero"),
+            ),
+            (
+                "the first of two wins",
+                &["Co-Create org::b", "Co-Create org::a"],
+                Some("b"),
+            ),
+            (
+                "the prefix alone names none",
+                &["Co-Create org::", "Co-Create org::x"],
+                Some("x"),
+            ),
+            ("the prefix is case-sensitive", &["co-create org::x"], None),
+        ];
+        for (name, labels, want) in rows {
+            let labels: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
+            assert_eq!(org_from_labels(&labels, P), *want, "{name}");
         }
     }
 }

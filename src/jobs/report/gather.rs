@@ -102,11 +102,7 @@ pub async fn gather(
         .map_err(|e| GitlabError::new(format!("listing the tracking issues in {project}"), e))?;
     let mut engagements = Vec::new();
     for issue in issues.into_iter().filter(|i| i.created_at < w.end) {
-        let Some(org) = issue
-            .labels
-            .iter()
-            .find_map(|l| l.strip_prefix(&labels.org_prefix))
-        else {
+        let Some(org) = crate::decide::org_from_labels(&issue.labels, &labels.org_prefix) else {
             continue;
         };
         let events: Vec<ApiLabelEvent> = Get::new(format!(

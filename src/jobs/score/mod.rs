@@ -117,8 +117,7 @@ pub async fn open_prospects(
     })?;
     let tracked: Vec<String> = open
         .iter()
-        .flat_map(|i| i.labels.iter())
-        .filter_map(|l| l.strip_prefix(labels.org_prefix.as_str()))
+        .filter_map(|i| crate::decide::org_from_labels(&i.labels, &labels.org_prefix))
         .map(str::to_owned)
         .collect();
     let ranked: Vec<Prospect<'_>> = report

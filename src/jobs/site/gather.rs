@@ -191,10 +191,7 @@ pub async fn open_mrs(live: &Live, policies: &Policies) -> Result<Vec<OpenMr>, G
                 reference: format!("{project}!{}", mr.iid),
                 title: mr.title,
                 web_url: mr.web_url,
-                org: mr
-                    .labels
-                    .iter()
-                    .find_map(|l| l.strip_prefix(&labels.org_prefix))
+                org: crate::decide::org_from_labels(&mr.labels, &labels.org_prefix)
                     .map(str::to_owned),
                 draft: mr.draft,
                 created_at: mr.created_at,
