@@ -4,7 +4,7 @@
 mod support;
 
 use cocreate::clock::Clock;
-use cocreate::handlers::Context;
+use cocreate::jobs::JobContext;
 use cocreate::jobs::{cca_check, reconcile};
 use cocreate::policy::EMBEDDED;
 use support::fake_gitlab::{FakeGitLab, MrSpec, UserSpec};
@@ -17,7 +17,7 @@ const NOW: &str = "2026-11-23T12:00:00Z";
 const BANK_SIGNED: &str = "  - organization: example-bank\n    signed: 2026-11-01\n    version: \"CCA 2.1\"\n    reference: \"contracts/cca/example-bank\"\n";
 
 /// A job context whose agreements are the example ones plus `extra_agreement`.
-async fn context(gitlab: &FakeGitLab, extra_agreement: &str, clock: Clock) -> Context {
+async fn context(gitlab: &FakeGitLab, extra_agreement: &str, clock: Clock) -> JobContext {
     let agreements = format!("{}{extra_agreement}", EMBEDDED[2].1);
     let policies = jobs::policies(&[
         ("organizations.yml", EMBEDDED[0].1),

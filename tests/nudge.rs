@@ -3,8 +3,8 @@
 
 mod support;
 
-use cocreate::handlers::Context;
 use cocreate::jobs::nudge;
+use cocreate::jobs::JobContext;
 use cocreate::policy::EMBEDDED;
 use support::fake_gitlab::{FakeGitLab, MrSpec};
 use support::harness::{seed, Harness, AERO_DEV};
@@ -12,7 +12,7 @@ use support::jobs::{self, at};
 use support::notes::CheckedGitLab;
 
 /// A `nudge` context at `now`, with the example organizations and routing (no agreements).
-async fn context(gitlab: &FakeGitLab, now: &str) -> Context {
+async fn context(gitlab: &FakeGitLab, now: &str) -> JobContext {
     let policies = jobs::policies(&[
         ("organizations.yml", EMBEDDED[0].1),
         ("routing.yml", EMBEDDED[1].1),

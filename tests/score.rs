@@ -7,8 +7,8 @@ mod support;
 use std::path::PathBuf;
 
 use cocreate::clock::Clock;
-use cocreate::handlers::Context;
 use cocreate::jobs::score::{self, HistorySource, ScoreError};
+use cocreate::jobs::JobContext;
 use cocreate::policy::{Policies, EMBEDDED};
 use support::fake_gitlab::{FakeGitLab, IssueSpec, MrSpec, UserSpec};
 use support::harness::{seed, AERO_DEV, PROJECT_ID, PROJECT_PATH, TELCO_DEV};
@@ -18,7 +18,7 @@ use support::notes::CheckedGitLab;
 const ACCOUNTS: &str = include_str!("fixtures/accounts.csv");
 
 /// A `score` context with the embedded policies and the system clock.
-async fn context(gitlab: &FakeGitLab) -> Context {
+async fn context(gitlab: &FakeGitLab) -> JobContext {
     jobs::context(
         gitlab,
         Policies::embedded().expect("policies"),
@@ -196,7 +196,7 @@ fn shipped_policies_dir_loads_segmentation() {
 #[tokio::test]
 async fn open_prospects_opens_tracking_issues_for_the_top_untracked_once() {
     let gitlab = world().await;
-    let mut ctx = context(&gitlab).await;
+    let ctx = context(&gitlab).await;
     let report = score::run(&ctx.policies, ctx.gitlab(), ACCOUNTS, true)
         .await
         .expect("scores");
@@ -208,16 +208,13 @@ async fn open_prospects_opens_tracking_issues_for_the_top_untracked_once() {
         .collect();
 
     // Dry run: planned, nothing written.
-    let live_mode = ctx.mode.clone();
-    ctx.mode = ctx.mode.dry_run();
     gitlab.clear_calls();
-    let planned = score::open_prospects(&ctx, &report, 2)
+    let planned = score::open_prospects(&ctx.clone().dry_run(), &report, 2)
         .await
         .expect("plans");
     assert_eq!(planned.len(), 2, "{planned:?}");
     assert!(gitlab.writes().is_empty());
 
-    ctx.mode = live_mode;
     score::open_prospects(&ctx, &report, 2)
         .await
         .expect("opens");

@@ -274,7 +274,7 @@ async fn job_context(
     policies: ConfigSource,
     templates: ConfigSource,
     command: &str,
-) -> anyhow::Result<crate::handlers::Context> {
+) -> anyhow::Result<crate::jobs::JobContext> {
     let url = job.gitlab.checked_url()?;
     let Some(token) = job.gitlab.gitlab_token.filter(|t| !t.trim().is_empty()) else {
         bail!("{command} reads GitLab: set GITLAB_TOKEN (add --dry-run to write nothing)");
@@ -310,5 +310,6 @@ async fn job_context(
         tracing::warn!("DRY RUN (--dry-run): reading GitLab, writing nothing");
         ctx.mode = ctx.mode.dry_run();
     }
-    Ok(ctx)
+    // A token was given, so the context is connected; the check keeps the type honest.
+    crate::jobs::JobContext::new(ctx).with_context(|| format!("{command} reads GitLab"))
 }

@@ -70,14 +70,12 @@ pub(super) async fn run(
     } else {
         let c = ctx
             .insert(job_context(args.job, policies, templates, "score (or pass --offline)").await?);
-        score::run(&c.policies, c.gitlab(), &text, args.skip_bad_rows).await
+        score::run(&c.policies, Some(c.live()), &text, args.skip_bad_rows).await
     }
     .with_context(|| format!("cannot score {}", args.accounts.display()))?;
-    if let (Some(n), Some(ctx)) = (args.open_prospects, ctx.as_mut()) {
-        if !args.yes {
-            ctx.mode = ctx.mode.clone().dry_run();
-        }
-        let opened = score::open_prospects(ctx, &report, n).await?;
+    if let (Some(n), Some(ctx)) = (args.open_prospects, ctx.take()) {
+        let ctx = if args.yes { ctx } else { ctx.dry_run() };
+        let opened = score::open_prospects(&ctx, &report, n).await?;
         eprint!("{}", score::prospects_text(&opened, args.yes));
     }
     let output = match args.format {

@@ -5,6 +5,7 @@
 //! of its notes (only when a note may be due) and its writes. An MR already in its wanted state
 //! costs nothing beyond its share of a page.
 
+use crate::jobs::JobContext;
 use serde::Serialize;
 
 use super::{Progress, Spend};
@@ -60,15 +61,13 @@ impl CcaReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CcaCheckError {
-    #[error("cca-check needs GitLab: set GITLAB_TOKEN (a dry run still reads GitLab) ")]
-    NoGitlab,
     #[error(transparent)]
     Gitlab(#[from] GitlabError),
 }
 
 /// Runs the check over every open Co-Create MR in the watched scope.
-pub async fn run(ctx: &Context) -> Result<CcaReport, CcaCheckError> {
-    let live = ctx.gitlab().ok_or(CcaCheckError::NoGitlab)?;
+pub async fn run(ctx: &JobContext) -> Result<CcaReport, CcaCheckError> {
+    let live = ctx.live();
     let spend = Spend::start(&live.client);
     let mrs = live
         .facts

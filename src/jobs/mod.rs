@@ -14,10 +14,68 @@ pub mod setup;
 pub mod site;
 
 use std::io::IsTerminal;
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::gitlab::{CallCounter, GitlabClient};
+use crate::handlers::{Context, Live, Mode};
+
+/// What every scheduled job runs with: a handler context that reaches GitLab — live, or a dry
+/// run that reads and writes nothing. An offline context cannot become one, so no job has a
+/// "no GitLab" case to report; it reads its context as a [`Context`] (`Deref`) and its GitLab
+/// as [`JobContext::live`].
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    ctx: Context,
+    /// The `Live` of `ctx.mode` (the same client and fact cache).
+    live: Live,
+}
+
+/// [`JobContext::new`] was given an offline context (no GitLab token).
+#[derive(Debug, thiserror::Error)]
+#[error("this job reads GitLab: set GITLAB_TOKEN (add --dry-run to write nothing)")]
+pub struct Offline;
+
+impl JobContext {
+    /// The job context around `ctx`, when it reaches GitLab.
+    pub fn new(ctx: Context) -> Result<Self, Offline> {
+        match &ctx.mode {
+            Mode::Live(live) | Mode::DryRun(live) => Ok(Self {
+                live: live.clone(),
+                ctx,
+            }),
+            Mode::Offline => Err(Offline),
+        }
+    }
+
+    /// The connected GitLab (reads; writes go through [`Context::executor`]).
+    pub fn live(&self) -> &Live {
+        &self.live
+    }
+
+    /// The same GitLab read, nothing written.
+    pub fn dry_run(self) -> Self {
+        let mut ctx = self.ctx;
+        ctx.mode = ctx.mode.dry_run();
+        Self {
+            ctx,
+            live: self.live,
+        }
+    }
+
+    /// The handler context inside.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+}
+
+impl Deref for JobContext {
+    type Target = Context;
+    fn deref(&self) -> &Context {
+        &self.ctx
+    }
+}
 
 /// What a job spends: GitLab calls and wall time from [`Spend::start`] on.
 pub struct Spend {
@@ -81,5 +139,28 @@ impl Progress {
                 eprintln!();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::JobContext;
+    use crate::messages::Messages;
+    use crate::policy::Policies;
+
+    #[tokio::test]
+    async fn an_offline_context_cannot_become_a_job_context() {
+        let ctx = crate::app::context_with(
+            None,
+            Arc::new(Policies::embedded().unwrap()),
+            Arc::new(Messages::embedded().unwrap()),
+            crate::clock::Clock::system(),
+        )
+        .await
+        .unwrap();
+        let err = JobContext::new(ctx).unwrap_err();
+        assert!(err.to_string().contains("set GITLAB_TOKEN"), "{err}");
     }
 }

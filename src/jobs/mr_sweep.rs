@@ -2,6 +2,7 @@
 //! a failed webhook, so this re-derives the wanted state of every open MR updated in the window,
 //! through the same handler as `serve`. A second run right after writes nothing.
 
+use crate::jobs::JobContext;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -10,7 +11,7 @@ use super::{Progress, Spend};
 use crate::domain::MrRef;
 use crate::gitlab::GitlabError;
 use crate::handlers::merge_request::{self, MrInput};
-use crate::handlers::{Context, Outcome};
+use crate::handlers::Outcome;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Reconciled {
@@ -52,16 +53,14 @@ impl ReconcileReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
-    #[error("reconcile needs GitLab: set GITLAB_TOKEN (without it there is nothing to sweep)")]
-    NoGitlab,
     #[error("--since {0:?} reaches before the Unix epoch")]
     Window(Duration),
     #[error(transparent)]
     Gitlab(#[from] GitlabError),
 }
 
-pub async fn run(ctx: &Context, since: Duration) -> Result<ReconcileReport, ReconcileError> {
-    let live = ctx.gitlab().ok_or(ReconcileError::NoGitlab)?;
+pub async fn run(ctx: &JobContext, since: Duration) -> Result<ReconcileReport, ReconcileError> {
+    let live = ctx.live();
     let spend = Spend::start(&live.client);
     let after = chrono::Duration::from_std(since)
         .ok()

@@ -5,6 +5,7 @@
 //! Cost: the pages of the open-MR list, one notes read per MR (whose turn it is lives in the
 //! notes), the roster's load once, and the writes.
 
+use crate::jobs::JobContext;
 use serde::Serialize;
 
 use super::{Progress, Spend};
@@ -12,7 +13,7 @@ use crate::decide::nudge::{decide_nudge, NudgeFacts, NudgeNeed, NudgeOutcome};
 use crate::decide::Step;
 use crate::domain::MrRef;
 use crate::gitlab::{ExecuteError, FactSource, GitlabError};
-use crate::handlers::{Context, Live};
+use crate::handlers::Live;
 use crate::messages::TemplateError;
 use crate::policy::Policies;
 
@@ -56,8 +57,6 @@ impl NudgeReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum NudgeError {
-    #[error("nudge reads GitLab: set GITLAB_TOKEN (add --dry-run to write nothing)")]
-    NoGitlab,
     #[error(transparent)]
     Gitlab(#[from] GitlabError),
     #[error(transparent)]
@@ -68,8 +67,8 @@ pub enum NudgeError {
     StillNeeds(NudgeNeed),
 }
 
-pub async fn run(ctx: &Context) -> Result<NudgeReport, NudgeError> {
-    let live = ctx.gitlab().ok_or(NudgeError::NoGitlab)?;
+pub async fn run(ctx: &JobContext) -> Result<NudgeReport, NudgeError> {
+    let live = ctx.live();
     let spend = Spend::start(&live.client);
     let c = &live.client;
     let mrs = live.facts.open_cocreate_mrs(c, &ctx.policies).await?;

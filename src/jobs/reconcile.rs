@@ -2,12 +2,12 @@
 //! from its webhook events API), then the sweep of open MRs updated in the window
 //! ([`super::mr_sweep`]). A second run right after writes nothing.
 
+use crate::jobs::JobContext;
 use std::time::Duration;
 
 use serde::Serialize;
 
 pub use super::mr_sweep::{run, ReconcileError, ReconcileReport, Reconciled};
-use crate::handlers::Context;
 
 /// What `reconcile` runs: first `recover` (when it knows our hooks' URL), then the MR sweep.
 #[derive(Debug, Clone)]
@@ -35,7 +35,7 @@ pub struct ReconcileRun {
 /// and command comments but leaves the MRs to this sweep), then sweeps open MRs. A failed
 /// recover step does not stop the sweep.
 pub async fn run_all(
-    ctx: &Context,
+    ctx: &JobContext,
     opts: &ReconcileOptions,
 ) -> Result<ReconcileRun, ReconcileError> {
     let (mut recover, mut recover_skipped, mut recover_error) = (None, None, None);

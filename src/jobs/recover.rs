@@ -11,6 +11,7 @@
 //! project's new issues and of command comments on open Co-Create MRs, so no event kind is
 //! left unrecovered.
 
+use crate::jobs::JobContext;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,8 +112,6 @@ pub struct RecoverReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecoverError {
-    #[error("recover needs GitLab: set GITLAB_TOKEN")]
-    NoGitlab,
     #[error("routing.yml watches no groups or projects: there are no hooks to recover from")]
     NothingWatched,
     #[error("reading {call}: {cause}")]
@@ -205,8 +204,8 @@ fn parse_time(t: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .map(|t| t.to_utc())
 }
 
-pub async fn run(ctx: &Context, opts: &RecoverOptions) -> Result<RecoverReport, RecoverError> {
-    let live = ctx.gitlab().ok_or(RecoverError::NoGitlab)?;
+pub async fn run(ctx: &JobContext, opts: &RecoverOptions) -> Result<RecoverReport, RecoverError> {
+    let live = ctx.live();
     let client = &live.client;
     let routing = &ctx.policies.routing;
     if routing.watch.groups.is_empty() && routing.watch.projects.is_empty() {

@@ -12,6 +12,7 @@
 //! delivered hook got, so a comment or issue that did reach `serve` is "already had" and a
 //! second sweep stores nothing.
 
+use crate::jobs::JobContext;
 use axum::http::{HeaderMap, HeaderValue};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -20,15 +21,12 @@ use serde_json::json;
 use crate::decide::commands::parse_command;
 use crate::decide::is_own_event;
 use crate::gitlab::{path_id, ApiUserRef, Get};
-use crate::handlers::Context;
 use crate::queue::{Enqueued, Queue, SqliteQueue};
 use crate::server::{admit, Admission};
 
 /// Why the sweep stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
-    #[error("the fallback sweep needs GitLab: set GITLAB_TOKEN")]
-    NoGitlab,
     #[error("reading {call}: {cause}")]
     Read { call: String, cause: String },
     #[error(transparent)]
@@ -160,13 +158,13 @@ fn project_path_of(web_url: &str) -> String {
 
 /// Sweeps the window from `after` and stores what it finds in `queue` (nothing in a dry run).
 pub async fn run(
-    ctx: &Context,
+    ctx: &JobContext,
     queue: &SqliteQueue,
     after: DateTime<Utc>,
     signed: bool,
     dry_run: bool,
 ) -> Result<SweepReport, SweepError> {
-    let live = ctx.gitlab().ok_or(SweepError::NoGitlab)?;
+    let live = ctx.live();
     let client = &live.client;
     let policies = &ctx.policies;
     let since = after.to_rfc3339_opts(SecondsFormat::Secs, true);

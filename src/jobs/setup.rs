@@ -2,6 +2,7 @@
 //! templates), lets `decide::setup` plan the difference and hands it to the executor. Every
 //! step that fails names the role it needs. Idempotent: a second run writes nothing.
 
+use crate::jobs::JobContext;
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
@@ -60,8 +61,6 @@ impl SetupReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("setup needs GitLab: set GITLAB_TOKEN (add --dry-run to write nothing)")]
-    NoGitlab,
     #[error("routing.yml watches no groups or projects: add `watch.groups` or `watch.projects` so setup knows where to create labels and hooks")]
     NothingWatched,
     /// (`cause` is shown in the message, not chained: it already carries its own causes.)
@@ -168,8 +167,8 @@ pub fn issue_templates(src: &ConfigSource) -> Result<Vec<IssueTemplate>, SetupEr
     Ok(out)
 }
 
-pub async fn run(ctx: &Context, opts: SetupOptions) -> Result<SetupReport, SetupError> {
-    let live = ctx.gitlab().ok_or(SetupError::NoGitlab)?;
+pub async fn run(ctx: &JobContext, opts: SetupOptions) -> Result<SetupReport, SetupError> {
+    let live = ctx.live();
     let client = &live.client;
     let routing = &ctx.policies.routing;
     if routing.watch.groups.is_empty() && routing.watch.projects.is_empty() {

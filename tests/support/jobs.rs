@@ -9,6 +9,7 @@ use cocreate::app::{self, GitlabSettings, StartError};
 use cocreate::clock::Clock;
 use cocreate::gitlab::RetryPolicy;
 use cocreate::handlers::Context;
+use cocreate::jobs::JobContext;
 use cocreate::messages::Messages;
 use cocreate::policy::Policies;
 
@@ -67,9 +68,11 @@ pub async fn try_context(
     .await
 }
 
-/// A live job context against the fake with its token and the embedded templates.
-pub async fn context(gitlab: &FakeGitLab, policies: Policies, clock: Clock) -> Context {
-    try_context(gitlab, gitlab.token(), policies, clock)
+/// A live job context against the fake with its token and the embedded templates (it derefs
+/// to the handlers' `Context`).
+pub async fn context(gitlab: &FakeGitLab, policies: Policies, clock: Clock) -> JobContext {
+    let ctx = try_context(gitlab, gitlab.token(), policies, clock)
         .await
-        .expect("context")
+        .expect("context");
+    JobContext::new(ctx).expect("a token makes a connected context")
 }

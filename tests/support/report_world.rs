@@ -3,7 +3,7 @@
 //! tracking issues with label events at known dates, and MRs/issues/notes by organization
 //! members. FY26Q1 (fiscal year from February) is 2025-02-01 .. 2025-04-30.
 
-use cocreate::handlers::Context;
+use cocreate::jobs::JobContext;
 use cocreate::policy::Policies;
 
 use super::fake_gitlab::{FakeGitLab, IssueSpec, MrSpec};
@@ -15,7 +15,7 @@ use super::notes::CheckedGitLab;
 pub const NOW: &str = "2025-06-01T12:00:00Z";
 
 /// A `report` context with the embedded policies, at [`NOW`].
-pub async fn context(gitlab: &FakeGitLab) -> Context {
+pub async fn context(gitlab: &FakeGitLab) -> JobContext {
     super::jobs::context(
         gitlab,
         Policies::embedded().expect("policies"),

@@ -6,7 +6,7 @@ use super::{Dashboard, Report, ReportError};
 use crate::decide::engagement::IssueRef;
 use crate::decide::Action;
 use crate::gitlab::{path_id, ApiIssue, Get, GitlabError};
-use crate::handlers::Context;
+use crate::jobs::JobContext;
 use crate::messages::Marker;
 
 pub fn marker(quarter: &str) -> String {
@@ -67,8 +67,8 @@ fn ours<'a>(found: &'a [ApiIssue], marker: &str, bot_username: &str) -> Option<&
 
 /// Creates or updates the quarter's dashboard issue (found by its marker; never a second one).
 /// Cost: one search read, plus at most one write.
-pub async fn publish(ctx: &Context, report: &Report) -> Result<Dashboard, ReportError> {
-    let live = ctx.gitlab().ok_or(ReportError::NoGitlab)?;
+pub async fn publish(ctx: &JobContext, report: &Report) -> Result<Dashboard, ReportError> {
+    let live = ctx.live();
     let tracking = &ctx.policies.routing.tracking;
     let term = Marker::Dashboard(report.quarter.clone()).search_term();
     let marker = marker(&report.quarter);

@@ -14,6 +14,7 @@ pub mod gather;
 pub mod markdown;
 pub mod quarter;
 
+use crate::jobs::JobContext;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -29,15 +30,12 @@ pub use markdown::{distribution, markdown, markdown_body};
 pub use quarter::Quarter;
 
 use crate::gitlab::{ExecuteError, GitlabError};
-use crate::handlers::Context;
 use crate::policy::Targets;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error("`{0}` is not a fiscal quarter like FY26Q1 or FY2026Q3")]
     BadQuarter(String),
-    #[error("report needs GitLab: set GITLAB_TOKEN")]
-    NoGitlab,
     #[error(transparent)]
     Gitlab(#[from] GitlabError),
     #[error(transparent)]
@@ -82,13 +80,13 @@ pub fn not_measured(arr: Option<&BTreeMap<String, f64>>) -> Vec<String> {
 }
 
 /// Gathers the facts and computes the quarter's report.
-pub async fn run(ctx: &Context, quarter: Quarter) -> Result<Report, ReportError> {
+pub async fn run(ctx: &JobContext, quarter: Quarter) -> Result<Report, ReportError> {
     run_with(ctx, quarter, None).await
 }
 
 /// [`run`], with the ARR of each organization (by slug) for the influenced ARR.
 pub async fn run_with(
-    ctx: &Context,
+    ctx: &JobContext,
     quarter: Quarter,
     arr: Option<BTreeMap<String, f64>>,
 ) -> Result<Report, ReportError> {
@@ -98,11 +96,11 @@ pub async fn run_with(
 /// [`run_with`], also returning the facts it was computed from (for `cocreate site`, which
 /// shows the same numbers and more of the same facts).
 pub async fn run_with_facts(
-    ctx: &Context,
+    ctx: &JobContext,
     quarter: Quarter,
     arr: Option<BTreeMap<String, f64>>,
 ) -> Result<(Report, Facts), ReportError> {
-    let live = ctx.gitlab().ok_or(ReportError::NoGitlab)?;
+    let live = ctx.live();
     let spend = super::Spend::start(&live.client);
     let seg = &ctx.policies.segmentation;
     let (start, end) = quarter.bounds(seg.fiscal_year_start_month);

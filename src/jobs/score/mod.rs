@@ -15,6 +15,7 @@ pub use crate::decide::score::{
     build_report, coverage, rank, score_row, tier_of, usernames_of, AccountRow, Coverage,
     Criterion, HistorySource, RowError, ScoreReport, Scored,
 };
+use crate::jobs::JobContext;
 pub use accounts::{parse_accounts, parse_arr, slugify, ScoreError, COLUMNS};
 pub use render::{markdown, prospects_text, to_csv};
 use std::collections::BTreeMap;
@@ -93,14 +94,12 @@ pub async fn run(
 /// tracking issue (in a dry-run [`Mode`](crate::handlers::Mode), only plans). Returns what was
 /// (to be) written.
 pub async fn open_prospects(
-    ctx: &crate::handlers::Context,
+    ctx: &JobContext,
     report: &ScoreReport,
     n: usize,
 ) -> Result<Vec<String>, crate::gitlab::ExecuteError> {
     use crate::decide::engagement::{plan_prospects, Prospect};
-    let Some(live) = ctx.gitlab() else {
-        return Ok(vec![]);
-    };
+    let live = ctx.live();
     let policies = &ctx.policies;
     let labels = &policies.routing.labels;
     let project = &policies.routing.tracking.project;

@@ -16,16 +16,14 @@ pub mod gather;
 pub mod model;
 pub mod render;
 
+use crate::jobs::JobContext;
 use std::path::{Path, PathBuf};
 
 use crate::gitlab::GitlabError;
-use crate::handlers::Context;
 use crate::jobs::report::{self, Quarter, ReportError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SiteError {
-    #[error("site needs GitLab: set GITLAB_TOKEN")]
-    NoGitlab,
     #[error(transparent)]
     Report(#[from] ReportError),
     #[error(transparent)]
@@ -92,8 +90,8 @@ impl Site {
 /// Builds the site. Reads: the curated issue lists; with `internal`, also the report's facts
 /// of `quarter` and the open Co-Create MRs. The public site reads nothing of the tracking
 /// project and no policy but the watched scope and the curated labels.
-pub async fn run(ctx: &Context, quarter: Quarter, internal: bool) -> Result<Site, SiteError> {
-    let live = ctx.gitlab().ok_or(SiteError::NoGitlab)?;
+pub async fn run(ctx: &JobContext, quarter: Quarter, internal: bool) -> Result<Site, SiteError> {
+    let live = ctx.live();
     let spend = super::Spend::start(&live.client);
     let now = ctx.clock.now();
     let issues = gather::curated_issues(live, &ctx.policies).await?;
