@@ -187,6 +187,13 @@ struct SigningKeyArgs {
     signing_key: Vec<String>,
 }
 
+impl SigningKeyArgs {
+    /// Whether any key is set (deliveries are signed, and deduped by the signed id).
+    fn any(&self) -> bool {
+        self.signing_key.iter().any(|k| !k.trim().is_empty())
+    }
+}
+
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

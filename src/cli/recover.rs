@@ -55,11 +55,7 @@ pub(super) async fn run(
         webhook_url: args.webhook_url,
         data_dir: args.data,
         since: args.since,
-        signed: args
-            .signing
-            .signing_key
-            .iter()
-            .any(|k| !k.trim().is_empty()),
+        signed: args.signing.any(),
         process: args.process,
         dry_run: args.job.dry_run,
         mr_sweep: true,

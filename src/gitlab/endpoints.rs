@@ -329,6 +329,19 @@ pub struct ApiIssue {
     pub author: Option<ApiUserRef>,
 }
 
+/// `GET /projects/:id/hooks` and `GET /groups/:id/hooks`: the fields we read (which hook is
+/// ours, and whether GitLab has disabled it).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApiHook {
+    pub id: u64,
+    pub url: String,
+    /// `executable`, `temporarily_disabled` or `disabled` (GitLab 15.7+).
+    #[serde(default)]
+    pub alert_status: Option<String>,
+    #[serde(default)]
+    pub disabled_until: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::scope_prefixes;

@@ -12,7 +12,7 @@ pub use access::TokenHealth;
 pub use cache::TtlCache;
 pub use client::{host_of, CallCounter, ClientError, ConnectError, GitlabClient, RetryPolicy};
 pub use endpoints::{
-    path_id, scope_prefixes, ApiIssue, ApiMergeRequest, ApiNote, ApiUser, ApiUserRef, Get,
+    path_id, scope_prefixes, ApiHook, ApiIssue, ApiMergeRequest, ApiNote, ApiUser, ApiUserRef, Get,
 };
 pub use executor::{ExecuteError, ExecutionReport, Executor};
 pub use facts::{FactSource, ListedTracking};

@@ -5,7 +5,6 @@
 //! of its notes (only when a note may be due) and its writes. An MR already in its wanted state
 //! costs nothing beyond its share of a page.
 
-use crate::jobs::JobContext;
 use serde::Serialize;
 
 use super::{Progress, Spend};
@@ -15,6 +14,7 @@ use crate::decide::{
 use crate::domain::{MrRef, OrgSlug};
 use crate::gitlab::{ApiMergeRequest, ExecuteError, GitlabError};
 use crate::handlers::{Context, Live};
+use crate::jobs::JobContext;
 use crate::messages::TemplateError;
 
 /// One MR's outcome.

@@ -2,7 +2,6 @@
 //! a failed webhook, so this re-derives the wanted state of every open MR updated in the window,
 //! through the same handler as `serve`. A second run right after writes nothing.
 
-use crate::jobs::JobContext;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -12,6 +11,7 @@ use crate::domain::MrRef;
 use crate::gitlab::GitlabError;
 use crate::handlers::merge_request::{self, MrInput};
 use crate::handlers::Outcome;
+use crate::jobs::JobContext;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Reconciled {

@@ -5,7 +5,6 @@
 //! Cost: the pages of the open-MR list, one notes read per MR (whose turn it is lives in the
 //! notes), the roster's load once, and the writes.
 
-use crate::jobs::JobContext;
 use serde::Serialize;
 
 use super::{Progress, Spend};
@@ -14,6 +13,7 @@ use crate::decide::Step;
 use crate::domain::MrRef;
 use crate::gitlab::{ExecuteError, FactSource, GitlabError};
 use crate::handlers::Live;
+use crate::jobs::JobContext;
 use crate::messages::TemplateError;
 use crate::policy::Policies;
 

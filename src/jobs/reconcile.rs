@@ -2,12 +2,12 @@
 //! from its webhook events API), then the sweep of open MRs updated in the window
 //! ([`super::mr_sweep`]). A second run right after writes nothing.
 
-use crate::jobs::JobContext;
 use std::time::Duration;
 
 use serde::Serialize;
 
 pub use super::mr_sweep::{run, ReconcileError, ReconcileReport, Reconciled};
+use crate::jobs::JobContext;
 
 /// What `reconcile` runs: first `recover` (when it knows our hooks' URL), then the MR sweep.
 #[derive(Debug, Clone)]

@@ -11,7 +11,6 @@
 //! project's new issues and of command comments on open Co-Create MRs, so no event kind is
 //! left unrecovered.
 
-use crate::jobs::JobContext;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,9 +18,9 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
-use super::Spend;
+use super::{JobContext, Spend};
 use crate::decide::setup::wanted_hooks;
-use crate::gitlab::{ClientError, Get};
+use crate::gitlab::{ApiHook, ClientError, Get};
 use crate::handlers::Context;
 use crate::queue::cursor::{CursorError, Cursors};
 use crate::queue::{Enqueued, Queue, QueueError, SqliteQueue};
@@ -124,17 +123,6 @@ pub enum RecoverError {
     Fallback(#[from] super::mr_sweep::ReconcileError),
     #[error(transparent)]
     Sweep(#[from] super::recover_sweep::SweepError),
-}
-
-/// The fields of a hook we read.
-#[derive(Debug, Deserialize)]
-struct ApiHook {
-    id: u64,
-    url: String,
-    #[serde(default)]
-    alert_status: Option<String>,
-    #[serde(default)]
-    disabled_until: Option<String>,
 }
 
 /// One recorded delivery (GitLab's webhook events API).

@@ -12,7 +12,6 @@
 //! delivered hook got, so a comment or issue that did reach `serve` is "already had" and a
 //! second sweep stores nothing.
 
-use crate::jobs::JobContext;
 use axum::http::{HeaderMap, HeaderValue};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -21,6 +20,7 @@ use serde_json::json;
 use crate::decide::commands::parse_command;
 use crate::decide::is_own_event;
 use crate::gitlab::{path_id, ApiUserRef, Get};
+use crate::jobs::JobContext;
 use crate::queue::{Enqueued, Queue, SqliteQueue};
 use crate::server::{admit, Admission};
 

@@ -2,7 +2,6 @@
 //! templates), lets `decide::setup` plan the difference and hands it to the executor. Every
 //! step that fails names the role it needs. Idempotent: a second run writes nothing.
 
-use crate::jobs::JobContext;
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
@@ -16,6 +15,7 @@ use crate::decide::setup::{
 use crate::decide::Action;
 use crate::gitlab::{path_id, ExecuteError, Get, GitlabClient, GitlabError};
 use crate::handlers::Context;
+use crate::jobs::JobContext;
 use crate::reload::ConfigSource;
 
 /// A GitLab project whose repository holds the policies, at a branch (`PATH[@REF]`): the same

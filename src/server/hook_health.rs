@@ -14,11 +14,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::decide::setup::wanted_hooks;
-use crate::gitlab::{Get, GitlabClient};
+use crate::gitlab::{ApiHook, Get, GitlabClient};
 use crate::policy::Policies;
 
 /// How to get a disabled hook called again.
@@ -62,17 +62,6 @@ impl HookStatus {
             self.disabled_until.as_deref(),
         )
     }
-}
-
-/// The fields of `GET /<owner>/hooks` read here.
-#[derive(Debug, Deserialize)]
-struct ApiHook {
-    id: u64,
-    url: String,
-    #[serde(default)]
-    alert_status: Option<String>,
-    #[serde(default)]
-    disabled_until: Option<String>,
 }
 
 /// Reads the state of every hook with `url` in the watched scope, the tracking project and,

@@ -14,7 +14,6 @@ pub mod gather;
 pub mod markdown;
 pub mod quarter;
 
-use crate::jobs::JobContext;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -30,6 +29,7 @@ pub use markdown::{distribution, markdown, markdown_body};
 pub use quarter::Quarter;
 
 use crate::gitlab::{ExecuteError, GitlabError};
+use crate::jobs::JobContext;
 use crate::policy::Targets;
 
 #[derive(Debug, thiserror::Error)]

@@ -15,13 +15,13 @@ pub use crate::decide::score::{
     build_report, coverage, rank, score_row, tier_of, usernames_of, AccountRow, Coverage,
     Criterion, HistorySource, RowError, ScoreReport, Scored,
 };
-use crate::jobs::JobContext;
 pub use accounts::{parse_accounts, parse_arr, slugify, ScoreError, COLUMNS};
 pub use render::{markdown, prospects_text, to_csv};
 use std::collections::BTreeMap;
 
 use crate::gitlab::{scope_prefixes, Get, GitlabClient, GitlabError};
 use crate::handlers::Live;
+use crate::jobs::JobContext;
 use crate::policy::{Policies, Watch};
 
 /// Issues + MRs created by these users in the watched scope (the instance when none is set),

@@ -16,11 +16,11 @@ pub mod gather;
 pub mod model;
 pub mod render;
 
-use crate::jobs::JobContext;
 use std::path::{Path, PathBuf};
 
 use crate::gitlab::GitlabError;
 use crate::jobs::report::{self, Quarter, ReportError};
+use crate::jobs::JobContext;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SiteError {
