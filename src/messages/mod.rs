@@ -159,6 +159,8 @@ pub struct Welcome<'a> {
     pub cca: Option<CcaNotice<'a>>,
     /// The curated issue list (`routing.yml` `site.issue_list_url`), when configured.
     pub issue_list: Option<&'a str>,
+    /// The contribution guide (`routing.yml` `site.contribution_guide_url`), when configured.
+    pub contribution_guide: Option<&'a str>,
 }
 
 /// Which CCA problem to explain, and whom to write to.
@@ -249,6 +251,7 @@ impl Messages {
                 label => w.cca.as_ref().map(|c| c.label),
                 contact => w.cca.as_ref().and_then(|c| c.contact),
                 issue_list => w.issue_list,
+                contribution_guide => w.contribution_guide,
             },
         )?;
         let note = Note::new(Marker::Welcome, body);
@@ -440,6 +443,7 @@ mod tests {
                 bot_username: "cocreate-bot",
                 cca: None,
                 issue_list: None,
+                contribution_guide: None,
             })
             .expect("renders")
             .render();
@@ -470,6 +474,7 @@ mod tests {
                 bot_username: "cocreate-bot",
                 cca: None,
                 issue_list,
+                contribution_guide: None,
             })
             .expect("renders")
             .render()
@@ -522,6 +527,7 @@ mod tests {
                 bot_username: "cocreate-bot",
                 cca: None,
                 issue_list: None,
+                contribution_guide: None,
             })
             .expect("renders")
             .render();
@@ -578,6 +584,7 @@ mod tests {
                 bot_username: "b",
                 cca: Some(notice(Marker::CcaMissing)),
                 issue_list: None,
+                contribution_guide: None,
             })
             .expect("renders")
             .render();
