@@ -11,7 +11,7 @@ use super::{cca_state, is_own_event, Action, NoteTarget, RosterFacts, Skip, Step
 use crate::domain::{MrRef, OrgSlug, UserId};
 use crate::messages::{Engagement, Marker, Messages, TemplateError};
 use crate::neutralize;
-use crate::policy::{Labels, Organization, Policies};
+use crate::policy::{AccountTeamMode, Labels, Organization, Policies};
 
 /// An issue, addressed by project (numeric id or full path) and iid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -198,6 +198,9 @@ pub struct IntakeFacts {
     pub roster: Option<RosterFacts>,
     /// The day, for the organization's agreement state in the checklist.
     pub today: NaiveDate,
+    /// The intake's CSM, AE and SA GitLab knows, with their ids (read with the tracking
+    /// issues; a name GitLab does not know is not assigned).
+    pub account_team: Vec<(String, UserId)>,
 }
 
 /// The reads an intake naming a known organization asks for ([`Step::Need`]): that
@@ -205,6 +208,8 @@ pub struct IntakeFacts {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IntakeNeeds {
     pub org: OrgSlug,
+    /// The intake's CSM, AE and SA usernames, to look up.
+    pub account_team: Vec<String>,
 }
 
 /// What to do with an intake issue: a note on an invalid one; for a valid one, once the
@@ -261,6 +266,10 @@ pub fn decide_intake(
     let Some(others) = &facts.other_tracking else {
         return Ok(Step::Need(IntakeNeeds {
             org: org.slug.clone(),
+            account_team: super::follow_through::intake_team(&fields)
+                .into_iter()
+                .map(|(_, u)| u)
+                .collect(),
         }));
     };
     if let Some(existing) = others.iter().min_by_key(|t| t.issue.iid) {
@@ -318,19 +327,60 @@ pub fn decide_intake(
         .as_ref()
         .and_then(|r| super::choose_reviewer(&policies.routing.roster, r))
         .and_then(|c| c.id);
+    // The account team: assigned with the DRI, or listed and pinged once in a note.
+    let mode = policies.routing.tracking.account_team;
+    let mut assignees: Vec<UserId> = dri.into_iter().collect();
+    if mode == AccountTeamMode::Assign {
+        for (_, id) in &facts.account_team {
+            if !assignees.contains(id) {
+                assignees.push(*id);
+            }
+        }
+    }
+    let team_note =
+        if mode == AccountTeamMode::Mention && !facts.markers.contains(&Marker::AccountTeam) {
+            let team = super::follow_through::intake_team(&fields);
+            let dri_name = facts
+                .roster
+                .as_ref()
+                .and_then(|r| super::choose_reviewer(&policies.routing.roster, r))
+                .map(|c| c.username);
+            let roles: Vec<(&str, &str)> = team.iter().map(|(r, u)| (*r, u.as_str())).collect();
+            (!roles.is_empty())
+                .then(|| messages.account_team(&roles, dri_name.as_deref()))
+                .transpose()?
+        } else {
+            None
+        };
     if add.is_empty() && remove.is_empty() && description.is_none() && !make_confidential {
         return Ok(Step::Act(vec![]));
     }
+    let mut actions = Vec::new();
+    let mut confidential = make_confidential.then_some(true);
+    if let Some(note) = team_note {
+        // The note goes before the edit that makes the intake a tracking issue (an intake is
+        // decided again until that edit lands, a tracking issue never is), after the edit
+        // that makes it confidential.
+        if make_confidential {
+            actions.push(confidential_edit());
+            confidential = None;
+        }
+        actions.push(Action::PostNote {
+            target: NoteTarget::Issue(facts.issue.clone()),
+            note,
+        });
+    }
     // One edit: the issue never carries the checklist (channel, CCA state) or the engagement
     // labels without being confidential.
-    Ok(Step::Act(vec![Action::EditIssue {
+    actions.push(Action::EditIssue {
         issue: facts.issue.clone(),
         add_labels: add,
         remove_labels: remove,
-        assignee_ids: dri.map(|d| vec![d]),
+        assignee_ids: (!assignees.is_empty()).then_some(assignees),
         description,
-        confidential: make_confidential.then_some(true),
-    }]))
+        confidential,
+    });
+    Ok(Step::Act(actions))
 }
 
 fn short_hash(s: &str) -> String {
@@ -590,6 +640,8 @@ pub enum IssueKind {
     Intake,
     /// An organization's tracking issue.
     Tracking,
+    /// Alignment-meeting notes or an onboarding session, to link to its engagement.
+    Doc,
 }
 
 /// Classifies an issue by its labels: the engagement label makes it a tracking issue (even if it
@@ -599,6 +651,8 @@ pub fn classify_issue(labels: &[String], l: &Labels) -> Option<IssueKind> {
         Some(IssueKind::Tracking)
     } else if labels.contains(&l.intake) {
         Some(IssueKind::Intake)
+    } else if labels.contains(&l.meeting_notes) || labels.contains(&l.onboarding) {
+        Some(IssueKind::Doc)
     } else {
         None
     }
@@ -702,6 +756,7 @@ mod tests {
                     vec![]
                 }),
                 roster: None,
+                account_team: vec![],
                 today: NaiveDate::from_ymd_opt(2026, 11, 23).expect("date"),
             };
             let actions = decide_intake(&facts, &p, &m)
@@ -733,6 +788,7 @@ mod tests {
             markers: vec![],
             other_tracking: None,
             roster: None,
+            account_team: vec![],
             today: NaiveDate::from_ymd_opt(2026, 11, 23).expect("date"),
         };
         let actions = decide_intake(&facts, &open, &m)
@@ -854,6 +910,7 @@ mod tests {
             markers: vec![],
             other_tracking,
             roster: None,
+            account_team: vec![],
             today: NaiveDate::parse_from_str(today, "%Y-%m-%d").expect("date"),
         };
         let step = decide_intake(&facts(INTAKE, None, "2026-11-23"), &p, &m).expect("renders");
@@ -899,6 +956,7 @@ mod tests {
                 markers: vec![],
                 other_tracking: Some(vec![]),
                 roster: None,
+                account_team: vec![],
                 today: NaiveDate::from_ymd_opt(2026, 11, 23).expect("date"),
             };
             match decide_intake(&facts, &p, &m)

@@ -8,6 +8,7 @@
 mod cca;
 pub mod commands;
 pub mod engagement;
+pub mod follow_through;
 pub mod funnel;
 pub mod metrics;
 pub mod nudge;

@@ -89,6 +89,18 @@ const EMBEDDED: &[(&str, &str)] = &[
         "nudge_author.md",
         include_str!("../../templates/nudge_author.md"),
     ),
+    (
+        "account_team.md",
+        include_str!("../../templates/account_team.md"),
+    ),
+    (
+        "meeting_request.md",
+        include_str!("../../templates/meeting_request.md"),
+    ),
+    (
+        "engagement_doc.md",
+        include_str!("../../templates/engagement_doc.md"),
+    ),
 ];
 
 /// The issue templates account teams pick in GitLab (`.gitlab/issue_templates/` ships copies).
@@ -101,7 +113,18 @@ pub const ISSUE_TEMPLATES: &[(&str, &str)] = &[
         "Co-Create pathway decision.md",
         include_str!("../../templates/issue_templates/Co-Create pathway decision.md"),
     ),
+    (
+        "Co-Create alignment meeting notes.md",
+        include_str!("../../templates/issue_templates/Co-Create alignment meeting notes.md"),
+    ),
+    (
+        "Co-Create onboarding session.md",
+        include_str!("../../templates/issue_templates/Co-Create onboarding session.md"),
+    ),
 ];
+
+/// The name GitLab gives the meeting-notes template (`?issuable_template=`).
+pub const MEETING_NOTES_TEMPLATE: &str = "Co-Create alignment meeting notes";
 
 /// Data for an engagement tracking issue (internal: it lives in a confidential issue).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -420,6 +443,53 @@ impl Messages {
             context! { who, other, days, bot => neutralize::inline(bot) },
         )?;
         Ok(body.trim_end().to_owned())
+    }
+
+    /// The note listing and pinging a tracking issue's account team. `team`: (role, username)
+    /// pairs, usernames already checked well-formed; `dri` likewise.
+    pub fn account_team(
+        &self,
+        team: &[(&str, &str)],
+        dri: Option<&str>,
+    ) -> Result<Note, TemplateError> {
+        let team: Vec<(String, String)> = team
+            .iter()
+            .map(|(role, user)| ((*role).to_owned(), neutralize::mention(user)))
+            .collect();
+        let body = self.render(
+            "account_team.md",
+            context! { team, dri => dri.map(neutralize::mention) },
+        )?;
+        Ok(Note::new(Marker::AccountTeam, body))
+    }
+
+    /// The note asking the account team to hold the alignment meeting. `template_url`: where
+    /// the meeting-notes issue is opened from its template (when the issue's address is known).
+    pub fn meeting_request(
+        &self,
+        team: &[(&str, &str)],
+        template_url: Option<&str>,
+    ) -> Result<Note, TemplateError> {
+        let team: Vec<String> = team.iter().map(|(_, u)| neutralize::mention(u)).collect();
+        let body = self.render(
+            "meeting_request.md",
+            context! { team, template_url, template => MEETING_NOTES_TEMPLATE },
+        )?;
+        Ok(Note::new(Marker::MeetingRequest, body))
+    }
+
+    /// The note on a meeting-notes or onboarding issue: linked to tracking issue `iid`.
+    /// `org_name`: only on a confidential issue.
+    pub fn engagement_doc(
+        &self,
+        tracking_iid: u64,
+        org_name: Option<&str>,
+    ) -> Result<Note, TemplateError> {
+        let body = self.render(
+            "engagement_doc.md",
+            context! { tracking => tracking_iid, org_name => org_name.map(neutralize::inline) },
+        )?;
+        Ok(Note::new(Marker::EngagementDoc(tracking_iid), body))
     }
 
     pub fn stage_skip(&self, marker: Marker, message: &str) -> Result<Note, TemplateError> {

@@ -105,6 +105,10 @@ pub struct Labels {
     pub onsite: String,
     /// On a Co-Create MR while its review is overdue.
     pub overdue: String,
+    /// Marks alignment-meeting notes (the "Co-Create alignment meeting notes" template).
+    pub meeting_notes: String,
+    /// Marks onboarding-session issues (the "Co-Create onboarding session" template).
+    pub onboarding: String,
 }
 
 impl Default for Labels {
@@ -122,6 +126,8 @@ impl Default for Labels {
             pathway_prefix: "Co-Create pathway::".into(),
             onsite: "Co-Create on-site".into(),
             overdue: "Co-Create review::overdue".into(),
+            meeting_notes: "Co-Create meeting notes".into(),
+            onboarding: "Co-Create onboarding".into(),
         }
     }
 }
