@@ -33,7 +33,7 @@ const BUDGETS: &[Budget] = &[
     },
     Budget {
         case: "intake issue, cold caches",
-        reads: 10,
+        reads: 12,
         writes: 1,
     },
     Budget {

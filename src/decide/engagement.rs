@@ -977,6 +977,84 @@ mod tests {
         assert_eq!(edit(ticked), None);
     }
 
+    /// The account team: assigned with the DRI (`assign`), or one note before the edit that
+    /// converts the intake (`mention`), after the edit that makes it confidential.
+    #[test]
+    fn account_team_table() {
+        use crate::policy::AccountTeamMode::{Assign, Mention};
+        let m = Messages::embedded().expect("templates");
+        let team = vec![("csm-aero".to_string(), 701), ("sa-aero".to_string(), 702)];
+        // (mode, confidential now, note already there, wanted: assignees, action kinds)
+        type Row = (AccountTeamMode, bool, bool, Vec<u64>, &'static str);
+        let rows: Vec<Row> = vec![
+            (Assign, true, false, vec![701, 702], "E"),
+            (Assign, false, false, vec![701, 702], "E"),
+            (Mention, true, false, vec![], "NE"),
+            (Mention, false, false, vec![], "CNE"),
+            (Mention, true, true, vec![], "E"),
+        ];
+        for (mode, confidential, noted, assignees, kinds) in rows {
+            let mut p = policies();
+            p.routing.tracking.account_team = mode;
+            let facts = IntakeFacts {
+                issue: IssueRef {
+                    project: "cocreate/engagements".into(),
+                    iid: 3,
+                },
+                confidential,
+                description: INTAKE.into(),
+                labels: vec!["Co-Create intake".into()],
+                markers: if noted {
+                    vec![Marker::AccountTeam]
+                } else {
+                    vec![]
+                },
+                other_tracking: Some(vec![]),
+                roster: None,
+                today: NaiveDate::from_ymd_opt(2026, 11, 23).expect("date"),
+                account_team: team.clone(),
+            };
+            let actions = decide_intake(&facts, &p, &m)
+                .expect("renders")
+                .act()
+                .expect("decided");
+            let got: String = actions
+                .iter()
+                .map(|a| match a {
+                    Action::EditIssue {
+                        description: None, ..
+                    } => 'C',
+                    Action::EditIssue { .. } => 'E',
+                    Action::PostNote { .. } => 'N',
+                    _ => '?',
+                })
+                .collect();
+            assert_eq!(got, kinds, "{mode:?} {confidential} {noted}");
+            let got_assignees = actions.iter().find_map(|a| match a {
+                Action::EditIssue {
+                    assignee_ids: Some(ids),
+                    ..
+                } => Some(ids.clone()),
+                _ => None,
+            });
+            assert_eq!(
+                got_assignees.unwrap_or_default(),
+                assignees,
+                "{mode:?} {confidential} {noted}"
+            );
+            if let Some(Action::PostNote { note, .. }) = actions
+                .iter()
+                .find(|a| matches!(a, Action::PostNote { .. }))
+            {
+                let body = note.render();
+                assert!(
+                    body.contains("- CSM: @csm-aero\n- SA: @sa-aero\n"),
+                    "{body}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn stage_table() {
         let p = policies();

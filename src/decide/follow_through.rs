@@ -206,15 +206,12 @@ mod tests {
             assert_eq!(got, want, "{text:?}");
         }
         // Without intake fields, organizations.yml's account team.
-        if let Some(org) = aero {
-            let t = tracking_team("Opened by cocreate", Some(org));
-            assert_eq!(
-                t.is_empty(),
-                org.account_team.csm.is_none()
-                    && org.account_team.sa.is_none()
-                    && org.account_team.ae.is_none()
-            );
-        }
+        let t = tracking_team("Opened by cocreate", aero);
+        let t: Vec<(&str, &str)> = t.iter().map(|(r, u)| (*r, u.as_str())).collect();
+        assert_eq!(
+            t,
+            [("CSM", "csm-aero"), ("AE", "ae-aero"), ("SA", "sa-aero")]
+        );
     }
 
     #[test]
