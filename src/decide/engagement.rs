@@ -99,6 +99,17 @@ pub fn parse_intake(description: &str) -> IntakeFields {
     f
 }
 
+/// The well-formed CSM, AE and SA usernames of an intake (without `@`), with their roles.
+pub fn intake_team(fields: &IntakeFields) -> Vec<(&'static str, String)> {
+    [("CSM", &fields.csm), ("AE", &fields.ae), ("SA", &fields.sa)]
+        .into_iter()
+        .filter_map(|(role, v)| {
+            let name = v.as_deref()?.trim().trim_start_matches('@');
+            neutralize::is_plain_username(name).then(|| (role, name.to_owned()))
+        })
+        .collect()
+}
+
 fn username(field: &str, v: &str, private: bool) -> Result<String, String> {
     let name = v.trim().trim_start_matches('@');
     if neutralize::is_plain_username(name) {
@@ -266,10 +277,7 @@ pub fn decide_intake(
     let Some(others) = &facts.other_tracking else {
         return Ok(Step::Need(IntakeNeeds {
             org: org.slug.clone(),
-            account_team: super::follow_through::intake_team(&fields)
-                .into_iter()
-                .map(|(_, u)| u)
-                .collect(),
+            account_team: intake_team(&fields).into_iter().map(|(_, u)| u).collect(),
         }));
     };
     if let Some(existing) = others.iter().min_by_key(|t| t.issue.iid) {
@@ -339,7 +347,7 @@ pub fn decide_intake(
     }
     let team_note =
         if mode == AccountTeamMode::Mention && !facts.markers.contains(&Marker::AccountTeam) {
-            let team = super::follow_through::intake_team(&fields);
+            let team = intake_team(&fields);
             let dri_name = facts
                 .roster
                 .as_ref()

@@ -4,24 +4,12 @@
 
 use serde::Serialize;
 
-use super::engagement::{parse_intake, IntakeFields, IssueRef, TrackingIssue};
+use super::engagement::{intake_team, parse_intake, IntakeFields, IssueRef, TrackingIssue};
 use super::funnel::Stage;
 use super::{Action, NoteTarget, Step};
 use crate::domain::OrgSlug;
 use crate::messages::{Marker, Messages, TemplateError};
-use crate::neutralize;
 use crate::policy::{Organization, Policies};
-
-/// The well-formed CSM, AE and SA usernames of an intake (without `@`), with their roles.
-pub fn intake_team(fields: &IntakeFields) -> Vec<(&'static str, String)> {
-    [("CSM", &fields.csm), ("AE", &fields.ae), ("SA", &fields.sa)]
-        .into_iter()
-        .filter_map(|(role, v)| {
-            let name = v.as_deref()?.trim().trim_start_matches('@');
-            neutralize::is_plain_username(name).then(|| (role, name.to_owned()))
-        })
-        .collect()
-}
 
 /// The account team of a tracking issue: the intake's fields in its description, else the
 /// organization's account team in organizations.yml.
