@@ -363,7 +363,7 @@ impl Messages {
             "engagement_checklist.md",
             context! { slack_channel, cca, stage_prefix, pathway_prefix, onsite },
         )?;
-        Ok(Marker::Checklist("v1".into()).before(&body))
+        Ok(Marker::Checklist("v2".into()).before(&body))
     }
 
     /// One note on an invalid intake issue: exactly what is missing. `problems` are already
