@@ -297,3 +297,127 @@ async fn the_welcome_note_links_the_contribution_guide_and_the_curated_list_when
     h.stop().await;
     drop(dir);
 }
+
+/// The line of the tracking issue's checklist that starts with `start`, as the people see it.
+fn line(h: &Harness, iid: u64, start: &str) -> String {
+    let d = h.gitlab.issue(TRACKING_PROJECT_ID, iid).description;
+    d.lines()
+        .find(|l| l.get(6..).is_some_and(|rest| rest.starts_with(start)))
+        .unwrap_or_else(|| panic!("no checklist line {start:?} in:\n{d}"))
+        .to_owned()
+}
+
+fn ticked(h: &Harness, iid: u64, start: &str) -> bool {
+    line(h, iid, start).starts_with("- [x] ")
+}
+
+#[tokio::test]
+async fn the_checklist_ticks_what_gitlab_shows_and_keeps_what_people_ticked() {
+    let h = Harness::start().await;
+    let iid = issue(
+        &h,
+        "Co-Create engagement request: Example Aero",
+        INTAKE,
+        &["Co-Create intake"],
+        true,
+    );
+    // Day 1: the intake becomes the tracking issue; its checklist arrives with what that edit
+    // and agreements.yml prove.
+    redeliver(&h, iid, 2).await;
+    for done in [
+        "Contributor Success DRI",
+        "CSM, AE and SA",
+        "Corporate Contributor Agreement",
+    ] {
+        assert!(ticked(&h, iid, done), "{}", line(&h, iid, done));
+    }
+    for open in [
+        "Slack channel",
+        "Alignment meeting",
+        "Contributor Success triaged",
+        "Onboarding session",
+        "Enablement",
+        "First merge request opened",
+        "First merge request merged",
+    ] {
+        assert!(!ticked(&h, iid, open), "{}", line(&h, iid, open));
+    }
+
+    // Day 2: the CSM ticks the Slack channel and (early) the Enablement workshop by hand,
+    // then sets the stage and the pathway.
+    let d = h.gitlab.issue(TRACKING_PROJECT_ID, iid).description;
+    let d = d
+        .replace("- [ ] Slack channel", "- [x] Slack channel")
+        .replace("- [ ] Enablement", "- [x] Enablement");
+    h.gitlab
+        .edit_issue_description(TRACKING_PROJECT_ID, iid, &d);
+    h.label_issue(
+        iid,
+        (701, "csm-aero"),
+        &["Co-Create stage::meeting", "Co-Create pathway::minor"],
+        &["Co-Create stage::contacted"],
+    )
+    .await;
+    assert!(
+        ticked(&h, iid, "Contributor Success triaged"),
+        "the pathway label"
+    );
+    assert!(
+        ticked(&h, iid, "Slack channel") && ticked(&h, iid, "Enablement"),
+        "a person's ticks stay"
+    );
+    let notes = h.take_issue_notes(iid);
+    assert_eq!(notes.len(), 1, "the meeting request only: {notes:#?}");
+
+    // Day 3: the meeting notes are filed; day 4: the onboarding session.
+    let meeting = issue(
+        &h,
+        "Alignment meeting",
+        "- Organization: example-aero\n",
+        &["Co-Create meeting notes"],
+        false,
+    );
+    redeliver(&h, meeting, 2).await;
+    assert!(
+        ticked(&h, iid, "Alignment meeting"),
+        "{}",
+        line(&h, iid, "Alignment meeting")
+    );
+    assert!(!ticked(&h, iid, "Onboarding session"));
+    let onboarding = issue(
+        &h,
+        "Onboarding",
+        "- Organization: example-aero\n",
+        &["Co-Create onboarding"],
+        true,
+    );
+    redeliver(&h, onboarding, 2).await;
+    assert!(ticked(&h, iid, "Onboarding session"));
+    assert_eq!(
+        h.take_issue_notes(meeting).len() + h.take_issue_notes(onboarding).len(),
+        2
+    );
+
+    // Day 5: the organization's first MR is routed (the org label); day 9: it is merged. The
+    // next event on the tracking issue ticks them.
+    h.open_mr(16, AERO_DEV).await;
+    h.take_notes(16);
+    assert!(
+        h.take_issue_notes(iid).len() == 2,
+        "the MR's link note besides the meeting request"
+    );
+    redeliver(&h, iid, 1).await;
+    assert!(ticked(&h, iid, "First merge request opened"));
+    assert!(!ticked(&h, iid, "First merge request merged"));
+    h.gitlab.merge_mr(PROJECT_ID, 16);
+    redeliver(&h, iid, 1).await;
+    assert!(ticked(&h, iid, "First merge request merged"));
+
+    // Every event again, three times: nothing more is written.
+    h.gitlab.clear_calls();
+    for i in [iid, meeting, onboarding] {
+        redeliver(&h, i, 3).await;
+    }
+    assert!(h.gitlab.writes().is_empty(), "{:#?}", h.gitlab.writes());
+    h.stop().await;
+}

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use chrono::NaiveDate;
 
+use super::checklist::{tick, Item};
 use super::funnel::{Pathway, Stage};
 use super::{cca_state, is_own_event, Action, NoteTarget, RosterFacts, Skip, Step};
 use crate::domain::{MrRef, OrgSlug, UserId};
@@ -325,7 +326,7 @@ pub fn decide_intake(
     let cca = cca_state(&org.slug, &policies.agreements, facts.today);
     let checklist = messages.checklist(&org.slack_channel, cca.name(), labels)?;
     let head: String = checklist.lines().take(2).collect::<Vec<_>>().join("\n");
-    let description = if facts.description.contains(&head) {
+    let mut description = if facts.description.contains(&head) {
         None
     } else {
         Some(format!("{}\n\n{checklist}", facts.description.trim_end()))
@@ -360,6 +361,25 @@ pub fn decide_intake(
         } else {
             None
         };
+    // The checklist arrives with what this edit and the agreements already prove ticked.
+    let team_size = intake_team(&fields).len();
+    let team_on_issue = team_size > 0
+        && match mode {
+            AccountTeamMode::Assign => facts.account_team.len() == team_size,
+            AccountTeamMode::Mention => {
+                team_note.is_some() || facts.markers.contains(&Marker::AccountTeam)
+            }
+        };
+    let known = [
+        (Item::Agreement, cca.is_valid()),
+        (Item::Dri, dri.is_some()),
+        (Item::AccountTeam, team_on_issue),
+    ];
+    let items: Vec<Item> = known
+        .into_iter()
+        .filter_map(|(i, yes)| yes.then_some(i))
+        .collect();
+    description = description.map(|d| tick(&d, &items).unwrap_or(d));
     if add.is_empty() && remove.is_empty() && description.is_none() && !make_confidential {
         return Ok(Step::Act(vec![]));
     }
@@ -507,35 +527,56 @@ pub struct Prospect<'a> {
 }
 
 /// `stage::prospect` tracking issues for the first `n` prospects that have no open tracking
-/// issue yet (`tracked`: slugs that have one). Confidential, like every tracking issue.
+/// issue yet (`tracked`: slugs that have one). Confidential, like every tracking issue, and
+/// with the engagement checklist (the agreement state of `today`).
 pub fn plan_prospects(
     ranked: &[Prospect<'_>],
     n: usize,
     tracked: &[String],
     policies: &Policies,
-) -> Vec<Action> {
+    messages: &Messages,
+    today: NaiveDate,
+) -> Result<Vec<Action>, TemplateError> {
     let labels = &policies.routing.labels;
     ranked
         .iter()
         .filter(|p| !tracked.iter().any(|t| t == p.slug))
         .take(n)
-        .map(|p| Action::CreateIssue {
-            project: policies.routing.tracking.project.clone(),
-            title: format!("Co-Create prospect: {}", p.name),
-            description: format!(
-                "{}\nProspect from `cocreate score`: tier {}, score {:.1}. Move it to `{}` once the account team has reached out, or close it if it does not fit.",
-                Marker::Engagement(p.slug.to_owned()),
-                p.tier,
-                p.score,
-                labels.stage(Stage::Contacted.name()),
-            ),
-            labels: vec![
-                labels.engagement.clone(),
-                format!("{}{}", labels.org_prefix, p.slug),
-                labels.stage(Stage::Prospect.name()),
-            ],
-            confidential: policies.routing.tracking.confidential,
-            assignee_ids: vec![],
+        .map(|p| {
+            let slug = OrgSlug::parse(p.slug).ok();
+            let known = slug.as_ref().and_then(|s| {
+                policies
+                    .organizations
+                    .all()
+                    .iter()
+                    .find(|o| &o.slug == s)
+            });
+            let channel = known
+                .map(|o| o.slack_channel.clone())
+                .unwrap_or_else(|| format!("#cocreate-initiative-{}", p.slug));
+            let cca = slug
+                .as_ref()
+                .map(|s| cca_state(s, &policies.agreements, today))
+                .unwrap_or(super::CcaState::Missing);
+            let checklist = messages.checklist(&channel, cca.name(), labels)?;
+            Ok(Action::CreateIssue {
+                project: policies.routing.tracking.project.clone(),
+                title: format!("Co-Create prospect: {}", p.name),
+                description: format!(
+                    "{}\nProspect from `cocreate score`: tier {}, score {:.1}. Move it to `{}` once the account team has reached out, or close it if it does not fit.\n\n{checklist}",
+                    Marker::Engagement(p.slug.to_owned()),
+                    p.tier,
+                    p.score,
+                    labels.stage(Stage::Contacted.name()),
+                ),
+                labels: vec![
+                    labels.engagement.clone(),
+                    format!("{}{}", labels.org_prefix, p.slug),
+                    labels.stage(Stage::Prospect.name()),
+                ],
+                confidential: policies.routing.tracking.confidential,
+                assignee_ids: vec![],
+            })
         })
         .collect()
 }
@@ -1168,7 +1209,9 @@ mod tests {
                 score: 60.0,
             },
         ];
-        let plan = plan_prospects(&ranked, 2, &["b".to_string()], &p);
+        let m = Messages::embedded().expect("templates");
+        let today = NaiveDate::from_ymd_opt(2026, 11, 23).expect("date");
+        let plan = plan_prospects(&ranked, 2, &["b".to_string()], &p, &m, today).expect("renders");
         let titles: Vec<String> = plan
             .iter()
             .map(|a| match a {
@@ -1176,9 +1219,15 @@ mod tests {
                     title,
                     labels,
                     confidential,
+                    description,
                     ..
                 } => {
                     assert!(labels.contains(&"Co-Create stage::prospect".to_string()));
+                    assert!(
+                        description.contains("## Co-Create checklist")
+                            && description.contains("<!-- cocreate:check:first-mr-merged -->"),
+                        "prospects get the checklist: {description}"
+                    );
                     assert!(*confidential);
                     title.clone()
                 }

@@ -3,6 +3,7 @@
 //! stage and one pathway label.
 
 use super::{Context, HandleError, Outcome};
+use crate::decide::checklist::Item;
 use crate::decide::engagement::{
     classify_issue, decide_intake, decide_stage, issue_event_kind, IntakeFacts, IssueKind, IssueRef,
 };
@@ -12,6 +13,7 @@ use crate::decide::follow_through::{
 use crate::decide::{Action, Skip, Step};
 use crate::events::{Event, IssueEvent};
 use crate::gitlab::GitlabClient;
+use crate::handlers::checklist::{refresh, TrackingNow};
 
 #[derive(Debug, Clone)]
 pub struct IssueInput {
@@ -25,6 +27,8 @@ pub struct IssueInput {
     pub confidential: bool,
     /// Its address in GitLab (when read).
     pub web_url: Option<String>,
+    /// Its assignees (when read).
+    pub assignees: Vec<(crate::domain::UserId, String)>,
 }
 
 /// Routed actions: open, update, reopen (and events without an action).
@@ -49,6 +53,7 @@ fn input(ev: &IssueEvent) -> IssueInput {
         description: ev.object_attributes.description.clone().unwrap_or_default(),
         confidential: ev.object_attributes.confidential,
         web_url: None,
+        assignees: Vec::new(),
     }
 }
 
@@ -83,6 +88,11 @@ pub async fn handle(
                 input.description = now.description.unwrap_or_default();
                 input.confidential = now.confidential;
                 input.web_url = (!now.web_url.is_empty()).then_some(now.web_url);
+                input.assignees = now
+                    .assignees
+                    .into_iter()
+                    .map(|a| (a.id, a.username))
+                    .collect();
             }
         }
     }
@@ -116,6 +126,25 @@ pub async fn handle(
                 policies,
                 &ctx.messages,
             )?);
+            if let (Some(l), Some(c)) = (live, &client) {
+                actions.extend(
+                    refresh(
+                        l,
+                        c,
+                        policies,
+                        ctx.clock.today(),
+                        &TrackingNow {
+                            issue: &input.issue,
+                            labels: &input.labels,
+                            description: &input.description,
+                            assignees: &input.assignees,
+                            markers: &markers,
+                        },
+                        &[],
+                    )
+                    .await?,
+                );
+            }
             actions
         }
     };
@@ -219,11 +248,75 @@ async fn doc(
             .collect(),
         _ => Vec::new(),
     });
-    match decide_engagement_doc(&facts, &ctx.policies, &ctx.messages)? {
-        Step::Act(actions) => Ok(actions),
-        Step::Need(needs) => Err(HandleError::StillNeeds {
-            rule: "engagement-doc",
-            needs: format!("{needs:?}"),
-        }),
+    let mut actions = match decide_engagement_doc(&facts, &ctx.policies, &ctx.messages)? {
+        Step::Act(actions) => actions,
+        Step::Need(needs) => {
+            return Err(HandleError::StillNeeds {
+                rule: "engagement-doc",
+                needs: format!("{needs:?}"),
+            })
+        }
+    };
+    // The engagement's checklist counts the issue once it carries the organization's label:
+    // ticked in the same run, after the edit that labels it.
+    let tracking = facts
+        .tracking
+        .iter()
+        .flatten()
+        .min_by_key(|t| t.issue.iid)
+        .map(|t| t.issue.clone());
+    if let (Some(live), Some(c), Some(t)) = (ctx.gitlab(), client, tracking) {
+        actions.extend(tracking_checklist(ctx, live, c, &t, &input.labels).await?);
     }
+    Ok(actions)
+}
+
+/// The checklist edit of tracking issue `t`, read as it is now, counting this doc issue
+/// (`doc_labels` plus the organization's label, which the doc's own edit adds first).
+async fn tracking_checklist(
+    ctx: &Context,
+    live: &super::Live,
+    c: &GitlabClient,
+    t: &crate::decide::engagement::IssueRef,
+    doc_labels: &[String],
+) -> Result<Vec<Action>, HandleError> {
+    let Some(now) = live.facts.issue(c, t).await? else {
+        return Ok(vec![]);
+    };
+    if now.state != "opened" {
+        return Ok(vec![]);
+    }
+    let markers = live.facts.issue_markers(c, t).await?;
+    let assignees: Vec<_> = now
+        .assignees
+        .into_iter()
+        .map(|a| (a.id, a.username))
+        .collect();
+    let description = now.description.unwrap_or_default();
+    // The doc's label edit runs before this one in the same plan: it counts as filed even
+    // though the listing, read before that edit, may not show it yet.
+    let l = &ctx.policies.routing.labels;
+    let also: Vec<Item> = [
+        (&l.meeting_notes, Item::MeetingNotes),
+        (&l.onboarding, Item::Onboarding),
+    ]
+    .into_iter()
+    .filter(|(label, _)| doc_labels.contains(label))
+    .map(|(_, item)| item)
+    .collect();
+    Ok(refresh(
+        live,
+        c,
+        &ctx.policies,
+        ctx.clock.today(),
+        &TrackingNow {
+            issue: t,
+            labels: &now.labels,
+            description: &description,
+            assignees: &assignees,
+            markers: &markers,
+        },
+        &also,
+    )
+    .await?)
 }
