@@ -38,7 +38,7 @@ const BUDGETS: &[Budget] = &[
     },
     Budget {
         case: "redelivery of an intake issue",
-        reads: 2,
+        reads: 4,
         writes: 0,
     },
     Budget {
