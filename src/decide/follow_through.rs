@@ -182,7 +182,8 @@ mod tests {
         let aero = p.organizations.all().first();
         let intake = "- CSM: @csm-x\n- AE: @\n- SA: @sa-x\n";
         // (description, organization, wanted)
-        let rows: Vec<(&str, Option<&Organization>, Vec<(&str, &str)>)> = vec![
+        type Row<'a> = (&'a str, Option<&'a Organization>, Vec<(&'a str, &'a str)>);
+        let rows: Vec<Row> = vec![
             (intake, aero, vec![("CSM", "csm-x"), ("SA", "sa-x")]),
             (intake, None, vec![("CSM", "csm-x"), ("SA", "sa-x")]),
             ("- CSM: @all everyone", None, vec![]),

@@ -304,7 +304,7 @@ async fn tracking_checklist(
     .filter(|(label, _)| doc_labels.contains(label))
     .map(|(_, item)| item)
     .collect();
-    Ok(refresh(
+    refresh(
         live,
         c,
         &ctx.policies,
@@ -318,5 +318,5 @@ async fn tracking_checklist(
         },
         &also,
     )
-    .await?)
+    .await
 }
