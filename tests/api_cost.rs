@@ -33,12 +33,12 @@ const BUDGETS: &[Budget] = &[
     },
     Budget {
         case: "intake issue, cold caches",
-        reads: 10,
+        reads: 12,
         writes: 1,
     },
     Budget {
         case: "redelivery of an intake issue",
-        reads: 2,
+        reads: 4,
         writes: 0,
     },
     Budget {

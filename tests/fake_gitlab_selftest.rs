@@ -2049,3 +2049,55 @@ async fn issue_state_events_record_closing_and_reopening() {
         404
     );
 }
+
+/// A person's description edit in the UI (`edit_issue_description`) is what the API then
+/// answers, and it keeps labels and assignees.
+#[tokio::test]
+async fn a_description_edited_in_the_ui_is_read_back_with_labels_and_assignees_kept() {
+    let api = world().await;
+    let created: Value = api
+        .send_form(
+            reqwest::Method::POST,
+            &format!("projects/{PROJECT_ID}/issues"),
+            &format!(
+                "title=Checklist&labels=intake&description=-+%5B+%5D+a&assignee_ids={REVIEWER_ONE}"
+            ),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let iid = created["iid"].as_u64().unwrap();
+    let before = created["updated_at"].as_str().unwrap().to_owned();
+    api.fake.edit_issue_description(PROJECT_ID, iid, "- [x] a");
+    let now = api
+        .get_json(&format!("projects/{PROJECT_ID}/issues/{iid}"))
+        .await;
+    assert_eq!(now["description"], "- [x] a");
+    assert_eq!(now["labels"], json!(["intake"]));
+    assert_eq!(now["assignees"][0]["id"], REVIEWER_ONE);
+    assert!(now["updated_at"].as_str().unwrap() > before.as_str());
+}
+
+/// `merge_mr`: the API then lists the MR as merged (also with `state=merged`), notes kept.
+#[tokio::test]
+async fn an_mr_merged_in_the_ui_is_listed_as_merged() {
+    let api = world().await;
+    api.fake.merge_mr(PROJECT_ID, 1);
+    let mr = api
+        .get_json(&format!("projects/{PROJECT_ID}/merge_requests/1"))
+        .await;
+    assert_eq!(mr["state"], "merged");
+    let merged = api
+        .get_json(&format!(
+            "projects/{PROJECT_ID}/merge_requests?state=merged"
+        ))
+        .await;
+    assert_eq!(merged.as_array().map(|a| a.len()), Some(1));
+    let opened = api
+        .get_json(&format!(
+            "projects/{PROJECT_ID}/merge_requests?state=opened"
+        ))
+        .await;
+    assert_eq!(opened.as_array().map(|a| a.len()), Some(0));
+}

@@ -730,6 +730,7 @@ proptest! {
                 bot_username: "cocreate-bot",
                 cca: None,
                 issue_list: None,
+                contribution_guide: None,
             })
             .expect("the welcome note renders for any input")
             .render();

@@ -234,6 +234,18 @@ async fn open_prospects_opens_tracking_issues_for_the_top_untracked_once() {
             "{:?}",
             issue.labels
         );
+        // The engagement checklist, nothing ticked yet that GitLab cannot prove.
+        assert!(
+            issue.description.contains("## Co-Create checklist")
+                && issue
+                    .description
+                    .contains("- [ ] First merge request merged *(cocreate)*"),
+            "{}",
+            issue.description
+        );
+        assert!(issue
+            .description
+            .contains(&format!("`#cocreate-initiative-{slug}`")));
     }
     // Those two are tracked now: the next run opens the third, never a duplicate.
     score::open_prospects(&ctx, &report, 2)

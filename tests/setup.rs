@@ -221,8 +221,39 @@ async fn after_setup_the_account_team_and_mr_flows_work_through_webhooks_alone()
         "{}",
         t.description
     );
-    assert_eq!(t.assignee_ids, [101], "a Contributor Success DRI");
+    assert_eq!(
+        t.assignee_ids,
+        [101, 701, 702],
+        "the Contributor Success DRI, the CSM and the SA"
+    );
     assert!(h.take_issue_notes(iid).is_empty());
+
+    // The CSM files the alignment meeting's notes from the template setup installed: the
+    // bot links them to the engagement and labels them.
+    let notes_iid = gitlab
+        .issue_from_template(
+            TRACKING_PROJECT_ID,
+            701,
+            "Alignment meeting: Example Aero",
+            "Co-Create alignment meeting notes",
+            |t| t.replace("- Organization: <!--", "- Organization: example-aero <!--"),
+        )
+        .expect("setup installed the meeting-notes template");
+    assert_eq!(
+        gitlab.send_deliveries().await,
+        [("Confidential Issue Hook".to_string(), 200)]
+    );
+    h.wait_idle().await;
+    let filed = gitlab.issue(TRACKING_PROJECT_ID, notes_iid);
+    assert!(filed.confidential);
+    assert_eq!(
+        filed.labels,
+        ["Co-Create meeting notes", "Co-Create org::example-aero"]
+    );
+    assert_eq!(filed.links, [(TRACKING_PROJECT_ID, iid)]);
+    let linked = h.take_issue_notes(notes_iid);
+    assert_eq!(linked.len(), 1, "{linked:#?}");
+    assert!(linked[0].contains(&format!("#{iid}")), "{}", linked[0]);
 
     // An engineer of the organization opens an MR: routed through the group's webhook.
     gitlab.open_mr(MrSpec {
@@ -281,29 +312,29 @@ async fn a_dry_run_lists_each_write_and_makes_none() {
         "would: create label \"Co-Create pathway decision\" in projects/cocreate%2Fengagements",
         "would: register webhook https://cocreate.example.com/webhook on groups/vendor (confidential_issues_events, confidential_note_events, issues_events, merge_requests_events, note_events; with secret token)",
         "would: register webhook https://cocreate.example.com/webhook on projects/cocreate%2Fengagements (confidential_issues_events, confidential_note_events, issues_events, note_events; with secret token)",
-        "would: commit to cocreate/engagements branch main: create .gitlab/issue_templates/Co-Create engagement request.md, create .gitlab/issue_templates/Co-Create pathway decision.md",
+        "would: commit to cocreate/engagements branch main: create .gitlab/issue_templates/Co-Create alignment meeting notes.md, create .gitlab/issue_templates/Co-Create engagement request.md, create .gitlab/issue_templates/Co-Create onboarding session.md, create .gitlab/issue_templates/Co-Create pathway decision.md",
     ] {
         assert!(dry.contains(want), "{want}\nnot in:\n{dry}");
     }
     assert!(gitlab.writes().is_empty(), "{:#?}", gitlab.writes());
     assert!(gitlab.labels_of("groups/50").is_empty());
 
-    // A template changed in the repository is updated, the other one is left alone.
+    // A template changed in the repository is updated, the others are left alone.
     let shipped = shipped_templates();
-    gitlab.commit_files(
-        TRACKING_PROJECT_ID,
-        "main",
-        &[
-            (
-                ".gitlab/issue_templates/Co-Create engagement request.md",
-                "an old copy\n",
-            ),
-            (
-                ".gitlab/issue_templates/Co-Create pathway decision.md",
-                &shipped[1].1,
-            ),
-        ],
-    );
+    let request = "Co-Create engagement request.md";
+    let files: Vec<(String, &str)> = shipped
+        .iter()
+        .map(|(name, text)| {
+            let text = if name == request {
+                "an old copy\n"
+            } else {
+                text.as_str()
+            };
+            (format!("{TEMPLATE_DIR}/{name}"), text)
+        })
+        .collect();
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), *t)).collect();
+    gitlab.commit_files(TRACKING_PROJECT_ID, "main", &files);
     let (ok, dry) = tokio::task::block_in_place(|| setup(&gitlab, WEBHOOK_URL, &["--dry-run"]));
     assert!(ok, "{dry}");
     assert!(
@@ -321,7 +352,10 @@ async fn a_dry_run_lists_each_write_and_makes_none() {
                 ".gitlab/issue_templates/Co-Create engagement request.md"
             )
             .as_deref(),
-        Some(shipped[0].1.as_str())
+        shipped
+            .iter()
+            .find(|(n, _)| n == request)
+            .map(|(_, t)| t.as_str())
     );
 }
 

@@ -6,12 +6,13 @@ use serde::Serialize;
 
 use chrono::NaiveDate;
 
+use super::checklist::{tick, Item};
 use super::funnel::{Pathway, Stage};
 use super::{cca_state, is_own_event, Action, NoteTarget, RosterFacts, Skip, Step};
 use crate::domain::{MrRef, OrgSlug, UserId};
 use crate::messages::{Engagement, Marker, Messages, TemplateError};
 use crate::neutralize;
-use crate::policy::{Labels, Organization, Policies};
+use crate::policy::{AccountTeamMode, Labels, Organization, Policies};
 
 /// An issue, addressed by project (numeric id or full path) and iid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -97,6 +98,17 @@ pub fn parse_intake(description: &str) -> IntakeFields {
         }
     }
     f
+}
+
+/// The well-formed CSM, AE and SA usernames of an intake (without `@`), with their roles.
+pub fn intake_team(fields: &IntakeFields) -> Vec<(&'static str, String)> {
+    [("CSM", &fields.csm), ("AE", &fields.ae), ("SA", &fields.sa)]
+        .into_iter()
+        .filter_map(|(role, v)| {
+            let name = v.as_deref()?.trim().trim_start_matches('@');
+            neutralize::is_plain_username(name).then(|| (role, name.to_owned()))
+        })
+        .collect()
 }
 
 fn username(field: &str, v: &str, private: bool) -> Result<String, String> {
@@ -198,6 +210,9 @@ pub struct IntakeFacts {
     pub roster: Option<RosterFacts>,
     /// The day, for the organization's agreement state in the checklist.
     pub today: NaiveDate,
+    /// The intake's CSM, AE and SA GitLab knows, with their ids (read with the tracking
+    /// issues; a name GitLab does not know is not assigned).
+    pub account_team: Vec<(String, UserId)>,
 }
 
 /// The reads an intake naming a known organization asks for ([`Step::Need`]): that
@@ -205,6 +220,8 @@ pub struct IntakeFacts {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IntakeNeeds {
     pub org: OrgSlug,
+    /// The intake's CSM, AE and SA usernames, to look up.
+    pub account_team: Vec<String>,
 }
 
 /// What to do with an intake issue: a note on an invalid one; for a valid one, once the
@@ -261,6 +278,7 @@ pub fn decide_intake(
     let Some(others) = &facts.other_tracking else {
         return Ok(Step::Need(IntakeNeeds {
             org: org.slug.clone(),
+            account_team: intake_team(&fields).into_iter().map(|(_, u)| u).collect(),
         }));
     };
     if let Some(existing) = others.iter().min_by_key(|t| t.issue.iid) {
@@ -308,7 +326,7 @@ pub fn decide_intake(
     let cca = cca_state(&org.slug, &policies.agreements, facts.today);
     let checklist = messages.checklist(&org.slack_channel, cca.name(), labels)?;
     let head: String = checklist.lines().take(2).collect::<Vec<_>>().join("\n");
-    let description = if facts.description.contains(&head) {
+    let mut description = if facts.description.contains(&head) {
         None
     } else {
         Some(format!("{}\n\n{checklist}", facts.description.trim_end()))
@@ -318,19 +336,79 @@ pub fn decide_intake(
         .as_ref()
         .and_then(|r| super::choose_reviewer(&policies.routing.roster, r))
         .and_then(|c| c.id);
+    // The account team: assigned with the DRI, or listed and pinged once in a note.
+    let mode = policies.routing.tracking.account_team;
+    let mut assignees: Vec<UserId> = dri.into_iter().collect();
+    if mode == AccountTeamMode::Assign {
+        for (_, id) in &facts.account_team {
+            if !assignees.contains(id) {
+                assignees.push(*id);
+            }
+        }
+    }
+    let team_note =
+        if mode == AccountTeamMode::Mention && !facts.markers.contains(&Marker::AccountTeam) {
+            let team = intake_team(&fields);
+            let dri_name = facts
+                .roster
+                .as_ref()
+                .and_then(|r| super::choose_reviewer(&policies.routing.roster, r))
+                .map(|c| c.username);
+            let roles: Vec<(&str, &str)> = team.iter().map(|(r, u)| (*r, u.as_str())).collect();
+            (!roles.is_empty())
+                .then(|| messages.account_team(&roles, dri_name.as_deref()))
+                .transpose()?
+        } else {
+            None
+        };
+    // The checklist arrives with what this edit and the agreements already prove ticked.
+    let team_size = intake_team(&fields).len();
+    let team_on_issue = team_size > 0
+        && match mode {
+            AccountTeamMode::Assign => facts.account_team.len() == team_size,
+            AccountTeamMode::Mention => {
+                team_note.is_some() || facts.markers.contains(&Marker::AccountTeam)
+            }
+        };
+    let known = [
+        (Item::Agreement, cca.is_valid()),
+        (Item::Dri, dri.is_some()),
+        (Item::AccountTeam, team_on_issue),
+    ];
+    let items: Vec<Item> = known
+        .into_iter()
+        .filter_map(|(i, yes)| yes.then_some(i))
+        .collect();
+    description = description.map(|d| tick(&d, &items).unwrap_or(d));
     if add.is_empty() && remove.is_empty() && description.is_none() && !make_confidential {
         return Ok(Step::Act(vec![]));
     }
+    let mut actions = Vec::new();
+    let mut confidential = make_confidential.then_some(true);
+    if let Some(note) = team_note {
+        // The note goes before the edit that makes the intake a tracking issue (an intake is
+        // decided again until that edit lands, a tracking issue never is), after the edit
+        // that makes it confidential.
+        if make_confidential {
+            actions.push(confidential_edit());
+            confidential = None;
+        }
+        actions.push(Action::PostNote {
+            target: NoteTarget::Issue(facts.issue.clone()),
+            note,
+        });
+    }
     // One edit: the issue never carries the checklist (channel, CCA state) or the engagement
     // labels without being confidential.
-    Ok(Step::Act(vec![Action::EditIssue {
+    actions.push(Action::EditIssue {
         issue: facts.issue.clone(),
         add_labels: add,
         remove_labels: remove,
-        assignee_ids: dri.map(|d| vec![d]),
+        assignee_ids: (!assignees.is_empty()).then_some(assignees),
         description,
-        confidential: make_confidential.then_some(true),
-    }]))
+        confidential,
+    });
+    Ok(Step::Act(actions))
 }
 
 fn short_hash(s: &str) -> String {
@@ -449,35 +527,56 @@ pub struct Prospect<'a> {
 }
 
 /// `stage::prospect` tracking issues for the first `n` prospects that have no open tracking
-/// issue yet (`tracked`: slugs that have one). Confidential, like every tracking issue.
+/// issue yet (`tracked`: slugs that have one). Confidential, like every tracking issue, and
+/// with the engagement checklist (the agreement state of `today`).
 pub fn plan_prospects(
     ranked: &[Prospect<'_>],
     n: usize,
     tracked: &[String],
     policies: &Policies,
-) -> Vec<Action> {
+    messages: &Messages,
+    today: NaiveDate,
+) -> Result<Vec<Action>, TemplateError> {
     let labels = &policies.routing.labels;
     ranked
         .iter()
         .filter(|p| !tracked.iter().any(|t| t == p.slug))
         .take(n)
-        .map(|p| Action::CreateIssue {
-            project: policies.routing.tracking.project.clone(),
-            title: format!("Co-Create prospect: {}", p.name),
-            description: format!(
-                "{}\nProspect from `cocreate score`: tier {}, score {:.1}. Move it to `{}` once the account team has reached out, or close it if it does not fit.",
-                Marker::Engagement(p.slug.to_owned()),
-                p.tier,
-                p.score,
-                labels.stage(Stage::Contacted.name()),
-            ),
-            labels: vec![
-                labels.engagement.clone(),
-                format!("{}{}", labels.org_prefix, p.slug),
-                labels.stage(Stage::Prospect.name()),
-            ],
-            confidential: policies.routing.tracking.confidential,
-            assignee_ids: vec![],
+        .map(|p| {
+            let slug = OrgSlug::parse(p.slug).ok();
+            let known = slug.as_ref().and_then(|s| {
+                policies
+                    .organizations
+                    .all()
+                    .iter()
+                    .find(|o| &o.slug == s)
+            });
+            let channel = known
+                .map(|o| o.slack_channel.clone())
+                .unwrap_or_else(|| format!("#cocreate-initiative-{}", p.slug));
+            let cca = slug
+                .as_ref()
+                .map(|s| cca_state(s, &policies.agreements, today))
+                .unwrap_or(super::CcaState::Missing);
+            let checklist = messages.checklist(&channel, cca.name(), labels)?;
+            Ok(Action::CreateIssue {
+                project: policies.routing.tracking.project.clone(),
+                title: format!("Co-Create prospect: {}", p.name),
+                description: format!(
+                    "{}\nProspect from `cocreate score`: tier {}, score {:.1}. Move it to `{}` once the account team has reached out, or close it if it does not fit.\n\n{checklist}",
+                    Marker::Engagement(p.slug.to_owned()),
+                    p.tier,
+                    p.score,
+                    labels.stage(Stage::Contacted.name()),
+                ),
+                labels: vec![
+                    labels.engagement.clone(),
+                    format!("{}{}", labels.org_prefix, p.slug),
+                    labels.stage(Stage::Prospect.name()),
+                ],
+                confidential: policies.routing.tracking.confidential,
+                assignee_ids: vec![],
+            })
         })
         .collect()
 }
@@ -590,6 +689,8 @@ pub enum IssueKind {
     Intake,
     /// An organization's tracking issue.
     Tracking,
+    /// Alignment-meeting notes or an onboarding session, to link to its engagement.
+    Doc,
 }
 
 /// Classifies an issue by its labels: the engagement label makes it a tracking issue (even if it
@@ -599,6 +700,8 @@ pub fn classify_issue(labels: &[String], l: &Labels) -> Option<IssueKind> {
         Some(IssueKind::Tracking)
     } else if labels.contains(&l.intake) {
         Some(IssueKind::Intake)
+    } else if labels.contains(&l.meeting_notes) || labels.contains(&l.onboarding) {
+        Some(IssueKind::Doc)
     } else {
         None
     }
@@ -702,6 +805,7 @@ mod tests {
                     vec![]
                 }),
                 roster: None,
+                account_team: vec![],
                 today: NaiveDate::from_ymd_opt(2026, 11, 23).expect("date"),
             };
             let actions = decide_intake(&facts, &p, &m)
@@ -733,6 +837,7 @@ mod tests {
             markers: vec![],
             other_tracking: None,
             roster: None,
+            account_team: vec![],
             today: NaiveDate::from_ymd_opt(2026, 11, 23).expect("date"),
         };
         let actions = decide_intake(&facts, &open, &m)
@@ -854,6 +959,7 @@ mod tests {
             markers: vec![],
             other_tracking,
             roster: None,
+            account_team: vec![],
             today: NaiveDate::parse_from_str(today, "%Y-%m-%d").expect("date"),
         };
         let step = decide_intake(&facts(INTAKE, None, "2026-11-23"), &p, &m).expect("renders");
@@ -899,6 +1005,7 @@ mod tests {
                 markers: vec![],
                 other_tracking: Some(vec![]),
                 roster: None,
+                account_team: vec![],
                 today: NaiveDate::from_ymd_opt(2026, 11, 23).expect("date"),
             };
             match decide_intake(&facts, &p, &m)
@@ -917,6 +1024,84 @@ mod tests {
         // Once it is there (boxes ticked or not), it is not appended again.
         let ticked = appended.replace("- [ ]", "- [x]");
         assert_eq!(edit(ticked), None);
+    }
+
+    /// The account team: assigned with the DRI (`assign`), or one note before the edit that
+    /// converts the intake (`mention`), after the edit that makes it confidential.
+    #[test]
+    fn account_team_table() {
+        use crate::policy::AccountTeamMode::{Assign, Mention};
+        let m = Messages::embedded().expect("templates");
+        let team = vec![("csm-aero".to_string(), 701), ("sa-aero".to_string(), 702)];
+        // (mode, confidential now, note already there, wanted: assignees, action kinds)
+        type Row = (AccountTeamMode, bool, bool, Vec<u64>, &'static str);
+        let rows: Vec<Row> = vec![
+            (Assign, true, false, vec![701, 702], "E"),
+            (Assign, false, false, vec![701, 702], "E"),
+            (Mention, true, false, vec![], "NE"),
+            (Mention, false, false, vec![], "CNE"),
+            (Mention, true, true, vec![], "E"),
+        ];
+        for (mode, confidential, noted, assignees, kinds) in rows {
+            let mut p = policies();
+            p.routing.tracking.account_team = mode;
+            let facts = IntakeFacts {
+                issue: IssueRef {
+                    project: "cocreate/engagements".into(),
+                    iid: 3,
+                },
+                confidential,
+                description: INTAKE.into(),
+                labels: vec!["Co-Create intake".into()],
+                markers: if noted {
+                    vec![Marker::AccountTeam]
+                } else {
+                    vec![]
+                },
+                other_tracking: Some(vec![]),
+                roster: None,
+                today: NaiveDate::from_ymd_opt(2026, 11, 23).expect("date"),
+                account_team: team.clone(),
+            };
+            let actions = decide_intake(&facts, &p, &m)
+                .expect("renders")
+                .act()
+                .expect("decided");
+            let got: String = actions
+                .iter()
+                .map(|a| match a {
+                    Action::EditIssue {
+                        description: None, ..
+                    } => 'C',
+                    Action::EditIssue { .. } => 'E',
+                    Action::PostNote { .. } => 'N',
+                    _ => '?',
+                })
+                .collect();
+            assert_eq!(got, kinds, "{mode:?} {confidential} {noted}");
+            let got_assignees = actions.iter().find_map(|a| match a {
+                Action::EditIssue {
+                    assignee_ids: Some(ids),
+                    ..
+                } => Some(ids.clone()),
+                _ => None,
+            });
+            assert_eq!(
+                got_assignees.unwrap_or_default(),
+                assignees,
+                "{mode:?} {confidential} {noted}"
+            );
+            if let Some(Action::PostNote { note, .. }) = actions
+                .iter()
+                .find(|a| matches!(a, Action::PostNote { .. }))
+            {
+                let body = note.render();
+                assert!(
+                    body.contains("- CSM: @csm-aero\n- SA: @sa-aero\n"),
+                    "{body}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -1024,7 +1209,9 @@ mod tests {
                 score: 60.0,
             },
         ];
-        let plan = plan_prospects(&ranked, 2, &["b".to_string()], &p);
+        let m = Messages::embedded().expect("templates");
+        let today = NaiveDate::from_ymd_opt(2026, 11, 23).expect("date");
+        let plan = plan_prospects(&ranked, 2, &["b".to_string()], &p, &m, today).expect("renders");
         let titles: Vec<String> = plan
             .iter()
             .map(|a| match a {
@@ -1032,9 +1219,15 @@ mod tests {
                     title,
                     labels,
                     confidential,
+                    description,
                     ..
                 } => {
                     assert!(labels.contains(&"Co-Create stage::prospect".to_string()));
+                    assert!(
+                        description.contains("## Co-Create checklist")
+                            && description.contains("<!-- cocreate:check:first-mr-merged -->"),
+                        "prospects get the checklist: {description}"
+                    );
                     assert!(*confidential);
                     title.clone()
                 }

@@ -6,8 +6,10 @@
 //! action at all.
 
 mod cca;
+pub mod checklist;
 pub mod commands;
 pub mod engagement;
+pub mod follow_through;
 pub mod funnel;
 pub mod metrics;
 pub mod nudge;

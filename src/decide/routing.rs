@@ -255,6 +255,7 @@ fn act(
             bot_username: &facts.bot_username,
             cca: cca_notice,
             issue_list: policies.routing.site.issue_list_url.as_deref(),
+            contribution_guide: policies.routing.site.contribution_guide_url.as_deref(),
         })?;
         actions.push(Action::PostNote {
             target: NoteTarget::MergeRequest(facts.mr),
@@ -658,6 +659,16 @@ mod tests {
         p.routing.site.issue_list_url = Some("https://cocreate.example.com/".into());
         assert!(
             welcome(&p).contains("The curated issue list: https://cocreate.example.com/"),
+            "{}",
+            welcome(&p)
+        );
+        assert!(!welcome(&p).contains("contribution guide"));
+        p.routing.site.contribution_guide_url =
+            Some("https://docs.example.com/development/contributing/".into());
+        assert!(
+            welcome(&p).contains(
+                "How we work, from first commit to merge: the contribution guide, https://docs.example.com/development/contributing/"
+            ),
             "{}",
             welcome(&p)
         );

@@ -282,6 +282,16 @@ pub fn tracking_labels(policies: &Policies, templates: &[IssueTemplate]) -> Vec<
             "Triage outcome recorded with the product managers, from the issue template (cocreate)",
         ),
         spec(
+            &l.meeting_notes,
+            "#a8d695",
+            "Alignment-meeting notes, from the issue template (linked to the engagement by cocreate)",
+        ),
+        spec(
+            &l.onboarding,
+            "#a8d695",
+            "Onboarding session with the customer's engineers, from the issue template (linked by cocreate)",
+        ),
+        spec(
             &l.onsite,
             "#e6a700",
             "The engagement plans an on-site week (major pathway only; checked by cocreate)",
@@ -760,6 +770,8 @@ mod tests {
             l.intake.clone(),
             l.engagement.clone(),
             l.onsite.clone(),
+            l.meeting_notes.clone(),
+            l.onboarding.clone(),
             PATHWAY_DECISION.to_owned(),
             "Co-Create stage::contacted".into(),
             "Co-Create stage::sustaining".into(),

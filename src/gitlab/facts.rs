@@ -510,7 +510,8 @@ impl FactSource {
             .collect())
     }
 
-    async fn user_id(
+    /// A username's id (cached); `None` when GitLab does not know the name.
+    pub async fn user_id(
         &self,
         c: &GitlabClient,
         username: &str,

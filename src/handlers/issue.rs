@@ -3,12 +3,17 @@
 //! stage and one pathway label.
 
 use super::{Context, HandleError, Outcome};
+use crate::decide::checklist::Item;
 use crate::decide::engagement::{
     classify_issue, decide_intake, decide_stage, issue_event_kind, IntakeFacts, IssueKind, IssueRef,
+};
+use crate::decide::follow_through::{
+    decide_engagement_doc, decide_meeting_request, DocFacts, TrackingFacts,
 };
 use crate::decide::{Action, Skip, Step};
 use crate::events::{Event, IssueEvent};
 use crate::gitlab::GitlabClient;
+use crate::handlers::checklist::{refresh, TrackingNow};
 
 #[derive(Debug, Clone)]
 pub struct IssueInput {
@@ -20,6 +25,10 @@ pub struct IssueInput {
     pub description: String,
     /// Whether the issue is confidential (as GitLab has it now, when connected).
     pub confidential: bool,
+    /// Its address in GitLab (when read).
+    pub web_url: Option<String>,
+    /// Its assignees (when read).
+    pub assignees: Vec<(crate::domain::UserId, String)>,
 }
 
 /// Routed actions: open, update, reopen (and events without an action).
@@ -43,6 +52,8 @@ fn input(ev: &IssueEvent) -> IssueInput {
         added_labels: ev.added_labels(),
         description: ev.object_attributes.description.clone().unwrap_or_default(),
         confidential: ev.object_attributes.confidential,
+        web_url: None,
+        assignees: Vec::new(),
     }
 }
 
@@ -76,6 +87,12 @@ pub async fn handle(
                 input.labels = now.labels;
                 input.description = now.description.unwrap_or_default();
                 input.confidential = now.confidential;
+                input.web_url = (!now.web_url.is_empty()).then_some(now.web_url);
+                input.assignees = now
+                    .assignees
+                    .into_iter()
+                    .map(|a| (a.id, a.username))
+                    .collect();
             }
         }
     }
@@ -85,18 +102,51 @@ pub async fn handle(
     };
     // Classified again on the labels as they are now.
     let kind = classify_issue(&input.labels, &policies.routing.labels);
-    let actions = if kind == Some(IssueKind::Intake) {
-        intake(ctx, &input, markers, client.as_ref()).await?
-    } else {
-        decide_stage(
-            &input.issue,
-            input.confidential,
-            &input.labels,
-            &input.added_labels,
-            &markers,
-            policies,
-            &ctx.messages,
-        )?
+    let actions = match kind {
+        Some(IssueKind::Intake) => intake(ctx, &input, markers, client.as_ref()).await?,
+        Some(IssueKind::Doc) => doc(ctx, &input, markers, client.as_ref()).await?,
+        _ => {
+            let mut actions = decide_stage(
+                &input.issue,
+                input.confidential,
+                &input.labels,
+                &input.added_labels,
+                &markers,
+                policies,
+                &ctx.messages,
+            )?;
+            actions.extend(decide_meeting_request(
+                &TrackingFacts {
+                    issue: &input.issue,
+                    labels: &input.labels,
+                    description: &input.description,
+                    markers: &markers,
+                    web_url: input.web_url.as_deref(),
+                },
+                policies,
+                &ctx.messages,
+            )?);
+            if let (Some(l), Some(c)) = (live, &client) {
+                actions.extend(
+                    refresh(
+                        l,
+                        c,
+                        policies,
+                        ctx.clock.today(),
+                        &TrackingNow {
+                            issue: &input.issue,
+                            labels: &input.labels,
+                            description: &input.description,
+                            assignees: &input.assignees,
+                            markers: &markers,
+                        },
+                        &[],
+                    )
+                    .await?,
+                );
+            }
+            actions
+        }
     };
     let report = ctx.executor().run(client.as_ref(), &actions).await?;
     tracing::info!(issue = %input.issue, planned = actions.len(), writes = report.writes, "engagement issue handled");
@@ -123,6 +173,7 @@ async fn intake(
         other_tracking: None,
         roster: None,
         today: ctx.clock.today(),
+        account_team: Vec::new(),
     };
     let needs = match decide_intake(&facts, &ctx.policies, &ctx.messages)? {
         Step::Act(actions) => return Ok(actions),
@@ -133,14 +184,25 @@ async fn intake(
     let _guard = ctx.locks.lock(org.as_str()).await;
     match (ctx.gitlab(), client) {
         (Some(live), Some(c)) => {
-            let (others, roster) = tokio::try_join!(
+            let team = futures_util::future::try_join_all(needs.account_team.iter().map(
+                |u| async move {
+                    let id = live.facts.user_id(c, u).await?;
+                    if id.is_none() {
+                        tracing::warn!(issue = %input.issue, "an intake's account team member is not a GitLab user; not assigned");
+                    }
+                    Ok::<_, crate::gitlab::GitlabError>(id.map(|id| (u.clone(), id)))
+                },
+            ));
+            let (others, roster, team) = tokio::try_join!(
                 live.facts.tracking_issues(c, &ctx.policies, org),
                 live.facts.roster(c, &ctx.policies, Some(org)),
+                team,
             )?;
             let mut others = others.unwrap_or_default();
             others.retain(|t| t.issue.iid != input.issue.iid);
             facts.other_tracking = Some(others);
             facts.roster = Some(roster);
+            facts.account_team = team.into_iter().flatten().collect();
         }
         // A dry run without a token: no other tracking issue is known, no DRI assigned.
         _ => facts.other_tracking = Some(Vec::new()),
@@ -152,4 +214,109 @@ async fn intake(
             needs: format!("{needs:?}"),
         }),
     }
+}
+
+/// A meeting-notes or onboarding issue: decided on the issue; one naming a known organization
+/// asks for that organization's tracking issues, read under its lock, then decided again.
+async fn doc(
+    ctx: &Context,
+    input: &IssueInput,
+    markers: Vec<crate::messages::Marker>,
+    client: Option<&GitlabClient>,
+) -> Result<Vec<Action>, HandleError> {
+    let mut facts = DocFacts {
+        issue: input.issue.clone(),
+        confidential: input.confidential,
+        labels: input.labels.clone(),
+        description: input.description.clone(),
+        markers,
+        tracking: None,
+    };
+    let needs = match decide_engagement_doc(&facts, &ctx.policies, &ctx.messages)? {
+        Step::Act(actions) => return Ok(actions),
+        Step::Need(needs) => needs,
+    };
+    let _guard = ctx.locks.lock(needs.org.as_str()).await;
+    facts.tracking = Some(match (ctx.gitlab(), client) {
+        (Some(live), Some(c)) => live
+            .facts
+            .tracking_list(c, &ctx.policies, &needs.org)
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| t.0)
+            .collect(),
+        _ => Vec::new(),
+    });
+    let mut actions = match decide_engagement_doc(&facts, &ctx.policies, &ctx.messages)? {
+        Step::Act(actions) => actions,
+        Step::Need(needs) => {
+            return Err(HandleError::StillNeeds {
+                rule: "engagement-doc",
+                needs: format!("{needs:?}"),
+            })
+        }
+    };
+    // The engagement's checklist counts the issue once it carries the organization's label:
+    // ticked in the same run, after the edit that labels it.
+    let tracking = facts
+        .tracking
+        .iter()
+        .flatten()
+        .min_by_key(|t| t.issue.iid)
+        .map(|t| t.issue.clone());
+    if let (Some(live), Some(c), Some(t)) = (ctx.gitlab(), client, tracking) {
+        actions.extend(tracking_checklist(ctx, live, c, &t, &input.labels).await?);
+    }
+    Ok(actions)
+}
+
+/// The checklist edit of tracking issue `t`, read as it is now, counting this doc issue
+/// (`doc_labels` plus the organization's label, which the doc's own edit adds first).
+async fn tracking_checklist(
+    ctx: &Context,
+    live: &super::Live,
+    c: &GitlabClient,
+    t: &crate::decide::engagement::IssueRef,
+    doc_labels: &[String],
+) -> Result<Vec<Action>, HandleError> {
+    let Some(now) = live.facts.issue(c, t).await? else {
+        return Ok(vec![]);
+    };
+    if now.state != "opened" {
+        return Ok(vec![]);
+    }
+    let markers = live.facts.issue_markers(c, t).await?;
+    let assignees: Vec<_> = now
+        .assignees
+        .into_iter()
+        .map(|a| (a.id, a.username))
+        .collect();
+    let description = now.description.unwrap_or_default();
+    // The doc's label edit runs before this one in the same plan: it counts as filed even
+    // though the listing, read before that edit, may not show it yet.
+    let l = &ctx.policies.routing.labels;
+    let also: Vec<Item> = [
+        (&l.meeting_notes, Item::MeetingNotes),
+        (&l.onboarding, Item::Onboarding),
+    ]
+    .into_iter()
+    .filter(|(label, _)| doc_labels.contains(label))
+    .map(|(_, item)| item)
+    .collect();
+    refresh(
+        live,
+        c,
+        &ctx.policies,
+        ctx.clock.today(),
+        &TrackingNow {
+            issue: t,
+            labels: &now.labels,
+            description: &description,
+            assignees: &assignees,
+            markers: &markers,
+        },
+        &also,
+    )
+    .await
 }

@@ -1,6 +1,7 @@
 //! One handler per feature. Each splits into `parse` (event → `Option<Input>`, pure) and
 //! `handle` (gather facts → `decide` → executor).
 
+pub mod checklist;
 pub mod issue;
 pub mod merge_request;
 pub mod note;

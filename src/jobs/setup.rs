@@ -462,11 +462,21 @@ mod tests {
             .iter()
             .map(|t| (t.name.as_str(), t.content.as_str()))
             .collect();
-        assert_eq!(names.len(), 3, "{names:?}");
+        assert_eq!(
+            names.len(),
+            crate::messages::ISSUE_TEMPLATES.len() + 1,
+            "{names:?}"
+        );
         assert!(names.contains(&("Co-Create engagement request.md", "custom\n")));
         assert!(names.contains(&("Extra.md", "extra\n")));
         assert!(names
             .iter()
             .any(|(n, c)| *n == "Co-Create pathway decision.md" && c.contains("/label")));
+        for shipped in [
+            "Co-Create alignment meeting notes.md",
+            "Co-Create onboarding session.md",
+        ] {
+            assert!(names.iter().any(|(n, _)| *n == shipped), "{shipped}");
+        }
     }
 }

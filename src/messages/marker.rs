@@ -45,6 +45,12 @@ pub enum Marker {
     Checklist(String),
     /// The quarter's dashboard issue.
     Dashboard(String),
+    /// The note on a tracking issue listing and pinging its account team (`account_team: mention`).
+    AccountTeam,
+    /// The note asking the account team to hold the alignment meeting (stage `meeting`).
+    MeetingRequest,
+    /// The note on a meeting-notes or onboarding issue linking it to this tracking issue (iid).
+    EngagementDoc(u64),
     /// A marker this version does not know (written by another version): kept as read, so it
     /// still counts as ours, never written.
     Other(String),
@@ -81,6 +87,9 @@ impl Marker {
             Marker::StageSkip(k) => ("stage-skip", Some(k.clone())),
             Marker::Checklist(v) => ("checklist", Some(v.clone())),
             Marker::Dashboard(q) => ("dashboard", Some(q.clone())),
+            Marker::AccountTeam => ("account-team", None),
+            Marker::MeetingRequest => ("meeting-request", None),
+            Marker::EngagementDoc(iid) => ("engagement-doc", Some(iid.to_string())),
             Marker::Other(inner) => (inner.as_str(), None),
         }
     }
@@ -126,6 +135,9 @@ impl Marker {
             ("stage-skip", Some(v)) => Marker::StageSkip(v.to_owned()),
             ("checklist", Some(v)) => Marker::Checklist(v.to_owned()),
             ("dashboard", Some(v)) => Marker::Dashboard(v.to_owned()),
+            ("account-team", None) => Marker::AccountTeam,
+            ("meeting-request", None) => Marker::MeetingRequest,
+            ("engagement-doc", Some(v)) => return num(v).map(Marker::EngagementDoc).or_else(other),
             _ => return other(),
         })
     }

@@ -89,6 +89,18 @@ const EMBEDDED: &[(&str, &str)] = &[
         "nudge_author.md",
         include_str!("../../templates/nudge_author.md"),
     ),
+    (
+        "account_team.md",
+        include_str!("../../templates/account_team.md"),
+    ),
+    (
+        "meeting_request.md",
+        include_str!("../../templates/meeting_request.md"),
+    ),
+    (
+        "engagement_doc.md",
+        include_str!("../../templates/engagement_doc.md"),
+    ),
 ];
 
 /// The issue templates account teams pick in GitLab (`.gitlab/issue_templates/` ships copies).
@@ -101,7 +113,18 @@ pub const ISSUE_TEMPLATES: &[(&str, &str)] = &[
         "Co-Create pathway decision.md",
         include_str!("../../templates/issue_templates/Co-Create pathway decision.md"),
     ),
+    (
+        "Co-Create alignment meeting notes.md",
+        include_str!("../../templates/issue_templates/Co-Create alignment meeting notes.md"),
+    ),
+    (
+        "Co-Create onboarding session.md",
+        include_str!("../../templates/issue_templates/Co-Create onboarding session.md"),
+    ),
 ];
+
+/// The name GitLab gives the meeting-notes template (`?issuable_template=`).
+pub const MEETING_NOTES_TEMPLATE: &str = "Co-Create alignment meeting notes";
 
 /// Data for an engagement tracking issue (internal: it lives in a confidential issue).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -159,6 +182,8 @@ pub struct Welcome<'a> {
     pub cca: Option<CcaNotice<'a>>,
     /// The curated issue list (`routing.yml` `site.issue_list_url`), when configured.
     pub issue_list: Option<&'a str>,
+    /// The contribution guide (`routing.yml` `site.contribution_guide_url`), when configured.
+    pub contribution_guide: Option<&'a str>,
 }
 
 /// Which CCA problem to explain, and whom to write to.
@@ -249,6 +274,7 @@ impl Messages {
                 label => w.cca.as_ref().map(|c| c.label),
                 contact => w.cca.as_ref().and_then(|c| c.contact),
                 issue_list => w.issue_list,
+                contribution_guide => w.contribution_guide,
             },
         )?;
         let note = Note::new(Marker::Welcome, body);
@@ -337,7 +363,7 @@ impl Messages {
             "engagement_checklist.md",
             context! { slack_channel, cca, stage_prefix, pathway_prefix, onsite },
         )?;
-        Ok(Marker::Checklist("v1".into()).before(&body))
+        Ok(Marker::Checklist("v2".into()).before(&body))
     }
 
     /// One note on an invalid intake issue: exactly what is missing. `problems` are already
@@ -419,6 +445,53 @@ impl Messages {
         Ok(body.trim_end().to_owned())
     }
 
+    /// The note listing and pinging a tracking issue's account team. `team`: (role, username)
+    /// pairs, usernames already checked well-formed; `dri` likewise.
+    pub fn account_team(
+        &self,
+        team: &[(&str, &str)],
+        dri: Option<&str>,
+    ) -> Result<Note, TemplateError> {
+        let team: Vec<(String, String)> = team
+            .iter()
+            .map(|(role, user)| ((*role).to_owned(), neutralize::mention(user)))
+            .collect();
+        let body = self.render(
+            "account_team.md",
+            context! { team, dri => dri.map(neutralize::mention) },
+        )?;
+        Ok(Note::new(Marker::AccountTeam, body))
+    }
+
+    /// The note asking the account team to hold the alignment meeting. `template_url`: where
+    /// the meeting-notes issue is opened from its template (when the issue's address is known).
+    pub fn meeting_request(
+        &self,
+        team: &[(&str, &str)],
+        template_url: Option<&str>,
+    ) -> Result<Note, TemplateError> {
+        let team: Vec<String> = team.iter().map(|(_, u)| neutralize::mention(u)).collect();
+        let body = self.render(
+            "meeting_request.md",
+            context! { team, template_url, template => MEETING_NOTES_TEMPLATE },
+        )?;
+        Ok(Note::new(Marker::MeetingRequest, body))
+    }
+
+    /// The note on a meeting-notes or onboarding issue: linked to tracking issue `iid`.
+    /// `org_name`: only on a confidential issue.
+    pub fn engagement_doc(
+        &self,
+        tracking_iid: u64,
+        org_name: Option<&str>,
+    ) -> Result<Note, TemplateError> {
+        let body = self.render(
+            "engagement_doc.md",
+            context! { tracking => tracking_iid, org_name => org_name.map(neutralize::inline) },
+        )?;
+        Ok(Note::new(Marker::EngagementDoc(tracking_iid), body))
+    }
+
     pub fn stage_skip(&self, marker: Marker, message: &str) -> Result<Note, TemplateError> {
         let body = self.render("stage_skip.md", context! { message })?;
         Ok(Note::new(marker, body))
@@ -440,6 +513,7 @@ mod tests {
                 bot_username: "cocreate-bot",
                 cca: None,
                 issue_list: None,
+                contribution_guide: None,
             })
             .expect("renders")
             .render();
@@ -470,6 +544,7 @@ mod tests {
                 bot_username: "cocreate-bot",
                 cca: None,
                 issue_list,
+                contribution_guide: None,
             })
             .expect("renders")
             .render()
@@ -522,6 +597,7 @@ mod tests {
                 bot_username: "cocreate-bot",
                 cca: None,
                 issue_list: None,
+                contribution_guide: None,
             })
             .expect("renders")
             .render();
@@ -578,6 +654,7 @@ mod tests {
                 bot_username: "b",
                 cca: Some(notice(Marker::CcaMissing)),
                 issue_list: None,
+                contribution_guide: None,
             })
             .expect("renders")
             .render();

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 
 pub use agreements::{Agreement, Agreements};
 pub use organizations::{AccountTeam, Organization, Organizations, Tier};
-pub use routing::{Labels, ReviewSlo, Roster, Routing, Site, Strategy, Tracking, Watch};
+pub use routing::{
+    AccountTeamMode, Labels, ReviewSlo, Roster, Routing, Site, Strategy, Tracking, Watch,
+};
 pub use segmentation::{Segmentation, Subscription, Targets, TierRules, Weights};
 
 /// The example policies shipped in `policies/`, embedded so the binary runs on a fresh machine.
@@ -359,6 +361,19 @@ mod tests {
         assert!(e.len() == 1 && e[0].contains("curated_label"), "{e:?}");
         let e = errors("site:\n  issue_list_url: javascript:alert(1)\n");
         assert!(e.len() == 1 && e[0].contains("not an http(s) URL"), "{e:?}");
+        assert!(errors(
+            "site:\n  contribution_guide_url: https://docs.example.com/contributing/\n"
+        )
+        .is_empty());
+        let e = errors("site:\n  contribution_guide_url: docs/contributing.md\n");
+        assert!(
+            e.len() == 1
+                && e[0].contains("site.contribution_guide_url")
+                && e[0].contains("write the full address"),
+            "{e:?}"
+        );
+        let e = errors("site:\n  contribution_guide: https://docs.example.com/\n");
+        assert!(e.len() == 1 && e[0].contains("contribution_guide"), "{e:?}");
     }
 
     #[test]

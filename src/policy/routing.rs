@@ -64,6 +64,8 @@ pub struct Site {
     /// Where the curated list is published (its GitLab Pages URL). When set, the welcome note
     /// and new tracking issues link to it.
     pub issue_list_url: Option<String>,
+    /// The contribution guide for the customer's engineers. When set, the welcome note links it.
+    pub contribution_guide_url: Option<String>,
 }
 
 impl Default for Site {
@@ -75,6 +77,7 @@ impl Default for Site {
                 "Seeking community contributions".into(),
             ],
             issue_list_url: None,
+            contribution_guide_url: None,
         }
     }
 }
@@ -102,6 +105,10 @@ pub struct Labels {
     pub onsite: String,
     /// On a Co-Create MR while its review is overdue.
     pub overdue: String,
+    /// Marks alignment-meeting notes (the "Co-Create alignment meeting notes" template).
+    pub meeting_notes: String,
+    /// Marks onboarding-session issues (the "Co-Create onboarding session" template).
+    pub onboarding: String,
 }
 
 impl Default for Labels {
@@ -119,6 +126,8 @@ impl Default for Labels {
             pathway_prefix: "Co-Create pathway::".into(),
             onsite: "Co-Create on-site".into(),
             overdue: "Co-Create review::overdue".into(),
+            meeting_notes: "Co-Create meeting notes".into(),
+            onboarding: "Co-Create onboarding".into(),
         }
     }
 }
@@ -186,6 +195,8 @@ pub struct Tracking {
     pub project: String,
     /// Tracking issues hold internal customer data: confidential unless a policy says otherwise.
     pub confidential: bool,
+    /// What the bot does with a valid intake's CSM, AE and SA.
+    pub account_team: AccountTeamMode,
 }
 
 impl Default for Tracking {
@@ -193,8 +204,21 @@ impl Default for Tracking {
         Self {
             project: "cocreate/engagements".into(),
             confidential: true,
+            account_team: AccountTeamMode::default(),
         }
     }
+}
+
+/// `tracking.account_team`: how a valid intake's CSM, AE and SA join the tracking issue.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountTeamMode {
+    /// Assigned to the tracking issue with the Contributor Success DRI (GitLab notifies them;
+    /// more than one assignee needs a GitLab tier that allows it).
+    #[default]
+    Assign,
+    /// Listed and pinged once in a note; only the DRI is assigned.
+    Mention,
 }
 
 /// Which projects and groups are in scope for sweeps (webhooks carry their own project).
@@ -324,12 +348,19 @@ pub(super) fn validate(doc: RoutingDoc) -> Result<Routing, Vec<Located>> {
             "site.curated_labels: label names cannot be empty",
         ));
     }
-    if let Some(u) = &doc.site.issue_list_url {
-        if !(u.starts_with("https://") || u.starts_with("http://")) || url::Url::parse(u).is_err() {
-            errors.push(Located::at(
-                &doc.contributor_success.reviewers,
-                format!("site.issue_list_url `{u}` is not an http(s) URL"),
-            ));
+    for (key, url) in [
+        ("issue_list_url", &doc.site.issue_list_url),
+        ("contribution_guide_url", &doc.site.contribution_guide_url),
+    ] {
+        if let Some(u) = url {
+            if !(u.starts_with("https://") || u.starts_with("http://"))
+                || url::Url::parse(u).is_err()
+            {
+                errors.push(Located::at(
+                    &doc.contributor_success.reviewers,
+                    format!("site.{key} `{u}` is not an http(s) URL: write the full address (https://…) or remove the line"),
+                ));
+            }
         }
     }
     if errors.is_empty() {

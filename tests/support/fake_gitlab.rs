@@ -701,6 +701,26 @@ impl FakeGitLab {
         w.record_label_changes(key, &before, &after, user_id, now);
     }
 
+    /// A maintainer merges an MR in the UI: `state` becomes `merged` and `updated_at` moves;
+    /// labels, reviewers and notes stay. (No webhook is queued: tests deliver the event.)
+    pub fn merge_mr(&self, project_id: u64, iid: u64) {
+        let mut w = self.world();
+        let now = w.clock.tick();
+        let mr = w.mr_mut_or_panic(project_id, iid);
+        mr.state = "merged".to_owned();
+        mr.updated_at = now;
+    }
+
+    /// A person edits an issue's description in the UI (e.g. ticks a checklist box): the text
+    /// is replaced and `updated_at` moves; labels, assignees and notes stay.
+    pub fn edit_issue_description(&self, project_id: u64, iid: u64, description: &str) {
+        let mut w = self.world();
+        let now = w.clock.tick();
+        let issue = w.issue_mut_or_panic(project_id, iid);
+        issue.description = Some(description.to_owned());
+        issue.updated_at = now;
+    }
+
     /// Overrides an issue's `updated_at` (RFC 3339), e.g. to test `updated_after`.
     pub fn set_issue_updated_at(&self, project_id: u64, iid: u64, updated_at: &str) {
         let t = parse_time(updated_at)

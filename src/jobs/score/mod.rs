@@ -129,7 +129,17 @@ pub async fn open_prospects(
             score: a.score,
         })
         .collect();
-    let actions = plan_prospects(&ranked, n, &tracked, policies);
+    let actions = plan_prospects(
+        &ranked,
+        n,
+        &tracked,
+        policies,
+        &ctx.messages,
+        ctx.clock.today(),
+    )
+    .map_err(|e| {
+        crate::gitlab::ExecuteError::Build("rendering the prospect checklist".into(), e.to_string())
+    })?;
     ctx.executor().run(Some(&live.client), &actions).await?;
     Ok(actions.iter().map(|a| a.summary()).collect())
 }
