@@ -85,7 +85,9 @@ enum Command {
     Recover(RecoverArgs),
     /// Scheduled job: ping the reviewer of a Co-Create MR waiting past the review-response SLO
     /// (business days, policies/routing.yml `review_slo`), hand it on after a second period,
-    /// remind the author kindly when it has long been their turn. Each once per period.
+    /// remind the author kindly when it has long been their turn. Each once per period. Then
+    /// the open tracking issues: one note to the CSM of an engagement stuck at contacted or
+    /// meeting, to the lead of one aligned without onboarding (`engagement_stalls`).
     Nudge(NudgeArgs),
     /// Create the tool's labels (with colors and descriptions) in the watched groups/projects and
     /// register its webhook there (merge request, issue, confidential issue and note events,

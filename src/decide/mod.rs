@@ -18,6 +18,7 @@ mod routing;
 pub mod score;
 pub mod setup;
 mod skip;
+pub mod stall;
 mod step;
 pub mod timeline;
 

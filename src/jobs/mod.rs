@@ -12,6 +12,7 @@ pub mod report;
 pub mod score;
 pub mod setup;
 pub mod site;
+pub mod stalls;
 
 use std::io::IsTerminal;
 use std::sync::Arc;

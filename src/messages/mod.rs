@@ -89,6 +89,11 @@ const EMBEDDED: &[(&str, &str)] = &[
         "nudge_author.md",
         include_str!("../../templates/nudge_author.md"),
     ),
+    ("stall_csm.md", include_str!("../../templates/stall_csm.md")),
+    (
+        "stall_aligned.md",
+        include_str!("../../templates/stall_aligned.md"),
+    ),
 ];
 
 /// The issue templates account teams pick in GitLab (`.gitlab/issue_templates/` ships copies).
@@ -417,6 +422,21 @@ impl Messages {
             context! { who, other, days, bot => neutralize::inline(bot) },
         )?;
         Ok(body.trim_end().to_owned())
+    }
+
+    /// A stalled engagement's note: `who` is already a safe mention (or empty), `stage` one of
+    /// our stage names.
+    pub fn stall(
+        &self,
+        template: &str,
+        marker: Marker,
+        who: &str,
+        stage: &str,
+        days: u32,
+        stage_prefix: &str,
+    ) -> Result<Note, TemplateError> {
+        let body = self.render(template, context! { who, stage, days, stage_prefix })?;
+        Ok(Note::new(marker, body.trim_end()))
     }
 
     pub fn stage_skip(&self, marker: Marker, message: &str) -> Result<Note, TemplateError> {

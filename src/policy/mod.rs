@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 
 pub use agreements::{Agreement, Agreements};
 pub use organizations::{AccountTeam, Organization, Organizations, Tier};
-pub use routing::{Labels, ReviewSlo, Roster, Routing, Site, Strategy, Tracking, Watch};
+pub use routing::{
+    EngagementStalls, Labels, ReviewSlo, Roster, Routing, Site, Strategy, Tracking, Watch,
+};
 pub use segmentation::{Segmentation, Subscription, Targets, TierRules, Weights};
 
 /// The example policies shipped in `policies/`, embedded so the binary runs on a fresh machine.

@@ -21,6 +21,8 @@ pub(super) struct RoutingDoc {
     review_slo: ReviewSlo,
     #[serde(default)]
     site: Site,
+    #[serde(default)]
+    engagement_stalls: EngagementStalls,
     /// The bot's GitLab username; when absent it is read from `GET /user` at start-up.
     #[serde(default)]
     bot_username: Option<String>,
@@ -51,6 +53,26 @@ impl Default for ReviewSlo {
             author_reminder_days: 30,
             holidays: Vec::new(),
             bots: Vec::new(),
+        }
+    }
+}
+
+/// `cocreate nudge` over the open tracking issues: how long an engagement may stay at one
+/// stage before someone is asked to follow up (business days, `review_slo.holidays` skipped).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngagementStalls {
+    /// At `contacted` or `meeting` this long: one note to the CSM.
+    pub business_days: u32,
+    /// At `aligned` (not yet onboarding) this long: one note to the Contributor Success lead.
+    pub aligned_business_days: u32,
+}
+
+impl Default for EngagementStalls {
+    fn default() -> Self {
+        Self {
+            business_days: 10,
+            aligned_business_days: 10,
         }
     }
 }
@@ -285,6 +307,7 @@ pub struct Routing {
     pub watch: Watch,
     pub review_slo: ReviewSlo,
     pub site: Site,
+    pub engagement_stalls: EngagementStalls,
     pub bot_username: Option<String>,
 }
 
@@ -348,6 +371,7 @@ pub(super) fn validate(doc: RoutingDoc) -> Result<Routing, Vec<Located>> {
             watch: doc.watch,
             review_slo: doc.review_slo,
             site: doc.site,
+            engagement_stalls: doc.engagement_stalls,
             bot_username: doc
                 .bot_username
                 .map(|b| b.trim_start_matches('@').to_ascii_lowercase()),
