@@ -6,6 +6,7 @@
 //! action at all.
 
 mod cca;
+pub mod celebrate;
 pub mod commands;
 pub mod engagement;
 pub mod funnel;

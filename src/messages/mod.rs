@@ -90,6 +90,8 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../templates/nudge_author.md"),
     ),
     ("stall_csm.md", include_str!("../../templates/stall_csm.md")),
+    ("thanks.md", include_str!("../../templates/thanks.md")),
+    ("mr_merged.md", include_str!("../../templates/mr_merged.md")),
     (
         "stall_aligned.md",
         include_str!("../../templates/stall_aligned.md"),
@@ -436,6 +438,44 @@ impl Messages {
         stage_prefix: &str,
     ) -> Result<Note, TemplateError> {
         let body = self.render(template, context! { who, stage, days, stage_prefix })?;
+        Ok(Note::new(marker, body.trim_end()))
+    }
+
+    /// The thank-you on a merged Co-Create MR (public): counts only, no organization named.
+    pub fn thanks(
+        &self,
+        marker: Marker,
+        author: &str,
+        merged: usize,
+        contributors: usize,
+    ) -> Result<Note, TemplateError> {
+        let body = self.render(
+            "thanks.md",
+            context! { who => neutralize::mention(author), merged, contributors },
+        )?;
+        Ok(Note::new(marker, body.trim_end()))
+    }
+
+    /// The note on the tracking issue that one of its organization's MRs was merged.
+    pub fn mr_merged(
+        &self,
+        marker: Marker,
+        mr_url: &str,
+        author: &str,
+        merged: usize,
+        contributors: usize,
+        case_study: Option<&str>,
+    ) -> Result<Note, TemplateError> {
+        let body = self.render(
+            "mr_merged.md",
+            context! {
+                mr_url,
+                who => neutralize::mention(author),
+                merged,
+                contributors,
+                case_study,
+            },
+        )?;
         Ok(Note::new(marker, body.trim_end()))
     }
 

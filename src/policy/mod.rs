@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 pub use agreements::{Agreement, Agreements};
 pub use organizations::{AccountTeam, Organization, Organizations, Tier};
 pub use routing::{
-    EngagementStalls, Labels, ReviewSlo, Roster, Routing, Site, Strategy, Tracking, Watch,
+    EngagementStalls, Labels, Recognition, ReviewSlo, Roster, Routing, Site, Strategy, Tracking,
+    Watch,
 };
 pub use segmentation::{Segmentation, Subscription, Targets, TierRules, Weights};
 

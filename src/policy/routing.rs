@@ -23,6 +23,8 @@ pub(super) struct RoutingDoc {
     site: Site,
     #[serde(default)]
     engagement_stalls: EngagementStalls,
+    #[serde(default)]
+    recognition: Recognition,
     /// The bot's GitLab username; when absent it is read from `GET /user` at start-up.
     #[serde(default)]
     bot_username: Option<String>,
@@ -77,6 +79,25 @@ impl Default for EngagementStalls {
     }
 }
 
+/// Merged Co-Create MRs: when the engagement's tracking issue becomes a case-study candidate.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Recognition {
+    /// Merged Co-Create MRs of the organization needed (this one counted).
+    pub case_study_min_merged: u32,
+    /// Only once the engagement is `completed` (or `sustaining`).
+    pub case_study_needs_completed: bool,
+}
+
+impl Default for Recognition {
+    fn default() -> Self {
+        Self {
+            case_study_min_merged: 1,
+            case_study_needs_completed: true,
+        }
+    }
+}
+
 /// `cocreate site`: the curated issue list on GitLab Pages.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -124,6 +145,10 @@ pub struct Labels {
     pub onsite: String,
     /// On a Co-Create MR while its review is overdue.
     pub overdue: String,
+    /// On a tracking issue whose engagement reached the recognition threshold.
+    pub case_study: String,
+    /// On a prospect tracking issue of a SPIFF target account (`score`'s `spiff_target`).
+    pub spiff: String,
 }
 
 impl Default for Labels {
@@ -141,6 +166,8 @@ impl Default for Labels {
             pathway_prefix: "Co-Create pathway::".into(),
             onsite: "Co-Create on-site".into(),
             overdue: "Co-Create review::overdue".into(),
+            case_study: "Co-Create case-study candidate".into(),
+            spiff: "Co-Create SPIFF target".into(),
         }
     }
 }
@@ -308,6 +335,7 @@ pub struct Routing {
     pub review_slo: ReviewSlo,
     pub site: Site,
     pub engagement_stalls: EngagementStalls,
+    pub recognition: Recognition,
     pub bot_username: Option<String>,
 }
 
@@ -335,7 +363,11 @@ pub(super) fn validate(doc: RoutingDoc) -> Result<Routing, Vec<Located>> {
         ));
     }
     let labels = doc.labels;
-    if labels.cocreate.trim().is_empty() || labels.community.trim().is_empty() {
+    if labels.cocreate.trim().is_empty()
+        || labels.community.trim().is_empty()
+        || labels.case_study.trim().is_empty()
+        || labels.spiff.trim().is_empty()
+    {
         errors.push(Located::at(
             &doc.contributor_success.reviewers,
             "label names cannot be empty",
@@ -372,6 +404,7 @@ pub(super) fn validate(doc: RoutingDoc) -> Result<Routing, Vec<Located>> {
             review_slo: doc.review_slo,
             site: doc.site,
             engagement_stalls: doc.engagement_stalls,
+            recognition: doc.recognition,
             bot_username: doc
                 .bot_username
                 .map(|b| b.trim_start_matches('@').to_ascii_lowercase()),
