@@ -72,7 +72,9 @@ enum Command {
     Plan(PlanArgs),
     /// Scheduled job: check that every open Co-Create MR's organization has a valid Corporate
     /// Contributor Agreement; swap `CCA::…` labels, set the `cocreate/cca` commit status, and
-    /// post one note when the state changes. Writes JUnit, Markdown and JSON reports.
+    /// post one note when the state changes. Then the CLA managers' worklist: engaged
+    /// organizations without a valid (or with an expiring) agreement, one note per state on
+    /// their tracking issue. Writes JUnit, Markdown and JSON reports.
     CcaCheck(CcaCheckArgs),
     /// Scheduled sweep: first `recover` (with --webhook-url: the deliveries GitLab failed to
     /// make, from its webhook events API, into serve's queue), then re-route every open MR

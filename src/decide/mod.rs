@@ -6,6 +6,7 @@
 //! action at all.
 
 mod cca;
+pub mod cca_worklist;
 pub mod celebrate;
 pub mod commands;
 pub mod engagement;

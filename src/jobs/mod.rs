@@ -2,6 +2,7 @@
 //! GitLab lists instead of single events.
 
 pub mod cca_check;
+pub mod cca_engagements;
 pub mod mr_sweep;
 pub mod nudge;
 pub mod plan;

@@ -91,6 +91,10 @@ const EMBEDDED: &[(&str, &str)] = &[
     ),
     ("stall_csm.md", include_str!("../../templates/stall_csm.md")),
     ("thanks.md", include_str!("../../templates/thanks.md")),
+    (
+        "cca_worklist.md",
+        include_str!("../../templates/cca_worklist.md"),
+    ),
     ("mr_merged.md", include_str!("../../templates/mr_merged.md")),
     (
         "stall_aligned.md",
@@ -474,6 +478,33 @@ impl Messages {
                 merged,
                 contributors,
                 case_study,
+            },
+        )?;
+        Ok(Note::new(marker, body.trim_end()))
+    }
+
+    /// The CLA managers' note on a tracking issue. `org_name` and `date` only where the issue is
+    /// confidential.
+    #[allow(clippy::too_many_arguments)]
+    pub fn cca_worklist(
+        &self,
+        marker: Marker,
+        org_name: Option<&str>,
+        state: &str,
+        date: Option<chrono::NaiveDate>,
+        stage: Option<&str>,
+        open_mrs: usize,
+        contact: Option<&str>,
+    ) -> Result<Note, TemplateError> {
+        let body = self.render(
+            "cca_worklist.md",
+            context! {
+                org_name => org_name.map(neutralize::inline),
+                state,
+                date => date.map(|d| d.to_string()),
+                stage,
+                open_mrs,
+                contact,
             },
         )?;
         Ok(Note::new(marker, body.trim_end()))
