@@ -97,7 +97,7 @@ pub async fn open_prospects(
     report: &ScoreReport,
     n: usize,
 ) -> Result<Vec<String>, crate::gitlab::ExecuteError> {
-    use crate::decide::engagement::{plan_prospects, Prospect};
+    use crate::decide::engagement::{plan_prospects, plan_spiff_labels, Prospect};
     let Some(live) = ctx.gitlab() else {
         return Ok(vec![]);
     };
@@ -129,9 +129,24 @@ pub async fn open_prospects(
             name: &a.organization,
             tier: a.tier,
             score: a.score,
+            spiff: a.spiff_target,
         })
         .collect();
-    let actions = plan_prospects(&ranked, n, &tracked, policies);
+    let mut actions = plan_prospects(&ranked, n, &tracked, policies);
+    let spiff: Vec<&str> = ranked.iter().filter(|p| p.spiff).map(|p| p.slug).collect();
+    let open_now: Vec<(crate::decide::engagement::IssueRef, Vec<String>)> = open
+        .iter()
+        .map(|i| {
+            (
+                crate::decide::engagement::IssueRef {
+                    project: project.clone(),
+                    iid: i.iid,
+                },
+                i.labels.clone(),
+            )
+        })
+        .collect();
+    actions.extend(plan_spiff_labels(&open_now, &spiff, policies));
     ctx.executor().run(Some(&live.client), &actions).await?;
     Ok(actions.iter().map(|a| a.summary()).collect())
 }
