@@ -69,6 +69,10 @@ pub struct Engagement {
     pub state_changes: Option<Vec<(DateTime<Utc>, bool)>>,
     /// (when, which stage) of every stage label added, oldest first.
     pub stage_added: Vec<(DateTime<Utc>, Stage)>,
+    /// It carried the SPIFF target label at the quarter's end (from its label history).
+    pub spiff: bool,
+    /// It carried the case-study candidate label at the quarter's end.
+    pub case_study: bool,
 }
 
 impl Engagement {
@@ -257,6 +261,10 @@ pub struct Metrics {
     pub influenced_arr: Option<f64>,
     /// Contributing customers the account export gives no ARR for.
     pub arr_unknown: Vec<String>,
+    /// Pipeline engagements of SPIFF target accounts.
+    pub spiff_engagements: usize,
+    /// Organizations whose engagement was a case-study candidate at the quarter's end.
+    pub case_study_candidates: Vec<String>,
     pub organizations: Vec<OrgLine>,
 }
 
@@ -474,7 +482,18 @@ pub fn compute(facts: &Facts, w: &Window) -> Metrics {
             .collect(),
         None => Vec::new(),
     };
+    let spiff_engagements = pipeline.iter().filter(|e| e.spiff).count();
+    let mut case_study_candidates: Vec<String> = facts
+        .engagements
+        .iter()
+        .filter(|e| e.case_study && e.first().is_some_and(|t| t < w.end))
+        .map(|e| e.org.clone())
+        .collect();
+    case_study_candidates.sort();
+    case_study_candidates.dedup();
     Metrics {
+        spiff_engagements,
+        case_study_candidates,
         pipeline: pipeline.len(),
         initial_meetings,
         active_conversations,
@@ -544,6 +563,8 @@ mod tests {
                 .iter()
                 .map(|(d, s)| (t(d), Stage::parse(s).expect("stage")))
                 .collect(),
+            spiff: false,
+            case_study: false,
         }
     }
 

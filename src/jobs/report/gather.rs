@@ -137,6 +137,17 @@ pub async fn gather(
             })
             .collect();
         stage_added.sort();
+        // Whether a label was on at the quarter's end: its last add or remove before then.
+        let on_at_end = |name: &str| {
+            let mut on: Vec<(DateTime<Utc>, bool)> = events
+                .iter()
+                .filter(|e| e.created_at < w.end && e.created_at <= w.as_of)
+                .filter(|e| e.label.as_ref().is_some_and(|l| l.name == name))
+                .map(|e| (e.created_at, e.action == "add"))
+                .collect();
+            on.sort();
+            on.last().is_some_and(|(_, added)| *added)
+        };
         let mut e = Engagement {
             iid: issue.iid,
             org: org.to_owned(),
@@ -144,6 +155,8 @@ pub async fn gather(
             closed_at: issue.closed_at,
             state_changes: None,
             stage_added,
+            spiff: on_at_end(&labels.spiff),
+            case_study: on_at_end(&labels.case_study),
         };
         // Open at the end? Today's state and `closed_at` tell unless it may have been
         // closed then and reopened since: then its state history does.

@@ -148,6 +148,22 @@ pub fn markdown_body(r: &Report) -> String {
         ),
         ("initial meetings scheduled", m.initial_meetings.to_string()),
         (
+            "SPIFF target engagements (in the pipeline)",
+            m.spiff_engagements.to_string(),
+        ),
+        (
+            "case-study candidates (label at the quarter's end)",
+            if m.case_study_candidates.is_empty() {
+                "none".to_owned()
+            } else {
+                format!(
+                    "{} ({})",
+                    m.case_study_candidates.len(),
+                    m.case_study_candidates.join(", ")
+                )
+            },
+        ),
+        (
             "active customer conversations (contacted or meeting, open)",
             m.active_conversations.to_string(),
         ),
