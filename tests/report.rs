@@ -178,6 +178,41 @@ async fn spiff_engagements_and_case_study_candidates_as_of_the_quarters_end() {
     assert_eq!(q2.metrics.spiff_engagements, 1);
 }
 
+/// `report --org SLUG`: one organization's page, from the report's own numbers.
+#[tokio::test]
+async fn one_organizations_page_for_a_business_review() {
+    let gitlab = world().await;
+    let ctx = context(&gitlab).await;
+    let r = report::run(&ctx, Quarter::parse("FY26Q2").expect("q"))
+        .await
+        .expect("report");
+    let aero = r
+        .metrics
+        .organizations
+        .iter()
+        .find(|l| l.org == "example-aero")
+        .expect("aero")
+        .clone();
+    let page = report::org_page(&r, "example-aero").expect("a page");
+    assert!(
+        page.starts_with("# example-aero: Co-Create business review, FY26Q2"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("| Co-Create MRs so far | {} |", aero.mrs)),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!(
+            "| after completion: MRs | {} |",
+            aero.post_project_mrs
+        )),
+        "{page}"
+    );
+    assert!(page.contains("| case-study candidate | no |"), "{page}");
+    assert!(report::org_page(&r, "not-an-org").is_none());
+}
+
 #[tokio::test]
 async fn dashboard_issue_is_created_once_then_updated_never_duplicated() {
     let gitlab = world().await;
