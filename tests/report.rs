@@ -145,6 +145,19 @@ async fn spiff_engagements_and_case_study_candidates_as_of_the_quarters_end() {
     label("2025-03-12", &["Co-Create SPIFF target"], &[]);
     label("2025-04-01", &["Co-Create case-study candidate"], &[]);
     label("2025-05-15", &[], &["Co-Create case-study candidate"]);
+    // One of the bank's MRs was merged in April.
+    gitlab.set_time(&at("2025-04-10"));
+    gitlab.add_mr(MrSpec {
+        project_id: PROJECT_ID,
+        iid: 990,
+        id: 7990,
+        author_id: OUTSIDER.0,
+        labels: vec!["Co-Create".into(), "Co-Create org::example-bank".into()],
+        state: "merged".into(),
+        sha: format!("{:040x}", 990),
+        project_path: PROJECT_PATH.into(),
+        ..MrSpec::default()
+    });
     let ctx = context(&gitlab).await;
     // FY26Q1 (February-April 2025): both labels on at its end.
     let q1 = report::run(&ctx, Quarter::parse("FY26Q1").expect("q"))
@@ -164,6 +177,14 @@ async fn spiff_engagements_and_case_study_candidates_as_of_the_quarters_end() {
         md.contains("| case-study candidates (label at the quarter's end) | 1 (example-bank) |"),
         "{md}"
     );
+    assert!(md.contains("## Recognition"), "{md}");
+    assert!(md.contains("| example-bank | 1 | yes |"), "{md}");
+    let page = report::org_page(&q1, "example-bank").expect("a page");
+    assert!(
+        page.contains("| Co-Create MRs merged so far | 1 |"),
+        "{page}"
+    );
+    assert!(page.contains("| case-study candidate | yes |"), "{page}");
     // A quarter earlier the engagement did not exist; in the current one the candidate label
     // is gone again.
     let before = report::run(&ctx, Quarter::parse("FY25Q4").expect("q"))

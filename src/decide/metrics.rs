@@ -149,6 +149,8 @@ pub struct Facts {
     pub engagements: Vec<Engagement>,
     /// Creation times of each organization's Co-Create MRs (each MR once).
     pub mrs: BTreeMap<String, Vec<DateTime<Utc>>>,
+    /// Merge times of each organization's merged Co-Create MRs (each MR once).
+    pub merged: BTreeMap<String, Vec<DateTime<Utc>>>,
     /// Creation times of the issues the organization's people opened in the watched scope
     /// since its project completed (each issue once).
     pub post_project_issues: BTreeMap<String, Vec<DateTime<Utc>>>,
@@ -221,6 +223,8 @@ pub struct OrgLine {
     pub mrs: usize,
     /// Co-Create MRs created in the quarter (any state): a contributing customer when ≥ 1.
     pub quarter_mrs: usize,
+    /// Co-Create MRs merged before the quarter's end (as of it).
+    pub merged_mrs: usize,
     pub post_project_mrs: usize,
     pub post_project_issues: usize,
     pub post_project_comments: usize,
@@ -409,6 +413,11 @@ pub fn compute(facts: &Facts, w: &Window) -> Metrics {
                 .map(|p| (p[1] - p[0]).num_seconds() as f64 / 86_400.0),
         );
         let quarter_mrs = mrs.iter().filter(|t| w.contains(**t)).count();
+        let merged_mrs = facts
+            .merged
+            .get(org)
+            .map(|v| v.iter().filter(|t| **t < w.end && **t <= w.as_of).count())
+            .unwrap_or(0);
         let done = completed_at(mine(), w.as_of);
         let after = |times: Option<&Vec<DateTime<Utc>>>| -> usize {
             done.map(|c| {
@@ -458,6 +467,7 @@ pub fn compute(facts: &Facts, w: &Window) -> Metrics {
                 .collect(),
             mrs: mrs.len(),
             quarter_mrs,
+            merged_mrs,
             post_project_mrs: done
                 .map(|c| mrs.iter().filter(|t| w.contains_from(c, **t)).count())
                 .unwrap_or(0),
@@ -654,6 +664,7 @@ mod tests {
             ]),
             organizations: vec!["a".into(), "z".into()],
             arr: None,
+            merged: BTreeMap::new(),
         };
         let m = compute(&facts, &q1("2025-06-01"));
         assert_eq!(m.pipeline, 3);

@@ -55,6 +55,8 @@ struct ApiMrBrief {
     iid: u64,
     project_id: u64,
     created_at: DateTime<Utc>,
+    #[serde(default)]
+    merged_at: Option<DateTime<Utc>>,
     author: ApiUserRef,
 }
 
@@ -207,10 +209,12 @@ pub async fn gather(
         configured: &policies.routing.review_slo.bots,
     };
     let mut mrs = BTreeMap::new();
+    let mut merged = BTreeMap::new();
     let mut responses = BTreeMap::new();
     for slug in &slugs {
         let mut seen = BTreeSet::new();
         let mut times = Vec::new();
+        let mut merges = Vec::new();
         let mut firsts = Vec::new();
         for scope in &scopes {
             let list: Vec<ApiMrBrief> = Get::new(format!("{scope}merge_requests"))
@@ -227,12 +231,14 @@ pub async fn gather(
                     continue;
                 }
                 times.push(mr.created_at);
+                merges.extend(mr.merged_at);
                 if w.contains(mr.created_at) {
                     firsts.push(first_response(live, &mr, bots).await?);
                 }
             }
         }
         mrs.insert(slug.clone(), times);
+        merged.insert(slug.clone(), merges);
         responses.insert(slug.clone(), firsts);
     }
     // Issues and comments after completion: only organizations whose project completed.
@@ -277,6 +283,7 @@ pub async fn gather(
     Ok(Facts {
         engagements,
         mrs,
+        merged,
         post_project_issues,
         post_project_comments,
         responses,

@@ -284,6 +284,28 @@ pub fn markdown_body(r: &Report) -> String {
             }
         ));
     }
+    let merged: Vec<&crate::decide::metrics::OrgLine> = m
+        .organizations
+        .iter()
+        .filter(|l| l.merged_mrs > 0)
+        .collect();
+    if !merged.is_empty() || !m.case_study_candidates.is_empty() {
+        out.push_str("\n## Recognition\n\n| organization | merged Co-Create MRs | case-study candidate |\n|---|---:|:---:|\n");
+        for l in &merged {
+            let candidate = m.case_study_candidates.contains(&l.org);
+            out.push_str(&format!(
+                "| {} | {} | {} |\n",
+                l.org,
+                l.merged_mrs,
+                if candidate { "yes" } else { "" }
+            ));
+        }
+        for c in &m.case_study_candidates {
+            if !merged.iter().any(|l| &l.org == c) {
+                out.push_str(&format!("| {c} | 0 | yes |\n"));
+            }
+        }
+    }
     if !r.not_measured.is_empty() {
         out.push_str("\n## Not measured\n\n");
         for n in &r.not_measured {

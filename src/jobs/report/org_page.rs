@@ -75,6 +75,7 @@ pub fn org_page(report: &Report, slug: &str) -> Option<String> {
             "Co-Create MRs opened in the quarter",
             line.quarter_mrs.to_string(),
         ),
+        ("Co-Create MRs merged so far", line.merged_mrs.to_string()),
         ("after completion: MRs", line.post_project_mrs.to_string()),
         (
             "after completion: issues",
