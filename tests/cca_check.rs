@@ -7,8 +7,8 @@ use cocreate::clock::Clock;
 use cocreate::jobs::JobContext;
 use cocreate::jobs::{cca_check, reconcile};
 use cocreate::policy::EMBEDDED;
-use support::fake_gitlab::{FakeGitLab, MrSpec, UserSpec};
-use support::harness::{seed, AERO_DEV, TELCO_DEV};
+use support::fake_gitlab::{FakeGitLab, IssueSpec, MrSpec, UserSpec};
+use support::harness::{seed, AERO_DEV, TELCO_DEV, TRACKING_PROJECT, TRACKING_PROJECT_ID};
 use support::jobs::{self, at};
 use support::notes::CheckedGitLab;
 
@@ -151,8 +151,11 @@ async fn a_thousand_mrs_labels_statuses_notes_and_cost() {
         "unlabelled MRs: one cached read per author"
     );
     assert_eq!(writes, 334 * 2 + 666 * 3);
+    // One more: the open tracking-issue list (the CLA managers' worklist; none here).
+    let tracking_lists = calls.iter().filter(|c| c.path.ends_with("/issues")).count();
+    assert_eq!(tracking_lists, 1);
     assert!(
-        calls.len() <= pages + writes + notes_posted + author_reads,
+        calls.len() <= pages + writes + notes_posted + author_reads + tracking_lists,
         "{} calls",
         calls.len()
     );
@@ -162,11 +165,11 @@ async fn a_thousand_mrs_labels_statuses_notes_and_cost() {
         report.elapsed_ms
     );
 
-    // A second run writes nothing and costs the pages only.
+    // A second run writes nothing and costs the pages only (and the tracking-issue list).
     gitlab.clear_calls();
     let again = cca_check::run(&ctx).await.expect("runs");
     assert_eq!(again.api_writes, 0);
-    assert_eq!(gitlab.calls().len(), 10, "{:#?}", &gitlab.calls()[..3]);
+    assert_eq!(gitlab.calls().len(), 11, "{:#?}", &gitlab.calls()[..3]);
     println!(
         "second cca-check on 1000 MRs: {} calls, {} ms",
         gitlab.calls().len(),
@@ -254,6 +257,126 @@ async fn an_agreement_lands_then_expires() {
     <!-- cocreate:cca-signed -->
     Good news, @bdev: your organization's Corporate Contributor Agreement is now on file, so nothing stands in the way of merging on our side. Thank you for your patience!
     "#);
+}
+
+/// An open tracking issue of `org` at `stage` in the tracking project.
+fn tracking(gitlab: &FakeGitLab, org: &str, stage: &str) -> u64 {
+    gitlab.add_issue(IssueSpec {
+        project_id: TRACKING_PROJECT_ID,
+        title: format!("Co-Create engagement: {org}"),
+        description: "Engagement tracking issue".into(),
+        author_id: gitlab.bot_user_id(),
+        confidential: true,
+        labels: vec![
+            "Co-Create engagement".into(),
+            format!("Co-Create org::{org}"),
+            format!("Co-Create stage::{stage}"),
+        ],
+        project_path: TRACKING_PROJECT.into(),
+        ..IssueSpec::default()
+    })
+}
+
+/// The CLA managers' worklist: engaged organizations (aligned or later, or with open Co-Create
+/// MRs) without a valid agreement are listed in the summary and the JUnit report, and their
+/// tracking issue gets one note per agreement state however often the check runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cla_managers_worklist_covers_engagements() {
+    let gitlab = world(0);
+    // aero: aligned, signed until 2028-01-15. telco: only contacted, but one open MR, its
+    // agreement expired 2026-03-01. bank: aligned, no agreement.
+    let aero = tracking(&gitlab, "example-aero", "aligned");
+    let telco = tracking(&gitlab, "example-telco", "contacted");
+    let bank = tracking(&gitlab, "example-bank", "aligned");
+    gitlab.add_mr(MrSpec {
+        project_id: 11,
+        iid: 7,
+        id: 70_007,
+        title: "Telco change".into(),
+        author_id: TELCO_DEV.0,
+        labels: vec!["Co-Create".into(), "Co-Create org::example-telco".into()],
+        sha: format!("{:040x}", 7),
+        project_path: "vendor/telco".into(),
+        ..MrSpec::default()
+    });
+
+    let ctx = context(&gitlab, "", at(NOW)).await;
+    let report = cca_check::run(&ctx).await.expect("runs");
+    assert_eq!(
+        gitlab.take_mr_notes(11, 7).len(),
+        1,
+        "the MR's own CCA note"
+    );
+    let listed: Vec<&str> = report
+        .engagements
+        .iter()
+        .filter(|e| e.listed)
+        .map(|e| e.org.as_str())
+        .collect();
+    // GitLab lists issues newest first.
+    assert_eq!(listed, ["example-bank", "example-telco"]);
+    let summary = cca_check::summary(&report);
+    assert!(
+        summary.contains("## CLA managers' worklist: engagements without a valid CCA"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(
+            "| example-telco | cocreate/engagements#2 | contacted | 1 | expired 2026-03-01 |"
+        ),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("| example-bank | cocreate/engagements#3 | aligned | 0 | missing |"),
+        "{summary}"
+    );
+    let junit = cca_check::junit(&report).expect("junit");
+    assert!(junit.contains("cca-check engagements"), "{junit}");
+    assert!(
+        junit.contains("agreement missing: on the CLA managers&apos; worklist"),
+        "{junit}"
+    );
+    assert_eq!(
+        junit.matches("<failure").count(),
+        3,
+        "the MR, then bank and telco: {junit}"
+    );
+    let notes = gitlab.take_issue_notes(TRACKING_PROJECT_ID, telco);
+    assert_eq!(notes.len(), 1, "{notes:#?}");
+    assert!(notes[0].contains("**Example Telco**'s Corporate Contributor Agreement expired on 2026-03-01, and the engagement is at `contacted` with 1 open Co-Create merge request."), "{}", notes[0]);
+    assert_eq!(gitlab.take_issue_notes(TRACKING_PROJECT_ID, bank).len(), 1);
+    assert!(gitlab
+        .take_issue_notes(TRACKING_PROJECT_ID, aero)
+        .is_empty());
+
+    // Again, and after the bank's agreement lands: nothing more on the tracking issues.
+    gitlab.clear_calls();
+    cca_check::run(&ctx).await.expect("runs");
+    assert!(gitlab.writes().is_empty(), "{:#?}", gitlab.writes());
+    let signed = context(&gitlab, BANK_SIGNED, at("2026-11-25T12:00:00Z")).await;
+    let report = cca_check::run(&signed).await.expect("runs");
+    let listed: Vec<&str> = report
+        .engagements
+        .iter()
+        .filter(|e| e.listed)
+        .map(|e| e.org.as_str())
+        .collect();
+    assert_eq!(listed, ["example-telco"]);
+    assert_eq!(gitlab.take_issue_notes(TRACKING_PROJECT_ID, telco).len(), 1);
+    assert_eq!(gitlab.take_issue_notes(TRACKING_PROJECT_ID, bank).len(), 1);
+
+    // 26 days before aero's agreement runs out (warning: 30 days): one note, once.
+    for now in ["2027-12-20T09:00:00Z", "2027-12-21T09:00:00Z"] {
+        let later = context(&gitlab, BANK_SIGNED, at(now)).await;
+        cca_check::run(&later).await.expect("runs");
+    }
+    let notes = gitlab.take_issue_notes(TRACKING_PROJECT_ID, aero);
+    assert_eq!(notes.len(), 1, "{notes:#?}");
+    insta::assert_snapshot!(notes[0], @r"
+    <!-- cocreate:cca-worklist:expiring:2028-01-15 -->
+    CLA managers (cla-managers@example.com): **Example Aero**'s Corporate Contributor Agreement expires on 2028-01-15, and the engagement is at `aligned`. The agreement is a prerequisite of merging and of the on-site week: please start the renewal, then record it in `agreements.yml`.
+    ");
+    assert_eq!(gitlab.take_issue_notes(TRACKING_PROJECT_ID, telco).len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,8 +6,8 @@ mod support;
 use cocreate::jobs::nudge;
 use cocreate::jobs::JobContext;
 use cocreate::policy::EMBEDDED;
-use support::fake_gitlab::{FakeGitLab, MrSpec};
-use support::harness::{seed, Harness, AERO_DEV};
+use support::fake_gitlab::{FakeGitLab, IssueSpec, MrSpec};
+use support::harness::{seed, Harness, AERO_DEV, TRACKING_PROJECT, TRACKING_PROJECT_ID};
 use support::jobs::{self, at};
 use support::notes::CheckedGitLab;
 
@@ -196,4 +196,140 @@ async fn serve_exposes_the_overdue_gauge() {
     overdue(72, &["Co-Create"], "opened");
     gauge("1").await;
     h.stop().await;
+}
+
+/// An open tracking issue of `org` at `stage`, opened now by `author_id`, assigned to the DRI.
+fn tracking(gitlab: &FakeGitLab, org: &str, stage: &str, author_id: u64, description: &str) -> u64 {
+    gitlab.add_issue(IssueSpec {
+        project_id: TRACKING_PROJECT_ID,
+        title: format!("Co-Create engagement: {org}"),
+        description: description.into(),
+        author_id,
+        confidential: true,
+        labels: vec![
+            "Co-Create engagement".into(),
+            format!("Co-Create org::{org}"),
+            format!("Co-Create stage::{stage}"),
+        ],
+        assignee_ids: vec![101],
+        project_path: TRACKING_PROJECT.into(),
+        ..IssueSpec::default()
+    })
+}
+
+/// Engagements that stop moving: the CSM hears about one stuck at `contacted`, then again when
+/// it is stuck at `meeting`; the Contributor Success lead about one `aligned` without
+/// onboarding; one note per stay however often `nudge` runs; weekends do not count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_engagements_get_one_note_per_stay() {
+    let gitlab = CheckedGitLab::start().await;
+    seed(&gitlab);
+    // Monday: an intake naming its CSM (aero) and a tracking issue the bot opened (telco,
+    // whose CSM comes from organizations.yml), both at `contacted`; bank is onboarding.
+    gitlab.set_time("2026-11-02T10:00:00Z");
+    let aero = tracking(
+        &gitlab,
+        "example-aero",
+        "contacted",
+        701,
+        "- Organization: example-aero\n- CSM: @csm-aero\n- Opportunity: Faster pipelines\n",
+    );
+    let telco = tracking(
+        &gitlab,
+        "example-telco",
+        "contacted",
+        gitlab.bot_user_id(),
+        "Engagement tracking issue",
+    );
+    let bank = tracking(
+        &gitlab,
+        "example-bank",
+        "onboarding",
+        gitlab.bot_user_id(),
+        "Engagement tracking issue",
+    );
+    // Thursday: telco is aligned.
+    gitlab.set_time("2026-11-05T15:00:00Z");
+    gitlab.change_issue_labels(
+        TRACKING_PROJECT_ID,
+        telco,
+        101,
+        &["Co-Create stage::aligned"],
+        &["Co-Create stage::contacted"],
+    );
+
+    // Friday of the second week: aero has waited 9 business days. Nothing yet.
+    let ctx = context(&gitlab, "2026-11-13T18:00:00Z").await;
+    gitlab.clear_calls();
+    let r = nudge::run(&ctx).await.expect("runs");
+    assert!(r.stalls.errors.is_empty(), "{:?}", r.stalls.errors);
+    assert_eq!(r.stalls.engagements.len(), 3);
+    assert!(gitlab.writes().is_empty(), "{:#?}", gitlab.writes());
+
+    // Monday: 10 business days at `contacted` → one note to aero's CSM.
+    let ctx = context(&gitlab, "2026-11-16T09:00:00Z").await;
+    let r = nudge::run(&ctx).await.expect("runs");
+    assert_eq!(r.stalls.stalled(), 1);
+    let notes = gitlab.take_issue_notes(TRACKING_PROJECT_ID, aero);
+    assert_eq!(notes.len(), 1, "{notes:#?}");
+    assert!(
+        notes[0]
+            .contains("@csm-aero: this engagement has been at `contacted` for 10 business days"),
+        "{}",
+        notes[0]
+    );
+    // Again the same day, and the next: nothing more.
+    for now in ["2026-11-16T12:00:00Z", "2026-11-17T08:00:00Z"] {
+        let ctx = context(&gitlab, now).await;
+        gitlab.clear_calls();
+        nudge::run(&ctx).await.expect("runs");
+        assert!(gitlab.writes().is_empty(), "{now}: {:#?}", gitlab.writes());
+    }
+
+    // The CSM holds the first call: `meeting`. Thursday after: telco has been aligned for 10
+    // business days → one note to the lead; aero's new stay has just begun.
+    gitlab.set_time("2026-11-17T10:00:00Z");
+    gitlab.change_issue_labels(
+        TRACKING_PROJECT_ID,
+        aero,
+        701,
+        &["Co-Create stage::meeting"],
+        &["Co-Create stage::contacted"],
+    );
+    let ctx = context(&gitlab, "2026-11-19T16:00:00Z").await;
+    nudge::run(&ctx).await.expect("runs");
+    assert!(gitlab.take_issue_notes(TRACKING_PROJECT_ID, aero).len() == 1);
+    let notes = gitlab.take_issue_notes(TRACKING_PROJECT_ID, telco);
+    assert_eq!(notes.len(), 1, "{notes:#?}");
+    assert!(
+        notes[0].contains("@cs-lead: this engagement has been `aligned` for 10 business days without an onboarding session"),
+        "{}",
+        notes[0]
+    );
+
+    // Ten business days at `meeting` (1 December): the CSM again, once. Bank never stalls here.
+    for now in [
+        "2026-12-01T09:00:00Z",
+        "2026-12-01T17:00:00Z",
+        "2026-12-02T09:00:00Z",
+    ] {
+        let ctx = context(&gitlab, now).await;
+        let r = nudge::run(&ctx).await.expect("runs");
+        assert!(r.stalls.errors.is_empty(), "{:?}", r.stalls.errors);
+    }
+    let notes = gitlab.take_issue_notes(TRACKING_PROJECT_ID, aero);
+    assert_eq!(notes.len(), 2, "{notes:#?}");
+    assert!(
+        notes[1].contains("@csm-aero: this engagement has been at `meeting` for 10 business days"),
+        "{}",
+        notes[1]
+    );
+    assert_eq!(gitlab.take_issue_notes(TRACKING_PROJECT_ID, telco).len(), 1);
+    assert!(gitlab
+        .take_issue_notes(TRACKING_PROJECT_ID, bank)
+        .is_empty());
+    insta::assert_snapshot!(gitlab.posted_with("cocreate:engagement-stall:aligned"), @r"
+    <!-- cocreate:engagement-stall:aligned:2026-11-05T15:00 -->
+    @cs-lead: this engagement has been `aligned` for 10 business days without an onboarding session. Could you schedule onboarding with the customer's engineers (then set `Co-Create stage::onboarding`), or note here what it is waiting for?
+    ");
 }

@@ -132,6 +132,108 @@ async fn quarter_boundaries_count_only_the_quarter() {
     assert_eq!(r.metrics.weeks_to_start, vec![8.1]);
 }
 
+/// SPIFF target engagements and case-study candidates count as their labels stood at the
+/// quarter's end (label history), not as they stand today.
+#[tokio::test]
+async fn spiff_engagements_and_case_study_candidates_as_of_the_quarters_end() {
+    let gitlab = world().await;
+    let bank = open_engagement(&gitlab, "example-bank", &[("2025-03-10", "contacted")]);
+    let label = |when: &str, add: &[&str], remove: &[&str]| {
+        gitlab.set_time(&at(when));
+        gitlab.change_issue_labels(TRACKING_PROJECT_ID, bank, 25, add, remove);
+    };
+    label("2025-03-12", &["Co-Create SPIFF target"], &[]);
+    label("2025-04-01", &["Co-Create case-study candidate"], &[]);
+    label("2025-05-15", &[], &["Co-Create case-study candidate"]);
+    // One of the bank's MRs was merged in April.
+    gitlab.set_time(&at("2025-04-10"));
+    gitlab.add_mr(MrSpec {
+        project_id: PROJECT_ID,
+        iid: 990,
+        id: 7990,
+        author_id: OUTSIDER.0,
+        labels: vec!["Co-Create".into(), "Co-Create org::example-bank".into()],
+        state: "merged".into(),
+        sha: format!("{:040x}", 990),
+        project_path: PROJECT_PATH.into(),
+        ..MrSpec::default()
+    });
+    let ctx = context(&gitlab).await;
+    // FY26Q1 (February-April 2025): both labels on at its end.
+    let q1 = report::run(&ctx, Quarter::parse("FY26Q1").expect("q"))
+        .await
+        .expect("report");
+    assert_eq!(q1.metrics.spiff_engagements, 1);
+    assert_eq!(
+        q1.metrics.case_study_candidates,
+        vec!["example-bank".to_string()]
+    );
+    let md = report::markdown(&q1);
+    assert!(
+        md.contains("| SPIFF target engagements (in the pipeline) | 1 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| case-study candidates (label at the quarter's end) | 1 (example-bank) |"),
+        "{md}"
+    );
+    assert!(md.contains("## Recognition"), "{md}");
+    assert!(md.contains("| example-bank | 1 | yes |"), "{md}");
+    let page = report::org_page(&q1, "example-bank").expect("a page");
+    assert!(
+        page.contains("| Co-Create MRs merged so far | 1 |"),
+        "{page}"
+    );
+    assert!(page.contains("| case-study candidate | yes |"), "{page}");
+    // A quarter earlier the engagement did not exist; in the current one the candidate label
+    // is gone again.
+    let before = report::run(&ctx, Quarter::parse("FY25Q4").expect("q"))
+        .await
+        .expect("report");
+    assert_eq!(before.metrics.spiff_engagements, 0);
+    assert!(before.metrics.case_study_candidates.is_empty());
+    let q2 = report::run(&ctx, Quarter::parse("FY26Q2").expect("q"))
+        .await
+        .expect("report");
+    assert!(q2.metrics.case_study_candidates.is_empty());
+    assert_eq!(q2.metrics.spiff_engagements, 1);
+}
+
+/// `report --org SLUG`: one organization's page, from the report's own numbers.
+#[tokio::test]
+async fn one_organizations_page_for_a_business_review() {
+    let gitlab = world().await;
+    let ctx = context(&gitlab).await;
+    let r = report::run(&ctx, Quarter::parse("FY26Q2").expect("q"))
+        .await
+        .expect("report");
+    let aero = r
+        .metrics
+        .organizations
+        .iter()
+        .find(|l| l.org == "example-aero")
+        .expect("aero")
+        .clone();
+    let page = report::org_page(&r, "example-aero").expect("a page");
+    assert!(
+        page.starts_with("# example-aero: Co-Create business review, FY26Q2"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("| Co-Create MRs so far | {} |", aero.mrs)),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!(
+            "| after completion: MRs | {} |",
+            aero.post_project_mrs
+        )),
+        "{page}"
+    );
+    assert!(page.contains("| case-study candidate | no |"), "{page}");
+    assert!(report::org_page(&r, "not-an-org").is_none());
+}
+
 #[tokio::test]
 async fn dashboard_issue_is_created_once_then_updated_never_duplicated() {
     let gitlab = world().await;

@@ -263,3 +263,111 @@ async fn open_prospects_opens_tracking_issues_for_the_top_untracked_once() {
     slugs.dedup();
     assert_eq!(slugs.len(), before, "one tracking issue per organization");
 }
+
+/// The account file with a `spiff_target` column: aero, grid and mill are SPIFF targets.
+fn with_spiff() -> String {
+    let mut out = String::new();
+    for (i, line) in ACCOUNTS.lines().enumerate() {
+        let flag = match i {
+            0 => "spiff_target",
+            _ if ["Example Aero,", "Example Grid,", "Example Mill,"]
+                .iter()
+                .any(|p| line.starts_with(p)) =>
+            {
+                "yes"
+            }
+            _ => "",
+        };
+        out.push_str(&format!("{line},{flag}\n"));
+    }
+    out
+}
+
+/// SPIFF target accounts: flagged in the Markdown and CSV output; their prospect tracking
+/// issues (new and already open) labelled once; a bad flag is a bad row.
+#[tokio::test]
+async fn spiff_targets_are_flagged_and_their_tracking_issues_labelled_once() {
+    let gitlab = world().await;
+    // Grid already has an open prospect tracking issue, without the label.
+    let grid = gitlab.add_issue(IssueSpec {
+        project_id: support::harness::TRACKING_PROJECT_ID,
+        title: "Co-Create prospect: Example Grid".into(),
+        confidential: true,
+        labels: vec![
+            "Co-Create engagement".into(),
+            "Co-Create org::example-grid".into(),
+            "Co-Create stage::prospect".into(),
+        ],
+        project_path: support::harness::TRACKING_PROJECT.into(),
+        ..IssueSpec::default()
+    });
+    let ctx = context(&gitlab).await;
+    let report = score::run(&ctx.policies, ctx.gitlab(), &with_spiff(), false)
+        .await
+        .expect("scores");
+    let flagged: Vec<&str> = report
+        .accounts
+        .iter()
+        .filter(|a| a.spiff_target)
+        .map(|a| a.slug.as_str())
+        .collect();
+    assert_eq!(flagged.len(), 3, "{flagged:?}");
+    let md = score::markdown(&report);
+    assert!(md.contains("Example Aero (SPIFF target) |"), "{md}");
+    assert!(md.contains("3 SPIFF target accounts among them."), "{md}");
+    assert!(!md.contains("Example Telco (SPIFF target)"), "{md}");
+    let csv = score::to_csv(&report).expect("csv");
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with(",tier_reason,spiff_target"),
+        "{csv}"
+    );
+    assert_eq!(
+        csv.lines().filter(|l| l.ends_with(",yes")).count(),
+        3,
+        "{csv}"
+    );
+
+    let spiff = "Co-Create SPIFF target".to_string();
+    score::open_prospects(&ctx, &report, 3)
+        .await
+        .expect("opens");
+    let issues = gitlab.issues(support::harness::TRACKING_PROJECT_ID);
+    assert_eq!(issues.len(), 4, "grid's and three new ones");
+    for issue in &issues {
+        let slug = issue
+            .labels
+            .iter()
+            .find_map(|l| l.strip_prefix("Co-Create org::"))
+            .unwrap();
+        assert_eq!(
+            issue.labels.contains(&spiff),
+            flagged.contains(&slug),
+            "{slug}: {:?}",
+            issue.labels
+        );
+    }
+    assert!(gitlab
+        .issue(support::harness::TRACKING_PROJECT_ID, grid)
+        .labels
+        .contains(&spiff));
+    // Again (opening no more): every label is there, nothing is written.
+    gitlab.clear_calls();
+    score::open_prospects(&ctx, &report, 0).await.expect("runs");
+    assert!(gitlab.writes().is_empty(), "{:#?}", gitlab.writes());
+
+    let bad = with_spiff().replace(
+        "Example Telco,example-telco,Premium,1200,Telco,no,12,4,7,4,tdev,3,",
+        "Example Telco,example-telco,Premium,1200,Telco,no,12,4,7,4,tdev,3,maybe",
+    );
+    let err = score::run(&ctx.policies, None, &bad, false)
+        .await
+        .expect_err("bad flag");
+    assert!(
+        err.to_string()
+            .contains("column `spiff_target`: `maybe` is not yes or no"),
+        "{err}"
+    );
+}

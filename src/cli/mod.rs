@@ -72,7 +72,9 @@ enum Command {
     Plan(PlanArgs),
     /// Scheduled job: check that every open Co-Create MR's organization has a valid Corporate
     /// Contributor Agreement; swap `CCA::…` labels, set the `cocreate/cca` commit status, and
-    /// post one note when the state changes. Writes JUnit, Markdown and JSON reports.
+    /// post one note when the state changes. Then the CLA managers' worklist: engaged
+    /// organizations without a valid (or with an expiring) agreement, one note per state on
+    /// their tracking issue. Writes JUnit, Markdown and JSON reports.
     CcaCheck(CcaCheckArgs),
     /// Scheduled sweep: first `recover` (with --webhook-url: the deliveries GitLab failed to
     /// make, from its webhook events API, into serve's queue), then re-route every open MR
@@ -85,7 +87,9 @@ enum Command {
     Recover(RecoverArgs),
     /// Scheduled job: ping the reviewer of a Co-Create MR waiting past the review-response SLO
     /// (business days, policies/routing.yml `review_slo`), hand it on after a second period,
-    /// remind the author kindly when it has long been their turn. Each once per period.
+    /// remind the author kindly when it has long been their turn. Each once per period. Then
+    /// the open tracking issues: one note to the CSM of an engagement stuck at contacted or
+    /// meeting, to the lead of one aligned without onboarding (`engagement_stalls`).
     Nudge(NudgeArgs),
     /// Create the tool's labels (with colors and descriptions) in the watched groups/projects and
     /// register its webhook there (merge request, issue, confidential issue and note events,

@@ -30,9 +30,11 @@ pub(super) async fn run(
     } else {
         print!("{}", report.summary(dry));
     }
-    Ok(if report.errors.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(
+        if report.errors.is_empty() && report.stalls.errors.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }

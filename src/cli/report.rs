@@ -38,6 +38,10 @@ pub(super) struct ReportArgs {
     /// quarter's contributing customers.
     #[arg(long, value_name = "FILE")]
     accounts: Option<PathBuf>,
+
+    /// Print one organization's page for a business review (its slug) instead of the report.
+    #[arg(long, value_name = "SLUG")]
+    org: Option<String>,
 }
 
 pub(super) async fn run(
@@ -72,10 +76,15 @@ pub(super) async fn run(
         result.dashboard = Some(report::publish(&ctx, &result).await?);
     }
     let json = serde_json::to_string_pretty(&result)? + "\n";
-    let output = if args.json {
-        json.clone()
-    } else {
-        report::markdown(&result)
+    let output = match (&args.org, args.json) {
+        (Some(slug), _) => match report::org_page(&result, slug) {
+            Some(page) => page,
+            None => bail!(
+                "`{slug}` has no line in the report: use an organization slug from organizations.yml or a `Co-Create org::` label"
+            ),
+        },
+        (None, true) => json.clone(),
+        (None, false) => report::markdown(&result),
     };
     if let Some(path) = &args.json_out {
         std::fs::write(path, &json).with_context(|| format!("cannot write {}", path.display()))?;

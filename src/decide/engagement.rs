@@ -524,6 +524,8 @@ pub struct Prospect<'a> {
     pub name: &'a str,
     pub tier: u8,
     pub score: f64,
+    /// A SPIFF target account: its tracking issue gets the SPIFF label.
+    pub spiff: bool,
 }
 
 /// `stage::prospect` tracking issues for the first `n` prospects that have no open tracking
@@ -569,14 +571,43 @@ pub fn plan_prospects(
                     p.score,
                     labels.stage(Stage::Contacted.name()),
                 ),
-                labels: vec![
+                labels: [
                     labels.engagement.clone(),
                     format!("{}{}", labels.org_prefix, p.slug),
                     labels.stage(Stage::Prospect.name()),
-                ],
+                ]
+                .into_iter()
+                .chain(p.spiff.then(|| labels.spiff.clone()))
+                .collect(),
                 confidential: policies.routing.tracking.confidential,
                 assignee_ids: vec![],
             })
+        })
+        .collect()
+}
+
+/// The SPIFF label on the open tracking issues of SPIFF target accounts that lack it
+/// (`open`: each issue with its labels now; `spiff`: the target accounts' slugs).
+pub fn plan_spiff_labels(
+    open: &[(IssueRef, Vec<String>)],
+    spiff: &[&str],
+    policies: &Policies,
+) -> Vec<Action> {
+    let labels = &policies.routing.labels;
+    open.iter()
+        .filter(|(_, now)| !now.contains(&labels.spiff))
+        .filter(|(_, now)| {
+            now.iter()
+                .filter_map(|l| l.strip_prefix(labels.org_prefix.as_str()))
+                .any(|slug| spiff.contains(&slug))
+        })
+        .map(|(issue, _)| Action::EditIssue {
+            issue: issue.clone(),
+            add_labels: vec![labels.spiff.clone()],
+            remove_labels: vec![],
+            assignee_ids: None,
+            description: None,
+            confidential: None,
         })
         .collect()
 }
@@ -1189,24 +1220,28 @@ mod tests {
                 name: "A",
                 tier: 1,
                 score: 90.0,
+                spiff: false,
             },
             Prospect {
                 slug: "b",
                 name: "B",
                 tier: 1,
                 score: 80.0,
+                spiff: false,
             },
             Prospect {
                 slug: "c",
                 name: "C",
                 tier: 2,
                 score: 70.0,
+                spiff: false,
             },
             Prospect {
                 slug: "d",
                 name: "D",
                 tier: 3,
                 score: 60.0,
+                spiff: false,
             },
         ];
         let m = Messages::embedded().expect("templates");

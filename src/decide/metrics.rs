@@ -69,6 +69,10 @@ pub struct Engagement {
     pub state_changes: Option<Vec<(DateTime<Utc>, bool)>>,
     /// (when, which stage) of every stage label added, oldest first.
     pub stage_added: Vec<(DateTime<Utc>, Stage)>,
+    /// It carried the SPIFF target label at the quarter's end (from its label history).
+    pub spiff: bool,
+    /// It carried the case-study candidate label at the quarter's end.
+    pub case_study: bool,
 }
 
 impl Engagement {
@@ -145,6 +149,8 @@ pub struct Facts {
     pub engagements: Vec<Engagement>,
     /// Creation times of each organization's Co-Create MRs (each MR once).
     pub mrs: BTreeMap<String, Vec<DateTime<Utc>>>,
+    /// Merge times of each organization's merged Co-Create MRs (each MR once).
+    pub merged: BTreeMap<String, Vec<DateTime<Utc>>>,
     /// Creation times of the issues the organization's people opened in the watched scope
     /// since its project completed (each issue once).
     pub post_project_issues: BTreeMap<String, Vec<DateTime<Utc>>>,
@@ -217,6 +223,8 @@ pub struct OrgLine {
     pub mrs: usize,
     /// Co-Create MRs created in the quarter (any state): a contributing customer when ≥ 1.
     pub quarter_mrs: usize,
+    /// Co-Create MRs merged before the quarter's end (as of it).
+    pub merged_mrs: usize,
     pub post_project_mrs: usize,
     pub post_project_issues: usize,
     pub post_project_comments: usize,
@@ -257,6 +265,10 @@ pub struct Metrics {
     pub influenced_arr: Option<f64>,
     /// Contributing customers the account export gives no ARR for.
     pub arr_unknown: Vec<String>,
+    /// Pipeline engagements of SPIFF target accounts.
+    pub spiff_engagements: usize,
+    /// Organizations whose engagement was a case-study candidate at the quarter's end.
+    pub case_study_candidates: Vec<String>,
     pub organizations: Vec<OrgLine>,
 }
 
@@ -401,6 +413,11 @@ pub fn compute(facts: &Facts, w: &Window) -> Metrics {
                 .map(|p| (p[1] - p[0]).num_seconds() as f64 / 86_400.0),
         );
         let quarter_mrs = mrs.iter().filter(|t| w.contains(**t)).count();
+        let merged_mrs = facts
+            .merged
+            .get(org)
+            .map(|v| v.iter().filter(|t| **t < w.end && **t <= w.as_of).count())
+            .unwrap_or(0);
         let done = completed_at(mine(), w.as_of);
         let after = |times: Option<&Vec<DateTime<Utc>>>| -> usize {
             done.map(|c| {
@@ -450,6 +467,7 @@ pub fn compute(facts: &Facts, w: &Window) -> Metrics {
                 .collect(),
             mrs: mrs.len(),
             quarter_mrs,
+            merged_mrs,
             post_project_mrs: done
                 .map(|c| mrs.iter().filter(|t| w.contains_from(c, **t)).count())
                 .unwrap_or(0),
@@ -474,7 +492,18 @@ pub fn compute(facts: &Facts, w: &Window) -> Metrics {
             .collect(),
         None => Vec::new(),
     };
+    let spiff_engagements = pipeline.iter().filter(|e| e.spiff).count();
+    let mut case_study_candidates: Vec<String> = facts
+        .engagements
+        .iter()
+        .filter(|e| e.case_study && e.first().is_some_and(|t| t < w.end))
+        .map(|e| e.org.clone())
+        .collect();
+    case_study_candidates.sort();
+    case_study_candidates.dedup();
     Metrics {
+        spiff_engagements,
+        case_study_candidates,
         pipeline: pipeline.len(),
         initial_meetings,
         active_conversations,
@@ -544,6 +573,8 @@ mod tests {
                 .iter()
                 .map(|(d, s)| (t(d), Stage::parse(s).expect("stage")))
                 .collect(),
+            spiff: false,
+            case_study: false,
         }
     }
 
@@ -633,6 +664,7 @@ mod tests {
             ]),
             organizations: vec!["a".into(), "z".into()],
             arr: None,
+            merged: BTreeMap::new(),
         };
         let m = compute(&facts, &q1("2025-06-01"));
         assert_eq!(m.pipeline, 3);

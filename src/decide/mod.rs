@@ -6,6 +6,8 @@
 //! action at all.
 
 mod cca;
+pub mod cca_worklist;
+pub mod celebrate;
 pub mod checklist;
 pub mod commands;
 pub mod engagement;
@@ -20,6 +22,7 @@ mod routing;
 pub mod score;
 pub mod setup;
 mod skip;
+pub mod stall;
 mod step;
 pub mod timeline;
 

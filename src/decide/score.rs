@@ -25,6 +25,8 @@ pub struct AccountRow {
     pub tech_overlap: u8,
     pub gitlab_usernames: Vec<String>,
     pub issues_mrs: Option<u64>,
+    /// On the SPIFF target account list (optional `spiff_target` column).
+    pub spiff_target: bool,
 }
 
 /// A row (or the header) that cannot be scored.
@@ -73,6 +75,8 @@ pub struct Scored {
     pub issues_mrs: u64,
     pub history_source: HistorySource,
     pub criteria: Vec<Criterion>,
+    /// A SPIFF target account: flagged in the output, its prospect tracking issue labelled.
+    pub spiff_target: bool,
 }
 
 pub(crate) fn capped(value: f64, full_at: f64) -> f64 {
@@ -180,6 +184,7 @@ pub fn score_row(
         issues_mrs,
         history_source: source,
         criteria,
+        spiff_target: row.spiff_target,
     }
 }
 

@@ -296,6 +296,16 @@ pub fn tracking_labels(policies: &Policies, templates: &[IssueTemplate]) -> Vec<
             "#e6a700",
             "The engagement plans an on-site week (major pathway only; checked by cocreate)",
         ),
+        spec(
+            &l.case_study,
+            "#f1c40f",
+            "The engagement reached the recognition threshold: a case-study candidate (set by cocreate)",
+        ),
+        spec(
+            &l.spiff,
+            "#16a085",
+            "A SPIFF target account (set by cocreate score --open-prospects)",
+        ),
     ];
     out.extend(Stage::ALL.map(Stage::name).iter().map(|s| {
         spec(

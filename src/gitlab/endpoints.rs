@@ -327,6 +327,8 @@ pub struct ApiIssue {
     /// Who opened it (markers in the description count only when that is the bot).
     #[serde(default)]
     pub author: Option<ApiUserRef>,
+    #[serde(default)]
+    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// `GET /projects/:id/hooks` and `GET /groups/:id/hooks`: the fields we read (which hook is

@@ -4,6 +4,7 @@
 pub mod checklist;
 pub mod issue;
 pub mod merge_request;
+pub mod merged;
 pub mod note;
 pub mod push;
 
@@ -189,7 +190,10 @@ async fn route(
         }
         Ok(event @ Event::MergeRequest(_)) => match merge_request::parse(&event) {
             Some(input) => merge_request::handle(ctx, input, event_uuid).await,
-            None => Ok(Outcome::Skipped(Skip::MrActionNotRouted)),
+            None => match merged::parse(&event) {
+                Some(input) => merged::handle(ctx, input, event_uuid).await,
+                None => Ok(Outcome::Skipped(Skip::MrActionNotRouted)),
+            },
         },
         Ok(event @ Event::Issue(_)) => match issue::parse(&event) {
             Some(input) => issue::handle(ctx, input, event_uuid).await,

@@ -1,12 +1,15 @@
 //! `cocreate cca-check`: is a valid Corporate Contributor Agreement on file for every open
 //! Co-Create MR's organization? Labels, `cocreate/cca` statuses and notes follow the answer.
 //!
+//! Then the engagements: the CLA managers' worklist ([`super::cca_engagements`]).
+//!
 //! Cost: the pages of the open-MR list (100 per page) plus, per MR whose state changes, one read
 //! of its notes (only when a note may be due) and its writes. An MR already in its wanted state
 //! costs nothing beyond its share of a page.
 
 use serde::Serialize;
 
+use super::cca_engagements::EngagementCheck;
 use super::{Progress, Spend};
 use crate::decide::{
     cca_actions, cca_state, plan_cca, recognize, CcaMrFacts, CcaNeed, CcaState, Step,
@@ -40,6 +43,8 @@ impl MrCheck {
 #[derive(Debug, Clone, Serialize)]
 pub struct CcaReport {
     pub checked: Vec<MrCheck>,
+    /// The open tracking issues: the CLA managers' worklist.
+    pub engagements: Vec<EngagementCheck>,
     pub dry_run: bool,
     pub api_reads: u64,
     pub api_writes: u64,
@@ -93,9 +98,15 @@ pub async fn run(ctx: &JobContext) -> Result<CcaReport, CcaCheckError> {
         });
         progress.tick();
     }
+    let mut open_mrs = std::collections::BTreeMap::new();
+    for org in checked.iter().filter_map(|c| c.org.clone()) {
+        *open_mrs.entry(org).or_insert(0) += 1;
+    }
+    let engagements = super::cca_engagements::run(ctx, live, &open_mrs).await?;
     let spent = spend.so_far();
     Ok(CcaReport {
         checked,
+        engagements,
         dry_run: ctx.mode.is_dry_run(),
         api_reads: spent.reads,
         api_writes: spent.writes,
@@ -185,7 +196,8 @@ async fn check_one(
     })
 }
 
-/// JUnit XML for `artifacts:reports:junit`: one test case per MR, failed without a valid CCA.
+/// JUnit XML for `artifacts:reports:junit`: one test case per MR, failed without a valid CCA;
+/// then one per engaged organization, failed while it is on the CLA managers' worklist.
 pub fn junit(report: &CcaReport) -> Result<String, quick_junit::SerializeError> {
     use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
     let mut suite = TestSuite::new("cca-check");
@@ -212,8 +224,28 @@ pub fn junit(report: &CcaReport) -> Result<String, quick_junit::SerializeError> 
         );
         suite.add_test_case(case);
     }
+    let mut worklist = TestSuite::new("cca-check engagements");
+    for e in report.engagements.iter().filter(|e| e.engaged) {
+        let status = if e.listed {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_message(match &e.error {
+                Some(err) => format!("could not be checked: {err}"),
+                None => format!(
+                    "agreement {}: on the CLA managers' worklist",
+                    e.state.name()
+                ),
+            });
+            s
+        } else {
+            TestCaseStatus::success()
+        };
+        let mut case = TestCase::new(format!("{} {}", e.org, e.issue), status);
+        case.set_classname(e.org.to_string());
+        worklist.add_test_case(case);
+    }
     let mut r = Report::new("cocreate");
     r.add_test_suite(suite);
+    r.add_test_suite(worklist);
     r.to_string()
 }
 
@@ -238,6 +270,37 @@ pub fn summary(report: &CcaReport) -> String {
                 c.mr,
                 c.org.as_ref().map(|o| o.as_str()).unwrap_or("?"),
                 c.state.as_ref().map(|s| s.name()).unwrap_or("error"),
+            ));
+        }
+        out.push('\n');
+    }
+    let worklist: Vec<&EngagementCheck> = report.engagements.iter().filter(|e| e.listed).collect();
+    if !worklist.is_empty() {
+        out.push_str(
+            "## CLA managers' worklist: engagements without a valid CCA
+
+| organization | tracking issue | stage | open Co-Create MRs | agreement |
+|---|---|---|---|---|
+",
+        );
+        for e in worklist {
+            let state = match (&e.error, &e.state) {
+                (Some(_), _) => "could not be checked".to_string(),
+                (None, CcaState::Expired { on }) => format!("expired {on}"),
+                (
+                    None,
+                    CcaState::Signed {
+                        expires: Some(d), ..
+                    },
+                ) => format!("expiring {d}"),
+                (None, s) => s.name().to_string(),
+            };
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {state} |\n",
+                e.org,
+                e.issue,
+                e.stage.map(|s| s.name()).unwrap_or("—"),
+                e.open_mrs,
             ));
         }
         out.push('\n');

@@ -2,6 +2,7 @@
 //! GitLab lists instead of single events.
 
 pub mod cca_check;
+pub mod cca_engagements;
 pub mod mr_sweep;
 pub mod nudge;
 pub mod plan;
@@ -12,6 +13,7 @@ pub mod report;
 pub mod score;
 pub mod setup;
 pub mod site;
+pub mod stalls;
 
 use std::io::IsTerminal;
 use std::ops::Deref;

@@ -2,11 +2,14 @@
 //! past the review-response SLO, hands it to another roster member after a second period, and
 //! reminds the author kindly, once per period, when it has been their turn for a long time.
 //!
+//! It then walks the open tracking issues for stalled engagements ([`super::stalls`]).
+//!
 //! Cost: the pages of the open-MR list, one notes read per MR (whose turn it is lives in the
-//! notes), the roster's load once, and the writes.
+//! notes), the roster's load once, and the writes; then the stall walk's reads.
 
 use serde::Serialize;
 
+use super::stalls::StallReport;
 use super::{Progress, Spend};
 use crate::decide::nudge::{decide_nudge, NudgeFacts, NudgeNeed, NudgeOutcome};
 use crate::decide::Step;
@@ -29,6 +32,8 @@ pub struct NudgeReport {
     pub mrs: Vec<Nudged>,
     pub overdue: usize,
     pub errors: Vec<(MrRef, String)>,
+    /// The open tracking issues: stalled engagements and their notes.
+    pub stalls: StallReport,
     pub api_reads: u64,
     pub api_writes: u64,
     pub elapsed_ms: u128,
@@ -39,14 +44,22 @@ impl NudgeReport {
     pub fn summary(&self, dry_run: bool) -> String {
         let verb = if dry_run { "would" } else { "did" };
         let mut out = String::new();
-        for c in self.mrs.iter().flat_map(|n| &n.changes) {
+        let changes = self.mrs.iter().flat_map(|n| &n.changes);
+        let stall_changes = self.stalls.engagements.iter().flat_map(|s| &s.changes);
+        for c in changes.chain(stall_changes) {
             out.push_str(&format!("{verb}: {c}\n"));
         }
+        for (issue, e) in &self.stalls.errors {
+            out.push_str(&format!("error: {issue}: {e}\n"));
+        }
         out.push_str(&format!(
-            "nudge: {} open Co-Create MRs, {} overdue, {} errors; {} API reads, {} writes, {} ms\n",
+            "nudge: {} open Co-Create MRs, {} overdue, {} errors; {} open engagements, {} stalled, {} errors; {} API reads, {} writes, {} ms\n",
             self.mrs.len(),
             self.overdue,
             self.errors.len(),
+            self.stalls.engagements.len(),
+            self.stalls.stalled(),
+            self.stalls.errors.len(),
             self.api_reads,
             self.api_writes,
             self.elapsed_ms
@@ -76,6 +89,7 @@ pub async fn run(ctx: &JobContext) -> Result<NudgeReport, NudgeError> {
         mrs: vec![],
         overdue: 0,
         errors: vec![],
+        stalls: StallReport::default(),
         api_reads: 0,
         api_writes: 0,
         elapsed_ms: 0,
@@ -139,6 +153,7 @@ pub async fn run(ctx: &JobContext) -> Result<NudgeReport, NudgeError> {
         }
         progress.tick();
     }
+    report.stalls = super::stalls::run(ctx, live).await?;
     let spent = spend.so_far();
     report.api_reads = spent.reads;
     report.api_writes = spent.writes;

@@ -51,12 +51,30 @@ pub enum Marker {
     MeetingRequest,
     /// The note on a meeting-notes or onboarding issue linking it to this tracking issue (iid).
     EngagementDoc(u64),
+    /// The note on a tracking issue that stayed at one stage too long (`<stage>:<since>`).
+    EngagementStall(String),
+    /// The thank-you note on a merged Co-Create MR.
+    Thanks(MrRef),
+    /// The note on a tracking issue that one of its MRs was merged.
+    MrMerged(MrRef),
+    /// The CLA managers' note on a tracking issue for one agreement state (`<state>:<key>`).
+    CcaWorklist(String),
     /// A marker this version does not know (written by another version): kept as read, so it
     /// still counts as ours, never written.
     Other(String),
 }
 
 const OPEN: &str = "<!-- cocreate:";
+
+/// `<project id>!<iid>`, as MR markers key it.
+fn mr_ref(v: &str) -> Option<MrRef> {
+    v.split_once('!').and_then(|(p, i)| {
+        Some(MrRef {
+            project_id: p.parse().ok()?,
+            iid: i.parse().ok()?,
+        })
+    })
+}
 const CLOSE: &str = " -->";
 
 impl Marker {
@@ -90,6 +108,10 @@ impl Marker {
             Marker::AccountTeam => ("account-team", None),
             Marker::MeetingRequest => ("meeting-request", None),
             Marker::EngagementDoc(iid) => ("engagement-doc", Some(iid.to_string())),
+            Marker::EngagementStall(k) => ("engagement-stall", Some(k.clone())),
+            Marker::Thanks(mr) => ("thanks", Some(format!("{}!{}", mr.project_id, mr.iid))),
+            Marker::MrMerged(mr) => ("mr-merged", Some(format!("{}!{}", mr.project_id, mr.iid))),
+            Marker::CcaWorklist(k) => ("cca-worklist", Some(k.clone())),
             Marker::Other(inner) => (inner.as_str(), None),
         }
     }
@@ -122,15 +144,11 @@ impl Marker {
             ("intake-duplicate", Some(v)) => {
                 return num(v).map(Marker::IntakeDuplicate).or_else(other)
             }
-            ("mr-link", Some(v)) => {
-                let parsed = v.split_once('!').and_then(|(p, i)| {
-                    Some(MrRef {
-                        project_id: p.parse().ok()?,
-                        iid: i.parse().ok()?,
-                    })
-                });
-                return parsed.map(Marker::MrLink).or_else(other);
-            }
+            ("mr-link", Some(v)) => return mr_ref(v).map(Marker::MrLink).or_else(other),
+            ("thanks", Some(v)) => return mr_ref(v).map(Marker::Thanks).or_else(other),
+            ("mr-merged", Some(v)) => return mr_ref(v).map(Marker::MrMerged).or_else(other),
+            ("engagement-stall", Some(v)) => Marker::EngagementStall(v.to_owned()),
+            ("cca-worklist", Some(v)) => Marker::CcaWorklist(v.to_owned()),
             ("engagement", Some(v)) => Marker::Engagement(v.to_owned()),
             ("stage-skip", Some(v)) => Marker::StageSkip(v.to_owned()),
             ("checklist", Some(v)) => Marker::Checklist(v.to_owned()),
@@ -262,6 +280,10 @@ mod tests {
             Marker::StageSkip("contacted-aligned".into()),
             Marker::Checklist("v1".into()),
             Marker::Dashboard("FY26Q1".into()),
+            Marker::EngagementStall("contacted:2026-11-02T10:00".into()),
+            Marker::Thanks(mr),
+            Marker::MrMerged(mr),
+            Marker::CcaWorklist("missing:none".into()),
             Marker::Other("from-a-later-version".into()),
         ];
         for m in &all {

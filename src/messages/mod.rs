@@ -101,6 +101,17 @@ const EMBEDDED: &[(&str, &str)] = &[
         "engagement_doc.md",
         include_str!("../../templates/engagement_doc.md"),
     ),
+    ("stall_csm.md", include_str!("../../templates/stall_csm.md")),
+    ("thanks.md", include_str!("../../templates/thanks.md")),
+    (
+        "cca_worklist.md",
+        include_str!("../../templates/cca_worklist.md"),
+    ),
+    ("mr_merged.md", include_str!("../../templates/mr_merged.md")),
+    (
+        "stall_aligned.md",
+        include_str!("../../templates/stall_aligned.md"),
+    ),
 ];
 
 /// The issue templates account teams pick in GitLab (`.gitlab/issue_templates/` ships copies).
@@ -490,6 +501,86 @@ impl Messages {
             context! { tracking => tracking_iid, org_name => org_name.map(neutralize::inline) },
         )?;
         Ok(Note::new(Marker::EngagementDoc(tracking_iid), body))
+    }
+
+    /// A stalled engagement's note: `who` is already a safe mention (or empty), `stage` one of
+    /// our stage names.
+    pub fn stall(
+        &self,
+        template: &str,
+        marker: Marker,
+        who: &str,
+        stage: &str,
+        days: u32,
+        stage_prefix: &str,
+    ) -> Result<Note, TemplateError> {
+        let body = self.render(template, context! { who, stage, days, stage_prefix })?;
+        Ok(Note::new(marker, body.trim_end()))
+    }
+
+    /// The thank-you on a merged Co-Create MR (public): counts only, no organization named.
+    pub fn thanks(
+        &self,
+        marker: Marker,
+        author: &str,
+        merged: usize,
+        contributors: usize,
+    ) -> Result<Note, TemplateError> {
+        let body = self.render(
+            "thanks.md",
+            context! { who => neutralize::mention(author), merged, contributors },
+        )?;
+        Ok(Note::new(marker, body.trim_end()))
+    }
+
+    /// The note on the tracking issue that one of its organization's MRs was merged.
+    pub fn mr_merged(
+        &self,
+        marker: Marker,
+        mr_url: &str,
+        author: &str,
+        merged: usize,
+        contributors: usize,
+        case_study: Option<&str>,
+    ) -> Result<Note, TemplateError> {
+        let body = self.render(
+            "mr_merged.md",
+            context! {
+                mr_url,
+                who => neutralize::mention(author),
+                merged,
+                contributors,
+                case_study,
+            },
+        )?;
+        Ok(Note::new(marker, body.trim_end()))
+    }
+
+    /// The CLA managers' note on a tracking issue. `org_name` and `date` only where the issue is
+    /// confidential.
+    #[allow(clippy::too_many_arguments)]
+    pub fn cca_worklist(
+        &self,
+        marker: Marker,
+        org_name: Option<&str>,
+        state: &str,
+        date: Option<chrono::NaiveDate>,
+        stage: Option<&str>,
+        open_mrs: usize,
+        contact: Option<&str>,
+    ) -> Result<Note, TemplateError> {
+        let body = self.render(
+            "cca_worklist.md",
+            context! {
+                org_name => org_name.map(neutralize::inline),
+                state,
+                date => date.map(|d| d.to_string()),
+                stage,
+                open_mrs,
+                contact,
+            },
+        )?;
+        Ok(Note::new(marker, body.trim_end()))
     }
 
     pub fn stage_skip(&self, marker: Marker, message: &str) -> Result<Note, TemplateError> {

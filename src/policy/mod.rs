@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 pub use agreements::{Agreement, Agreements};
 pub use organizations::{AccountTeam, Organization, Organizations, Tier};
 pub use routing::{
-    AccountTeamMode, Labels, ReviewSlo, Roster, Routing, Site, Strategy, Tracking, Watch,
+    AccountTeamMode, EngagementStalls, Labels, Recognition, ReviewSlo, Roster, Routing, Site,
+    Strategy, Tracking, Watch,
 };
 pub use segmentation::{Segmentation, Subscription, Targets, TierRules, Weights};
 

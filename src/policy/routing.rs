@@ -21,6 +21,10 @@ pub(super) struct RoutingDoc {
     review_slo: ReviewSlo,
     #[serde(default)]
     site: Site,
+    #[serde(default)]
+    engagement_stalls: EngagementStalls,
+    #[serde(default)]
+    recognition: Recognition,
     /// The bot's GitLab username; when absent it is read from `GET /user` at start-up.
     #[serde(default)]
     bot_username: Option<String>,
@@ -51,6 +55,45 @@ impl Default for ReviewSlo {
             author_reminder_days: 30,
             holidays: Vec::new(),
             bots: Vec::new(),
+        }
+    }
+}
+
+/// `cocreate nudge` over the open tracking issues: how long an engagement may stay at one
+/// stage before someone is asked to follow up (business days, `review_slo.holidays` skipped).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngagementStalls {
+    /// At `contacted` or `meeting` this long: one note to the CSM.
+    pub business_days: u32,
+    /// At `aligned` (not yet onboarding) this long: one note to the Contributor Success lead.
+    pub aligned_business_days: u32,
+}
+
+impl Default for EngagementStalls {
+    fn default() -> Self {
+        Self {
+            business_days: 10,
+            aligned_business_days: 10,
+        }
+    }
+}
+
+/// Merged Co-Create MRs: when the engagement's tracking issue becomes a case-study candidate.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Recognition {
+    /// Merged Co-Create MRs of the organization needed (this one counted).
+    pub case_study_min_merged: u32,
+    /// Only once the engagement is `completed` (or `sustaining`).
+    pub case_study_needs_completed: bool,
+}
+
+impl Default for Recognition {
+    fn default() -> Self {
+        Self {
+            case_study_min_merged: 1,
+            case_study_needs_completed: true,
         }
     }
 }
@@ -109,6 +152,10 @@ pub struct Labels {
     pub meeting_notes: String,
     /// Marks onboarding-session issues (the "Co-Create onboarding session" template).
     pub onboarding: String,
+    /// On a tracking issue whose engagement reached the recognition threshold.
+    pub case_study: String,
+    /// On a prospect tracking issue of a SPIFF target account (`score`'s `spiff_target`).
+    pub spiff: String,
 }
 
 impl Default for Labels {
@@ -128,6 +175,8 @@ impl Default for Labels {
             overdue: "Co-Create review::overdue".into(),
             meeting_notes: "Co-Create meeting notes".into(),
             onboarding: "Co-Create onboarding".into(),
+            case_study: "Co-Create case-study candidate".into(),
+            spiff: "Co-Create SPIFF target".into(),
         }
     }
 }
@@ -309,6 +358,8 @@ pub struct Routing {
     pub watch: Watch,
     pub review_slo: ReviewSlo,
     pub site: Site,
+    pub engagement_stalls: EngagementStalls,
+    pub recognition: Recognition,
     pub bot_username: Option<String>,
 }
 
@@ -336,7 +387,11 @@ pub(super) fn validate(doc: RoutingDoc) -> Result<Routing, Vec<Located>> {
         ));
     }
     let labels = doc.labels;
-    if labels.cocreate.trim().is_empty() || labels.community.trim().is_empty() {
+    if labels.cocreate.trim().is_empty()
+        || labels.community.trim().is_empty()
+        || labels.case_study.trim().is_empty()
+        || labels.spiff.trim().is_empty()
+    {
         errors.push(Located::at(
             &doc.contributor_success.reviewers,
             "label names cannot be empty",
@@ -379,6 +434,8 @@ pub(super) fn validate(doc: RoutingDoc) -> Result<Routing, Vec<Located>> {
             watch: doc.watch,
             review_slo: doc.review_slo,
             site: doc.site,
+            engagement_stalls: doc.engagement_stalls,
+            recognition: doc.recognition,
             bot_username: doc
                 .bot_username
                 .map(|b| b.trim_start_matches('@').to_ascii_lowercase()),

@@ -55,6 +55,8 @@ struct ApiMrBrief {
     iid: u64,
     project_id: u64,
     created_at: DateTime<Utc>,
+    #[serde(default)]
+    merged_at: Option<DateTime<Utc>>,
     author: ApiUserRef,
 }
 
@@ -133,6 +135,17 @@ pub async fn gather(
             })
             .collect();
         stage_added.sort();
+        // Whether a label was on at the quarter's end: its last add or remove before then.
+        let on_at_end = |name: &str| {
+            let mut on: Vec<(DateTime<Utc>, bool)> = events
+                .iter()
+                .filter(|e| e.created_at < w.end && e.created_at <= w.as_of)
+                .filter(|e| e.label.as_ref().is_some_and(|l| l.name == name))
+                .map(|e| (e.created_at, e.action == "add"))
+                .collect();
+            on.sort();
+            on.last().is_some_and(|(_, added)| *added)
+        };
         let mut e = Engagement {
             iid: issue.iid,
             org: org.to_owned(),
@@ -140,6 +153,8 @@ pub async fn gather(
             closed_at: issue.closed_at,
             state_changes: None,
             stage_added,
+            spiff: on_at_end(&labels.spiff),
+            case_study: on_at_end(&labels.case_study),
         };
         // Open at the end? Today's state and `closed_at` tell unless it may have been
         // closed then and reopened since: then its state history does.
@@ -190,10 +205,12 @@ pub async fn gather(
         configured: &policies.routing.review_slo.bots,
     };
     let mut mrs = BTreeMap::new();
+    let mut merged = BTreeMap::new();
     let mut responses = BTreeMap::new();
     for slug in &slugs {
         let mut seen = BTreeSet::new();
         let mut times = Vec::new();
+        let mut merges = Vec::new();
         let mut firsts = Vec::new();
         for scope in &scopes {
             let list: Vec<ApiMrBrief> = Get::new(format!("{scope}merge_requests"))
@@ -210,12 +227,14 @@ pub async fn gather(
                     continue;
                 }
                 times.push(mr.created_at);
+                merges.extend(mr.merged_at);
                 if w.contains(mr.created_at) {
                     firsts.push(first_response(live, &mr, bots).await?);
                 }
             }
         }
         mrs.insert(slug.clone(), times);
+        merged.insert(slug.clone(), merges);
         responses.insert(slug.clone(), firsts);
     }
     // Issues and comments after completion: only organizations whose project completed.
@@ -260,6 +279,7 @@ pub async fn gather(
     Ok(Facts {
         engagements,
         mrs,
+        merged,
         post_project_issues,
         post_project_comments,
         responses,

@@ -148,6 +148,22 @@ pub fn markdown_body(r: &Report) -> String {
         ),
         ("initial meetings scheduled", m.initial_meetings.to_string()),
         (
+            "SPIFF target engagements (in the pipeline)",
+            m.spiff_engagements.to_string(),
+        ),
+        (
+            "case-study candidates (label at the quarter's end)",
+            if m.case_study_candidates.is_empty() {
+                "none".to_owned()
+            } else {
+                format!(
+                    "{} ({})",
+                    m.case_study_candidates.len(),
+                    m.case_study_candidates.join(", ")
+                )
+            },
+        ),
+        (
             "active customer conversations (contacted or meeting, open)",
             m.active_conversations.to_string(),
         ),
@@ -267,6 +283,28 @@ pub fn markdown_body(r: &Report) -> String {
                 others.join("; ")
             }
         ));
+    }
+    let merged: Vec<&crate::decide::metrics::OrgLine> = m
+        .organizations
+        .iter()
+        .filter(|l| l.merged_mrs > 0)
+        .collect();
+    if !merged.is_empty() || !m.case_study_candidates.is_empty() {
+        out.push_str("\n## Recognition\n\n| organization | merged Co-Create MRs | case-study candidate |\n|---|---:|:---:|\n");
+        for l in &merged {
+            let candidate = m.case_study_candidates.contains(&l.org);
+            out.push_str(&format!(
+                "| {} | {} | {} |\n",
+                l.org,
+                l.merged_mrs,
+                if candidate { "yes" } else { "" }
+            ));
+        }
+        for c in &m.case_study_candidates {
+            if !merged.iter().any(|l| &l.org == c) {
+                out.push_str(&format!("| {c} | 0 | yes |\n"));
+            }
+        }
     }
     if !r.not_measured.is_empty() {
         out.push_str("\n## Not measured\n\n");

@@ -12,6 +12,7 @@
 pub mod dashboard;
 pub mod gather;
 pub mod markdown;
+pub mod org_page;
 pub mod quarter;
 
 use std::collections::BTreeMap;
@@ -26,6 +27,7 @@ pub use crate::decide::metrics::{
 pub use dashboard::{dashboard_actions, marker, publish};
 pub use gather::gather;
 pub use markdown::{distribution, markdown, markdown_body};
+pub use org_page::org_page;
 pub use quarter::Quarter;
 
 use crate::gitlab::{ExecuteError, GitlabError};

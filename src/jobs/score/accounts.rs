@@ -53,6 +53,11 @@ pub const COLUMNS: &[(&str, bool, &str)] = &[
         false,
         "annual recurring revenue, e.g. 1250000 or 1,250,000 (not scored; `report --accounts` sums it)",
     ),
+    (
+        "spiff_target",
+        false,
+        "yes for a SPIFF target account (not scored: flagged in the output, its prospect tracking issue labelled); default no",
+    ),
 ];
 
 /// Why the account file cannot be scored at all.
@@ -364,6 +369,13 @@ pub(crate) fn parse_row(
             }
         },
     };
+    let spiff_target = match cell("spiff_target") {
+        "" => false,
+        v => parse_bool(v).unwrap_or_else(|| {
+            fail("spiff_target", format!("`{v}` is not yes or no"));
+            false
+        }),
+    };
     match (
         organization,
         slug,
@@ -401,6 +413,7 @@ pub(crate) fn parse_row(
             tech_overlap,
             gitlab_usernames,
             issues_mrs,
+            spiff_target,
         }),
         _ => Err(errors),
     }

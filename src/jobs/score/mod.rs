@@ -98,7 +98,7 @@ pub async fn open_prospects(
     report: &ScoreReport,
     n: usize,
 ) -> Result<Vec<String>, crate::gitlab::ExecuteError> {
-    use crate::decide::engagement::{plan_prospects, Prospect};
+    use crate::decide::engagement::{plan_prospects, plan_spiff_labels, Prospect};
     let live = ctx.live();
     let policies = &ctx.policies;
     let labels = &policies.routing.labels;
@@ -127,9 +127,10 @@ pub async fn open_prospects(
             name: &a.organization,
             tier: a.tier,
             score: a.score,
+            spiff: a.spiff_target,
         })
         .collect();
-    let actions = plan_prospects(
+    let mut actions = plan_prospects(
         &ranked,
         n,
         &tracked,
@@ -140,6 +141,20 @@ pub async fn open_prospects(
     .map_err(|e| {
         crate::gitlab::ExecuteError::Build("rendering the prospect checklist".into(), e.to_string())
     })?;
+    let spiff: Vec<&str> = ranked.iter().filter(|p| p.spiff).map(|p| p.slug).collect();
+    let open_now: Vec<(crate::decide::engagement::IssueRef, Vec<String>)> = open
+        .iter()
+        .map(|i| {
+            (
+                crate::decide::engagement::IssueRef {
+                    project: project.clone(),
+                    iid: i.iid,
+                },
+                i.labels.clone(),
+            )
+        })
+        .collect();
+    actions.extend(plan_spiff_labels(&open_now, &spiff, policies));
     ctx.executor().run(Some(&live.client), &actions).await?;
     Ok(actions.iter().map(|a| a.summary()).collect())
 }

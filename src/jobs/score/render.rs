@@ -26,8 +26,13 @@ pub fn markdown(report: &ScoreReport) -> String {
             HistorySource::Csv => format!("{} (csv)", s.issues_mrs),
             HistorySource::Unknown => "not known".to_owned(),
         };
+        let spiff = if s.spiff_target {
+            " (SPIFF target)"
+        } else {
+            ""
+        };
         out.push_str(&format!(
-            "| {} | {} | {:.1} | {} | {} | {} |\n",
+            "| {} | {}{spiff} | {:.1} | {} | {} | {} |\n",
             s.rank,
             md_cell(&s.organization),
             s.score,
@@ -71,6 +76,10 @@ pub fn markdown(report: &ScoreReport) -> String {
             out.push_str(&format!("- {}\n", md_cell(&e.to_string())));
         }
     }
+    let spiff = report.accounts.iter().filter(|a| a.spiff_target).count();
+    if spiff > 0 {
+        out.push_str(&format!("\n{spiff} SPIFF target accounts among them.\n"));
+    }
     out.push_str(&format!(
         "\n{} organizations scored{}; {} GitLab API reads.\n",
         report.accounts.len(),
@@ -103,6 +112,7 @@ pub fn to_csv(report: &ScoreReport) -> Result<String, csv::Error> {
         header.extend(first.criteria.iter().map(|c| format!("points_{}", c.name)));
     }
     header.push("tier_reason".into());
+    header.push("spiff_target".into());
     w.write_record(&header)?;
     for s in &report.accounts {
         let mut rec = vec![
@@ -115,6 +125,7 @@ pub fn to_csv(report: &ScoreReport) -> Result<String, csv::Error> {
         ];
         rec.extend(s.criteria.iter().map(|c| format!("{:.1}", c.points)));
         rec.push(s.tier_reason.clone());
+        rec.push(if s.spiff_target { "yes" } else { "no" }.into());
         w.write_record(&rec)?;
     }
     let bytes = w.into_inner().map_err(|e| e.into_error())?;
