@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 
 use super::render;
 use crate::queue::{
-    EventDetail, EventId, EventState, EventSummary, ListFilter, QueueError, QueueInspect,
-    QueueStatus, SqliteInspector,
+    EventDetail, EventId, EventState, EventSummary, ListFilter, PostgresQueue, QueueError,
+    QueueInspect, QueueStatus, SqliteInspector,
 };
 use crate::redact::Redactor;
 
@@ -32,6 +32,10 @@ pub struct QueueArgs {
     /// Directory of the durable queue: the same as `serve --data`.
     #[arg(long, env = "COCREATE_DATA", default_value = "./data", global = true)]
     pub data: PathBuf,
+
+    /// The PostgreSQL queue instead: the same URL as `serve --queue`.
+    #[arg(long = "queue", env = "COCREATE_QUEUE_URL", global = true, value_parser = crate::queue::postgres_url_arg, hide_env_values = true)]
+    pub queue_url: Option<String>,
 
     /// Print JSON instead of text.
     #[arg(long, global = true)]
@@ -99,10 +103,14 @@ pub enum OpsError {
 
 /// Runs one `queue` command, printing to `out`; secrets in the environment are scrubbed.
 pub async fn run(args: QueueArgs, out: &mut dyn Write) -> Result<ExitCode, OpsError> {
-    let inspector = SqliteInspector::open(&args.data)?;
+    let inspector: Box<dyn QueueInspect> = match &args.queue_url {
+        Some(url) => Box::new(PostgresQueue::connect(url).await?),
+        None => Box::new(SqliteInspector::open(&args.data)?),
+    };
     let redactor = Redactor::from_env();
     let now = crate::clock::Clock::system().now_ms();
-    let (text, code) = execute(&inspector, &args.command, args.json, now, &redactor).await?;
+    let (text, code) =
+        execute(inspector.as_ref(), &args.command, args.json, now, &redactor).await?;
     out.write_all(text.as_bytes())?;
     out.flush()?;
     Ok(ExitCode::from(code))
