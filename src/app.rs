@@ -369,6 +369,8 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
             let queue = PostgresQueue::connect(url).await?.redacting(scrub);
             // A hint only: the worker polls anyway.
             queue.wake_on_notify(wake.clone());
+            // Each organization's work is serialized across the replicas too.
+            ctx.locks = KeyedLocks::shared(Arc::new(queue.key_locks()));
             Arc::new(queue)
         }
         None => Arc::new(SqliteQueue::open(&s.data_dir)?.redacting(scrub)),

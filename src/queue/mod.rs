@@ -23,6 +23,7 @@
 
 pub mod cursor;
 mod inspect;
+mod key_lock;
 mod postgres;
 mod ready;
 mod sqlite;
@@ -36,8 +37,10 @@ pub use inspect::{
     AttemptRecord, EventDetail, EventState, EventSummary, KindCount, ListFilter, QueueInspect,
     QueueStatus, Replayed, StorageSize,
 };
+pub use key_lock::{SharedKeyGuard, SharedKeyLocks};
 pub use postgres::{
-    describe_url as describe_postgres_url, is_postgres_url, postgres_url_arg, PostgresQueue,
+    describe_url as describe_postgres_url, is_postgres_url, postgres_url_arg, PgKeyLocks,
+    PostgresQueue,
 };
 pub use ready::ReadyLimits;
 pub use sqlite::SqliteQueue;

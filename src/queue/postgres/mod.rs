@@ -19,9 +19,11 @@
 //! * Every time is the bot's clock in unix milliseconds, as with SQLite: replicas' clocks must be
 //!   synchronized (NTP) to well under a lease.
 //!
-//! Files: `queue` (the worker's operations), `inspect` (the operator's).
+//! Files: `queue` (the worker's operations), `inspect` (the operator's), `key_lock` (the
+//! organizations' locks shared by replicas).
 
 mod inspect;
+mod key_lock;
 mod queue;
 
 use std::sync::Arc;
@@ -33,6 +35,8 @@ use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::queue::QueueError;
+
+pub use key_lock::PgKeyLocks;
 
 /// The channel an enqueue notifies, so that idle workers claim at once.
 pub const NOTIFY_CHANNEL: &str = "cocreate_queue";
