@@ -27,7 +27,7 @@ use serde_json::Value;
 use support::fake_gitlab::{fixture, FakeGitLab, BOT_USERNAME};
 use support::harness::{PROJECT_ID, ROSTER, SECRET, TRACKING_PROJECT_ID};
 use support::load::{
-    add_org_mr, dev_id, mr_payload, seed_orgs, tail, write_policies, OrgMr, Serve, ServeCommand,
+    add_org_mr, dev_id, mr_payload, seed_orgs, tail, write_policies, OrgMr, ServeCommand,
     MAINTAINER,
 };
 
