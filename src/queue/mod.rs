@@ -24,6 +24,7 @@
 pub mod cursor;
 mod inspect;
 mod key_lock;
+mod migrate;
 mod postgres;
 mod ready;
 mod sqlite;
@@ -38,6 +39,7 @@ pub use inspect::{
     QueueStatus, Replayed, StorageSize,
 };
 pub use key_lock::{SharedKeyGuard, SharedKeyLocks};
+pub use migrate::{migrate_sqlite_to_postgres, Migrated};
 pub use postgres::{
     describe_url as describe_postgres_url, is_postgres_url, postgres_url_arg, PgKeyLocks,
     PostgresQueue,

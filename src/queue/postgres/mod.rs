@@ -53,7 +53,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// A queue in a PostgreSQL database, shared by every replica that opens the same URL.
 #[derive(Clone)]
 pub struct PostgresQueue {
-    pool: PgPool,
+    pub(in crate::queue) pool: PgPool,
     clock: Clock,
     /// Host, port and database, for messages (never the user or password).
     target: String,
@@ -186,7 +186,7 @@ impl PostgresQueue {
         })
     }
 
-    fn now(&self) -> i64 {
+    pub(in crate::queue) fn now(&self) -> i64 {
         self.clock.now_ms()
     }
 }
