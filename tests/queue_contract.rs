@@ -508,3 +508,30 @@ async fn purge_deletes_only_old_dead_letters(s: Subject) {
         EventState::Done
     );
 }
+
+/// The organizations' lock shared by replicas (PostgreSQL only: with SQLite there is one
+/// process, whose in-process lock is enough): a second replica waits until the first gives the
+/// key back, other keys are not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_key_locks_hold_a_key_across_replicas() {
+    use cocreate::queue::SharedKeyLocks;
+    let url = support::postgres::fresh_database().await;
+    let one = PostgresQueue::connect(&url).await.unwrap().key_locks();
+    let two = PostgresQueue::connect(&url).await.unwrap().key_locks();
+    let held = one.acquire("org-a").await;
+    let other = tokio::time::timeout(Duration::from_secs(2), two.acquire("org-b")).await;
+    assert!(other.is_ok(), "another key is free");
+    let waiting = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let _guard = two.acquire("org-a").await;
+        started.elapsed()
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!waiting.is_finished(), "the second replica took a held key");
+    drop(held);
+    let waited = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the key was never given back")
+        .unwrap();
+    assert!(waited >= Duration::from_millis(400), "{waited:?}");
+}
