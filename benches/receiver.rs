@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cocreate::queue::{Queue, SqliteQueue};
+use cocreate::queue::{PostgresQueue, Queue, SqliteQueue};
 use cocreate::webhook::SigningKey;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -633,9 +633,183 @@ async fn load_benchmark(args: &Args) {
             cpu,
         });
     }
+    // (d) and (e): the PostgreSQL queue, one and three replicas (when a server is given).
+    match std::env::var("BENCH_POSTGRES_URL") {
+        Ok(server) if !server.is_empty() => {
+            for (name, replicas) in [
+                (
+                    "(d) cocreate serve: PostgreSQL queue, 1 replica, worker live",
+                    1usize,
+                ),
+                (
+                    "(e) cocreate serve: PostgreSQL queue, 3 replicas, worker live",
+                    3usize,
+                ),
+            ] {
+                let (phase, report) =
+                    postgres_phase(args, &tmp, &gitlab, &bodies, &server, name, replicas).await;
+                phases.push(phase);
+                drain_report.push_str(&format!("\n{report}"));
+            }
+        }
+        _ => println!(
+            "(d), (e): skipped: set BENCH_POSTGRES_URL (e.g. `eval \"$(scripts/test_postgres.sh)\"; \
+             BENCH_POSTGRES_URL=$COCREATE_TEST_POSTGRES_URL`)"
+        ),
+    }
     print_phases(&phases, ceiling);
     print_cpu(&phases);
     println!("\n{drain_report}");
+}
+
+/// `replicas` `serve` processes on one fresh PostgreSQL database, the load spread evenly over
+/// them (one connection set per replica, as a load balancer would), workers live against the
+/// fake GitLab; then the drain, measured in the shared queue.
+async fn postgres_phase(
+    args: &Args,
+    tmp: &tempfile::TempDir,
+    gitlab: &FakeGitLab,
+    bodies: &[Arc<Vec<u8>>],
+    server: &str,
+    name: &'static str,
+    replicas: usize,
+) -> (Phase, String) {
+    use sqlx::Connection;
+    let tag = format!("pg{replicas}");
+    let database = format!("cocreate_bench_{tag}_{}", std::process::id());
+    let mut admin = sqlx::PgConnection::connect(server)
+        .await
+        .expect("BENCH_POSTGRES_URL");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {database}"
+    )))
+    .execute(&mut admin)
+    .await
+    .expect("drop database");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+        .execute(&mut admin)
+        .await
+        .expect("create database");
+    let mut url = url::Url::parse(server).expect("BENCH_POSTGRES_URL is a URL");
+    url.set_path(&format!("/{database}"));
+    let url = url.to_string();
+    let max = Duration::from_secs(args.max_secs);
+    let mut cmds = Vec::new();
+    let mut serves = Vec::new();
+    for r in 0..replicas {
+        let cmd = ServeCommand::new(BIN, tmp.path().join(format!("serve-{tag}-{r}.log")))
+            .env("COCREATE_WEBHOOK_SECRET", SECRET)
+            .env("COCREATE_SIGNING_KEY", SIGNING_KEY)
+            .env(
+                "COCREATE_DATA",
+                tmp.path()
+                    .join(format!("data-{tag}-{r}"))
+                    .display()
+                    .to_string(),
+            )
+            .env("COCREATE_QUEUE_URL", url.clone())
+            .env(
+                "COCREATE_POLICIES",
+                tmp.path().join("policies").display().to_string(),
+            )
+            .env(
+                "COCREATE_TEMPLATES",
+                format!("{}/templates", env!("CARGO_MANIFEST_DIR")),
+            )
+            .env("COCREATE_BODY_LIMIT", "1048576")
+            .env("GITLAB_URL", gitlab.url())
+            .env("GITLAB_TOKEN", gitlab.token())
+            .env("RUST_LOG", "warn");
+        serves.push(cmd.start(3).await);
+        cmds.push(cmd);
+    }
+    let addrs: Vec<SocketAddr> = cmds
+        .iter()
+        .map(|c| format!("127.0.0.1:{}", c.port).parse().expect("addr"))
+        .collect();
+    let per = args.concurrency.div_ceil(replicas).max(1);
+    let spread = |n: usize, phase: &str| {
+        let loads: Vec<_> = addrs
+            .iter()
+            .enumerate()
+            .map(|(r, addr)| {
+                let reqs = Arc::new(prepare(*addr, bodies, n / replicas, &format!("{phase}{r}")));
+                run_load(*addr, reqs, per, max)
+            })
+            .collect();
+        futures_util::future::join_all(loads)
+    };
+    let warmed: usize = spread(args.warmup, &format!("warm-{tag}-"))
+        .await
+        .iter()
+        .map(|r| r.ok)
+        .sum();
+    let queue = PostgresQueue::connect(&url).await.expect("queue");
+    let done_before = queue.stats().await.expect("stats").done;
+    gitlab.clear_calls();
+    let load_started = Instant::now();
+    let cpu_before = CpuUse::read(serves[0].pid());
+    let results = spread(args.requests, &format!("{tag}-")).await;
+    let rss_kib = peak_rss_kib(serves[0].pid());
+    let cpu = CpuUse::read(serves[0].pid())
+        .zip(cpu_before)
+        .map(|(after, before)| after.since(&before));
+    let mut result = LoadResult::default();
+    for r in results {
+        result.sent += r.sent;
+        result.ok += r.ok;
+        result.queued += r.queued;
+        for (k, v) in r.errors {
+            *result.errors.entry(k).or_default() += v;
+        }
+        result.latencies_us.extend(r.latencies_us);
+        result.elapsed = result.elapsed.max(r.elapsed);
+    }
+    result.latencies_us.sort_unstable();
+    let acked = result.ok + warmed;
+    // The drain: until nothing is pending or in flight (bounded).
+    let deadline = Instant::now() + Duration::from_secs(args.drain_secs);
+    let stats = loop {
+        let stats = queue.stats().await.expect("stats");
+        if stats.pending + stats.in_flight == 0 || Instant::now() > deadline {
+            break stats;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let worked = load_started.elapsed().as_secs_f64();
+    let processed = stats.done - done_before;
+    for (serve, cmd) in serves.into_iter().zip(&cmds) {
+        assert!(
+            serve.terminate(Duration::from_secs(30)),
+            "graceful stop; log:\n{}",
+            tail(&cmd.log, 20)
+        );
+    }
+    let stored = stats.pending + stats.in_flight + stats.done + stats.dead;
+    assert!(
+        stored as usize >= acked,
+        "{acked} acknowledged but {stored} stored: {stats:?}"
+    );
+    println!("{name}: {acked} acknowledged (with warm-up), {stored} stored: {stats:?}");
+    let calls = gitlab.calls();
+    let report = format!(
+        "worker of {name}: {processed} events processed in {worked:.1} s from the start of the load \
+         ({:.0} events/s; {} left, dead letters {}); GitLab calls: {}",
+        processed as f64 / worked,
+        stats.pending + stats.in_flight,
+        stats.dead,
+        calls.len()
+    );
+    queue.close().await;
+    (
+        Phase {
+            name,
+            result,
+            rss_kib,
+            cpu,
+        },
+        report,
+    )
 }
 
 /// Lets the worker run on (bounded) after the load; reports how fast it processes events.

@@ -12,7 +12,7 @@ use crate::gitlab::{ConnectError, FactSource, Get, GitlabClient, RetryPolicy};
 use crate::handlers::{Context, KeyedLocks, Live, Mode};
 use crate::messages::{Messages, TemplateError};
 use crate::policy::{Policies, PolicyErrors};
-use crate::queue::{Queue, QueueError, SqliteQueue};
+use crate::queue::{PostgresQueue, Queue, QueueError, SqliteQueue};
 use crate::reload::{LiveConfig, ReloadError};
 use crate::server::{self, AppState};
 use crate::webhook::{SigningKey, Verifier};
@@ -48,6 +48,9 @@ pub struct ServeSettings {
     pub policies: ConfigSource,
     pub templates: ConfigSource,
     pub data_dir: PathBuf,
+    /// A `postgres://…` URL: the queue lives in that PostgreSQL database, shared by every
+    /// replica given the same URL, instead of the SQLite file in `data_dir`.
+    pub queue_url: Option<String>,
     pub body_limit: usize,
     /// Timeouts, connection cap and body memory budget of the receiver.
     pub limits: server::ReceiverLimits,
@@ -360,8 +363,18 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
             .cloned()
             .chain(s.webhook_secrets.iter().cloned()),
     );
-    let queue: Arc<dyn Queue> = Arc::new(SqliteQueue::open(&s.data_dir)?.redacting(scrub));
     let wake = Arc::new(Notify::new());
+    let queue: Arc<dyn Queue> = match &s.queue_url {
+        Some(url) => {
+            let queue = PostgresQueue::connect(url).await?.redacting(scrub);
+            // A hint only: the worker polls anyway.
+            queue.wake_on_notify(wake.clone());
+            // Each organization's work is serialized across the replicas too.
+            ctx.locks = KeyedLocks::shared(Arc::new(queue.key_locks()));
+            Arc::new(queue)
+        }
+        None => Arc::new(SqliteQueue::open(&s.data_dir)?.redacting(scrub)),
+    };
     let (tx, rx) = watch::channel(false);
     if s.limits.body_budget < s.body_limit {
         return Err(StartError::BodyBudget {
@@ -438,7 +451,11 @@ pub async fn start(s: ServeSettings) -> Result<Running, StartError> {
     let mut worker_cfg = s.worker.clone();
     worker_cfg.token_recheck = s.token_recheck;
     let worker = tokio::spawn(worker::run(ctx, queue.clone(), worker_cfg, wake, rx));
-    tracing::info!(%addr, policies = %source, data = %s.data_dir.display(), "cocreate serve is listening");
+    let queue_at = match &s.queue_url {
+        Some(url) => crate::queue::describe_postgres_url(url),
+        None => s.data_dir.display().to_string(),
+    };
+    tracing::info!(%addr, policies = %source, queue = %queue_at, "cocreate serve is listening");
     Ok(Running {
         addr,
         queue,

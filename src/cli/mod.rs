@@ -67,7 +67,7 @@ enum LogFormat {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Receive GitLab webhooks, store them durably, and route Co-Create merge requests.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print what cocreate would do for one webhook payload, touching nothing (payload facts only).
     Plan(PlanArgs),
     /// Scheduled job: check that every open Co-Create MR's organization has a valid Corporate
@@ -262,7 +262,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         )?,
     };
     match cli.command {
-        Command::Serve(args) => serve::run(args, policies, templates).await,
+        Command::Serve(args) => serve::run(*args, policies, templates).await,
         Command::Plan(args) => plan::run(args, policies, templates).await,
         Command::Queue(args) => Ok(crate::ops::queue_cmd::run(args, &mut std::io::stdout()).await?),
         Command::CcaCheck(args) => cca_check::run(args, policies, templates).await,

@@ -212,12 +212,23 @@ async fn route(
 
 /// Serializes work per key (an organization): two events of one organization never run their
 /// decide → execute step at the same time, so they cannot both open or post the same thing.
+///
+/// With a shared queue ([`KeyedLocks::shared`]), the key is also locked across replicas.
 #[derive(Debug, Clone, Default)]
 pub struct KeyedLocks {
     inner: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    shared: Option<Arc<dyn crate::queue::SharedKeyLocks>>,
 }
 
 impl KeyedLocks {
+    /// Locks that also hold each key across the replicas sharing `shared`.
+    pub fn shared(shared: Arc<dyn crate::queue::SharedKeyLocks>) -> Self {
+        Self {
+            inner: Arc::default(),
+            shared: Some(shared),
+        }
+    }
+
     pub async fn lock(&self, key: &str) -> KeyGuard {
         let m = {
             let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -225,13 +236,21 @@ impl KeyedLocks {
             map.retain(|_, m| Arc::strong_count(m) > 1);
             map.entry(key.to_owned()).or_default().clone()
         };
+        let local = m.lock_owned().await;
+        let shared = match &self.shared {
+            Some(shared) => Some(shared.acquire(key).await),
+            None => None,
+        };
         KeyGuard {
-            _guard: m.lock_owned().await,
+            _shared: shared,
+            _guard: local,
         }
     }
 }
 
 /// Held while one organization's work runs.
 pub struct KeyGuard {
+    // Released first (fields drop in order), then the in-process lock.
+    _shared: Option<Box<dyn crate::queue::SharedKeyGuard>>,
     _guard: tokio::sync::OwnedMutexGuard<()>,
 }

@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 
 use super::render;
 use crate::queue::{
-    EventDetail, EventId, EventState, EventSummary, ListFilter, QueueError, QueueInspect,
-    QueueStatus, SqliteInspector,
+    EventDetail, EventId, EventState, EventSummary, ListFilter, PostgresQueue, QueueError,
+    QueueInspect, QueueStatus, SqliteInspector,
 };
 use crate::redact::Redactor;
 
@@ -32,6 +32,10 @@ pub struct QueueArgs {
     /// Directory of the durable queue: the same as `serve --data`.
     #[arg(long, env = "COCREATE_DATA", default_value = "./data", global = true)]
     pub data: PathBuf,
+
+    /// The PostgreSQL queue instead: the same URL as `serve --queue`.
+    #[arg(long = "queue", env = "COCREATE_QUEUE_URL", global = true, value_parser = crate::queue::postgres_url_arg, hide_env_values = true)]
+    pub queue_url: Option<String>,
 
     /// Print JSON instead of text.
     #[arg(long, global = true)]
@@ -84,6 +88,17 @@ pub enum QueueCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Copy a SQLite queue into PostgreSQL to switch to replicas: pending events, dead letters
+    /// and the dedupe keys still in retention, with their attempt history. Stop `serve` on the
+    /// SQLite queue first; safe to run again (what is already there is skipped).
+    Migrate {
+        /// The SQLite queue's directory (`serve --data`).
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL queue (`serve --queue`).
+        #[arg(long, value_parser = crate::queue::postgres_url_arg, hide_env_values = true)]
+        to: String,
+    },
 }
 
 /// Errors of the operator commands.
@@ -99,10 +114,34 @@ pub enum OpsError {
 
 /// Runs one `queue` command, printing to `out`; secrets in the environment are scrubbed.
 pub async fn run(args: QueueArgs, out: &mut dyn Write) -> Result<ExitCode, OpsError> {
-    let inspector = SqliteInspector::open(&args.data)?;
+    if let QueueCommand::Migrate { from, to } = &args.command {
+        let target = PostgresQueue::connect(to).await?;
+        let moved = crate::queue::migrate_sqlite_to_postgres(from, &target).await?;
+        let text = if args.json {
+            to_json(&moved)?
+        } else {
+            format!(
+                "moved {} pending, {} dead letters, {} done (dedupe keys) from {} to {}; {} already there\n",
+                moved.pending,
+                moved.dead,
+                moved.done,
+                from.display(),
+                target.target(),
+                moved.skipped
+            )
+        };
+        out.write_all(text.as_bytes())?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let inspector: Box<dyn QueueInspect> = match &args.queue_url {
+        Some(url) => Box::new(PostgresQueue::connect(url).await?),
+        None => Box::new(SqliteInspector::open(&args.data)?),
+    };
     let redactor = Redactor::from_env();
     let now = crate::clock::Clock::system().now_ms();
-    let (text, code) = execute(&inspector, &args.command, args.json, now, &redactor).await?;
+    let (text, code) =
+        execute(inspector.as_ref(), &args.command, args.json, now, &redactor).await?;
     out.write_all(text.as_bytes())?;
     out.flush()?;
     Ok(ExitCode::from(code))
@@ -190,6 +229,9 @@ async fn execute_raw(
             older_than,
             yes,
         } => return purge(inspector, *older_than, *yes, json, now).await,
+        QueueCommand::Migrate { .. } => {
+            "queue migrate runs on its own (see `run`), not against one inspector\n".to_owned()
+        }
     };
     Ok((text, 0))
 }

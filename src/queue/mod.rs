@@ -8,8 +8,8 @@
 //! [`SqliteQueue`] is the SQLite (WAL) implementation. [`QueueInspect`] is the
 //! operator's interface (status, list, show, replay, purge), implemented for
 //! SQLite by [`SqliteInspector`], which opens its own connection next to a
-//! running `serve`. A PostgreSQL implementation can be added later behind the
-//! same two traits.
+//! running `serve`. [`PostgresQueue`] implements both traits on PostgreSQL, for
+//! several `serve` replicas sharing one queue.
 //!
 //! Semantics shared by every implementation:
 //!
@@ -23,6 +23,9 @@
 
 pub mod cursor;
 mod inspect;
+mod key_lock;
+mod migrate;
+mod postgres;
 mod ready;
 mod sqlite;
 mod sqlite_inspect;
@@ -34,6 +37,12 @@ use std::time::Duration;
 pub use inspect::{
     AttemptRecord, EventDetail, EventState, EventSummary, KindCount, ListFilter, QueueInspect,
     QueueStatus, Replayed, StorageSize,
+};
+pub use key_lock::{SharedKeyGuard, SharedKeyLocks};
+pub use migrate::{migrate_sqlite_to_postgres, Migrated};
+pub use postgres::{
+    describe_url as describe_postgres_url, is_postgres_url, postgres_url_arg, PgKeyLocks,
+    PostgresQueue,
 };
 pub use ready::ReadyLimits;
 pub use sqlite::SqliteQueue;
@@ -261,6 +270,27 @@ pub enum QueueError {
     Blocking {
         /// The queue operation.
         op: &'static str,
+    },
+    /// The PostgreSQL queue could not connect or migrate its schema (the URL is never shown:
+    /// it may hold a password).
+    #[error("cannot open the PostgreSQL queue at {target}: {step}: {source}")]
+    PostgresOpen {
+        /// Host, port and database of the URL, without user or password.
+        target: String,
+        /// What was being done (e.g. "connect", "migrate").
+        step: &'static str,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A PostgreSQL queue operation failed.
+    #[error("queue {op} failed: {source}")]
+    Postgres {
+        /// The queue operation (e.g. "claim").
+        op: &'static str,
+        /// The underlying error.
+        #[source]
+        source: sqlx::Error,
     },
 }
 

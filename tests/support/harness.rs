@@ -66,6 +66,7 @@ pub fn settings(gitlab: &FakeGitLab, data: &std::path::Path) -> ServeSettings {
         policies: ConfigSource::Dir(root.join("policies")),
         templates: ConfigSource::Dir(root.join("templates")),
         data_dir: data.to_owned(),
+        queue_url: None,
         body_limit: 1024 * 1024,
         limits: Default::default(),
         worker: WorkerConfig {

@@ -10,5 +10,6 @@ pub mod harness;
 pub mod jobs;
 pub mod load;
 pub mod notes;
+pub mod postgres;
 pub mod report_world;
 pub mod site_world;

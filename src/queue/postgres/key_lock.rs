@@ -1,0 +1,136 @@
+//! [`SharedKeyLocks`] on PostgreSQL: a row of `key_locks` per key with a lease and a token (see
+//! migrations/0002_key_locks.sql). Acquiring is one upsert that wins only over an expired or
+//! released lease; a task renews the lease while the guard lives; dropping the guard releases it
+//! (only if the token is still ours).
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+
+use super::{duration_ms, PostgresQueue};
+use crate::clock::Clock;
+use crate::queue::{SharedKeyGuard, SharedKeyLocks};
+
+/// The lock's lease: renewed every third of it, so a replica that dies blocks the key this long.
+const LEASE: Duration = Duration::from_secs(15);
+/// Pause between tries while another replica holds the key.
+const RETRY: Duration = Duration::from_millis(25);
+
+/// Key locks in the queue's database.
+#[derive(Clone)]
+pub struct PgKeyLocks {
+    pool: PgPool,
+    clock: Clock,
+    owner: String,
+}
+
+impl std::fmt::Debug for PgKeyLocks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgKeyLocks")
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresQueue {
+    /// Key locks in this queue's database, shared with every replica on it.
+    pub fn key_locks(&self) -> PgKeyLocks {
+        let mut nonce = [0u8; 8];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
+        PgKeyLocks {
+            pool: self.pool.clone(),
+            clock: self.clock.clone(),
+            owner: format!("{}-{}", std::process::id(), hex::encode(nonce)),
+        }
+    }
+}
+
+struct PgKeyGuard {
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl SharedKeyGuard for PgKeyGuard {}
+
+impl Drop for PgKeyGuard {
+    fn drop(&mut self) {
+        // The renewal task releases the row when told (or when this sender is gone).
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl PgKeyLocks {
+    async fn try_acquire(&self, key: &str) -> Result<Option<i64>, sqlx::Error> {
+        let now = self.clock.now_ms();
+        sqlx::query_scalar(
+            "INSERT INTO key_locks (key, owner, token, locked_until) VALUES ($1, $2, 1, $3)
+             ON CONFLICT (key) DO UPDATE
+                 SET owner = excluded.owner, token = key_locks.token + 1,
+                     locked_until = excluded.locked_until
+                 WHERE key_locks.locked_until <= $4
+             RETURNING token",
+        )
+        .bind(key)
+        .bind(&self.owner)
+        .bind(now.saturating_add(duration_ms(LEASE)))
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl SharedKeyLocks for PgKeyLocks {
+    async fn acquire(&self, key: &str) -> Box<dyn SharedKeyGuard> {
+        let token = loop {
+            match self.try_acquire(key).await {
+                Ok(Some(token)) => break token,
+                Ok(None) => tokio::time::sleep(RETRY).await,
+                Err(error) => {
+                    tracing::warn!(%error, key, "cannot take the shared key lock; trying again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        };
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let (pool, clock, key) = (self.pool.clone(), self.clock.clone(), key.to_owned());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = tokio::time::sleep(LEASE / 3) => {
+                        let until = clock.now_ms().saturating_add(duration_ms(LEASE));
+                        let renewed = sqlx::query(
+                            "UPDATE key_locks SET locked_until = $3 WHERE key = $1 AND token = $2",
+                        )
+                        .bind(&key)
+                        .bind(token)
+                        .bind(until)
+                        .execute(&pool)
+                        .await;
+                        match renewed {
+                            Ok(r) if r.rows_affected() == 1 => {}
+                            Ok(_) => {
+                                tracing::warn!(key, "shared key lock lost (its lease expired)");
+                                return;
+                            }
+                            Err(error) => tracing::warn!(%error, key, "cannot renew the shared key lock"),
+                        }
+                    }
+                }
+            }
+            let released =
+                sqlx::query("UPDATE key_locks SET locked_until = 0 WHERE key = $1 AND token = $2")
+                    .bind(&key)
+                    .bind(token)
+                    .execute(&pool)
+                    .await;
+            if let Err(error) = released {
+                tracing::debug!(%error, key, "cannot release the shared key lock; its lease will expire");
+            }
+        });
+        Box::new(PgKeyGuard { stop: Some(stop) })
+    }
+}

@@ -1,0 +1,537 @@
+//! One contract for the `Queue` and `QueueInspect` traits, run against both implementations:
+//! the SQLite queue in a temporary directory and the PostgreSQL queue in a fresh database of the
+//! server named by `COCREATE_TEST_POSTGRES_URL` (see tests/support/postgres.rs; never skipped).
+//!
+//! Each behaviour is one generic function; the `contract!` macro makes a `sqlite::NAME` and a
+//! `postgres::NAME` test of it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cocreate::clock::Clock;
+use cocreate::queue::{
+    ClaimedEvent, Enqueued, EventId, EventState, ListFilter, NewEvent, PostgresQueue, Queue,
+    QueueError, QueueInspect, SqliteInspector, SqliteQueue,
+};
+
+const T0: i64 = 1_700_000_000_000;
+const LEASE: Duration = Duration::from_secs(30);
+
+/// A queue under test, its inspector, and the clock both read.
+struct Subject {
+    queue: Arc<dyn Queue>,
+    inspect: Arc<dyn QueueInspect>,
+    clock: Clock,
+    /// Opens a second handle on the same storage (another replica, or a restart).
+    reopen: Reopen,
+    _dir: Option<tempfile::TempDir>,
+}
+
+enum Reopen {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl Subject {
+    async fn another_handle(&self) -> Arc<dyn Queue> {
+        match &self.reopen {
+            Reopen::Sqlite(dir) => {
+                Arc::new(SqliteQueue::open_with_clock(dir, self.clock.clone()).unwrap())
+            }
+            Reopen::Postgres(url) => Arc::new(
+                PostgresQueue::connect_with_clock(url, self.clock.clone())
+                    .await
+                    .unwrap(),
+            ),
+        }
+    }
+}
+
+async fn sqlite() -> Subject {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::manual(T0);
+    let queue = SqliteQueue::open_with_clock(dir.path(), clock.clone()).unwrap();
+    let inspect = SqliteInspector::open_with_clock(dir.path(), clock.clone()).unwrap();
+    Subject {
+        queue: Arc::new(queue),
+        inspect: Arc::new(inspect),
+        clock,
+        reopen: Reopen::Sqlite(dir.path().to_path_buf()),
+        _dir: Some(dir),
+    }
+}
+
+async fn postgres() -> Subject {
+    let url = support::postgres::fresh_database().await;
+    let clock = Clock::manual(T0);
+    let queue = Arc::new(
+        PostgresQueue::connect_with_clock(&url, clock.clone())
+            .await
+            .unwrap(),
+    );
+    Subject {
+        queue: queue.clone(),
+        inspect: queue,
+        clock,
+        reopen: Reopen::Postgres(url),
+        _dir: None,
+    }
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    dedupe_stores_one_event_per_key,
+    claims_are_oldest_first_within_max_and_lease,
+    an_expired_lease_makes_the_event_claimable_without_burning_an_attempt,
+    only_the_latest_claim_may_renew_ack_fail_or_release,
+    one_key_is_never_in_flight_twice_and_its_burst_never_fills_the_slots,
+    two_handles_never_claim_one_event_or_one_key_at_once,
+    retries_wait_and_failures_for_good_become_dead_letters,
+    retention_prunes_only_old_done_events,
+    replay_brings_dead_letters_back_and_refuses_in_flight,
+    stats_and_status_count_every_state,
+    release_gives_the_event_back_uncounted,
+    purge_deletes_only_old_dead_letters,
+);
+
+fn event(key: &str, serial: Option<&str>) -> NewEvent {
+    NewEvent {
+        dedupe_key: key.to_owned(),
+        kind: "Merge Request Hook".to_owned(),
+        serial_key: serial.map(str::to_owned),
+        headers: vec![
+            ("X-Gitlab-Event".to_owned(), "Merge Request Hook".to_owned()),
+            ("X-Gitlab-Event-UUID".to_owned(), key.to_owned()),
+        ],
+        body: format!("{{\"delivery\":\"{key}\"}}").into_bytes(),
+        received_at_ms: T0 - 5,
+    }
+}
+
+async fn enqueue(s: &Subject, key: &str, serial: Option<&str>) -> EventId {
+    match s.queue.enqueue(event(key, serial)).await.unwrap() {
+        Enqueued::New(id) => id,
+        other => panic!("{key} was not new: {other:?}"),
+    }
+}
+
+fn ids(events: &[ClaimedEvent]) -> Vec<EventId> {
+    events.iter().map(|e| e.id).collect()
+}
+
+async fn dedupe_stores_one_event_per_key(s: Subject) {
+    let a = enqueue(&s, "a", None).await;
+    let b = enqueue(&s, "b", None).await;
+    assert!(b > a, "ids grow");
+    let mut again = event("a", None);
+    again.body = b"a different body".to_vec();
+    assert_eq!(
+        s.queue.enqueue(again).await.unwrap(),
+        Enqueued::Duplicate(a)
+    );
+    assert_eq!(s.queue.stats().await.unwrap().pending, 2);
+    let claimed = s.queue.claim(10, LEASE).await.unwrap();
+    assert_eq!(ids(&claimed), vec![a, b]);
+    assert_eq!(
+        claimed[0].body,
+        event("a", None).body,
+        "the first body is kept"
+    );
+    assert_eq!(claimed[0].headers, event("a", None).headers);
+    assert_eq!(claimed[0].kind, "Merge Request Hook");
+    assert_eq!(claimed[0].received_at_ms, T0 - 5);
+    assert_eq!(claimed[0].attempts, 1);
+    // A done event still dedupes (until retention prunes it).
+    s.queue.ack_leased(claimed[0].lease()).await.unwrap();
+    assert_eq!(
+        s.queue.enqueue(event("a", None)).await.unwrap(),
+        Enqueued::Duplicate(a)
+    );
+    // Many concurrent enqueues of the same key: exactly one is new.
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let queue = s.queue.clone();
+        tasks.push(tokio::spawn(async move {
+            queue.enqueue(event("c", None)).await
+        }));
+    }
+    let mut new = 0;
+    for task in tasks {
+        if task.await.unwrap().unwrap().is_new() {
+            new += 1;
+        }
+    }
+    assert_eq!(new, 1);
+}
+
+async fn claims_are_oldest_first_within_max_and_lease(s: Subject) {
+    let a = enqueue(&s, "a", None).await;
+    let b = enqueue(&s, "b", None).await;
+    let c = enqueue(&s, "c", None).await;
+    assert!(s.queue.claim(0, LEASE).await.unwrap().is_empty());
+    assert_eq!(ids(&s.queue.claim(2, LEASE).await.unwrap()), vec![a, b]);
+    assert_eq!(ids(&s.queue.claim(10, LEASE).await.unwrap()), vec![c]);
+    assert!(s.queue.claim(10, LEASE).await.unwrap().is_empty());
+    let stats = s.queue.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.in_flight), (0, 3), "{stats:?}");
+    let shown = s.inspect.show(a).await.unwrap();
+    assert_eq!(shown.summary.state, EventState::InFlight);
+    assert_eq!(shown.summary.locked_until_ms, Some(T0 + 30_000));
+}
+
+async fn an_expired_lease_makes_the_event_claimable_without_burning_an_attempt(s: Subject) {
+    let a = enqueue(&s, "a", Some("mr:1")).await;
+    let first = s.queue.claim(1, LEASE).await.unwrap();
+    assert_eq!(ids(&first), vec![a]);
+    s.clock.advance(29_999);
+    assert!(s.queue.claim(1, LEASE).await.unwrap().is_empty());
+    s.clock.advance(1);
+    let second = s.queue.claim(1, LEASE).await.unwrap();
+    assert_eq!(
+        ids(&second),
+        vec![a],
+        "the key's lease expired with the event's"
+    );
+    assert_eq!(
+        second[0].attempts, 1,
+        "a lost lease is not a failed attempt"
+    );
+    assert!(second[0].lease_token > first[0].lease_token);
+    // The worker that lost it renews: refused.
+    assert!(matches!(
+        s.queue.renew(first[0].lease(), LEASE).await,
+        Err(QueueError::LeaseLost { .. })
+    ));
+    s.queue.renew(second[0].lease(), LEASE).await.unwrap();
+    s.clock.advance(29_999);
+    assert!(
+        s.queue.claim(1, LEASE).await.unwrap().is_empty(),
+        "a renewed lease holds"
+    );
+}
+
+async fn only_the_latest_claim_may_renew_ack_fail_or_release(s: Subject) {
+    let a = enqueue(&s, "a", Some("mr:1")).await;
+    let first = s.queue.claim(1, LEASE).await.unwrap().remove(0);
+    s.clock.advance(31_000);
+    let second = s.queue.claim(1, LEASE).await.unwrap().remove(0);
+    assert_eq!(second.id, a);
+    for result in [
+        s.queue.ack_leased(first.lease()).await,
+        s.queue.fail_leased(first.lease(), "late", None).await,
+        s.queue.release_leased(first.lease()).await,
+        s.queue.renew(first.lease(), LEASE).await,
+    ] {
+        assert!(
+            matches!(result, Err(QueueError::LeaseLost { .. })),
+            "{result:?}"
+        );
+    }
+    let stats = s.queue.stats().await.unwrap();
+    assert_eq!((stats.in_flight, stats.done, stats.dead), (1, 0, 0));
+    s.queue.ack_leased(second.lease()).await.unwrap();
+    assert_eq!(s.queue.stats().await.unwrap().done, 1);
+    // Acking again is a no-op; an unknown id is NotFound.
+    s.queue.ack_leased(second.lease()).await.unwrap();
+    assert!(matches!(
+        s.queue.ack(a + 1000).await,
+        Err(QueueError::NotFound { .. })
+    ));
+}
+
+async fn one_key_is_never_in_flight_twice_and_its_burst_never_fills_the_slots(s: Subject) {
+    let mut burst = Vec::new();
+    for i in 0..40 {
+        burst.push(enqueue(&s, &format!("burst-{i}"), Some("mr:1")).await);
+    }
+    let other = enqueue(&s, "other", Some("mr:2")).await;
+    let unkeyed = enqueue(&s, "unkeyed", None).await;
+    let first = s.queue.claim(8, LEASE).await.unwrap();
+    assert_eq!(ids(&first), vec![burst[0], other, unkeyed]);
+    assert!(s.queue.claim(8, LEASE).await.unwrap().is_empty());
+    // The key is free again once its event is acknowledged; the next of the burst comes.
+    s.queue.ack_leased(first[0].lease()).await.unwrap();
+    let next = s.queue.claim(8, LEASE).await.unwrap();
+    assert_eq!(ids(&next), vec![burst[1]]);
+    // A failed attempt (retry later) frees the key too.
+    s.queue
+        .fail_leased(next[0].lease(), "boom", Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(ids(&s.queue.claim(8, LEASE).await.unwrap()), vec![burst[2]]);
+}
+
+async fn two_handles_never_claim_one_event_or_one_key_at_once(s: Subject) {
+    let replica = s.another_handle().await;
+    let mut keyed = std::collections::HashMap::new();
+    for i in 0..60 {
+        let key = format!("mr:{}", i % 6);
+        let id = enqueue(&s, &format!("e{i}"), Some(&key)).await;
+        keyed.insert(id, key);
+    }
+    let (mine, theirs) = tokio::join!(
+        async {
+            let mut all = Vec::new();
+            for _ in 0..4 {
+                all.extend(s.queue.claim(4, LEASE).await.unwrap());
+            }
+            all
+        },
+        async {
+            let mut all = Vec::new();
+            for _ in 0..4 {
+                all.extend(replica.claim(4, LEASE).await.unwrap());
+            }
+            all
+        }
+    );
+    let all: Vec<EventId> = ids(&mine).into_iter().chain(ids(&theirs)).collect();
+    let distinct: std::collections::HashSet<_> = all.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        all.len(),
+        "an event was claimed twice: {all:?}"
+    );
+    let keys: std::collections::HashSet<_> = all.iter().map(|id| keyed[id].clone()).collect();
+    assert_eq!(
+        keys.len(),
+        all.len(),
+        "a key was in flight twice across the two handles: {all:?}"
+    );
+    assert_eq!(all.len(), 6, "every key was taken once: {all:?}");
+}
+
+async fn retries_wait_and_failures_for_good_become_dead_letters(s: Subject) {
+    let a = enqueue(&s, "a", None).await;
+    let b = enqueue(&s, "b", None).await;
+    let claimed = s.queue.claim(2, LEASE).await.unwrap();
+    s.queue
+        .fail_leased(claimed[0].lease(), "boom", Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    s.queue
+        .fail_leased(claimed[1].lease(), "gone for good", None)
+        .await
+        .unwrap();
+    assert!(s.queue.claim(10, LEASE).await.unwrap().is_empty());
+    s.clock.advance(60_000);
+    let again = s.queue.claim(10, LEASE).await.unwrap();
+    assert_eq!(ids(&again), vec![a]);
+    assert_eq!(again[0].attempts, 2);
+    let dead = s
+        .inspect
+        .list(ListFilter {
+            state: Some(EventState::Dead),
+            ..ListFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(dead.iter().map(|e| e.id).collect::<Vec<_>>(), vec![b]);
+    assert_eq!(dead[0].last_error.as_deref(), Some("gone for good"));
+    assert_eq!(dead[0].dead_at_ms, Some(T0));
+    let shown = s.inspect.show(a).await.unwrap();
+    assert_eq!(shown.history.len(), 1);
+    assert_eq!(
+        (
+            shown.history[0].attempt,
+            shown.history[0].at_ms,
+            shown.history[0].error.as_str()
+        ),
+        (1, T0, "boom")
+    );
+    assert_eq!(shown.dedupe_key, "a");
+    assert_eq!(shown.headers, event("a", None).headers);
+    // Failing a dead event again is a no-op.
+    s.queue.fail(b, "again", None).await.unwrap();
+    assert_eq!(s.queue.stats().await.unwrap().dead, 1);
+}
+
+async fn retention_prunes_only_old_done_events(s: Subject) {
+    let a = enqueue(&s, "a", None).await;
+    let b = enqueue(&s, "b", None).await;
+    let c = enqueue(&s, "c", None).await;
+    let claimed = s.queue.claim(3, LEASE).await.unwrap();
+    s.queue.ack_leased(claimed[0].lease()).await.unwrap();
+    s.queue
+        .fail_leased(claimed[2].lease(), "x", None)
+        .await
+        .unwrap();
+    s.clock.advance(10_000);
+    s.queue.ack_leased(claimed[1].lease()).await.unwrap();
+    // a is done 10 s ago, b just now, c dead.
+    assert_eq!(s.queue.prune_done(Duration::from_secs(5)).await.unwrap(), 1);
+    assert!(matches!(
+        s.inspect.show(a).await,
+        Err(QueueError::NotFound { .. })
+    ));
+    assert_eq!(
+        s.inspect.show(b).await.unwrap().summary.state,
+        EventState::Done
+    );
+    assert_eq!(
+        s.inspect.show(c).await.unwrap().summary.state,
+        EventState::Dead
+    );
+    // Pruned: the key is new again.
+    assert!(s.queue.enqueue(event("a", None)).await.unwrap().is_new());
+    assert!(!s.queue.enqueue(event("b", None)).await.unwrap().is_new());
+}
+
+async fn replay_brings_dead_letters_back_and_refuses_in_flight(s: Subject) {
+    let a = enqueue(&s, "a", None).await;
+    let b = enqueue(&s, "b", None).await;
+    let claimed = s.queue.claim(2, LEASE).await.unwrap();
+    s.queue
+        .fail_leased(claimed[0].lease(), "dead", None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.inspect.replay(b).await,
+        Err(QueueError::InFlight { .. })
+    ));
+    let replayed = s.inspect.replay(a).await.unwrap();
+    assert_eq!(replayed.from, EventState::Dead);
+    let again = s.queue.claim(10, LEASE).await.unwrap();
+    assert_eq!(ids(&again), vec![a]);
+    assert_eq!(again[0].attempts, 1, "attempts reset");
+    s.queue
+        .fail_leased(again[0].lease(), "dead again", None)
+        .await
+        .unwrap();
+    s.queue
+        .fail_leased(claimed[1].lease(), "dead too", None)
+        .await
+        .unwrap();
+    assert_eq!(s.inspect.replay_all_dead().await.unwrap(), vec![a, b]);
+    let summary = s.inspect.show(a).await.unwrap().summary;
+    assert_eq!((summary.state, summary.replays), (EventState::Pending, 2));
+    assert_eq!(summary.last_error.as_deref(), Some("dead again"));
+    assert!(matches!(
+        s.inspect.replay(a + 1000).await,
+        Err(QueueError::NotFound { .. })
+    ));
+}
+
+async fn stats_and_status_count_every_state(s: Subject) {
+    for key in ["a", "b", "c", "d"] {
+        enqueue(&s, key, None).await;
+    }
+    let claimed = s.queue.claim(3, LEASE).await.unwrap();
+    s.queue.ack_leased(claimed[0].lease()).await.unwrap();
+    s.queue
+        .fail_leased(claimed[1].lease(), "x", None)
+        .await
+        .unwrap();
+    s.clock.advance(1_000);
+    let stats = s.queue.stats().await.unwrap();
+    assert_eq!(
+        (stats.pending, stats.in_flight, stats.dead, stats.done),
+        (1, 1, 1, 1),
+        "{stats:?}"
+    );
+    assert_eq!(stats.oldest_pending_age_ms, Some(1_005));
+    let status = s.inspect.status(Duration::from_secs(3600)).await.unwrap();
+    assert_eq!(status.stats, stats);
+    assert_eq!(status.received.len(), 1);
+    assert_eq!(status.received[0].count, 4);
+    assert!(status.storage.is_some_and(|size| size.database_bytes > 0));
+    s.queue.ping(0).await.unwrap();
+    s.queue.ping(4096).await.unwrap();
+}
+
+async fn release_gives_the_event_back_uncounted(s: Subject) {
+    let a = enqueue(&s, "a", Some("mr:1")).await;
+    let _b = enqueue(&s, "b", Some("mr:1")).await;
+    let first = s.queue.claim(5, LEASE).await.unwrap();
+    assert_eq!(ids(&first), vec![a]);
+    s.queue.release_leased(first[0].lease()).await.unwrap();
+    let again = s.queue.claim(1, LEASE).await.unwrap();
+    assert_eq!(
+        ids(&again),
+        vec![a],
+        "released, the oldest comes first again"
+    );
+    assert_eq!(again[0].attempts, 1, "the released attempt did not count");
+}
+
+async fn purge_deletes_only_old_dead_letters(s: Subject) {
+    let a = enqueue(&s, "a", None).await;
+    let b = enqueue(&s, "b", None).await;
+    let c = enqueue(&s, "c", None).await;
+    let claimed = s.queue.claim(3, LEASE).await.unwrap();
+    s.queue
+        .fail_leased(claimed[0].lease(), "x", None)
+        .await
+        .unwrap();
+    s.clock.advance(7_200_000);
+    s.queue
+        .fail_leased(claimed[1].lease(), "y", None)
+        .await
+        .unwrap();
+    s.queue.ack_leased(claimed[2].lease()).await.unwrap();
+    assert_eq!(
+        s.inspect
+            .purge_dead(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        vec![a]
+    );
+    assert_eq!(
+        s.inspect.show(b).await.unwrap().summary.state,
+        EventState::Dead
+    );
+    assert_eq!(
+        s.inspect.show(c).await.unwrap().summary.state,
+        EventState::Done
+    );
+}
+
+/// The organizations' lock shared by replicas (PostgreSQL only: with SQLite there is one
+/// process, whose in-process lock is enough): a second replica waits until the first gives the
+/// key back, other keys are not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_key_locks_hold_a_key_across_replicas() {
+    use cocreate::queue::SharedKeyLocks;
+    let url = support::postgres::fresh_database().await;
+    let one = PostgresQueue::connect(&url).await.unwrap().key_locks();
+    let two = PostgresQueue::connect(&url).await.unwrap().key_locks();
+    let held = one.acquire("org-a").await;
+    let other = tokio::time::timeout(Duration::from_secs(2), two.acquire("org-b")).await;
+    assert!(other.is_ok(), "another key is free");
+    let waiting = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let _guard = two.acquire("org-a").await;
+        started.elapsed()
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!waiting.is_finished(), "the second replica took a held key");
+    drop(held);
+    let waited = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the key was never given back")
+        .unwrap();
+    assert!(waited >= Duration::from_millis(400), "{waited:?}");
+}
