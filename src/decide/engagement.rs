@@ -597,9 +597,8 @@ pub fn plan_spiff_labels(
     open.iter()
         .filter(|(_, now)| !now.contains(&labels.spiff))
         .filter(|(_, now)| {
-            now.iter()
-                .filter_map(|l| l.strip_prefix(labels.org_prefix.as_str()))
-                .any(|slug| spiff.contains(&slug))
+            super::org_from_labels(now, &labels.org_prefix)
+                .is_some_and(|slug| spiff.contains(&slug))
         })
         .map(|(issue, _)| Action::EditIssue {
             issue: issue.clone(),

@@ -53,10 +53,7 @@ pub async fn handle(
     if mr.state != "merged" {
         return Ok(Outcome::Skipped(Skip::NotOpen { state: mr.state }));
     }
-    let org = mr
-        .labels
-        .iter()
-        .find_map(|l| l.strip_prefix(&labels.org_prefix))
+    let org = crate::decide::org_from_labels(&mr.labels, &labels.org_prefix)
         .and_then(|s| OrgSlug::parse(s).ok());
     let (true, Some(org)) = (mr.labels.contains(&labels.cocreate), org) else {
         return Ok(Outcome::Skipped(Skip::NotCoCreate));

@@ -143,10 +143,7 @@ async fn one(
         _ => created,
     };
     let intake = parse_intake(issue.description.as_deref().unwrap_or(""));
-    let org_csm = issue
-        .labels
-        .iter()
-        .find_map(|l| l.strip_prefix(&labels.org_prefix))
+    let org_csm = crate::decide::org_from_labels(&issue.labels, &labels.org_prefix)
         .and_then(|slug| {
             ctx.policies
                 .organizations
