@@ -15,8 +15,7 @@ use crate::decide::engagement::IssueRef;
 use crate::decide::funnel::Stage;
 use crate::decide::{cca_state, CcaState, Step};
 use crate::domain::OrgSlug;
-use crate::gitlab::Context as _;
-use crate::gitlab::{path_id, ApiIssue, ExecuteError, Get, GitlabError};
+use crate::gitlab::{ExecuteError, GitlabError};
 use crate::handlers::{Context, Live};
 use crate::messages::TemplateError;
 
@@ -59,19 +58,9 @@ pub async fn run(
     let policies = &ctx.policies;
     let labels = &policies.routing.labels;
     let project = &policies.routing.tracking.project;
-    let listed = Get::new(format!("projects/{}/issues", path_id(project)))
-        .param("state", "opened")
-        .param("labels", labels.engagement.clone())
-        .all::<ApiIssue>(c)
-        .await
-        .doing(|| format!("listing the open tracking issues in {project}"));
-    let issues = match listed {
-        Ok(i) => i,
-        Err(e) if e.is_not_found() => {
-            tracing::error!(%project, "tracking project not found: the CLA managers' worklist is empty; fix `tracking.project` in routing.yml or give the bot access");
-            return Ok(vec![]);
-        }
-        Err(e) => return Err(e),
+    let Some(issues) = super::open_tracking_issues(policies, c).await? else {
+        tracing::error!(%project, "tracking project not found: the CLA managers' worklist is empty; fix `tracking.project` in routing.yml or give the bot access");
+        return Ok(vec![]);
     };
     let today = ctx.clock.today();
     let mut out = Vec::new();

@@ -20,8 +20,31 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::gitlab::{CallCounter, GitlabClient};
+use crate::gitlab::Context as _;
+use crate::gitlab::{path_id, ApiIssue, CallCounter, Get, GitlabClient, GitlabError};
 use crate::handlers::{Context, Live, Mode};
+use crate::policy::Policies;
+
+/// The open tracking issues (`tracking.project`, label `labels.engagement`), all pages; `None`
+/// when GitLab says the project is not there (engagement tracking is off, or the bot has no
+/// access): the caller says what that leaves undone.
+pub async fn open_tracking_issues(
+    policies: &Policies,
+    client: &GitlabClient,
+) -> Result<Option<Vec<ApiIssue>>, GitlabError> {
+    let project = &policies.routing.tracking.project;
+    let listed = Get::new(format!("projects/{}/issues", path_id(project)))
+        .param("state", "opened")
+        .param("labels", policies.routing.labels.engagement.clone())
+        .all::<ApiIssue>(client)
+        .await
+        .doing(|| format!("listing the open tracking issues in {project}"));
+    match listed {
+        Ok(issues) => Ok(Some(issues)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
 
 /// What every scheduled job runs with: a handler context that reaches GitLab — live, or a dry
 /// run that reads and writes nothing. An offline context cannot become one, so no job has a

@@ -70,21 +70,10 @@ struct ApiLabelName {
 pub async fn run(ctx: &Context, live: &Live) -> Result<StallReport, GitlabError> {
     let c = &live.client;
     let policies = &ctx.policies;
-    let labels = &policies.routing.labels;
     let project = &policies.routing.tracking.project;
-    let listed = Get::new(format!("projects/{}/issues", path_id(project)))
-        .param("state", "opened")
-        .param("labels", labels.engagement.clone())
-        .all::<ApiIssue>(c)
-        .await
-        .doing(|| format!("listing the open tracking issues in {project}"));
-    let issues = match listed {
-        Ok(i) => i,
-        Err(e) if e.is_not_found() => {
-            tracing::error!(%project, "tracking project not found: stalled engagements are not checked; fix `tracking.project` in routing.yml or give the bot access");
-            return Ok(StallReport::default());
-        }
-        Err(e) => return Err(e),
+    let Some(issues) = super::open_tracking_issues(policies, c).await? else {
+        tracing::error!(%project, "tracking project not found: stalled engagements are not checked; fix `tracking.project` in routing.yml or give the bot access");
+        return Ok(StallReport::default());
     };
     let mut report = StallReport::default();
     let now = ctx.clock.now();
