@@ -115,6 +115,7 @@ contract!(
     stats_and_status_count_every_state,
     release_gives_the_event_back_uncounted,
     purge_deletes_only_old_dead_letters,
+    a_burst_from_two_handles_stores_each_key_once_and_names_it_to_every_duplicate,
 );
 
 fn event(key: &str, serial: Option<&str>) -> NewEvent {
@@ -185,6 +186,64 @@ async fn dedupe_stores_one_event_per_key(s: Subject) {
         }
     }
     assert_eq!(new, 1);
+}
+
+/// Two replicas' receivers at once, every delivery sent twice and some keys carrying bytes a
+/// database may refuse in text (a NUL in the serialization key, from a hostile payload): each
+/// key is stored once, every duplicate answer names the stored event, and no delivery's
+/// neighbour in a group commit is refused because of it.
+async fn a_burst_from_two_handles_stores_each_key_once_and_names_it_to_every_duplicate(s: Subject) {
+    let other = s.another_handle().await;
+    let mut tasks = Vec::new();
+    for round in 0..2 {
+        for i in 0..60 {
+            let queue = if (i + round) % 2 == 0 {
+                s.queue.clone()
+            } else {
+                other.clone()
+            };
+            let serial = if i % 10 == 0 {
+                format!("mr:evil\u{0}{i}")
+            } else {
+                format!("mr:{}", i % 7)
+            };
+            tasks.push(tokio::spawn(async move {
+                let outcome = queue
+                    .enqueue(event(&format!("burst-{i}"), Some(&serial)))
+                    .await;
+                (i, outcome)
+            }));
+        }
+    }
+    let mut stored: std::collections::HashMap<usize, EventId> = Default::default();
+    let mut duplicates = Vec::new();
+    for task in tasks {
+        let (i, outcome) = task.await.unwrap();
+        match outcome.unwrap_or_else(|e| panic!("delivery {i} refused: {e}")) {
+            Enqueued::New(id) => assert!(stored.insert(i, id).is_none(), "{i} stored twice"),
+            Enqueued::Duplicate(id) => duplicates.push((i, id)),
+        }
+    }
+    assert_eq!(stored.len(), 60, "every key stored once");
+    assert_eq!(duplicates.len(), 60);
+    for (i, id) in duplicates {
+        assert_eq!(
+            stored[&i], id,
+            "the duplicate of {i} names its stored event"
+        );
+    }
+    let stats = s.queue.stats().await.unwrap();
+    assert_eq!(stats.pending, 60);
+    // Every stored event can be claimed and acknowledged (the keys with a NUL too).
+    let mut done = 0;
+    while done < 60 {
+        let claimed = s.queue.claim(60, LEASE).await.unwrap();
+        assert!(!claimed.is_empty(), "{done} of 60 claimable");
+        for c in &claimed {
+            s.queue.ack_leased(c.lease()).await.unwrap();
+        }
+        done += claimed.len();
+    }
 }
 
 async fn claims_are_oldest_first_within_max_and_lease(s: Subject) {

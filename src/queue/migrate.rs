@@ -12,6 +12,7 @@ use std::path::Path;
 use rusqlite::OptionalExtension;
 use serde::Serialize;
 
+use super::postgres::pg_text;
 use super::sqlite::{migrate, open_connection, sql, DB_FILE};
 use super::{EventId, PostgresQueue, QueueError};
 
@@ -146,20 +147,21 @@ pub async fn migrate_sqlite_to_postgres(
              ON CONFLICT (dedupe_key) DO NOTHING
              RETURNING id",
         )
-        .bind(&row.dedupe_key)
-        .bind(&row.kind)
+        // Text as PostgreSQL stores it (a NUL, which SQLite keeps, becomes U+FFFD).
+        .bind(pg_text(&row.dedupe_key))
+        .bind(pg_text(&row.kind))
         .bind(&row.headers)
         .bind(&row.body)
         .bind(row.received_at)
         .bind(&row.state)
         .bind(i32::try_from(row.attempts).unwrap_or(i32::MAX))
         .bind(row.next_attempt_at)
-        .bind(&row.last_error)
+        .bind(row.last_error.as_deref().map(pg_text))
         .bind(row.done_at)
         .bind(row.dead_at)
         .bind(i32::try_from(row.replays).unwrap_or(i32::MAX))
         .bind(row.replayed_at)
-        .bind(&row.serial_key)
+        .bind(row.serial_key.as_deref().map(pg_text))
         .fetch_optional(&mut *tx)
         .await
         .map_err(pg)?;
@@ -174,7 +176,7 @@ pub async fn migrate_sqlite_to_postgres(
             .bind(id)
             .bind(i32::try_from(*attempt).unwrap_or(i32::MAX))
             .bind(at)
-            .bind(error)
+            .bind(pg_text(error))
             .execute(&mut *tx)
             .await
             .map_err(pg)?;

@@ -283,6 +283,16 @@ pub enum QueueError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A group commit of several enqueues on PostgreSQL failed; every caller of the batch gets
+    /// this error (nothing of the batch was stored).
+    #[error("queue enqueue failed (group commit of {batch_size} events): {source}")]
+    PostgresGroupCommit {
+        /// Number of events in the failed batch.
+        batch_size: usize,
+        /// The underlying error, shared by the batch.
+        #[source]
+        source: Arc<sqlx::Error>,
+    },
     /// A PostgreSQL queue operation failed.
     #[error("queue {op} failed: {source}")]
     Postgres {

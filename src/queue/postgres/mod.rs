@@ -3,9 +3,10 @@
 //!
 //! The same semantics as the SQLite queue (see [`crate::queue`]), on `sqlx`:
 //!
-//! * Enqueue is one statement in its own transaction: the receiver is answered after the commit
-//!   (`synchronous_commit` as the server has it: on by default). Dedupe is the unique
-//!   `dedupe_key`, `INSERT … ON CONFLICT DO NOTHING` in that statement.
+//! * Enqueues are group-committed ([`enqueue`]): one task stores every enqueue waiting with one
+//!   multi-row `INSERT … ON CONFLICT (dedupe_key) DO NOTHING` in one transaction, and each
+//!   receiver is answered after that commit (`synchronous_commit` as the server has it: on by
+//!   default). Dedupe is the unique `dedupe_key`.
 //! * A claim picks pending, due, unleased events with `FOR UPDATE SKIP LOCKED`, so replicas never
 //!   wait for each other or take the same event. Each claim increments the event's fencing token;
 //!   renew, ack, fail and release by a worker present it.
@@ -19,9 +20,10 @@
 //! * Every time is the bot's clock in unix milliseconds, as with SQLite: replicas' clocks must be
 //!   synchronized (NTP) to well under a lease.
 //!
-//! Files: `queue` (the worker's operations), `inspect` (the operator's), `key_lock` (the
-//! organizations' locks shared by replicas).
+//! Files: `enqueue` (the group commit), `queue` (the worker's operations), `inspect` (the
+//! operator's), `key_lock` (the organizations' locks shared by replicas).
 
+mod enqueue;
 mod inspect;
 mod key_lock;
 mod queue;
@@ -58,6 +60,7 @@ pub struct PostgresQueue {
     /// Host, port and database, for messages (never the user or password).
     target: String,
     redactor: crate::redact::Redactor,
+    enqueuer: enqueue::Enqueuer,
 }
 
 impl std::fmt::Debug for PostgresQueue {
@@ -135,6 +138,7 @@ impl PostgresQueue {
             .map_err(|e| open("migrate")(Box::new(e)))?;
         tracing::debug!(target = %target, "PostgreSQL queue opened");
         Ok(Self {
+            enqueuer: enqueue::Enqueuer::start(pool.clone(), clock.clone()),
             pool,
             clock,
             target,
@@ -188,6 +192,17 @@ impl PostgresQueue {
 
     pub(in crate::queue) fn now(&self) -> i64 {
         self.clock.now_ms()
+    }
+}
+
+/// `text` as PostgreSQL can store it in a `TEXT` column, which refuses the NUL character (a
+/// hostile payload can put one in a serialization key, GitLab an error text): each NUL becomes
+/// U+FFFD. Without this, one such delivery would fail its whole group commit.
+pub(in crate::queue) fn pg_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
     }
 }
 

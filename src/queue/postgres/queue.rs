@@ -7,7 +7,7 @@ use std::time::Duration;
 use rand::RngCore;
 use sqlx::{Postgres, Row, Transaction};
 
-use super::{duration_ms, pg, PostgresQueue, NOTIFY_CHANNEL};
+use super::{duration_ms, pg, PostgresQueue};
 use crate::queue::{
     ClaimedEvent, Enqueued, EventId, Lease, NewEvent, Queue, QueueError, QueueStats,
 };
@@ -105,7 +105,7 @@ impl PostgresQueue {
         retry_in: Option<Duration>,
     ) -> Result<(), QueueError> {
         let op = "fail";
-        let error = self.redactor.text(error);
+        let error = super::pg_text(&self.redactor.text(error)).into_owned();
         let now = self.now();
         let mut tx = self.pool.begin().await.map_err(pg(op))?;
         let row: Option<(i32, String, i64, Option<String>)> = sqlx::query_as(
@@ -353,41 +353,7 @@ async fn claim_in(
 #[async_trait::async_trait]
 impl Queue for PostgresQueue {
     async fn enqueue(&self, event: NewEvent) -> Result<Enqueued, QueueError> {
-        let op = "enqueue";
-        let headers = serde_json::to_string(&event.headers)
-            .map_err(|source| QueueError::Encode { source })?;
-        // One statement, so one round trip and one commit; the notification is sent at that
-        // commit, only for a new event.
-        let inserted: Option<EventId> = sqlx::query_scalar(
-            "WITH ins AS (
-                 INSERT INTO events
-                     (dedupe_key, kind, headers, body, received_at, state, attempts,
-                      next_attempt_at, serial_key)
-                 VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7)
-                 ON CONFLICT (dedupe_key) DO NOTHING
-                 RETURNING id)
-             SELECT ins.id FROM ins CROSS JOIN LATERAL (SELECT pg_notify($8, '')) AS n",
-        )
-        .bind(&event.dedupe_key)
-        .bind(&event.kind)
-        .bind(&headers)
-        .bind(&event.body)
-        .bind(event.received_at_ms)
-        .bind(self.now())
-        .bind(&event.serial_key)
-        .bind(NOTIFY_CHANNEL)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(pg(op))?;
-        if let Some(id) = inserted {
-            return Ok(Enqueued::New(id));
-        }
-        let existing: EventId = sqlx::query_scalar("SELECT id FROM events WHERE dedupe_key = $1")
-            .bind(&event.dedupe_key)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(pg(op))?;
-        Ok(Enqueued::Duplicate(existing))
+        self.enqueuer.enqueue(event).await
     }
 
     async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<ClaimedEvent>, QueueError> {
@@ -551,15 +517,18 @@ impl Queue for PostgresQueue {
 /// Counts of events by state at `now`.
 pub(super) async fn read_stats(pool: &sqlx::PgPool, now: i64) -> Result<QueueStats, QueueError> {
     let op = "stats";
+    // Each count reads only its state's partial index (pending events are few; done and dead
+    // are counted from their own indexes), never the whole table.
     let (pending, in_flight, dead, done, oldest): (i64, i64, i64, i64, Option<i64>) =
         sqlx::query_as(
-            "SELECT
-                 COUNT(*) FILTER (WHERE state = 'pending'),
-                 COUNT(*) FILTER (WHERE state = 'pending' AND locked_until > $1),
-                 COUNT(*) FILTER (WHERE state = 'dead'),
-                 COUNT(*) FILTER (WHERE state = 'done'),
-                 MIN(received_at) FILTER (WHERE state = 'pending')
-             FROM events",
+            "SELECT p.pending, p.in_flight,
+                    (SELECT COUNT(*) FROM events WHERE state = 'dead'),
+                    (SELECT COUNT(*) FROM events WHERE state = 'done'),
+                    p.oldest
+             FROM (SELECT COUNT(*) AS pending,
+                          COUNT(*) FILTER (WHERE locked_until > $1) AS in_flight,
+                          MIN(received_at) AS oldest
+                   FROM events WHERE state = 'pending') AS p",
         )
         .bind(now)
         .fetch_one(pool)
