@@ -1,7 +1,8 @@
 //! `cocreate recover` through the real binary against the fake GitLab: deliveries GitLab failed
 //! to make while `serve` was down are read back from its webhook events API and processed
 //! exactly once; a second run stores nothing; a disabled hook fails the job with the reason;
-//! without the events API the job says so and falls back to the MR sweep.
+//! without the events API the job says so and falls back to the MR sweep. With `--queue
+//! postgres://…` the deliveries and the cursor go to the PostgreSQL queue.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
@@ -28,6 +29,7 @@ fn cocreate(gitlab: &FakeGitLab, url: &str, data: &Path, args: &[&str]) -> (i32,
         .env("COCREATE_TEMPLATES", format!("{root}/templates"))
         .env_remove("COCREATE_POLICY_PROJECT")
         .env_remove("COCREATE_SIGNING_KEY")
+        .env_remove("COCREATE_QUEUE_URL")
         .output()
         .expect("run cocreate");
     (
@@ -470,6 +472,161 @@ async fn reconcile_recovers_from_the_events_api_first_then_sweeps() {
         "{run:#}"
     );
     assert!(err.contains("recover step failed"), "{err}");
+}
+
+/// `recover --queue postgres://…`: the deliveries go into the PostgreSQL queue, deduped against
+/// what is already there, and the cursor lives in that database (a run from another machine,
+/// with another data directory, continues from it); nothing is written to the SQLite queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recover_with_queue_fills_the_postgresql_queue_and_keeps_its_cursor_there() {
+    use cocreate::queue::{PostgresQueue, Queue};
+    let url = down_url();
+    let (gitlab, data) = world_after_setup(&url).await;
+    let pg_url = support::postgres::fresh_database().await;
+    let queue_arg = ["--queue", pg_url.as_str()];
+    for iid in 30..33 {
+        open_mr(&gitlab, iid);
+    }
+    assert_eq!(gitlab.send_deliveries().await.len(), 3);
+    let (code, first, err) = recover(&gitlab, &url, data.path(), &queue_arg);
+    assert_eq!(code, 0, "{first:#}\n{err}");
+    assert_eq!(
+        (&first["found"], &first["enqueued"]),
+        (&Value::from(3), &Value::from(3)),
+        "{first:#}"
+    );
+    let pg = PostgresQueue::connect(&pg_url).await.expect("queue");
+    assert_eq!(pg.stats().await.expect("stats").pending, 3);
+    assert!(
+        !data.path().join("queue.sqlite3").exists(),
+        "no SQLite queue was made in --data"
+    );
+
+    // Three more while serve is still down; the next run, from a machine with an empty data
+    // directory, reads only those: the cursor is in PostgreSQL.
+    for iid in 33..36 {
+        open_mr(&gitlab, iid);
+    }
+    assert_eq!(gitlab.send_deliveries().await.len(), 3);
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let (code, second, err) = recover(&gitlab, &url, elsewhere.path(), &queue_arg);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (&second["found"], &second["enqueued"]),
+        (&Value::from(3), &Value::from(3)),
+        "{second:#}"
+    );
+    let (code, third, err) = recover(&gitlab, &url, elsewhere.path(), &queue_arg);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (&third["found"], &third["enqueued"]),
+        (&Value::from(0), &Value::from(0)),
+        "nothing new since the cursor: {third:#}"
+    );
+    assert_eq!(pg.stats().await.expect("stats").pending, 6);
+
+    // The whole week again, processed here: all already in the queue, each MR handled once.
+    let mut args = queue_arg.to_vec();
+    args.extend(["--since", "7d", "--process"]);
+    let (code, week, err) = recover(&gitlab, &url, elsewhere.path(), &args);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (
+            &week["found"],
+            &week["enqueued"],
+            &week["already_had"],
+            &week["processed"]
+        ),
+        (
+            &Value::from(6),
+            &Value::from(0),
+            &Value::from(6),
+            &Value::from(6)
+        ),
+        "{week:#}"
+    );
+    let stats = pg.stats().await.expect("stats");
+    assert_eq!((stats.pending, stats.done), (0, 6), "{stats:?}");
+    for iid in 30..36 {
+        assert_eq!(bot_notes(&gitlab, iid).len(), 1, "!{iid}: one welcome");
+    }
+    assert!(!elsewhere.path().join("queue.sqlite3").exists());
+}
+
+/// `reconcile --queue postgres://…`: its recover step fills (and with `--process` drains) the
+/// PostgreSQL queue; a second run stores and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_with_queue_recovers_into_postgresql() {
+    use cocreate::queue::{PostgresQueue, Queue};
+    let url = down_url();
+    let (gitlab, data) = world_after_setup(&url).await;
+    let pg_url = support::postgres::fresh_database().await;
+    open_mr(&gitlab, 41);
+    let comment = gitlab.comment_on_mr(PROJECT_ID, 41, AERO_DEV.0, "@cocreate-bot help");
+    assert_eq!(gitlab.send_deliveries().await.len(), 2);
+    let args = [
+        "reconcile",
+        "--json",
+        "--process",
+        "--queue",
+        pg_url.as_str(),
+    ];
+    let (code, out, err) =
+        tokio::task::block_in_place(|| cocreate(&gitlab, &url, data.path(), &args));
+    assert_eq!(code, 0, "{out}\n{err}");
+    let run: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let rec = &run["recover"];
+    assert_eq!(
+        (&rec["found"], &rec["enqueued"], &rec["processed"]),
+        (&Value::from(2), &Value::from(2), &Value::from(2)),
+        "{run:#}"
+    );
+    let stats = PostgresQueue::connect(&pg_url)
+        .await
+        .expect("queue")
+        .stats()
+        .await
+        .expect("stats");
+    assert_eq!((stats.pending, stats.done), (0, 2), "{stats:?}");
+    assert!(!data.path().join("queue.sqlite3").exists());
+    let notes = bot_notes(&gitlab, 41);
+    assert_eq!(notes.len(), 2, "one welcome, one help reply: {notes:#?}");
+    assert!(notes
+        .iter()
+        .any(|n| n.starts_with(&format!("<!-- cocreate:cmd:{comment} -->"))));
+
+    // Again, with the queue from the environment: nothing new, nothing written.
+    let writes = gitlab.writes().len();
+    let (code, out, err) = tokio::task::block_in_place(|| {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let o = Command::new(env!("CARGO_BIN_EXE_cocreate"))
+            .args(["reconcile", "--json", "--process"])
+            .env("GITLAB_URL", gitlab.url())
+            .env("GITLAB_TOKEN", gitlab.token())
+            .env("COCREATE_WEBHOOK_URL", &url)
+            .env("COCREATE_QUEUE_URL", &pg_url)
+            .env("COCREATE_DATA", data.path())
+            .env("COCREATE_POLICIES", format!("{root}/policies"))
+            .env("COCREATE_TEMPLATES", format!("{root}/templates"))
+            .env_remove("COCREATE_POLICY_PROJECT")
+            .env_remove("COCREATE_SIGNING_KEY")
+            .output()
+            .expect("run cocreate");
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    });
+    assert_eq!(code, 0, "{out}\n{err}");
+    let run: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(
+        (&run["recover"]["found"], &run["recover"]["enqueued"]),
+        (&Value::from(0), &Value::from(0)),
+        "{run:#}"
+    );
+    assert_eq!(gitlab.writes().len(), writes, "{:#?}", gitlab.writes());
+    assert!(!data.path().join("queue.sqlite3").exists());
 }
 
 /// The fallback's cost (BENCHMARKS.md "recover against reconcile"): with the example's one MR,

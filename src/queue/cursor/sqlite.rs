@@ -1,28 +1,19 @@
-//! Where `cocreate recover` left off, per webhook: the newest GitLab hook-event id it has
-//! handed to the queue. Kept in the queue's own database file (its own table, created on open)
-//! so a `serve` and the job share one data directory and one backup.
+//! The recover cursors in the SQLite queue's database file (its own table, created on open), so
+//! a `serve` and the job share one data directory and one backup.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::sqlite::DB_FILE;
-
-/// Errors of the cursor table.
-#[derive(Debug, thiserror::Error)]
-#[error("recover cursor in {path}: {step}: {source}")]
-pub struct CursorError {
-    path: PathBuf,
-    step: &'static str,
-    #[source]
-    source: rusqlite::Error,
-}
+use super::{from_db, to_db, CursorError, RecoverCursors};
+use crate::queue::sqlite::DB_FILE;
 
 /// The recover cursors of one data directory.
 #[derive(Debug)]
 pub struct Cursors {
-    conn: Connection,
+    conn: Mutex<Connection>,
     path: PathBuf,
 }
 
@@ -31,9 +22,10 @@ impl Cursors {
     /// its file and journal mode exist) and creates the cursor table when missing.
     pub fn open(dir: &Path) -> Result<Self, CursorError> {
         let path = dir.join(DB_FILE);
+        let at = path.display().to_string();
         let err = |step| {
-            let path = path.clone();
-            move |source| CursorError { path, step, source }
+            let at = at.clone();
+            move |source| CursorError::new(at, step, source)
         };
         let conn = Connection::open(&path).map_err(err("open"))?;
         conn.busy_timeout(Duration::from_secs(10))
@@ -46,40 +38,44 @@ impl Cursors {
              ) STRICT;",
         )
         .map_err(err("create table"))?;
-        Ok(Self { conn, path })
+        Ok(Self {
+            conn: Mutex::new(conn),
+            path,
+        })
     }
 
     fn err(&self, step: &'static str) -> impl FnOnce(rusqlite::Error) -> CursorError + '_ {
-        move |source| CursorError {
-            path: self.path.clone(),
-            step,
-            source,
-        }
+        move |source| CursorError::new(self.path.display().to_string(), step, source)
     }
 
-    /// The newest event id handed on for `hook` (e.g. `groups/50/hooks/7`), if any.
-    pub fn get(&self, hook: &str) -> Result<Option<u64>, CursorError> {
-        self.conn
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+// One short statement on a local file each: run in place, like the queue's own reads.
+#[async_trait::async_trait]
+impl RecoverCursors for Cursors {
+    async fn get(&self, hook: &str) -> Result<Option<u64>, CursorError> {
+        self.conn()
             .query_row(
                 "SELECT last_event_id FROM recover_cursor WHERE hook = ?1",
                 [hook],
                 |r| r.get::<_, i64>(0),
             )
             .optional()
-            .map(|v| v.map(|id| id.max(0) as u64))
+            .map(|v| v.map(from_db))
             .map_err(self.err("read"))
     }
 
-    /// Moves `hook`'s cursor to `event_id` (never backwards).
-    pub fn set(&self, hook: &str, event_id: u64, now_ms: i64) -> Result<(), CursorError> {
-        let id = i64::try_from(event_id).unwrap_or(i64::MAX);
-        self.conn
+    async fn set(&self, hook: &str, event_id: u64, now_ms: i64) -> Result<(), CursorError> {
+        self.conn()
             .execute(
                 "INSERT INTO recover_cursor (hook, last_event_id, updated_at_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT(hook) DO UPDATE SET
                      last_event_id = max(last_event_id, excluded.last_event_id),
                      updated_at_ms = excluded.updated_at_ms",
-                params![hook, id, now_ms],
+                params![hook, to_db(event_id), now_ms],
             )
             .map(|_| ())
             .map_err(self.err("write"))
@@ -93,15 +89,15 @@ mod tests {
     #[tokio::test]
     async fn a_cursor_survives_reopening_and_never_goes_back() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let queue = super::super::SqliteQueue::open(dir.path()).expect("queue");
+        let queue = crate::queue::SqliteQueue::open(dir.path()).expect("queue");
         let c = Cursors::open(dir.path()).expect("cursors");
-        assert_eq!(c.get("groups/50/hooks/7").expect("get"), None);
-        c.set("groups/50/hooks/7", 41, 1).expect("set");
-        c.set("groups/50/hooks/7", 12, 2).expect("set");
+        assert_eq!(c.get("groups/50/hooks/7").await.expect("get"), None);
+        c.set("groups/50/hooks/7", 41, 1).await.expect("set");
+        c.set("groups/50/hooks/7", 12, 2).await.expect("set");
         drop(c);
         let c = Cursors::open(dir.path()).expect("reopen");
-        assert_eq!(c.get("groups/50/hooks/7").expect("get"), Some(41));
-        assert_eq!(c.get("projects/9/hooks/7").expect("get"), None);
+        assert_eq!(c.get("groups/50/hooks/7").await.expect("get"), Some(41));
+        assert_eq!(c.get("projects/9/hooks/7").await.expect("get"), None);
         drop(queue);
     }
 }
