@@ -17,21 +17,42 @@ use support::harness::*;
 const BOT_ID: u64 = 9000;
 
 fn cocreate(gitlab: &FakeGitLab, url: &str, data: &Path, args: &[&str]) -> (i32, String, String) {
+    let data = data.to_str().expect("utf-8 path");
+    cocreate_env(
+        gitlab,
+        args,
+        &[
+            ("COCREATE_WEBHOOK_URL", Some(url)),
+            ("COCREATE_DATA", Some(data)),
+        ],
+    )
+}
+
+/// Runs the binary against `gitlab` with the repository's policies and templates, and `env`
+/// (`None`: removed); no queue URL, signing key or policy project from the caller's environment.
+fn cocreate_env(
+    gitlab: &FakeGitLab,
+    args: &[&str],
+    env: &[(&str, Option<&str>)],
+) -> (i32, String, String) {
     let root = env!("CARGO_MANIFEST_DIR");
-    let out = Command::new(env!("CARGO_BIN_EXE_cocreate"))
-        .args(args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cocreate"));
+    cmd.args(args)
         .env("GITLAB_URL", gitlab.url())
         .env("GITLAB_TOKEN", gitlab.token())
         .env("COCREATE_WEBHOOK_SECRET", SECRET)
-        .env("COCREATE_WEBHOOK_URL", url)
-        .env("COCREATE_DATA", data)
         .env("COCREATE_POLICIES", format!("{root}/policies"))
         .env("COCREATE_TEMPLATES", format!("{root}/templates"))
         .env_remove("COCREATE_POLICY_PROJECT")
         .env_remove("COCREATE_SIGNING_KEY")
-        .env_remove("COCREATE_QUEUE_URL")
-        .output()
-        .expect("run cocreate");
+        .env_remove("COCREATE_QUEUE_URL");
+    for (name, value) in env {
+        match value {
+            Some(v) => cmd.env(name, v),
+            None => cmd.env_remove(name),
+        };
+    }
+    let out = cmd.output().expect("run cocreate");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -424,22 +445,7 @@ async fn reconcile_recovers_from_the_events_api_first_then_sweeps() {
 
     // Without the URL: the step is skipped, with the reason, and the sweep still runs.
     let (code, out, err) = tokio::task::block_in_place(|| {
-        let root = env!("CARGO_MANIFEST_DIR");
-        let o = Command::new(env!("CARGO_BIN_EXE_cocreate"))
-            .args(["reconcile"])
-            .env("GITLAB_URL", gitlab.url())
-            .env("GITLAB_TOKEN", gitlab.token())
-            .env("COCREATE_POLICIES", format!("{root}/policies"))
-            .env("COCREATE_TEMPLATES", format!("{root}/templates"))
-            .env_remove("COCREATE_WEBHOOK_URL")
-            .env_remove("COCREATE_POLICY_PROJECT")
-            .output()
-            .expect("run cocreate");
-        (
-            o.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
+        cocreate_env(&gitlab, &["reconcile"], &[("COCREATE_WEBHOOK_URL", None)])
     });
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
@@ -598,24 +604,14 @@ async fn reconcile_with_queue_recovers_into_postgresql() {
     // Again, with the queue from the environment: nothing new, nothing written.
     let writes = gitlab.writes().len();
     let (code, out, err) = tokio::task::block_in_place(|| {
-        let root = env!("CARGO_MANIFEST_DIR");
-        let o = Command::new(env!("CARGO_BIN_EXE_cocreate"))
-            .args(["reconcile", "--json", "--process"])
-            .env("GITLAB_URL", gitlab.url())
-            .env("GITLAB_TOKEN", gitlab.token())
-            .env("COCREATE_WEBHOOK_URL", &url)
-            .env("COCREATE_QUEUE_URL", &pg_url)
-            .env("COCREATE_DATA", data.path())
-            .env("COCREATE_POLICIES", format!("{root}/policies"))
-            .env("COCREATE_TEMPLATES", format!("{root}/templates"))
-            .env_remove("COCREATE_POLICY_PROJECT")
-            .env_remove("COCREATE_SIGNING_KEY")
-            .output()
-            .expect("run cocreate");
-        (
-            o.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
+        cocreate_env(
+            &gitlab,
+            &["reconcile", "--json", "--process"],
+            &[
+                ("COCREATE_WEBHOOK_URL", Some(url.as_str())),
+                ("COCREATE_QUEUE_URL", Some(pg_url.as_str())),
+                ("COCREATE_DATA", data.path().to_str()),
+            ],
         )
     });
     assert_eq!(code, 0, "{out}\n{err}");
