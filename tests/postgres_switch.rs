@@ -10,7 +10,8 @@
 //!
 //! Every event is then processed exactly once (no bot note twice on any MR), the dead letter is
 //! listed by `queue --queue … list --dead` and, replayed, processed once; a new delivery reaches
-//! the replicas through the old webhook URL.
+//! the replicas through the old webhook URL. Everything runs as a role with no privilege but
+//! owning its database, as README "The database user" sets it up.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
@@ -108,6 +109,70 @@ fn bot_notes(gitlab: &FakeGitLab, iid: u64) -> Vec<String> {
         .collect()
 }
 
+/// The database as README "The database user" sets it up: a login role without any other
+/// privilege, owning the bot's database (no grant besides). Dropped with [`BotDatabase::drop_all`].
+struct BotDatabase {
+    name: String,
+    role: String,
+    /// The URL the bot is given: the role's, not the superuser's.
+    url: String,
+}
+
+impl BotDatabase {
+    async fn create() -> Self {
+        use sqlx::Connection;
+        let server = support::postgres::server_url();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let suffix = format!("{}_{nanos}", std::process::id());
+        let (name, role) = (
+            format!("cocreate_switch_{suffix}"),
+            format!("cocreate_bot_{suffix}"),
+        );
+        let mut admin = sqlx::PgConnection::connect(&server).await.expect("connect");
+        for sql in [
+            format!("CREATE ROLE {role} LOGIN PASSWORD 'bot-password-for-tests'"),
+            format!("CREATE DATABASE {name} OWNER {role}"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut admin)
+                .await
+                .expect("set up the bot's role and database");
+        }
+        admin.close().await.ok();
+        let mut url =
+            url::Url::parse(&support::postgres::with_database(&server, &name)).expect("url");
+        url.set_username(&role).expect("user");
+        url.set_password(Some("bot-password-for-tests"))
+            .expect("password");
+        Self {
+            name,
+            role,
+            url: url.to_string(),
+        }
+    }
+
+    /// Drops the database and the role (roles are the cluster's, shared by every test).
+    async fn drop_all(self) {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&support::postgres::server_url())
+            .await
+            .expect("connect");
+        for sql in [
+            format!("DROP DATABASE {} WITH (FORCE)", self.name),
+            format!("DROP ROLE {}", self.role),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut admin)
+                .await
+                .expect("clean up");
+        }
+        admin.close().await.ok();
+    }
+}
+
 /// Polls `stats` until `done` holds (60 s at most).
 async fn wait_for<F, Fut>(
     what: &str,
@@ -146,7 +211,8 @@ async fn switching_a_sqlite_serve_to_two_postgresql_replicas_loses_and_repeats_n
     let tmp = tempfile::tempdir().expect("tempdir");
     let gitlab = FakeGitLab::start().await;
     seed(&gitlab);
-    let pg_url = support::postgres::fresh_database().await;
+    let bot_db = BotDatabase::create().await;
+    let pg_url = bot_db.url.clone();
     // The address GitLab calls: the single serve now, the load balancer's later.
     let port = free_port();
     let webhook_url = format!("http://127.0.0.1:{port}/webhook");
@@ -342,4 +408,6 @@ async fn switching_a_sqlite_serve_to_two_postgresql_replicas_loses_and_repeats_n
     for r in replicas {
         assert!(r.terminate(Duration::from_secs(30)));
     }
+    drop(pg);
+    bot_db.drop_all().await;
 }
