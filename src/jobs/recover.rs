@@ -9,7 +9,8 @@
 //! token without the role to read hooks) it falls back to sweeps: `reconcile`'s of open MRs
 //! (unless `reconcile` itself runs next) and [`super::recover_sweep`]'s of the tracking
 //! project's new issues and of command comments on open Co-Create MRs, so no event kind is
-//! left unrecovered.
+//! left unrecovered. The deliveries and the cursor go to `serve`'s queue: the SQLite one in the
+//! data directory, or the PostgreSQL one the replicas share (`--queue`).
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -53,7 +53,8 @@ impl Cursors {
     }
 }
 
-// One short statement on a local file each: run in place, like the queue's own reads.
+// One short statement on a local file each, run in place (tests/queue_contract.rs holds the
+// cursor contract for both stores).
 #[async_trait::async_trait]
 impl RecoverCursors for Cursors {
     async fn get(&self, hook: &str) -> Result<Option<u64>, CursorError> {
@@ -79,25 +80,5 @@ impl RecoverCursors for Cursors {
             )
             .map(|_| ())
             .map_err(self.err("write"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_cursor_survives_reopening_and_never_goes_back() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let queue = crate::queue::SqliteQueue::open(dir.path()).expect("queue");
-        let c = Cursors::open(dir.path()).expect("cursors");
-        assert_eq!(c.get("groups/50/hooks/7").await.expect("get"), None);
-        c.set("groups/50/hooks/7", 41, 1).await.expect("set");
-        c.set("groups/50/hooks/7", 12, 2).await.expect("set");
-        drop(c);
-        let c = Cursors::open(dir.path()).expect("reopen");
-        assert_eq!(c.get("groups/50/hooks/7").await.expect("get"), Some(41));
-        assert_eq!(c.get("projects/9/hooks/7").await.expect("get"), None);
-        drop(queue);
     }
 }
