@@ -4,8 +4,9 @@
 //! 1. a SQLite `serve` has processed one MR, holds a dead letter (GitLab refused a write) and a
 //!    pending event (GitLab failed, a retry is due), and is stopped (SIGTERM);
 //! 2. while it is down, GitLab fails to deliver two new MRs and a help command;
-//! 3. `recover --queue postgres://…` stores those into PostgreSQL;
-//! 4. `queue migrate --from DIR --to postgres://…` moves the SQLite queue there;
+//! 3. `queue migrate --from DIR --to postgres://…` moves the SQLite queue there;
+//! 4. `recover --queue postgres://…` stores those into PostgreSQL, and finds a delivery an
+//!    earlier `recover` had already stored into the SQLite queue "already had";
 //! 5. two `serve --queue` replicas start (one on the old address GitLab calls).
 //!
 //! Every event is then processed exactly once (no bot note twice on any MR), the dead letter is
@@ -220,14 +221,28 @@ async fn switching_a_sqlite_serve_to_two_postgresql_replicas_loses_and_repeats_n
     let (code, out, err) = tokio::task::block_in_place(|| cocreate(&gitlab, &["setup"], &hook_env));
     assert_eq!(code, 0, "{out}{err}");
 
-    // 1. The single serve on SQLite: MR 29 processed, MR 30 a dead letter (GitLab refuses the
-    //    write: permanent), MR 31 pending (GitLab fails: a retry is due in seconds).
+    // 0. Days before: GitLab failed to deliver MR 28 (the serve was down a moment); the
+    //    scheduled `recover` stored it into the SQLite queue and the serve processed it.
+    open_mr(&gitlab, 28);
+    assert_eq!(
+        gitlab.send_deliveries().await,
+        vec![(MR_HOOK.to_owned(), 0)]
+    );
+
+    // 1. The single serve on SQLite: MR 28 and 29 processed, MR 30 a dead letter (GitLab
+    //    refuses the write: permanent), MR 31 pending (GitLab fails: a retry is due in seconds).
     let mut single = serve_command(&gitlab, tmp.path(), "sqlite");
     single.port = port;
     let data = tmp.path().join("data-sqlite");
     let data_arg = data.display().to_string();
     let serve = single.start(1).await;
     let logs = [single.log.as_path()];
+    let data_env = [
+        ("COCREATE_WEBHOOK_URL", webhook_url.as_str()),
+        ("COCREATE_DATA", data_arg.as_str()),
+    ];
+    let early = cocreate_json(&gitlab, &["recover", "--json"], &data_env);
+    assert_eq!(early["enqueued"], 1, "{early:#}");
     open_mr(&gitlab, 29);
     assert!(gitlab
         .send_deliveries()
@@ -241,6 +256,7 @@ async fn switching_a_sqlite_serve_to_two_postgresql_replicas_loses_and_repeats_n
         |s| s.pending + s.in_flight == 0 && s.done > 0,
     )
     .await;
+    assert_eq!(bot_notes(&gitlab, 28).len(), 1);
     assert_eq!(bot_notes(&gitlab, 29).len(), 1);
 
     gitlab.push_fault_for("PUT", "/api/v4/projects/", Fault::Status(403));
@@ -292,19 +308,8 @@ async fn switching_a_sqlite_serve_to_two_postgresql_replicas_loses_and_repeats_n
     assert_eq!(failed.len(), 3, "{failed:?}");
     assert!(failed.iter().all(|(_, s)| *s == 0), "nothing listens");
 
-    // 3. recover into PostgreSQL.
-    let recovered = cocreate_json(
-        &gitlab,
-        &["recover", "--json", "--queue", &pg_url],
-        &hook_env,
-    );
-    assert_eq!(
-        (&recovered["found"], &recovered["enqueued"]),
-        (&Value::from(3), &Value::from(3)),
-        "{recovered:#}"
-    );
-
-    // 4. Move the SQLite queue over.
+    // 3. Move the SQLite queue over: its pending events, dead letters and the dedupe keys of
+    //    what it processed.
     let moved = cocreate_json(
         &gitlab,
         &[
@@ -317,7 +322,25 @@ async fn switching_a_sqlite_serve_to_two_postgresql_replicas_loses_and_repeats_n
         (&Value::from(1), &Value::from(1), &Value::from(0)),
         "{moved:#}"
     );
-    assert!(moved["done"].as_u64().is_some_and(|d| d >= 1), "{moved:#}");
+    assert_eq!(moved["done"], 2, "MR 28 and 29: {moved:#}");
+
+    // 4. recover into PostgreSQL: the three lost while down are new; MR 28's failed delivery,
+    //    still in GitLab's 7 days, is "already had" (its key came with the migration), so it is
+    //    not processed a second time (run before the migration, it is stored again).
+    let recovered = cocreate_json(
+        &gitlab,
+        &["recover", "--json", "--queue", &pg_url],
+        &hook_env,
+    );
+    assert_eq!(
+        (
+            &recovered["found"],
+            &recovered["enqueued"],
+            &recovered["already_had"]
+        ),
+        (&Value::from(4), &Value::from(3), &Value::from(1)),
+        "{recovered:#}"
+    );
 
     // 5. Two replicas on the one PostgreSQL queue, the first on the old address.
     let mut a =
@@ -343,7 +366,7 @@ async fn switching_a_sqlite_serve_to_two_postgresql_replicas_loses_and_repeats_n
             .filter(|n| n.starts_with(WELCOME_MARKER))
             .count()
     };
-    for iid in [29, 31, 32, 33] {
+    for iid in [28, 29, 31, 32, 33] {
         assert_eq!(welcomes(iid), 1, "!{iid}: {:#?}", bot_notes(&gitlab, iid));
     }
     assert_eq!(welcomes(30), 0, "the dead letter waits for the operator");
@@ -398,7 +421,7 @@ async fn switching_a_sqlite_serve_to_two_postgresql_replicas_loses_and_repeats_n
     assert_eq!(welcomes(34), 1);
 
     // Never a note twice, on any MR.
-    for iid in 29..=34 {
+    for iid in 28..=34 {
         let notes = bot_notes(&gitlab, iid);
         let mut unique = notes.clone();
         unique.sort();
