@@ -25,11 +25,10 @@ use cocreate::queue::{
     EventState, ListFilter, PostgresQueue, Queue, QueueInspect, QueueStats, SqliteInspector,
 };
 use serde_json::Value;
-use support::fake_gitlab::{FakeGitLab, Fault, MrSpec};
-use support::harness::{seed, AERO_DEV, PROJECT_ID, PROJECT_PATH, SECRET};
+use support::fake_gitlab::{FakeGitLab, Fault};
+use support::harness::{bot_notes, open_mr_delivered, seed, AERO_DEV, PROJECT_ID, SECRET};
 use support::load::{free_port, tail, ServeCommand};
 
-const BOT_ID: u64 = 9000;
 const WELCOME_MARKER: &str = "<!-- cocreate:welcome -->";
 const MR_HOOK: &str = "Merge Request Hook";
 
@@ -86,28 +85,6 @@ fn serve_command(gitlab: &FakeGitLab, dir: &Path, name: &str) -> ServeCommand {
     .env("COCREATE_RETRY_BASE", "2")
     .env("COCREATE_RETRY_CAP", "3")
     .env("RUST_LOG", "warn")
-}
-
-fn open_mr(gitlab: &FakeGitLab, iid: u64) {
-    gitlab.open_mr(MrSpec {
-        project_id: PROJECT_ID,
-        iid,
-        id: 1000 + iid,
-        title: format!("Change {iid}"),
-        author_id: AERO_DEV.0,
-        sha: format!("{iid:040x}"),
-        project_path: PROJECT_PATH.into(),
-        ..MrSpec::default()
-    });
-}
-
-fn bot_notes(gitlab: &FakeGitLab, iid: u64) -> Vec<String> {
-    gitlab
-        .notes(PROJECT_ID, iid)
-        .into_iter()
-        .filter(|n| n.author_id == BOT_ID)
-        .map(|n| n.body)
-        .collect()
 }
 
 /// The database as README "The database user" sets it up: a login role without any other
@@ -223,7 +200,7 @@ async fn switching_a_sqlite_serve_to_two_postgresql_replicas_loses_and_repeats_n
 
     // 0. Days before: GitLab failed to deliver MR 28 (the serve was down a moment); the
     //    scheduled `recover` stored it into the SQLite queue and the serve processed it.
-    open_mr(&gitlab, 28);
+    open_mr_delivered(&gitlab, 28);
     assert_eq!(
         gitlab.send_deliveries().await,
         vec![(MR_HOOK.to_owned(), 0)]
@@ -243,7 +220,7 @@ async fn switching_a_sqlite_serve_to_two_postgresql_replicas_loses_and_repeats_n
     ];
     let early = cocreate_json(&gitlab, &["recover", "--json"], &data_env);
     assert_eq!(early["enqueued"], 1, "{early:#}");
-    open_mr(&gitlab, 29);
+    open_mr_delivered(&gitlab, 29);
     assert!(gitlab
         .send_deliveries()
         .await
@@ -260,7 +237,7 @@ async fn switching_a_sqlite_serve_to_two_postgresql_replicas_loses_and_repeats_n
     assert_eq!(bot_notes(&gitlab, 29).len(), 1);
 
     gitlab.push_fault_for("PUT", "/api/v4/projects/", Fault::Status(403));
-    open_mr(&gitlab, 30);
+    open_mr_delivered(&gitlab, 30);
     assert_eq!(
         gitlab.send_deliveries().await,
         vec![(MR_HOOK.to_owned(), 200)]
@@ -269,7 +246,7 @@ async fn switching_a_sqlite_serve_to_two_postgresql_replicas_loses_and_repeats_n
     gitlab.clear_faults();
 
     gitlab.set_failure_rate(1.0, 7);
-    open_mr(&gitlab, 31);
+    open_mr_delivered(&gitlab, 31);
     assert_eq!(gitlab.send_deliveries().await.len(), 1);
     let retried = || async {
         let list = SqliteInspector::open(&data)
@@ -301,8 +278,8 @@ async fn switching_a_sqlite_serve_to_two_postgresql_replicas_loses_and_repeats_n
     );
 
     // 2. While it is down GitLab fails to deliver (and never retries): two MRs, a command.
-    open_mr(&gitlab, 32);
-    open_mr(&gitlab, 33);
+    open_mr_delivered(&gitlab, 32);
+    open_mr_delivered(&gitlab, 33);
     let command = gitlab.comment_on_mr(PROJECT_ID, 29, AERO_DEV.0, "@cocreate-bot help");
     let failed = gitlab.send_deliveries().await;
     assert_eq!(failed.len(), 3, "{failed:?}");
@@ -406,7 +383,7 @@ async fn switching_a_sqlite_serve_to_two_postgresql_replicas_loses_and_repeats_n
     assert_eq!(welcomes(30), 1, "{:#?}", bot_notes(&gitlab, 30));
 
     // GitLab's next delivery reaches the replicas through the webhook URL it always had.
-    open_mr(&gitlab, 34);
+    open_mr_delivered(&gitlab, 34);
     assert_eq!(
         gitlab.send_deliveries().await,
         vec![(MR_HOOK.to_owned(), 200)]

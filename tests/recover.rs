@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use support::fake_gitlab::{FakeGitLab, MrSpec};
+use support::fake_gitlab::FakeGitLab;
 use support::harness::*;
 
 const BOT_ID: u64 = 9000;
@@ -91,15 +91,6 @@ fn fill_intake(template: &str) -> String {
         .join("\n")
 }
 
-fn bot_notes(gitlab: &FakeGitLab, iid: u64) -> Vec<String> {
-    gitlab
-        .notes(PROJECT_ID, iid)
-        .into_iter()
-        .filter(|n| n.author_id == BOT_ID)
-        .map(|n| n.body)
-        .collect()
-}
-
 async fn world_after_setup(url: &str) -> (FakeGitLab, tempfile::TempDir) {
     let gitlab = FakeGitLab::start().await;
     seed(&gitlab);
@@ -108,19 +99,6 @@ async fn world_after_setup(url: &str) -> (FakeGitLab, tempfile::TempDir) {
         tokio::task::block_in_place(|| cocreate(&gitlab, url, data.path(), &["setup"]));
     assert_eq!(code, 0, "{out}{err}");
     (gitlab, data)
-}
-
-fn open_mr(gitlab: &FakeGitLab, iid: u64) {
-    gitlab.open_mr(MrSpec {
-        project_id: PROJECT_ID,
-        iid,
-        id: 1000 + iid,
-        title: format!("Change {iid}"),
-        author_id: AERO_DEV.0,
-        sha: format!("{iid:040x}"),
-        project_path: PROJECT_PATH.into(),
-        ..MrSpec::default()
-    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,7 +117,7 @@ async fn fifty_deliveries_failed_while_serve_was_down_are_each_processed_exactly
         .expect("setup committed the template");
     let mrs: Vec<u64> = (30..50).collect();
     for &iid in &mrs {
-        open_mr(&gitlab, iid);
+        open_mr_delivered(&gitlab, iid);
     }
     for &iid in &mrs[..15] {
         gitlab.edit_mr_title(PROJECT_ID, iid, &format!("Change {iid}, revised"));
@@ -241,7 +219,7 @@ async fn fifty_deliveries_failed_while_serve_was_down_are_each_processed_exactly
 async fn a_delivery_already_in_the_queue_is_already_had_and_a_junit_report_is_written() {
     let url = down_url();
     let (gitlab, data) = world_after_setup(&url).await;
-    open_mr(&gitlab, 31);
+    open_mr_delivered(&gitlab, 31);
     let sent = gitlab.send_deliveries().await;
     assert_eq!(sent.len(), 1);
     let junit = data.path().join("recover.xml");
@@ -273,7 +251,7 @@ async fn a_hook_gitlab_disabled_fails_the_job_with_the_reason() {
     let (gitlab, data) = world_after_setup(&url).await;
     gitlab.set_auto_disable_hooks(true);
     for iid in 30..35 {
-        open_mr(&gitlab, iid);
+        open_mr_delivered(&gitlab, iid);
     }
     // The fifth is not even attempted: four failures disabled the hook.
     assert_eq!(gitlab.send_deliveries().await.len(), 4);
@@ -293,7 +271,7 @@ async fn a_hook_gitlab_disabled_fails_the_job_with_the_reason() {
 async fn without_the_events_api_the_job_says_so_and_sweeps_open_mrs() {
     let url = down_url();
     let (gitlab, data) = world_after_setup(&url).await;
-    open_mr(&gitlab, 30);
+    open_mr_delivered(&gitlab, 30);
     gitlab.send_deliveries().await;
     for missing in [404, 403] {
         gitlab.set_hook_events_api(Some(missing));
@@ -332,7 +310,7 @@ async fn without_the_events_api_a_lost_intake_issue_and_command_are_processed_ex
             fill_intake,
         )
         .expect("setup committed the template");
-    open_mr(&gitlab, 40);
+    open_mr_delivered(&gitlab, 40);
     let comment = gitlab.comment_on_mr(PROJECT_ID, 40, AERO_DEV.0, "@cocreate-bot help");
     let sent = gitlab.send_deliveries().await;
     assert!(sent.len() >= 3, "{sent:?}");
@@ -406,7 +384,7 @@ async fn without_the_events_api_a_lost_intake_issue_and_command_are_processed_ex
 async fn reconcile_recovers_from_the_events_api_first_then_sweeps() {
     let url = down_url();
     let (gitlab, data) = world_after_setup(&url).await;
-    open_mr(&gitlab, 41);
+    open_mr_delivered(&gitlab, 41);
     let comment = gitlab.comment_on_mr(PROJECT_ID, 41, AERO_DEV.0, "@cocreate-bot help");
     assert_eq!(gitlab.send_deliveries().await.len(), 2);
     let junit = data.path().join("reconcile.xml");
@@ -491,7 +469,7 @@ async fn recover_with_queue_fills_the_postgresql_queue_and_keeps_its_cursor_ther
     let pg_url = support::postgres::fresh_database().await;
     let queue_arg = ["--queue", pg_url.as_str()];
     for iid in 30..33 {
-        open_mr(&gitlab, iid);
+        open_mr_delivered(&gitlab, iid);
     }
     assert_eq!(gitlab.send_deliveries().await.len(), 3);
     let (code, first, err) = recover(&gitlab, &url, data.path(), &queue_arg);
@@ -511,7 +489,7 @@ async fn recover_with_queue_fills_the_postgresql_queue_and_keeps_its_cursor_ther
     // Three more while serve is still down; the next run, from a machine with an empty data
     // directory, reads only those: the cursor is in PostgreSQL.
     for iid in 33..36 {
-        open_mr(&gitlab, iid);
+        open_mr_delivered(&gitlab, iid);
     }
     assert_eq!(gitlab.send_deliveries().await.len(), 3);
     let elsewhere = tempfile::tempdir().expect("tempdir");
@@ -567,7 +545,7 @@ async fn reconcile_with_queue_recovers_into_postgresql() {
     let url = down_url();
     let (gitlab, data) = world_after_setup(&url).await;
     let pg_url = support::postgres::fresh_database().await;
-    open_mr(&gitlab, 41);
+    open_mr_delivered(&gitlab, 41);
     let comment = gitlab.comment_on_mr(PROJECT_ID, 41, AERO_DEV.0, "@cocreate-bot help");
     assert_eq!(gitlab.send_deliveries().await.len(), 2);
     let args = [
@@ -642,7 +620,7 @@ async fn fallback_sweep_cost() {
     assert_eq!(code, 0, "{err}");
     let (zero_all, zero_sweep) = cost(&zero);
     for iid in 50..100 {
-        open_mr(&gitlab, iid);
+        open_mr_delivered(&gitlab, iid);
     }
     gitlab.send_deliveries().await;
     // Route them (the MR sweep), then the commands are written and lost.
