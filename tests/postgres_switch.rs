@@ -5,8 +5,9 @@
 //!    pending event (GitLab failed, a retry is due), and is stopped (SIGTERM);
 //! 2. while it is down, GitLab fails to deliver two new MRs and a help command;
 //! 3. `queue migrate --from DIR --to postgres://…` moves the SQLite queue there;
-//! 4. `recover --queue postgres://…` stores those into PostgreSQL, and finds a delivery an
-//!    earlier `recover` had already stored into the SQLite queue "already had";
+//! 4. `recover --queue postgres://…` continues from the migrated cursor and stores those into
+//!    PostgreSQL; re-reading the week finds all, and a delivery an earlier `recover` had stored
+//!    into the SQLite queue, "already had";
 //! 5. two `serve --queue` replicas start (one on the old address GitLab calls).
 //!
 //! Every event is then processed exactly once (no bot note twice on any MR), the dead letter is
@@ -285,8 +286,8 @@ async fn switching_a_sqlite_serve_to_two_postgresql_replicas_loses_and_repeats_n
     assert_eq!(failed.len(), 3, "{failed:?}");
     assert!(failed.iter().all(|(_, s)| *s == 0), "nothing listens");
 
-    // 3. Move the SQLite queue over: its pending events, dead letters and the dedupe keys of
-    //    what it processed.
+    // 3. Move the SQLite queue over: its pending events, dead letters, the dedupe keys of what
+    //    it processed, and the recover cursor.
     let moved = cocreate_json(
         &gitlab,
         &[
@@ -295,28 +296,46 @@ async fn switching_a_sqlite_serve_to_two_postgresql_replicas_loses_and_repeats_n
         &[],
     );
     assert_eq!(
-        (&moved["pending"], &moved["dead"], &moved["skipped"]),
-        (&Value::from(1), &Value::from(1), &Value::from(0)),
-        "{moved:#}"
+        (
+            &moved["pending"],
+            &moved["dead"],
+            &moved["done"],
+            &moved["skipped"],
+            &moved["cursors"]
+        ),
+        (
+            &Value::from(1),
+            &Value::from(1),
+            &Value::from(2),
+            &Value::from(0),
+            &Value::from(1)
+        ),
+        "MR 31; MR 30; MR 28 and 29; the group hook's cursor: {moved:#}"
     );
-    assert_eq!(moved["done"], 2, "MR 28 and 29: {moved:#}");
 
-    // 4. recover into PostgreSQL: the three lost while down are new; MR 28's failed delivery,
-    //    still in GitLab's 7 days, is "already had" (its key came with the migration), so it is
-    //    not processed a second time (run before the migration, it is stored again).
+    // 4. recover into PostgreSQL: it continues from the SQLite queue's cursor, so it reads the
+    //    three lost while down, not MR 28's old failure again (run before the migration, with
+    //    no cursor in PostgreSQL yet, it would store that one a second time).
     let recovered = cocreate_json(
         &gitlab,
         &["recover", "--json", "--queue", &pg_url],
         &hook_env,
     );
     assert_eq!(
-        (
-            &recovered["found"],
-            &recovered["enqueued"],
-            &recovered["already_had"]
-        ),
-        (&Value::from(4), &Value::from(3), &Value::from(1)),
+        (&recovered["found"], &recovered["enqueued"]),
+        (&Value::from(3), &Value::from(3)),
         "{recovered:#}"
+    );
+    // Re-reading the whole week: everything is already there, MR 28 by its migrated key.
+    let week = cocreate_json(
+        &gitlab,
+        &["recover", "--json", "--queue", &pg_url, "--since", "7d"],
+        &hook_env,
+    );
+    assert_eq!(
+        (&week["found"], &week["enqueued"], &week["already_had"]),
+        (&Value::from(4), &Value::from(0), &Value::from(4)),
+        "{week:#}"
     );
 
     // 5. Two replicas on the one PostgreSQL queue, the first on the old address.

@@ -132,10 +132,11 @@ pub async fn run(args: QueueArgs, out: &mut dyn Write) -> Result<ExitCode, OpsEr
             to_json(&moved)?
         } else {
             format!(
-                "moved {} pending, {} dead letters, {} done (dedupe keys) from {} to {}; {} already there\n",
+                "moved {} pending, {} dead letters, {} done (dedupe keys) and {} recover cursors from {} to {}; {} already there\n",
                 moved.pending,
                 moved.dead,
                 moved.done,
+                moved.cursors,
                 from.display(),
                 target.target(),
                 moved.skipped

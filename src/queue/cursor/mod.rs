@@ -7,6 +7,9 @@
 mod postgres;
 mod sqlite;
 
+pub(in crate::queue) use postgres::advance as advance_postgres;
+pub(in crate::queue) use sqlite::read_all as read_sqlite;
+
 pub use sqlite::Cursors;
 
 /// Errors reading or moving a recover cursor.

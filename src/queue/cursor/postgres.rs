@@ -16,18 +16,30 @@ impl RecoverCursors for PostgresQueue {
     }
 
     async fn set(&self, hook: &str, event_id: u64, now_ms: i64) -> Result<(), CursorError> {
-        sqlx::query(
-            "INSERT INTO recover_cursor (hook, last_event_id, updated_at) VALUES ($1, $2, $3)
-             ON CONFLICT (hook) DO UPDATE SET
-                 last_event_id = GREATEST(recover_cursor.last_event_id, excluded.last_event_id),
-                 updated_at = excluded.updated_at",
-        )
-        .bind(hook)
-        .bind(to_db(event_id))
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
-        .map_err(|e| CursorError::new(self.target(), "write", e))
+        advance(&self.pool, hook, to_db(event_id), now_ms)
+            .await
+            .map_err(|e| CursorError::new(self.target(), "write", e))
     }
+}
+
+/// Moves `hook`'s cursor to `event_id` (never backwards); also used by `queue migrate`, which
+/// carries the SQLite queue's cursors over.
+pub(in crate::queue) async fn advance<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    hook: &str,
+    event_id: i64,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO recover_cursor (hook, last_event_id, updated_at) VALUES ($1, $2, $3)
+         ON CONFLICT (hook) DO UPDATE SET
+             last_event_id = GREATEST(recover_cursor.last_event_id, excluded.last_event_id),
+             updated_at = excluded.updated_at",
+    )
+    .bind(hook)
+    .bind(event_id)
+    .bind(now_ms)
+    .execute(db)
+    .await
+    .map(|_| ())
 }

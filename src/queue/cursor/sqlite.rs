@@ -82,3 +82,23 @@ impl RecoverCursors for Cursors {
             .map_err(self.err("write"))
     }
 }
+
+/// Every cursor of the SQLite queue open on `tx` as `(hook, last event id)`; none when `recover`
+/// never ran there (no table). For `queue migrate`.
+pub(in crate::queue) fn read_all(
+    tx: &rusqlite::Transaction<'_>,
+) -> rusqlite::Result<Vec<(String, i64)>> {
+    let exists: Option<i64> = tx
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'recover_cursor'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if exists.is_none() {
+        return Ok(Vec::new());
+    }
+    let mut stmt = tx.prepare("SELECT hook, last_event_id FROM recover_cursor ORDER BY hook")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
