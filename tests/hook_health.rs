@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::fake_gitlab::{FakeGitLab, MrSpec};
+use support::fake_gitlab::FakeGitLab;
 use support::harness::*;
 use support::load::{tail, ServeCommand};
 
@@ -82,16 +82,7 @@ async fn a_disabled_hook_shows_in_readyz_and_metrics_and_setup_re_enables_it() {
     // serve is down: four failed deliveries and GitLab disables the group hook.
     gitlab.set_auto_disable_hooks(true);
     for iid in 30..34 {
-        gitlab.open_mr(MrSpec {
-            project_id: PROJECT_ID,
-            iid,
-            id: 1000 + iid,
-            title: format!("Change {iid}"),
-            author_id: AERO_DEV.0,
-            sha: format!("{iid:040x}"),
-            project_path: PROJECT_PATH.into(),
-            ..MrSpec::default()
-        });
+        open_mr_delivered(&gitlab, iid);
     }
     assert_eq!(gitlab.send_deliveries().await.len(), 4);
     let hook = gitlab

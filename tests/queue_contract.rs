@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cocreate::clock::Clock;
+use cocreate::queue::cursor::{Cursors, RecoverCursors};
 use cocreate::queue::{
     ClaimedEvent, Enqueued, EventId, EventState, ListFilter, NewEvent, PostgresQueue, Queue,
     QueueError, QueueInspect, SqliteInspector, SqliteQueue,
@@ -46,6 +47,17 @@ impl Subject {
                     .await
                     .unwrap(),
             ),
+        }
+    }
+}
+
+impl Subject {
+    /// The recover cursors kept with this queue, through a fresh handle (another machine's
+    /// `recover`, or the next run).
+    async fn cursors(&self) -> Box<dyn RecoverCursors> {
+        match &self.reopen {
+            Reopen::Sqlite(dir) => Box::new(Cursors::open(dir).unwrap()),
+            Reopen::Postgres(url) => Box::new(PostgresQueue::connect(url).await.unwrap()),
         }
     }
 }
@@ -116,6 +128,7 @@ contract!(
     release_gives_the_event_back_uncounted,
     purge_deletes_only_old_dead_letters,
     a_burst_from_two_handles_stores_each_key_once_and_names_it_to_every_duplicate,
+    recover_cursors_survive_a_reopen_and_never_go_back,
 );
 
 fn event(key: &str, serial: Option<&str>) -> NewEvent {
@@ -593,4 +606,18 @@ async fn postgres_key_locks_hold_a_key_across_replicas() {
         .expect("the key was never given back")
         .unwrap();
     assert!(waited >= Duration::from_millis(400), "{waited:?}");
+}
+
+async fn recover_cursors_survive_a_reopen_and_never_go_back(s: Subject) {
+    let hook = "groups/50/hooks/7";
+    let first = s.cursors().await;
+    assert_eq!(first.get(hook).await.unwrap(), None);
+    first.set(hook, 41, T0).await.unwrap();
+    first.set(hook, 12, T0 + 1).await.unwrap();
+    drop(first);
+    let next = s.cursors().await;
+    assert_eq!(next.get(hook).await.unwrap(), Some(41), "never backwards");
+    assert_eq!(next.get("projects/9/hooks/7").await.unwrap(), None);
+    next.set(hook, 42, T0 + 2).await.unwrap();
+    assert_eq!(s.cursors().await.get(hook).await.unwrap(), Some(42));
 }

@@ -1,7 +1,8 @@
 //! `cocreate recover` through the real binary against the fake GitLab: deliveries GitLab failed
 //! to make while `serve` was down are read back from its webhook events API and processed
 //! exactly once; a second run stores nothing; a disabled hook fails the job with the reason;
-//! without the events API the job says so and falls back to the MR sweep.
+//! without the events API the job says so and falls back to the MR sweep. With `--queue
+//! postgres://…` the deliveries and the cursor go to the PostgreSQL queue.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (Cargo.toml [lints])
 
 mod support;
@@ -10,26 +11,48 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use support::fake_gitlab::{FakeGitLab, MrSpec};
+use support::fake_gitlab::FakeGitLab;
 use support::harness::*;
 
 const BOT_ID: u64 = 9000;
 
 fn cocreate(gitlab: &FakeGitLab, url: &str, data: &Path, args: &[&str]) -> (i32, String, String) {
+    let data = data.to_str().expect("utf-8 path");
+    cocreate_env(
+        gitlab,
+        args,
+        &[
+            ("COCREATE_WEBHOOK_URL", Some(url)),
+            ("COCREATE_DATA", Some(data)),
+        ],
+    )
+}
+
+/// Runs the binary against `gitlab` with the repository's policies and templates, and `env`
+/// (`None`: removed); no queue URL, signing key or policy project from the caller's environment.
+fn cocreate_env(
+    gitlab: &FakeGitLab,
+    args: &[&str],
+    env: &[(&str, Option<&str>)],
+) -> (i32, String, String) {
     let root = env!("CARGO_MANIFEST_DIR");
-    let out = Command::new(env!("CARGO_BIN_EXE_cocreate"))
-        .args(args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cocreate"));
+    cmd.args(args)
         .env("GITLAB_URL", gitlab.url())
         .env("GITLAB_TOKEN", gitlab.token())
         .env("COCREATE_WEBHOOK_SECRET", SECRET)
-        .env("COCREATE_WEBHOOK_URL", url)
-        .env("COCREATE_DATA", data)
         .env("COCREATE_POLICIES", format!("{root}/policies"))
         .env("COCREATE_TEMPLATES", format!("{root}/templates"))
         .env_remove("COCREATE_POLICY_PROJECT")
         .env_remove("COCREATE_SIGNING_KEY")
-        .output()
-        .expect("run cocreate");
+        .env_remove("COCREATE_QUEUE_URL");
+    for (name, value) in env {
+        match value {
+            Some(v) => cmd.env(name, v),
+            None => cmd.env_remove(name),
+        };
+    }
+    let out = cmd.output().expect("run cocreate");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -68,15 +91,6 @@ fn fill_intake(template: &str) -> String {
         .join("\n")
 }
 
-fn bot_notes(gitlab: &FakeGitLab, iid: u64) -> Vec<String> {
-    gitlab
-        .notes(PROJECT_ID, iid)
-        .into_iter()
-        .filter(|n| n.author_id == BOT_ID)
-        .map(|n| n.body)
-        .collect()
-}
-
 async fn world_after_setup(url: &str) -> (FakeGitLab, tempfile::TempDir) {
     let gitlab = FakeGitLab::start().await;
     seed(&gitlab);
@@ -85,19 +99,6 @@ async fn world_after_setup(url: &str) -> (FakeGitLab, tempfile::TempDir) {
         tokio::task::block_in_place(|| cocreate(&gitlab, url, data.path(), &["setup"]));
     assert_eq!(code, 0, "{out}{err}");
     (gitlab, data)
-}
-
-fn open_mr(gitlab: &FakeGitLab, iid: u64) {
-    gitlab.open_mr(MrSpec {
-        project_id: PROJECT_ID,
-        iid,
-        id: 1000 + iid,
-        title: format!("Change {iid}"),
-        author_id: AERO_DEV.0,
-        sha: format!("{iid:040x}"),
-        project_path: PROJECT_PATH.into(),
-        ..MrSpec::default()
-    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,7 +117,7 @@ async fn fifty_deliveries_failed_while_serve_was_down_are_each_processed_exactly
         .expect("setup committed the template");
     let mrs: Vec<u64> = (30..50).collect();
     for &iid in &mrs {
-        open_mr(&gitlab, iid);
+        open_mr_delivered(&gitlab, iid);
     }
     for &iid in &mrs[..15] {
         gitlab.edit_mr_title(PROJECT_ID, iid, &format!("Change {iid}, revised"));
@@ -218,7 +219,7 @@ async fn fifty_deliveries_failed_while_serve_was_down_are_each_processed_exactly
 async fn a_delivery_already_in_the_queue_is_already_had_and_a_junit_report_is_written() {
     let url = down_url();
     let (gitlab, data) = world_after_setup(&url).await;
-    open_mr(&gitlab, 31);
+    open_mr_delivered(&gitlab, 31);
     let sent = gitlab.send_deliveries().await;
     assert_eq!(sent.len(), 1);
     let junit = data.path().join("recover.xml");
@@ -250,7 +251,7 @@ async fn a_hook_gitlab_disabled_fails_the_job_with_the_reason() {
     let (gitlab, data) = world_after_setup(&url).await;
     gitlab.set_auto_disable_hooks(true);
     for iid in 30..35 {
-        open_mr(&gitlab, iid);
+        open_mr_delivered(&gitlab, iid);
     }
     // The fifth is not even attempted: four failures disabled the hook.
     assert_eq!(gitlab.send_deliveries().await.len(), 4);
@@ -270,7 +271,7 @@ async fn a_hook_gitlab_disabled_fails_the_job_with_the_reason() {
 async fn without_the_events_api_the_job_says_so_and_sweeps_open_mrs() {
     let url = down_url();
     let (gitlab, data) = world_after_setup(&url).await;
-    open_mr(&gitlab, 30);
+    open_mr_delivered(&gitlab, 30);
     gitlab.send_deliveries().await;
     for missing in [404, 403] {
         gitlab.set_hook_events_api(Some(missing));
@@ -309,7 +310,7 @@ async fn without_the_events_api_a_lost_intake_issue_and_command_are_processed_ex
             fill_intake,
         )
         .expect("setup committed the template");
-    open_mr(&gitlab, 40);
+    open_mr_delivered(&gitlab, 40);
     let comment = gitlab.comment_on_mr(PROJECT_ID, 40, AERO_DEV.0, "@cocreate-bot help");
     let sent = gitlab.send_deliveries().await;
     assert!(sent.len() >= 3, "{sent:?}");
@@ -383,7 +384,7 @@ async fn without_the_events_api_a_lost_intake_issue_and_command_are_processed_ex
 async fn reconcile_recovers_from_the_events_api_first_then_sweeps() {
     let url = down_url();
     let (gitlab, data) = world_after_setup(&url).await;
-    open_mr(&gitlab, 41);
+    open_mr_delivered(&gitlab, 41);
     let comment = gitlab.comment_on_mr(PROJECT_ID, 41, AERO_DEV.0, "@cocreate-bot help");
     assert_eq!(gitlab.send_deliveries().await.len(), 2);
     let junit = data.path().join("reconcile.xml");
@@ -422,22 +423,7 @@ async fn reconcile_recovers_from_the_events_api_first_then_sweeps() {
 
     // Without the URL: the step is skipped, with the reason, and the sweep still runs.
     let (code, out, err) = tokio::task::block_in_place(|| {
-        let root = env!("CARGO_MANIFEST_DIR");
-        let o = Command::new(env!("CARGO_BIN_EXE_cocreate"))
-            .args(["reconcile"])
-            .env("GITLAB_URL", gitlab.url())
-            .env("GITLAB_TOKEN", gitlab.token())
-            .env("COCREATE_POLICIES", format!("{root}/policies"))
-            .env("COCREATE_TEMPLATES", format!("{root}/templates"))
-            .env_remove("COCREATE_WEBHOOK_URL")
-            .env_remove("COCREATE_POLICY_PROJECT")
-            .output()
-            .expect("run cocreate");
-        (
-            o.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
+        cocreate_env(&gitlab, &["reconcile"], &[("COCREATE_WEBHOOK_URL", None)])
     });
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
@@ -472,6 +458,151 @@ async fn reconcile_recovers_from_the_events_api_first_then_sweeps() {
     assert!(err.contains("recover step failed"), "{err}");
 }
 
+/// `recover --queue postgres://…`: the deliveries go into the PostgreSQL queue, deduped against
+/// what is already there, and the cursor lives in that database (a run from another machine,
+/// with another data directory, continues from it); nothing is written to the SQLite queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recover_with_queue_fills_the_postgresql_queue_and_keeps_its_cursor_there() {
+    use cocreate::queue::{PostgresQueue, Queue};
+    let url = down_url();
+    let (gitlab, data) = world_after_setup(&url).await;
+    let pg_url = support::postgres::fresh_database().await;
+    let queue_arg = ["--queue", pg_url.as_str()];
+    for iid in 30..33 {
+        open_mr_delivered(&gitlab, iid);
+    }
+    assert_eq!(gitlab.send_deliveries().await.len(), 3);
+    let (code, first, err) = recover(&gitlab, &url, data.path(), &queue_arg);
+    assert_eq!(code, 0, "{first:#}\n{err}");
+    assert_eq!(
+        (&first["found"], &first["enqueued"]),
+        (&Value::from(3), &Value::from(3)),
+        "{first:#}"
+    );
+    let pg = PostgresQueue::connect(&pg_url).await.expect("queue");
+    assert_eq!(pg.stats().await.expect("stats").pending, 3);
+    assert!(
+        !data.path().join("queue.sqlite3").exists(),
+        "no SQLite queue was made in --data"
+    );
+
+    // Three more while serve is still down; the next run, from a machine with an empty data
+    // directory, reads only those: the cursor is in PostgreSQL.
+    for iid in 33..36 {
+        open_mr_delivered(&gitlab, iid);
+    }
+    assert_eq!(gitlab.send_deliveries().await.len(), 3);
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let (code, second, err) = recover(&gitlab, &url, elsewhere.path(), &queue_arg);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (&second["found"], &second["enqueued"]),
+        (&Value::from(3), &Value::from(3)),
+        "{second:#}"
+    );
+    let (code, third, err) = recover(&gitlab, &url, elsewhere.path(), &queue_arg);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (&third["found"], &third["enqueued"]),
+        (&Value::from(0), &Value::from(0)),
+        "nothing new since the cursor: {third:#}"
+    );
+    assert_eq!(pg.stats().await.expect("stats").pending, 6);
+
+    // The whole week again, processed here: all already in the queue, each MR handled once.
+    let mut args = queue_arg.to_vec();
+    args.extend(["--since", "7d", "--process"]);
+    let (code, week, err) = recover(&gitlab, &url, elsewhere.path(), &args);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (
+            &week["found"],
+            &week["enqueued"],
+            &week["already_had"],
+            &week["processed"]
+        ),
+        (
+            &Value::from(6),
+            &Value::from(0),
+            &Value::from(6),
+            &Value::from(6)
+        ),
+        "{week:#}"
+    );
+    let stats = pg.stats().await.expect("stats");
+    assert_eq!((stats.pending, stats.done), (0, 6), "{stats:?}");
+    for iid in 30..36 {
+        assert_eq!(bot_notes(&gitlab, iid).len(), 1, "!{iid}: one welcome");
+    }
+    assert!(!elsewhere.path().join("queue.sqlite3").exists());
+}
+
+/// `reconcile --queue postgres://…`: its recover step fills (and with `--process` drains) the
+/// PostgreSQL queue; a second run stores and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_with_queue_recovers_into_postgresql() {
+    use cocreate::queue::{PostgresQueue, Queue};
+    let url = down_url();
+    let (gitlab, data) = world_after_setup(&url).await;
+    let pg_url = support::postgres::fresh_database().await;
+    open_mr_delivered(&gitlab, 41);
+    let comment = gitlab.comment_on_mr(PROJECT_ID, 41, AERO_DEV.0, "@cocreate-bot help");
+    assert_eq!(gitlab.send_deliveries().await.len(), 2);
+    let args = [
+        "reconcile",
+        "--json",
+        "--process",
+        "--queue",
+        pg_url.as_str(),
+    ];
+    let (code, out, err) =
+        tokio::task::block_in_place(|| cocreate(&gitlab, &url, data.path(), &args));
+    assert_eq!(code, 0, "{out}\n{err}");
+    let run: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let rec = &run["recover"];
+    assert_eq!(
+        (&rec["found"], &rec["enqueued"], &rec["processed"]),
+        (&Value::from(2), &Value::from(2), &Value::from(2)),
+        "{run:#}"
+    );
+    let stats = PostgresQueue::connect(&pg_url)
+        .await
+        .expect("queue")
+        .stats()
+        .await
+        .expect("stats");
+    assert_eq!((stats.pending, stats.done), (0, 2), "{stats:?}");
+    assert!(!data.path().join("queue.sqlite3").exists());
+    let notes = bot_notes(&gitlab, 41);
+    assert_eq!(notes.len(), 2, "one welcome, one help reply: {notes:#?}");
+    assert!(notes
+        .iter()
+        .any(|n| n.starts_with(&format!("<!-- cocreate:cmd:{comment} -->"))));
+
+    // Again, with the queue from the environment: nothing new, nothing written.
+    let writes = gitlab.writes().len();
+    let (code, out, err) = tokio::task::block_in_place(|| {
+        cocreate_env(
+            &gitlab,
+            &["reconcile", "--json", "--process"],
+            &[
+                ("COCREATE_WEBHOOK_URL", Some(url.as_str())),
+                ("COCREATE_QUEUE_URL", Some(pg_url.as_str())),
+                ("COCREATE_DATA", data.path().to_str()),
+            ],
+        )
+    });
+    assert_eq!(code, 0, "{out}\n{err}");
+    let run: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(
+        (&run["recover"]["found"], &run["recover"]["enqueued"]),
+        (&Value::from(0), &Value::from(0)),
+        "{run:#}"
+    );
+    assert_eq!(gitlab.writes().len(), writes, "{:#?}", gitlab.writes());
+    assert!(!data.path().join("queue.sqlite3").exists());
+}
+
 /// The fallback's cost (BENCHMARKS.md "recover against reconcile"): with the example's one MR,
 /// then with 50 open Co-Create MRs each carrying a lost help command; and the sweep's share
 /// (without the MR sweep, as `reconcile`'s recover step runs it).
@@ -489,7 +620,7 @@ async fn fallback_sweep_cost() {
     assert_eq!(code, 0, "{err}");
     let (zero_all, zero_sweep) = cost(&zero);
     for iid in 50..100 {
-        open_mr(&gitlab, iid);
+        open_mr_delivered(&gitlab, iid);
     }
     gitlab.send_deliveries().await;
     // Route them (the MR sweep), then the commands are written and lost.

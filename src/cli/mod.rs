@@ -279,6 +279,43 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The end of a job that reports (`recover`, `reconcile`): writes the JUnit file when asked,
+/// prints the report as JSON or its summary, names the problems on stderr; exit 1 when `failed`.
+struct JobOutput<'a> {
+    command: &'a str,
+    json: bool,
+    junit: Option<&'a Path>,
+}
+
+impl JobOutput<'_> {
+    fn finish<T: serde::Serialize>(
+        &self,
+        report: &T,
+        junit: impl FnOnce(&T) -> Result<String, quick_junit::SerializeError>,
+        summary: impl FnOnce(&T) -> String,
+        problems: &[String],
+        failed: bool,
+    ) -> anyhow::Result<ExitCode> {
+        if let Some(path) = self.junit {
+            std::fs::write(path, junit(report)?)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(report)?);
+        } else {
+            print!("{}", summary(report));
+        }
+        if !problems.is_empty() {
+            eprintln!("{}: {}", self.command, problems.join("; "));
+        }
+        Ok(if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
+    }
+}
+
 /// The handler context of a scheduled job: connected to GitLab (a token is required to read it).
 async fn job_context(
     job: JobArgs,

@@ -5,10 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Args;
 
-use super::{job_context, JobArgs, SigningKeyArgs};
+use super::{job_context, JobArgs, JobOutput, SigningKeyArgs};
 use crate::app::ConfigSource;
 use crate::jobs::reconcile::{self, ReconcileOptions};
 use crate::jobs::recover::RecoverOptions;
@@ -35,11 +34,15 @@ pub(super) struct ReconcileArgs {
     #[arg(long, env = "COCREATE_WEBHOOK_URL")]
     webhook_url: Option<String>,
 
-    /// serve's data directory: the recover step's queue and cursor.
+    /// serve's data directory: the recover step's queue and cursor, unless --queue names the
+    /// PostgreSQL queue.
     #[arg(long, env = "COCREATE_DATA", default_value = "./data")]
     data: PathBuf,
 
-    /// Handle the recovered events here and now (no serve running on this data directory).
+    #[command(flatten)]
+    queue: crate::ops::QueueUrlArg,
+
+    /// Handle the recovered events here and now (when no serve works on this queue).
     #[arg(long)]
     process: bool,
 
@@ -58,6 +61,7 @@ pub(super) async fn run(
         recover: args.webhook_url.map(|url| RecoverOptions {
             webhook_url: url,
             data_dir: args.data,
+            queue_url: args.queue.url,
             since: None,
             signed: args.signing.any(),
             process: args.process,
@@ -68,22 +72,17 @@ pub(super) async fn run(
     };
     let ctx = job_context(args.job, policies, templates, "reconcile").await?;
     let run = reconcile::run_all(&ctx, &opts).await?;
-    if let Some(path) = &args.junit {
-        std::fs::write(path, reconcile::junit(&run)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&run)?);
-    } else {
-        print!("{}", reconcile::summary(&run));
-    }
     let problems = run.problems();
-    if !problems.is_empty() {
-        eprintln!("reconcile: {}", problems.join("; "));
-    }
-    Ok(if problems.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    let out = JobOutput {
+        command: "reconcile",
+        json: args.json,
+        junit: args.junit.as_deref(),
+    };
+    out.finish(
+        &run,
+        reconcile::junit,
+        reconcile::summary,
+        &problems,
+        !problems.is_empty(),
+    )
 }

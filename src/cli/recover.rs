@@ -4,10 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Args;
 
-use super::{job_context, JobArgs, SigningKeyArgs};
+use super::{job_context, JobArgs, JobOutput, SigningKeyArgs};
 use crate::app::ConfigSource;
 use crate::jobs::recover::{self, RecoverOptions};
 
@@ -20,15 +19,19 @@ pub(super) struct RecoverArgs {
     #[arg(long, env = "COCREATE_WEBHOOK_URL")]
     webhook_url: String,
 
-    /// serve's data directory (its queue, and the job's cursor).
+    /// serve's data directory (its queue, and the job's cursor), unless --queue names the
+    /// PostgreSQL queue.
     #[arg(long, env = "COCREATE_DATA", default_value = "./data")]
     data: PathBuf,
+
+    #[command(flatten)]
+    queue: crate::ops::QueueUrlArg,
 
     /// Look this far back (e.g. `2h`, `1d`) instead of from the last run's cursor.
     #[arg(long, value_parser = humantime::parse_duration)]
     since: Option<Duration>,
 
-    /// Handle the recovered events here and now (no serve running on this data directory).
+    /// Handle the recovered events here and now (when no serve works on this queue).
     #[arg(long)]
     process: bool,
 
@@ -54,6 +57,7 @@ pub(super) async fn run(
     let opts = RecoverOptions {
         webhook_url: args.webhook_url,
         data_dir: args.data,
+        queue_url: args.queue.url,
         since: args.since,
         signed: args.signing.any(),
         process: args.process,
@@ -63,21 +67,16 @@ pub(super) async fn run(
     };
     let ctx = job_context(args.job, policies, templates, "recover").await?;
     let report = recover::run(&ctx, &opts).await?;
-    if let Some(path) = &args.junit {
-        std::fs::write(path, recover::junit(&report)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", recover::summary(&report));
-    }
-    if !report.disabled.is_empty() {
-        eprintln!("recover: {}", report.disabled.join("; "));
-    }
-    Ok(if report.failed() {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    let out = JobOutput {
+        command: "recover",
+        json: args.json,
+        junit: args.junit.as_deref(),
+    };
+    out.finish(
+        &report,
+        recover::junit,
+        recover::summary,
+        &report.disabled,
+        report.failed(),
+    )
 }

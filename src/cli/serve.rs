@@ -37,10 +37,8 @@ pub(super) struct ServeArgs {
     #[arg(long, env = "COCREATE_DATA", default_value = "./data")]
     data: PathBuf,
 
-    /// Keep the queue in PostgreSQL instead (`postgres://user:password@host:port/database`),
-    /// shared by every replica given the same URL (README "When one machine is not enough").
-    #[arg(long = "queue", env = "COCREATE_QUEUE_URL", value_parser = crate::queue::postgres_url_arg, hide_env_values = true)]
-    queue_url: Option<String>,
+    #[command(flatten)]
+    queue: crate::ops::QueueUrlArg,
 
     /// Largest accepted webhook body in bytes (GitLab's own limit is 25 MiB).
     #[arg(long, env = "COCREATE_BODY_LIMIT", default_value_t = DEFAULT_BODY_LIMIT)]
@@ -159,7 +157,7 @@ pub(super) async fn run(
         policies,
         templates,
         data_dir: args.data,
-        queue_url: args.queue_url,
+        queue_url: args.queue.url,
         body_limit: args.body_limit,
         limits: ReceiverLimits {
             conn: ConnLimits {

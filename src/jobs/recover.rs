@@ -9,7 +9,8 @@
 //! token without the role to read hooks) it falls back to sweeps: `reconcile`'s of open MRs
 //! (unless `reconcile` itself runs next) and [`super::recover_sweep`]'s of the tracking
 //! project's new issues and of command comments on open Co-Create MRs, so no event kind is
-//! left unrecovered.
+//! left unrecovered. The deliveries and the cursor go to `serve`'s queue: the SQLite one in the
+//! data directory, or the PostgreSQL one the replicas share (`--queue`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,8 +23,9 @@ use super::{JobContext, Spend};
 use crate::decide::setup::wanted_hooks;
 use crate::gitlab::{ApiHook, ClientError, Get};
 use crate::handlers::Context;
-use crate::queue::cursor::{CursorError, Cursors};
-use crate::queue::{Enqueued, Queue, QueueError, SqliteQueue};
+use crate::handlers::KeyedLocks;
+use crate::queue::cursor::{CursorError, Cursors, RecoverCursors};
+use crate::queue::{Enqueued, PostgresQueue, Queue, QueueError, SqliteQueue};
 use crate::server::{admit, Admission};
 
 /// What `recover` is asked to do.
@@ -31,8 +33,11 @@ use crate::server::{admit, Admission};
 pub struct RecoverOptions {
     /// The URL `setup` registered (`serve`'s public `/webhook`): it identifies our hooks.
     pub webhook_url: String,
-    /// `serve`'s data directory: the queue the deliveries go into, and the cursor.
+    /// `serve`'s data directory: the queue the deliveries go into, and the cursor (unless
+    /// `queue_url` names the PostgreSQL queue).
     pub data_dir: PathBuf,
+    /// `serve --queue`: the PostgreSQL queue (and cursor) instead of the SQLite one in `data_dir`.
+    pub queue_url: Option<String>,
     /// Look this far back instead of from the cursor (GitLab keeps 7 days).
     pub since: Option<Duration>,
     /// `serve` runs with signing keys (the signed `webhook-id` is then the dedupe key).
@@ -216,8 +221,8 @@ pub async fn run(ctx: &JobContext, opts: &RecoverOptions) -> Result<RecoverRepor
         api_writes: 0,
         elapsed_ms: 0,
     };
-    let queue = Arc::new(SqliteQueue::open(&opts.data_dir)?);
-    let cursors = Cursors::open(&opts.data_dir)?;
+    let target = Target::open(opts).await?;
+    let (queue, cursors) = (target.queue.clone(), target.cursors.as_ref());
     let ago = |since: Duration| {
         chrono::Duration::from_std(since)
             .ok()
@@ -247,7 +252,7 @@ pub async fn run(ctx: &JobContext, opts: &RecoverOptions) -> Result<RecoverRepor
             let cursor = if after.is_some() {
                 None
             } else {
-                cursors.get(&name)?
+                cursors.get(&name).await?
             };
             let after = after.or_else(|| cursor.is_none().then(|| opts.window.map(ago)).flatten());
             let at = report.hooks.len();
@@ -313,7 +318,7 @@ pub async fn run(ctx: &JobContext, opts: &RecoverOptions) -> Result<RecoverRepor
             report.fallback = Some(super::mr_sweep::run(ctx, since).await?);
         }
         let swept =
-            super::recover_sweep::run(ctx, &queue, after, opts.signed, opts.dry_run).await?;
+            super::recover_sweep::run(ctx, &*queue, after, opts.signed, opts.dry_run).await?;
         report.found += swept.issues_found + swept.commands_found;
         report.enqueued += swept.enqueued;
         report.already_had += swept.already_had;
@@ -368,7 +373,7 @@ pub async fn run(ctx: &JobContext, opts: &RecoverOptions) -> Result<RecoverRepor
             let now = ctx.clock.now().timestamp_millis();
             for (h, id) in report.hooks.iter().zip(newest) {
                 if let Some(id) = id {
-                    cursors.set(&h.hook, id, now)?;
+                    cursors.set(&h.hook, id, now).await?;
                 }
             }
         }
@@ -376,7 +381,11 @@ pub async fn run(ctx: &JobContext, opts: &RecoverOptions) -> Result<RecoverRepor
     }
 
     if opts.process && !opts.dry_run {
-        report.processed = process_all(ctx, queue.clone()).await?;
+        let mut ctx: Context = (**ctx).clone();
+        if let Some(locks) = &target.locks {
+            ctx.locks = locks.clone();
+        }
+        report.processed = process_all(&ctx, queue.clone()).await?;
     }
     let spent = spend.so_far();
     report.api_reads = spent.reads;
@@ -385,8 +394,38 @@ pub async fn run(ctx: &JobContext, opts: &RecoverOptions) -> Result<RecoverRepor
     Ok(report)
 }
 
+/// The queue the deliveries go into, with its cursors (and, on PostgreSQL, the organizations'
+/// locks shared with the running replicas, for `--process`).
+struct Target {
+    queue: Arc<dyn Queue>,
+    cursors: Box<dyn RecoverCursors>,
+    locks: Option<KeyedLocks>,
+}
+
+impl Target {
+    async fn open(opts: &RecoverOptions) -> Result<Self, RecoverError> {
+        // Stored error texts (of `--process`) never hold the token or a secret.
+        let scrub = crate::redact::Redactor::from_env();
+        Ok(match &opts.queue_url {
+            Some(url) => {
+                let pg = PostgresQueue::connect(url).await?.redacting(scrub);
+                Self {
+                    locks: Some(KeyedLocks::shared(Arc::new(pg.key_locks()))),
+                    queue: Arc::new(pg.clone()),
+                    cursors: Box::new(pg),
+                }
+            }
+            None => Self {
+                queue: Arc::new(SqliteQueue::open(&opts.data_dir)?.redacting(scrub)),
+                cursors: Box::new(Cursors::open(&opts.data_dir)?),
+                locks: None,
+            },
+        })
+    }
+}
+
 /// Handles every event the queue has ready, as `serve`'s worker does, until none is left.
-async fn process_all(ctx: &Context, queue: Arc<SqliteQueue>) -> Result<usize, RecoverError> {
+async fn process_all(ctx: &Context, queue: Arc<dyn Queue>) -> Result<usize, RecoverError> {
     let cfg = crate::worker::WorkerConfig::default();
     let mut done = 0;
     loop {

@@ -21,7 +21,7 @@ use crate::decide::commands::parse_command;
 use crate::decide::is_own_event;
 use crate::gitlab::{path_id, ApiUserRef, Get};
 use crate::jobs::JobContext;
-use crate::queue::{Enqueued, Queue, SqliteQueue};
+use crate::queue::{Enqueued, Queue};
 use crate::server::{admit, Admission};
 
 /// Why the sweep stopped.
@@ -159,7 +159,7 @@ fn project_path_of(web_url: &str) -> String {
 /// Sweeps the window from `after` and stores what it finds in `queue` (nothing in a dry run).
 pub async fn run(
     ctx: &JobContext,
-    queue: &SqliteQueue,
+    queue: &dyn Queue,
     after: DateTime<Utc>,
     signed: bool,
     dry_run: bool,

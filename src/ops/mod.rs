@@ -7,4 +7,4 @@ pub mod log_scrub;
 pub mod queue_cmd;
 mod render;
 
-pub use queue_cmd::{OpsError, QueueArgs, QueueCommand};
+pub use queue_cmd::{OpsError, QueueArgs, QueueCommand, QueueUrlArg};

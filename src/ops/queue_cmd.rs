@@ -26,6 +26,18 @@ pub const EXIT_NOT_CONFIRMED: u8 = 2;
 /// Longest last-error text in a `queue list` table.
 const ERROR_WIDTH: usize = 80;
 
+/// `--queue` / `COCREATE_QUEUE_URL`, one definition for every command that reads or fills the
+/// queue (`serve`, `recover`, `reconcile`, `queue …`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct QueueUrlArg {
+    /// Keep the queue in PostgreSQL instead of SQLite in --data
+    /// (`postgres://user:password@host:port/database`): the one database every `serve` replica,
+    /// `recover`, `reconcile` and `queue` command is given (README "When one machine is not
+    /// enough").
+    #[arg(long = "queue", env = "COCREATE_QUEUE_URL", global = true, value_parser = crate::queue::postgres_url_arg, hide_env_values = true)]
+    pub url: Option<String>,
+}
+
 /// `cocreate queue`: inspect and repair the durable queue, also while `serve` runs.
 #[derive(clap::Args, Debug)]
 pub struct QueueArgs {
@@ -33,9 +45,8 @@ pub struct QueueArgs {
     #[arg(long, env = "COCREATE_DATA", default_value = "./data", global = true)]
     pub data: PathBuf,
 
-    /// The PostgreSQL queue instead: the same URL as `serve --queue`.
-    #[arg(long = "queue", env = "COCREATE_QUEUE_URL", global = true, value_parser = crate::queue::postgres_url_arg, hide_env_values = true)]
-    pub queue_url: Option<String>,
+    #[command(flatten)]
+    pub queue: QueueUrlArg,
 
     /// Print JSON instead of text.
     #[arg(long, global = true)]
@@ -121,10 +132,11 @@ pub async fn run(args: QueueArgs, out: &mut dyn Write) -> Result<ExitCode, OpsEr
             to_json(&moved)?
         } else {
             format!(
-                "moved {} pending, {} dead letters, {} done (dedupe keys) from {} to {}; {} already there\n",
+                "moved {} pending, {} dead letters, {} done (dedupe keys) and {} recover cursors from {} to {}; {} already there\n",
                 moved.pending,
                 moved.dead,
                 moved.done,
+                moved.cursors,
                 from.display(),
                 target.target(),
                 moved.skipped
@@ -134,7 +146,7 @@ pub async fn run(args: QueueArgs, out: &mut dyn Write) -> Result<ExitCode, OpsEr
         out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
-    let inspector: Box<dyn QueueInspect> = match &args.queue_url {
+    let inspector: Box<dyn QueueInspect> = match &args.queue.url {
         Some(url) => Box::new(PostgresQueue::connect(url).await?),
         None => Box::new(SqliteInspector::open(&args.data)?),
     };

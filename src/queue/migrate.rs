@@ -5,7 +5,8 @@
 //! and done events still in retention (their dedupe keys, so that GitLab's retries of deliveries
 //! already processed stay duplicates), each with its failed-attempt history. Safe to run again:
 //! an event whose dedupe key is already in PostgreSQL is skipped. Refused while an event is in
-//! flight (a `serve` still works on the SQLite queue: stop it first).
+//! flight (a `serve` still works on the SQLite queue: stop it first). The recover cursors come
+//! along (never moving one back), so `recover --queue` continues where `recover --data` stopped.
 
 use std::path::Path;
 
@@ -24,6 +25,8 @@ pub struct Migrated {
     pub done: u64,
     /// Events whose dedupe key PostgreSQL already had (an earlier run, or a replica's delivery).
     pub skipped: u64,
+    /// Recover cursors (one per webhook) carried over.
+    pub cursors: u64,
 }
 
 /// One SQLite row to copy.
@@ -46,8 +49,12 @@ struct Row {
     history: Vec<(i64, i64, String)>,
 }
 
-/// Reads every event of the SQLite queue in `dir` (refusing while one is in flight at `now`).
-fn read_sqlite(dir: &Path, now: i64) -> Result<Vec<Row>, QueueError> {
+/// What is read from the SQLite queue: its events and its recover cursors.
+type Read = (Vec<Row>, Vec<(String, i64)>);
+
+/// Reads every event and recover cursor of the SQLite queue in `dir` (refusing while an event
+/// is in flight at `now`).
+fn read_sqlite(dir: &Path, now: i64) -> Result<Read, QueueError> {
     let op = "migrate";
     let path = dir.join(DB_FILE);
     if !path.is_file() {
@@ -119,8 +126,9 @@ fn read_sqlite(dir: &Path, now: i64) -> Result<Vec<Row>, QueueError> {
             }
         }
     }
+    let cursors = super::cursor::read_sqlite(&tx).map_err(sql(op))?;
     tx.commit().map_err(sql(op))?;
-    Ok(rows)
+    Ok((rows, cursors))
 }
 
 /// Copies the SQLite queue in `from` into `to` (see the module docs).
@@ -132,7 +140,7 @@ pub async fn migrate_sqlite_to_postgres(
     let pg = |source| QueueError::Postgres { op, source };
     let now = to.now();
     let dir = from.to_path_buf();
-    let rows = tokio::task::spawn_blocking(move || read_sqlite(&dir, now))
+    let (rows, cursors) = tokio::task::spawn_blocking(move || read_sqlite(&dir, now))
         .await
         .map_err(|_| QueueError::Blocking { op })??;
     let mut moved = Migrated::default();
@@ -187,6 +195,13 @@ pub async fn migrate_sqlite_to_postgres(
             "dead" => moved.dead += 1,
             _ => moved.done += 1,
         }
+    }
+    // After the events: a cursor never points past a delivery that is not in PostgreSQL.
+    for (hook, last_event_id) in &cursors {
+        super::cursor::advance_postgres(&to.pool, hook, *last_event_id, now)
+            .await
+            .map_err(pg)?;
+        moved.cursors += 1;
     }
     Ok(moved)
 }

@@ -126,6 +126,31 @@ pub fn seed(gitlab: &FakeGitLab) {
     );
 }
 
+/// An MR by the aero engineer opened in GitLab (`Change {iid}`), with the Merge Request Hook
+/// delivery GitLab then makes (sent by [`FakeGitLab::send_deliveries`]).
+pub fn open_mr_delivered(gitlab: &FakeGitLab, iid: u64) {
+    gitlab.open_mr(MrSpec {
+        project_id: PROJECT_ID,
+        iid,
+        id: 1000 + iid,
+        title: format!("Change {iid}"),
+        author_id: AERO_DEV.0,
+        sha: format!("{iid:040x}"),
+        project_path: PROJECT_PATH.into(),
+        ..MrSpec::default()
+    });
+}
+
+/// The notes the bot (user 9000, see [`seed`]) wrote on MR `iid` of the project, oldest first.
+pub fn bot_notes(gitlab: &FakeGitLab, iid: u64) -> Vec<String> {
+    gitlab
+        .notes(PROJECT_ID, iid)
+        .into_iter()
+        .filter(|n| n.author_id == 9000)
+        .map(|n| n.body)
+        .collect()
+}
+
 pub fn add_mr(gitlab: &FakeGitLab, iid: u64, author_id: u64, title: &str) {
     gitlab.add_mr(MrSpec {
         project_id: PROJECT_ID,
