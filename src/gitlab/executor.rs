@@ -42,6 +42,19 @@ pub enum ExecuteError {
     },
     #[error("cannot {0}: building the request failed: {1}")]
     Build(String, String),
+    /// The lock the writes were made under is no longer surely held (its lease ran out):
+    /// nothing more is written; trying again re-reads GitLab under a fresh lock.
+    #[error("not written: {what}: the shared lock on `{key}` is no longer surely held (its lease ran out); the event is retried")]
+    LockLost { key: String, what: String },
+}
+
+/// The lock an organization's writes are made under (the handlers' `KeyGuard`): asked before
+/// each write, so that a holder whose shared lease ran out writes nothing.
+pub trait WriteLock: Send + Sync {
+    /// The locked key (an organization's slug, or an MR's reference).
+    fn key(&self) -> &str;
+    /// Whether the lock is surely still held.
+    fn held(&self) -> bool;
 }
 
 impl ExecuteError {
@@ -59,6 +72,7 @@ impl ExecuteError {
             ExecuteError::Gitlab(e) => e.retry(true),
             ExecuteError::Refused { source, .. } => source.retry(true),
             ExecuteError::Build(..) => super::Retry::Permanent,
+            ExecuteError::LockLost { .. } => super::Retry::Transient,
         }
     }
 }
@@ -132,7 +146,27 @@ impl Executor {
         client: Option<&GitlabClient>,
         actions: &[Action],
     ) -> Result<ExecutionReport, ExecuteError> {
-        match self.run_in_order(client, actions).await {
+        self.run_checked(None, client, actions).await
+    }
+
+    /// Like [`Executor::run`], for writes decided under `lock`: each write happens only while
+    /// the lock is surely held; once it is not, the run stops with [`ExecuteError::LockLost`].
+    pub async fn run_locked(
+        &self,
+        lock: &dyn WriteLock,
+        client: Option<&GitlabClient>,
+        actions: &[Action],
+    ) -> Result<ExecutionReport, ExecuteError> {
+        self.run_checked(Some(lock), client, actions).await
+    }
+
+    async fn run_checked(
+        &self,
+        lock: Option<&dyn WriteLock>,
+        client: Option<&GitlabClient>,
+        actions: &[Action],
+    ) -> Result<ExecutionReport, ExecuteError> {
+        match self.run_in_order(lock, client, actions).await {
             Err(ExecuteError::Gitlab(e)) if e.retry(true) == super::Retry::Permanent => {
                 let status = e.status();
                 let hint = match actions.iter().find(|a| a.summary() == e.what) {
@@ -154,6 +188,7 @@ impl Executor {
 
     async fn run_in_order(
         &self,
+        lock: Option<&dyn WriteLock>,
         client: Option<&GitlabClient>,
         actions: &[Action],
     ) -> Result<ExecutionReport, ExecuteError> {
@@ -169,6 +204,13 @@ impl Executor {
         };
         for action in actions {
             let what = action.summary();
+            if let Some(lock) = lock.filter(|l| !l.held()) {
+                tracing::warn!(action = %what, key = lock.key(), "shared lock no longer surely held: not written");
+                return Err(ExecuteError::LockLost {
+                    key: lock.key().to_owned(),
+                    what,
+                });
+            }
             match action {
                 Action::EditMergeRequest {
                     mr,
