@@ -22,6 +22,12 @@ pub enum Executor {
     DryRun,
 }
 
+/// The answer to `POST /projects/:id/issues`: the fields we use.
+#[derive(Debug, serde::Deserialize)]
+struct CreatedIssue {
+    iid: u64,
+}
+
 /// What was written.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ExecutionReport {
@@ -46,6 +52,17 @@ pub enum ExecuteError {
     /// nothing more is written; trying again re-reads GitLab under a fresh lock.
     #[error("not written: {what}: the shared lock on `{key}` is no longer surely held (its lease ran out); the event is retried")]
     LockLost { key: String, what: String },
+    /// The organization's tracking issue is not created now: an earlier attempt's creation
+    /// may still land, or it was found and recorded (the event is decided again).
+    #[error("tracking issue of `{key}` not created: {why}; the event is retried")]
+    TrackingPending { key: String, why: String },
+    /// The reservation store (the shared queue's database) failed.
+    #[error("cannot reserve the tracking issue of `{key}`: {source}")]
+    Reservation {
+        key: String,
+        #[source]
+        source: Box<crate::queue::QueueError>,
+    },
 }
 
 /// The lock an organization's writes are made under (the handlers' `KeyGuard`): asked before
@@ -55,6 +72,9 @@ pub trait WriteLock: Send + Sync {
     fn key(&self) -> &str;
     /// Whether the lock is surely still held.
     fn held(&self) -> bool;
+    /// The key's tracking-issue reservations when replicas share them (`None` with the
+    /// in-process lock alone: nothing to reserve).
+    fn reservations(&self) -> Option<&dyn crate::queue::TrackingReservations>;
 }
 
 impl ExecuteError {
@@ -72,7 +92,9 @@ impl ExecuteError {
             ExecuteError::Gitlab(e) => e.retry(true),
             ExecuteError::Refused { source, .. } => source.retry(true),
             ExecuteError::Build(..) => super::Retry::Permanent,
-            ExecuteError::LockLost { .. } => super::Retry::Transient,
+            ExecuteError::LockLost { .. }
+            | ExecuteError::TrackingPending { .. }
+            | ExecuteError::Reservation { .. } => super::Retry::Transient,
         }
     }
 }
@@ -420,14 +442,51 @@ impl Executor {
                             .iter()
                             .map(|id| ("assignee_ids[]", id.to_string())),
                     );
-                    write(
-                        client,
-                        &what,
-                        http::Method::POST,
-                        format!("projects/{}/issues", path_id(project)),
+                    // On a shared queue the organization's tracking issue is reserved first.
+                    let reserved = lock.and_then(|l| l.reservations().map(|r| (l, r)));
+                    if let Some((l, r)) = reserved {
+                        super::reservation::reserve(client, l.key(), r, project, description)
+                            .await
+                            .map_err(|e| not_now(l.key(), what.clone(), e))?;
+                        if !l.held() {
+                            let _ = r.release(project).await;
+                            return Err(ExecuteError::LockLost {
+                                key: l.key().to_owned(),
+                                what,
+                            });
+                        }
+                    }
+                    let created: Result<CreatedIssue, GitlabError> = Write {
+                        method: http::Method::POST,
+                        path: format!("projects/{}/issues", path_id(project)),
                         params,
-                    )
-                    .await?;
+                    }
+                    .query_async(client)
+                    .await
+                    .doing(|| what.clone());
+                    match (created, reserved) {
+                        (Ok(issue), Some((l, r))) => {
+                            if let Err(error) = r.record(project, issue.iid).await {
+                                // The next creation finds it by its marker.
+                                tracing::warn!(%error, org = l.key(), iid = issue.iid, "tracking issue created but not recorded");
+                            }
+                        }
+                        (Ok(_), None) => {}
+                        (Err(e), Some((_, r)))
+                            if e.status().is_some_and(|s| s.is_client_error()) =>
+                        {
+                            // GitLab answered 4xx: nothing was created.
+                            let _ = r.release(project).await;
+                            return Err(e.into());
+                        }
+                        (Err(e), Some((_, r))) if e.status().is_some() => {
+                            // Answered (5xx): created or not, nothing is in flight any more;
+                            // the next attempt looks for it by its marker at once.
+                            let _ = r.settle(project).await;
+                            return Err(e.into());
+                        }
+                        (Err(e), _) => return Err(e.into()),
+                    }
                 }
                 Action::EditIssue {
                     issue,
@@ -526,6 +585,21 @@ impl Executor {
             report.writes += 1;
         }
         Ok(report)
+    }
+}
+
+/// The executor's error for a tracking issue that is not created now.
+fn not_now(key: &str, what: String, e: super::reservation::NotNow) -> ExecuteError {
+    use super::reservation::NotNow;
+    let key = key.to_owned();
+    match e {
+        NotNow::LockLost => ExecuteError::LockLost { key, what },
+        NotNow::Pending(why) => ExecuteError::TrackingPending { key, why },
+        NotNow::Store(e) => ExecuteError::Reservation {
+            key,
+            source: Box::new(e),
+        },
+        NotNow::Gitlab(e) => ExecuteError::Gitlab(e),
     }
 }
 

@@ -7,6 +7,7 @@ mod client;
 mod endpoints;
 mod executor;
 mod facts;
+mod reservation;
 
 pub use access::TokenHealth;
 pub use cache::TtlCache;

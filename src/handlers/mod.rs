@@ -290,4 +290,8 @@ impl crate::gitlab::WriteLock for KeyGuard {
     fn held(&self) -> bool {
         KeyGuard::held(self)
     }
+
+    fn reservations(&self) -> Option<&dyn crate::queue::TrackingReservations> {
+        self.shared.as_ref().map(|s| s.reservations())
+    }
 }

@@ -14,6 +14,9 @@ pub trait SharedKeyGuard: Send + Sync {
     /// (less a safety margin) has not passed and no renewal failed. Once `false`, always
     /// `false`.
     fn held(&self) -> bool;
+
+    /// The key's tracking-issue reservations, for this holder (the key is an organization).
+    fn reservations(&self) -> &dyn super::TrackingReservations;
 }
 
 /// A lock service shared by replicas.

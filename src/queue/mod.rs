@@ -29,6 +29,7 @@ mod postgres;
 mod ready;
 mod sqlite;
 mod sqlite_inspect;
+pub mod tracking;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,6 +47,7 @@ pub use postgres::{
 };
 pub use ready::ReadyLimits;
 pub use sqlite::SqliteQueue;
+pub use tracking::{Reserved, TrackingReservations};
 
 pub use sqlite_inspect::SqliteInspector;
 
@@ -282,6 +284,13 @@ pub enum QueueError {
         /// The underlying error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A shared key lock is no longer the caller's (its lease ran out, another replica took
+    /// it): what it guards was not done.
+    #[error("the shared lock on `{key}` is no longer held (its lease ran out)")]
+    LockLost {
+        /// The locked key (an organization).
+        key: String,
     },
     /// A PostgreSQL queue operation failed.
     #[error("queue {op} failed: {source}")]

@@ -11,9 +11,10 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::sync::oneshot;
 
+use super::tracking::PgReservations;
 use super::{duration_ms, PostgresQueue};
 use crate::clock::Clock;
-use crate::queue::{SharedKeyGuard, SharedKeyLocks};
+use crate::queue::{SharedKeyGuard, SharedKeyLocks, TrackingReservations};
 
 /// The lock's lease: renewed every third of it, so a replica that dies blocks the key this long.
 const LEASE: Duration = Duration::from_secs(15);
@@ -72,6 +73,7 @@ struct PgKeyGuard {
     stop: Option<oneshot::Sender<()>>,
     fence: Arc<Fence>,
     clock: Clock,
+    reservations: PgReservations,
 }
 
 impl SharedKeyGuard for PgKeyGuard {
@@ -79,6 +81,10 @@ impl SharedKeyGuard for PgKeyGuard {
         !self.fence.lost.load(Ordering::SeqCst)
             && self.clock.now_ms().saturating_add(duration_ms(SAFETY))
                 < self.fence.until_ms.load(Ordering::SeqCst)
+    }
+
+    fn reservations(&self) -> &dyn TrackingReservations {
+        &self.reservations
     }
 }
 
@@ -132,6 +138,13 @@ impl SharedKeyLocks for PgKeyLocks {
             until_ms: AtomicI64::new(until),
             lost: AtomicBool::new(false),
         });
+        let reservations = PgReservations {
+            pool: self.pool.clone(),
+            clock: self.clock.clone(),
+            key: key.to_owned(),
+            token,
+            holder: format!("{}#{token}", self.owner),
+        };
         let (pool, clock, key) = (self.pool.clone(), self.clock.clone(), key.to_owned());
         let renewing = fence.clone();
         tokio::spawn(async move {
@@ -184,6 +197,7 @@ impl SharedKeyLocks for PgKeyLocks {
             stop: Some(stop),
             fence,
             clock: self.clock.clone(),
+            reservations,
         })
     }
 }
