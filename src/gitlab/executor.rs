@@ -1,5 +1,10 @@
 //! The executor: the only code that writes to GitLab. It turns the actions `decide` computed into
 //! API calls, or, in a dry run, into log lines.
+//!
+//! Actions decided under an organization's lock run with [`Executor::run_locked`]: before each
+//! write the lock must still be surely held ([`WriteLock::held`]: with replicas, its lease), else
+//! nothing more is written and the event is retried. With replicas, a tracking issue is created
+//! only after its reservation is taken (`reservation.rs`, [`crate::queue::tracking`]).
 
 use gitlab::api::projects::merge_requests::notes::CreateMergeRequestNote;
 use gitlab::api::projects::merge_requests::EditMergeRequest;

@@ -9,7 +9,11 @@
 //! operator's interface (status, list, show, replay, purge), implemented for
 //! SQLite by [`SqliteInspector`], which opens its own connection next to a
 //! running `serve`. [`PostgresQueue`] implements both traits on PostgreSQL, for
-//! several `serve` replicas sharing one queue.
+//! several `serve` replicas sharing one queue, and also offers what only
+//! replicas need: key locks per organization ([`SharedKeyLocks`], whose guards
+//! fence the writes made under them) and, through each guard, the organization's
+//! tracking-issue reservation ([`TrackingReservations`]). The SQLite queue needs
+//! neither: its one process serializes an organization's work in memory.
 //!
 //! Semantics shared by every implementation:
 //!
