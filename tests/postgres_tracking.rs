@@ -496,3 +496,50 @@ async fn a_lock_taken_over_cannot_reserve() {
     );
     assert!(reservation(&pool).await.is_none(), "nothing reserved");
 }
+
+#[tokio::test]
+async fn a_recorded_issue_since_closed_gives_way_to_a_new_engagement() {
+    let url = fresh_database().await;
+    let gitlab = world().await;
+    let queue = PostgresQueue::connect(&url).await.expect("connect");
+    let pool = sqlx::PgPool::connect(&url).await.expect("pool");
+    // The organization's earlier engagement: its tracking issue, recorded, then closed.
+    let closed = gitlab.add_issue(support::fake_gitlab::IssueSpec {
+        project_id: TRACKING_PROJECT_ID,
+        project_path: TRACKING.into(),
+        title: "Co-Create engagement: Example Aero".into(),
+        description: engagement_body(),
+        confidential: true,
+        labels: engagement_labels(),
+        state: "closed".into(),
+        ..Default::default()
+    });
+    sqlx::query(
+        "INSERT INTO tracking_reservations (org, project, iid, reserved_by, reserved_at, settles_at)
+         VALUES ($1, $2, $3, 'earlier-replica#1', 0, 60000)",
+    )
+    .bind(AERO)
+    .bind(TRACKING)
+    .bind(closed as i64)
+    .execute(&pool)
+    .await
+    .expect("insert");
+    let ctx = replica(&gitlab, &queue).await;
+
+    queue
+        .enqueue(mr_opened("new-engagement-1", 16))
+        .await
+        .expect("enqueue");
+    process_next(&ctx, &queue).await;
+
+    let opened: Vec<u64> = gitlab
+        .issues(TRACKING_PROJECT_ID)
+        .into_iter()
+        .filter(|i| i.state == "opened")
+        .map(|i| i.iid)
+        .collect();
+    assert_eq!(opened.len(), 1, "one new tracking issue");
+    assert_ne!(opened[0], closed);
+    let (iid, _, _) = reservation(&pool).await.expect("row");
+    assert_eq!(iid, Some(opened[0] as i64), "the new one is recorded");
+}
