@@ -384,6 +384,11 @@ async fn a_young_unfinished_reservation_waits_for_the_creation_in_flight() {
     assert_eq!(events[0].state, EventState::Pending, "retried later");
     let error = events[0].last_error.clone().unwrap_or_default();
     assert!(error.contains("may still land"), "{error}");
+    // One attempt spent: the retry is due when the creation can no longer land (reserved 5 s
+    // ago, a minute's window), whatever the backoff.
+    let due_in =
+        events[0].next_attempt_at_ms.expect("due") - cocreate::clock::Clock::system().now_ms();
+    assert!((45_000..=56_000).contains(&due_in), "due in {due_in} ms");
     assert_eq!(
         reservation(&pool).await.map(|r| r.1),
         Some("crashed-replica#1".to_owned()),

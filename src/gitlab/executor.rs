@@ -60,7 +60,12 @@ pub enum ExecuteError {
     /// The organization's tracking issue is not created now: an earlier attempt's creation
     /// may still land, or it was found and recorded (the event is decided again).
     #[error("tracking issue of `{key}` not created: {why}; the event is retried")]
-    TrackingPending { key: String, why: String },
+    TrackingPending {
+        key: String,
+        why: String,
+        /// Not worth trying again before this (an earlier creation may land until then).
+        wait: Option<std::time::Duration>,
+    },
     /// The reservation store (the shared queue's database) failed.
     #[error("cannot reserve the tracking issue of `{key}`: {source}")]
     Reservation {
@@ -100,6 +105,14 @@ impl ExecuteError {
             ExecuteError::LockLost { .. }
             | ExecuteError::TrackingPending { .. }
             | ExecuteError::Reservation { .. } => super::Retry::Transient,
+        }
+    }
+
+    /// How long a retry is pointless (the worker waits at least this long before it).
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            ExecuteError::TrackingPending { wait, .. } => *wait,
+            _ => None,
         }
     }
 }
@@ -599,7 +612,7 @@ fn not_now(key: &str, what: String, e: super::reservation::NotNow) -> ExecuteErr
     let key = key.to_owned();
     match e {
         NotNow::LockLost => ExecuteError::LockLost { key, what },
-        NotNow::Pending(why) => ExecuteError::TrackingPending { key, why },
+        NotNow::Pending { why, wait } => ExecuteError::TrackingPending { key, why, wait },
         NotNow::Store(e) => ExecuteError::Reservation {
             key,
             source: Box::new(e),

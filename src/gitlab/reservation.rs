@@ -17,8 +17,11 @@ const CLOCK_SLACK_MS: i64 = 60_000;
 pub(super) enum NotNow {
     /// The organization's lock is no longer the caller's.
     LockLost,
-    /// An earlier creation may still land, or was found and recorded.
-    Pending(String),
+    /// An earlier creation may still land (for `wait`), or was found and recorded.
+    Pending {
+        why: String,
+        wait: Option<std::time::Duration>,
+    },
     /// The reservation store failed.
     Store(QueueError),
     /// Looking for an earlier creation failed.
@@ -44,11 +47,16 @@ pub(super) async fn reserve(
         // Read under the lock, the organization has no open tracking issue: the one recorded
         // was closed (or lost its labels). A new engagement gets a new one.
         recorded @ Reserved::Recorded { .. } => recorded,
-        Reserved::InFlight { at_ms, .. } => {
-            return Err(NotNow::Pending(format!(
-                "an earlier attempt reserved it at {} and its creation may still land",
-                rfc3339(at_ms)
-            )))
+        Reserved::InFlight {
+            at_ms, settles_in, ..
+        } => {
+            return Err(NotNow::Pending {
+                why: format!(
+                    "an earlier attempt reserved it at {} and its creation may still land",
+                    rfc3339(at_ms)
+                ),
+                wait: Some(settles_in),
+            })
         }
         unfinished @ Reserved::Unfinished { at_ms, .. } => {
             let found = find_by_marker(client, project, description, at_ms)
@@ -57,9 +65,12 @@ pub(super) async fn reserve(
             if let Some(iid) = found {
                 reservations.record(project, iid).await.map_err(fail)?;
                 tracing::warn!(org = key, %project, iid, "tracking issue created by an earlier attempt found and recorded; the event is decided again");
-                return Err(NotNow::Pending(format!(
-                    "#{iid} was created by an earlier attempt: recorded, decided again"
-                )));
+                return Err(NotNow::Pending {
+                    why: format!(
+                        "#{iid} was created by an earlier attempt: recorded, decided again"
+                    ),
+                    wait: None,
+                });
             }
             unfinished
         }
@@ -67,9 +78,10 @@ pub(super) async fn reserve(
     if reservations.take_over(project, &seen).await.map_err(fail)? {
         Ok(())
     } else {
-        Err(NotNow::Pending(
-            "its reservation changed while it was read".to_owned(),
-        ))
+        Err(NotNow::Pending {
+            why: "its reservation changed while it was read".to_owned(),
+            wait: None,
+        })
     }
 }
 

@@ -167,6 +167,14 @@ impl HandleError {
         }
     }
 
+    /// How long a retry is pointless: the worker's backoff is at least this long.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            HandleError::Execute(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+
     pub fn is_permanent(&self) -> bool {
         self.retry() == Retry::Permanent
     }

@@ -30,7 +30,12 @@ pub enum Reserved {
     Recorded { iid: u64 },
     /// Reserved without an issue since `at_ms`, less than [`IN_FLIGHT`] ago, and its creation
     /// not answered: it may still land.
-    InFlight { by: String, at_ms: i64 },
+    InFlight {
+        by: String,
+        at_ms: i64,
+        /// How long until that creation can no longer land.
+        settles_in: Duration,
+    },
     /// Reserved without an issue since `at_ms`, long enough ago that no creation can land any
     /// more: look for the issue in GitLab, then [`TrackingReservations::record`] it or
     /// [`TrackingReservations::take_over`].

@@ -82,7 +82,13 @@ impl TrackingReservations for PgReservations {
                 match iid_of(iid) {
                     Some(iid) => Reserved::Recorded { iid },
                     None if by == self.holder => Reserved::Ours,
-                    None if now < settles_at => Reserved::InFlight { by, at_ms },
+                    None if now < settles_at => Reserved::InFlight {
+                        by,
+                        at_ms,
+                        settles_in: std::time::Duration::from_millis(
+                            u64::try_from(settles_at - now).unwrap_or(0),
+                        ),
+                    },
                     None => Reserved::Unfinished { by, at_ms },
                 }
             }
