@@ -117,7 +117,10 @@ pub async fn process(ctx: &Context, queue: &dyn Queue, cfg: &WorkerConfig, ev: C
             queue.fail_leased(lease, &e.to_string(), None).await
         }
         Err(e) => {
-            let delay = backoff_delay(ev.attempts, cfg.backoff_base, cfg.backoff_cap);
+            // A retry the error says is pointless before a while waits that long (one attempt
+            // spent, not all of them).
+            let delay = backoff_delay(ev.attempts, cfg.backoff_base, cfg.backoff_cap)
+                .max(e.retry_after().unwrap_or_default());
             metrics::counter!("cocreate_events_retried_total").increment(1);
             tracing::warn!(parent: &span, error = %e, retry_in_ms = delay.as_millis() as u64, "event failed; will retry");
             queue.fail_leased(lease, &e.to_string(), Some(delay)).await

@@ -1,5 +1,10 @@
 //! The executor: the only code that writes to GitLab. It turns the actions `decide` computed into
 //! API calls, or, in a dry run, into log lines.
+//!
+//! Actions decided under an organization's lock run with [`Executor::run_locked`]: before each
+//! write the lock must still be surely held ([`WriteLock::held`]: with replicas, its lease), else
+//! nothing more is written and the event is retried. With replicas, a tracking issue is created
+//! only after its reservation is taken (`reservation.rs`, [`crate::queue::tracking`]).
 
 use gitlab::api::projects::merge_requests::notes::CreateMergeRequestNote;
 use gitlab::api::projects::merge_requests::EditMergeRequest;
@@ -22,6 +27,12 @@ pub enum Executor {
     DryRun,
 }
 
+/// The answer to `POST /projects/:id/issues`: the fields we use.
+#[derive(Debug, serde::Deserialize)]
+struct CreatedIssue {
+    iid: u64,
+}
+
 /// What was written.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ExecutionReport {
@@ -42,6 +53,38 @@ pub enum ExecuteError {
     },
     #[error("cannot {0}: building the request failed: {1}")]
     Build(String, String),
+    /// The lock the writes were made under is no longer surely held (its lease ran out):
+    /// nothing more is written; trying again re-reads GitLab under a fresh lock.
+    #[error("not written: {what}: the shared lock on `{key}` is no longer surely held (its lease ran out); the event is retried")]
+    LockLost { key: String, what: String },
+    /// The organization's tracking issue is not created now: an earlier attempt's creation
+    /// may still land, or it was found and recorded (the event is decided again).
+    #[error("tracking issue of `{key}` not created: {why}; the event is retried")]
+    TrackingPending {
+        key: String,
+        why: String,
+        /// Not worth trying again before this (an earlier creation may land until then).
+        wait: Option<std::time::Duration>,
+    },
+    /// The reservation store (the shared queue's database) failed.
+    #[error("cannot reserve the tracking issue of `{key}`: {source}")]
+    Reservation {
+        key: String,
+        #[source]
+        source: Box<crate::queue::QueueError>,
+    },
+}
+
+/// The lock an organization's writes are made under (the handlers' `KeyGuard`): asked before
+/// each write, so that a holder whose shared lease ran out writes nothing.
+pub trait WriteLock: Send + Sync {
+    /// The locked key (an organization's slug, or an MR's reference).
+    fn key(&self) -> &str;
+    /// Whether the lock is surely still held.
+    fn held(&self) -> bool;
+    /// The key's tracking-issue reservations when replicas share them (`None` with the
+    /// in-process lock alone: nothing to reserve).
+    fn reservations(&self) -> Option<&dyn crate::queue::TrackingReservations>;
 }
 
 impl ExecuteError {
@@ -59,6 +102,17 @@ impl ExecuteError {
             ExecuteError::Gitlab(e) => e.retry(true),
             ExecuteError::Refused { source, .. } => source.retry(true),
             ExecuteError::Build(..) => super::Retry::Permanent,
+            ExecuteError::LockLost { .. }
+            | ExecuteError::TrackingPending { .. }
+            | ExecuteError::Reservation { .. } => super::Retry::Transient,
+        }
+    }
+
+    /// How long a retry is pointless (the worker waits at least this long before it).
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            ExecuteError::TrackingPending { wait, .. } => *wait,
+            _ => None,
         }
     }
 }
@@ -132,7 +186,27 @@ impl Executor {
         client: Option<&GitlabClient>,
         actions: &[Action],
     ) -> Result<ExecutionReport, ExecuteError> {
-        match self.run_in_order(client, actions).await {
+        self.run_checked(None, client, actions).await
+    }
+
+    /// Like [`Executor::run`], for writes decided under `lock`: each write happens only while
+    /// the lock is surely held; once it is not, the run stops with [`ExecuteError::LockLost`].
+    pub async fn run_locked(
+        &self,
+        lock: &dyn WriteLock,
+        client: Option<&GitlabClient>,
+        actions: &[Action],
+    ) -> Result<ExecutionReport, ExecuteError> {
+        self.run_checked(Some(lock), client, actions).await
+    }
+
+    async fn run_checked(
+        &self,
+        lock: Option<&dyn WriteLock>,
+        client: Option<&GitlabClient>,
+        actions: &[Action],
+    ) -> Result<ExecutionReport, ExecuteError> {
+        match self.run_in_order(lock, client, actions).await {
             Err(ExecuteError::Gitlab(e)) if e.retry(true) == super::Retry::Permanent => {
                 let status = e.status();
                 let hint = match actions.iter().find(|a| a.summary() == e.what) {
@@ -154,6 +228,7 @@ impl Executor {
 
     async fn run_in_order(
         &self,
+        lock: Option<&dyn WriteLock>,
         client: Option<&GitlabClient>,
         actions: &[Action],
     ) -> Result<ExecutionReport, ExecuteError> {
@@ -169,6 +244,13 @@ impl Executor {
         };
         for action in actions {
             let what = action.summary();
+            if let Some(lock) = lock.filter(|l| !l.held()) {
+                tracing::warn!(action = %what, key = lock.key(), "shared lock no longer surely held: not written");
+                return Err(ExecuteError::LockLost {
+                    key: lock.key().to_owned(),
+                    what,
+                });
+            }
             match action {
                 Action::EditMergeRequest {
                     mr,
@@ -378,14 +460,51 @@ impl Executor {
                             .iter()
                             .map(|id| ("assignee_ids[]", id.to_string())),
                     );
-                    write(
-                        client,
-                        &what,
-                        http::Method::POST,
-                        format!("projects/{}/issues", path_id(project)),
+                    // On a shared queue the organization's tracking issue is reserved first.
+                    let reserved = lock.and_then(|l| l.reservations().map(|r| (l, r)));
+                    if let Some((l, r)) = reserved {
+                        super::reservation::reserve(client, l.key(), r, project, description)
+                            .await
+                            .map_err(|e| not_now(l.key(), what.clone(), e))?;
+                        if !l.held() {
+                            let _ = r.release(project).await;
+                            return Err(ExecuteError::LockLost {
+                                key: l.key().to_owned(),
+                                what,
+                            });
+                        }
+                    }
+                    let created: Result<CreatedIssue, GitlabError> = Write {
+                        method: http::Method::POST,
+                        path: format!("projects/{}/issues", path_id(project)),
                         params,
-                    )
-                    .await?;
+                    }
+                    .query_async(client)
+                    .await
+                    .doing(|| what.clone());
+                    match (created, reserved) {
+                        (Ok(issue), Some((l, r))) => {
+                            if let Err(error) = r.record(project, issue.iid).await {
+                                // The next creation finds it by its marker.
+                                tracing::warn!(%error, org = l.key(), iid = issue.iid, "tracking issue created but not recorded");
+                            }
+                        }
+                        (Ok(_), None) => {}
+                        (Err(e), Some((_, r)))
+                            if e.status().is_some_and(|s| s.is_client_error()) =>
+                        {
+                            // GitLab answered 4xx: nothing was created.
+                            let _ = r.release(project).await;
+                            return Err(e.into());
+                        }
+                        (Err(e), Some((_, r))) if e.status().is_some() => {
+                            // Answered (5xx): created or not, nothing is in flight any more;
+                            // the next attempt looks for it by its marker at once.
+                            let _ = r.settle(project).await;
+                            return Err(e.into());
+                        }
+                        (Err(e), _) => return Err(e.into()),
+                    }
                 }
                 Action::EditIssue {
                     issue,
@@ -484,6 +603,21 @@ impl Executor {
             report.writes += 1;
         }
         Ok(report)
+    }
+}
+
+/// The executor's error for a tracking issue that is not created now.
+fn not_now(key: &str, what: String, e: super::reservation::NotNow) -> ExecuteError {
+    use super::reservation::NotNow;
+    let key = key.to_owned();
+    match e {
+        NotNow::LockLost => ExecuteError::LockLost { key, what },
+        NotNow::Pending { why, wait } => ExecuteError::TrackingPending { key, why, wait },
+        NotNow::Store(e) => ExecuteError::Reservation {
+            key,
+            source: Box::new(e),
+        },
+        NotNow::Gitlab(e) => ExecuteError::Gitlab(e),
     }
 }
 

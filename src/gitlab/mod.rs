@@ -7,6 +7,7 @@ mod client;
 mod endpoints;
 mod executor;
 mod facts;
+mod reservation;
 
 pub use access::TokenHealth;
 pub use cache::TtlCache;
@@ -14,7 +15,7 @@ pub use client::{host_of, CallCounter, ClientError, ConnectError, GitlabClient, 
 pub use endpoints::{
     path_id, scope_prefixes, ApiHook, ApiIssue, ApiMergeRequest, ApiNote, ApiUser, ApiUserRef, Get,
 };
-pub use executor::{ExecuteError, ExecutionReport, Executor};
+pub use executor::{ExecuteError, ExecutionReport, Executor, WriteLock};
 pub use facts::{FactSource, ListedTracking};
 
 use gitlab::api::ApiError;

@@ -2,7 +2,7 @@
 //! organization's tracking issue (or is linked to the existing one); tracking issues keep one
 //! stage and one pathway label.
 
-use super::{Context, HandleError, Outcome};
+use super::{Context, HandleError, KeyGuard, Outcome};
 use crate::decide::checklist::Item;
 use crate::decide::engagement::{
     classify_issue, decide_intake, decide_stage, issue_event_kind, IntakeFacts, IssueKind, IssueRef,
@@ -102,7 +102,8 @@ pub async fn handle(
     };
     // Classified again on the labels as they are now.
     let kind = classify_issue(&input.labels, &policies.routing.labels);
-    let actions = match kind {
+    // The organization's lock (when the rule took one) is held until the actions are written.
+    let (actions, lock) = match kind {
         Some(IssueKind::Intake) => intake(ctx, &input, markers, client.as_ref()).await?,
         Some(IssueKind::Doc) => doc(ctx, &input, markers, client.as_ref()).await?,
         _ => {
@@ -145,10 +146,12 @@ pub async fn handle(
                     .await?,
                 );
             }
-            actions
+            (actions, None)
         }
     };
-    let report = ctx.executor().run(client.as_ref(), &actions).await?;
+    let report = ctx
+        .execute(lock.as_ref(), client.as_ref(), &actions)
+        .await?;
     tracing::info!(issue = %input.issue, planned = actions.len(), writes = report.writes, "engagement issue handled");
     Ok(Outcome::Done {
         writes: report.writes,
@@ -157,13 +160,14 @@ pub async fn handle(
 }
 
 /// An intake: decided on the issue; a valid one asks for its organization's other tracking
-/// issues and the roster, read concurrently under the organization's lock, then decided again.
+/// issues and the roster, read concurrently under the organization's lock, then decided again
+/// (the actions come back with the lock, for their writes).
 async fn intake(
     ctx: &Context,
     input: &IssueInput,
     markers: Vec<crate::messages::Marker>,
     client: Option<&GitlabClient>,
-) -> Result<Vec<Action>, HandleError> {
+) -> Result<(Vec<Action>, Option<KeyGuard>), HandleError> {
     let mut facts = IntakeFacts {
         issue: input.issue.clone(),
         confidential: input.confidential,
@@ -176,12 +180,12 @@ async fn intake(
         account_team: Vec::new(),
     };
     let needs = match decide_intake(&facts, &ctx.policies, &ctx.messages)? {
-        Step::Act(actions) => return Ok(actions),
+        Step::Act(actions) => return Ok((actions, None)),
         Step::Need(needs) => needs,
     };
     // A valid intake: the rest is decided under the organization's lock.
     let org = &needs.org;
-    let _guard = ctx.locks.lock(org.as_str()).await;
+    let guard = ctx.locks.lock(org.as_str()).await;
     match (ctx.gitlab(), client) {
         (Some(live), Some(c)) => {
             let team = futures_util::future::try_join_all(needs.account_team.iter().map(
@@ -208,7 +212,7 @@ async fn intake(
         _ => facts.other_tracking = Some(Vec::new()),
     }
     match decide_intake(&facts, &ctx.policies, &ctx.messages)? {
-        Step::Act(actions) => Ok(actions),
+        Step::Act(actions) => Ok((actions, Some(guard))),
         Step::Need(needs) => Err(HandleError::StillNeeds {
             rule: "intake",
             needs: format!("{needs:?}"),
@@ -217,13 +221,14 @@ async fn intake(
 }
 
 /// A meeting-notes or onboarding issue: decided on the issue; one naming a known organization
-/// asks for that organization's tracking issues, read under its lock, then decided again.
+/// asks for that organization's tracking issues, read under its lock, then decided again (the
+/// actions come back with the lock).
 async fn doc(
     ctx: &Context,
     input: &IssueInput,
     markers: Vec<crate::messages::Marker>,
     client: Option<&GitlabClient>,
-) -> Result<Vec<Action>, HandleError> {
+) -> Result<(Vec<Action>, Option<KeyGuard>), HandleError> {
     let mut facts = DocFacts {
         issue: input.issue.clone(),
         confidential: input.confidential,
@@ -233,10 +238,10 @@ async fn doc(
         tracking: None,
     };
     let needs = match decide_engagement_doc(&facts, &ctx.policies, &ctx.messages)? {
-        Step::Act(actions) => return Ok(actions),
+        Step::Act(actions) => return Ok((actions, None)),
         Step::Need(needs) => needs,
     };
-    let _guard = ctx.locks.lock(needs.org.as_str()).await;
+    let guard = ctx.locks.lock(needs.org.as_str()).await;
     facts.tracking = Some(match (ctx.gitlab(), client) {
         (Some(live), Some(c)) => live
             .facts
@@ -268,7 +273,7 @@ async fn doc(
     if let (Some(live), Some(c), Some(t)) = (ctx.gitlab(), client, tracking) {
         actions.extend(tracking_checklist(ctx, live, c, &t, &input.labels).await?);
     }
-    Ok(actions)
+    Ok((actions, Some(guard)))
 }
 
 /// The checklist edit of tracking issue `t`, read as it is now, counting this doc issue

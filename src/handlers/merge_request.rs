@@ -178,7 +178,7 @@ pub async fn handle(
             Step::Act(decision) => decision,
             Step::Need(needs) => return Err(still_needs(&needs)),
         };
-        return finish(ctx, None, input.mr, decision).await;
+        return finish(ctx, None, None, input.mr, decision).await;
     };
     let client = live.client.for_event(event_uuid);
 
@@ -189,13 +189,13 @@ pub async fn handle(
         .user(&client, input.author_id, &ctx.policies)
         .await?;
     let mut needs = match decide_merge_request(&facts, &ctx.policies, &ctx.messages)? {
-        Step::Act(decision) => return finish(ctx, Some(&client), input.mr, decision).await,
+        Step::Act(decision) => return finish(ctx, None, Some(&client), input.mr, decision).await,
         Step::Need(needs) => needs,
     };
 
     // The organization's work is serialized: read the current state, decide, write.
     let org = needs.org.clone();
-    let _guard = ctx.locks.lock(org.slug.as_str()).await;
+    let guard = ctx.locks.lock(org.slug.as_str()).await;
     let mut engagement = Engagement::Unread;
     let mut web_url = String::new();
     let mut rounds = Rounds::default();
@@ -221,7 +221,7 @@ pub async fn handle(
     };
     let mut decision = decision;
     if decision.skip.is_some() {
-        return finish(ctx, Some(&client), input.mr, decision).await;
+        return finish(ctx, Some(&guard), Some(&client), input.mr, decision).await;
     }
     // The engagement rule needs the MRs its tracking issues link; read them if no second
     // round did.
@@ -247,7 +247,7 @@ pub async fn handle(
             &ctx.messages,
         )?);
     }
-    finish(ctx, Some(&client), input.mr, decision).await
+    finish(ctx, Some(&guard), Some(&client), input.mr, decision).await
 }
 
 /// The organization's tracking issues, for the reviewer preference and the engagement rule.
@@ -400,6 +400,7 @@ fn still_needs(needs: &MrNeeds) -> HandleError {
 
 async fn finish(
     ctx: &Context,
+    lock: Option<&super::KeyGuard>,
     client: Option<&GitlabClient>,
     mr: MrRef,
     decision: Decision,
@@ -413,7 +414,7 @@ async fn finish(
         .as_ref()
         .map(|o| o.slug.to_string())
         .unwrap_or_default();
-    let report = ctx.executor().run(client, &decision.actions).await?;
+    let report = ctx.execute(lock, client, &decision.actions).await?;
     tracing::info!(%mr, %org, planned = decision.actions.len(), writes = report.writes, "merge request routed");
     Ok(Outcome::Done {
         writes: report.writes,

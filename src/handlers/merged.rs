@@ -59,7 +59,7 @@ pub async fn handle(
         return Ok(Outcome::Skipped(Skip::NotCoCreate));
     };
     // The organization's work is serialized: read, decide, write.
-    let _guard = ctx.locks.lock(org.as_str()).await;
+    let guard = ctx.locks.lock(org.as_str()).await;
     let params = [
         ("state", "merged".to_owned()),
         (
@@ -117,7 +117,7 @@ pub async fn handle(
         &ctx.policies,
         &ctx.messages,
     )?;
-    let report = ctx.executor().run(Some(&c), &actions).await?;
+    let report = ctx.execute(Some(&guard), Some(&c), &actions).await?;
     tracing::info!(mr = %input.mr, %org, merged = contributions.merged_mrs, writes = report.writes, "merged Co-Create MR recognized");
     Ok(Outcome::Done {
         writes: report.writes,

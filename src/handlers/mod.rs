@@ -90,6 +90,20 @@ impl Context {
         self.mode.executor()
     }
 
+    /// Runs `actions` with [`Context::executor`]; under `lock` (an organization's, held since
+    /// the facts were read) each write happens only while the lock is surely held.
+    pub async fn execute(
+        &self,
+        lock: Option<&KeyGuard>,
+        client: Option<&GitlabClient>,
+        actions: &[crate::decide::Action],
+    ) -> Result<crate::gitlab::ExecutionReport, ExecuteError> {
+        match lock {
+            Some(lock) => self.executor().run_locked(lock, client, actions).await,
+            None => self.executor().run(client, actions).await,
+        }
+    }
+
     /// This context with the policies and templates in force now: each event is decided with
     /// the version current when its processing starts.
     pub fn with_live_config(&self) -> Context {
@@ -153,6 +167,14 @@ impl HandleError {
         }
     }
 
+    /// How long a retry is pointless: the worker's backoff is at least this long.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            HandleError::Execute(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+
     pub fn is_permanent(&self) -> bool {
         self.retry() == Retry::Permanent
     }
@@ -213,7 +235,10 @@ async fn route(
 /// Serializes work per key (an organization): two events of one organization never run their
 /// decide → execute step at the same time, so they cannot both open or post the same thing.
 ///
-/// With a shared queue ([`KeyedLocks::shared`]), the key is also locked across replicas.
+/// With a shared queue ([`KeyedLocks::shared`]), the key is also locked across replicas, and
+/// the guard fences the writes: handlers run the executor with [`Executor::run_locked`] and the
+/// guard, so a replica whose shared lease ran out writes nothing (the event is retried). The
+/// in-process lock alone (SQLite's one process) is always held.
 #[derive(Debug, Clone, Default)]
 pub struct KeyedLocks {
     inner: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
@@ -242,7 +267,8 @@ impl KeyedLocks {
             None => None,
         };
         KeyGuard {
-            _shared: shared,
+            key: key.to_owned(),
+            shared,
             _guard: local,
         }
     }
@@ -250,7 +276,30 @@ impl KeyedLocks {
 
 /// Held while one organization's work runs.
 pub struct KeyGuard {
+    key: String,
     // Released first (fields drop in order), then the in-process lock.
-    _shared: Option<Box<dyn crate::queue::SharedKeyGuard>>,
+    shared: Option<Box<dyn crate::queue::SharedKeyGuard>>,
     _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl KeyGuard {
+    /// Whether the key is surely still this process's (the in-process lock always is; the
+    /// shared one while its lease is surely held).
+    pub fn held(&self) -> bool {
+        self.shared.as_ref().is_none_or(|s| s.held())
+    }
+}
+
+impl crate::gitlab::WriteLock for KeyGuard {
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn held(&self) -> bool {
+        KeyGuard::held(self)
+    }
+
+    fn reservations(&self) -> Option<&dyn crate::queue::TrackingReservations> {
+        self.shared.as_ref().map(|s| s.reservations())
+    }
 }

@@ -67,7 +67,7 @@ pub async fn handle(
         .as_ref()
         .map(|o| o.slug.to_string())
         .unwrap_or_else(|| input.mr.to_string());
-    let _guard = ctx.locks.lock(&key).await;
+    let guard = ctx.locks.lock(&key).await;
     let notes = live.facts.mr_notes(&c, input.mr).await?;
     // The comment as GitLab has it now: its author, text and visibility (an edited or deleted
     // comment is answered as it is, or not at all).
@@ -143,7 +143,7 @@ pub async fn handle(
             }
         }
     };
-    let report = ctx.executor().run(Some(&c), &actions).await?;
+    let report = ctx.execute(Some(&guard), Some(&c), &actions).await?;
     tracing::info!(mr = %input.mr, command = ?note.command, writes = report.writes, "command handled");
     Ok(Outcome::Done {
         writes: report.writes,

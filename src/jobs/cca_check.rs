@@ -166,7 +166,7 @@ async fn check_one(
         head_status: None,
         markers: None,
     };
-    let _guard = ctx.locks.lock(org.as_str()).await;
+    let guard = ctx.locks.lock(org.as_str()).await;
     let markers;
     let plan = match plan_cca(&facts, &state, labels) {
         Step::Act(plan) => plan,
@@ -185,7 +185,8 @@ async fn check_one(
         &ctx.policies,
         &ctx.messages,
     )?;
-    ctx.executor().run(Some(&live.client), &actions).await?;
+    ctx.execute(Some(&guard), Some(&live.client), &actions)
+        .await?;
     Ok(MrCheck {
         mr: mr_ref,
         title: mr.title.clone(),

@@ -112,7 +112,10 @@ fn execute_status(e: &ExecuteError) -> Option<http::StatusCode> {
     match e {
         ExecuteError::Gitlab(g) => g.status(),
         ExecuteError::Refused { source, .. } => source.status(),
-        ExecuteError::Build(..) => None,
+        ExecuteError::Build(..)
+        | ExecuteError::LockLost { .. }
+        | ExecuteError::TrackingPending { .. }
+        | ExecuteError::Reservation { .. } => None,
     }
 }
 

@@ -9,7 +9,11 @@
 //! operator's interface (status, list, show, replay, purge), implemented for
 //! SQLite by [`SqliteInspector`], which opens its own connection next to a
 //! running `serve`. [`PostgresQueue`] implements both traits on PostgreSQL, for
-//! several `serve` replicas sharing one queue.
+//! several `serve` replicas sharing one queue, and also offers what only
+//! replicas need: key locks per organization ([`SharedKeyLocks`], whose guards
+//! fence the writes made under them) and, through each guard, the organization's
+//! tracking-issue reservation ([`TrackingReservations`]). The SQLite queue needs
+//! neither: its one process serializes an organization's work in memory.
 //!
 //! Semantics shared by every implementation:
 //!
@@ -29,6 +33,7 @@ mod postgres;
 mod ready;
 mod sqlite;
 mod sqlite_inspect;
+pub mod tracking;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,6 +51,7 @@ pub use postgres::{
 };
 pub use ready::ReadyLimits;
 pub use sqlite::SqliteQueue;
+pub use tracking::{Reserved, TrackingReservations};
 
 pub use sqlite_inspect::SqliteInspector;
 
@@ -292,6 +298,13 @@ pub enum QueueError {
         /// The underlying error, shared by the batch.
         #[source]
         source: Arc<sqlx::Error>,
+    },
+    /// A shared key lock is no longer the caller's (its lease ran out, another replica took
+    /// it): what it guards was not done.
+    #[error("the shared lock on `{key}` is no longer held (its lease ran out)")]
+    LockLost {
+        /// The locked key (an organization).
+        key: String,
     },
     /// A PostgreSQL queue operation failed.
     #[error("queue {op} failed: {source}")]

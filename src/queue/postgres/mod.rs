@@ -20,13 +20,18 @@
 //! * Every time is the bot's clock in unix milliseconds, as with SQLite: replicas' clocks must be
 //!   synchronized (NTP) to well under a lease.
 //!
+//! * An organization's tracking issue is reserved by a row of `tracking_reservations` before
+//!   it is created, under the organization's key lock (see [`crate::queue::tracking`]).
+//!
 //! Files: `enqueue` (the group commit), `queue` (the worker's operations), `inspect` (the
-//! operator's), `key_lock` (the organizations' locks shared by replicas).
+//! operator's), `key_lock` (the organizations' locks shared by replicas, whose guards fence the
+//! writes), `tracking` (the tracking-issue reservations).
 
 mod enqueue;
 mod inspect;
 mod key_lock;
 mod queue;
+mod tracking;
 
 use std::sync::Arc;
 use std::time::Duration;
