@@ -608,6 +608,68 @@ async fn postgres_key_locks_hold_a_key_across_replicas() {
     assert!(waited >= Duration::from_millis(400), "{waited:?}");
 }
 
+/// One replica's events of one organization waiting for each other: the organization's shared
+/// lock passes from one to the next without going back to the database (its token stays), at
+/// most `MAX_HANDOVERS` times in a row; when the last one is done it is given back, and another
+/// replica takes it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_key_locks_pass_between_local_waiters_and_come_back_when_idle() {
+    use cocreate::handlers::{KeyedLocks, MAX_HANDOVERS};
+    use cocreate::queue::SharedKeyLocks;
+    let url = support::postgres::fresh_database().await;
+    let queue = PostgresQueue::connect(&url).await.unwrap();
+    let locks = KeyedLocks::shared(Arc::new(queue.key_locks()));
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let token = || async {
+        sqlx::query_scalar::<_, i64>("SELECT token FROM key_locks WHERE key = 'org-a'")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    // A run of local holders, each waiting for the one before; each says when it holds the
+    // lock and gives it back when told.
+    let first = locks.lock("org-a").await;
+    assert_eq!(token().await, 1);
+    let (holding, mut holders) = tokio::sync::mpsc::unbounded_channel();
+    let waiters = MAX_HANDOVERS as usize + 2;
+    for _ in 0..waiters {
+        let (locks, holding) = (locks.clone(), holding.clone());
+        tokio::spawn(async move {
+            let guard = locks.lock("org-a").await;
+            let (done, wait) = tokio::sync::oneshot::channel::<()>();
+            holding.send(done).unwrap();
+            wait.await.ok();
+            drop(guard);
+        });
+    }
+    // All of them wait (as the worker's events of one organization do) before the first leaves.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(first);
+    let mut tokens = Vec::new();
+    for _ in 0..waiters {
+        let done = tokio::time::timeout(Duration::from_secs(5), holders.recv())
+            .await
+            .expect("the lock was not passed on")
+            .unwrap();
+        tokens.push(token().await);
+        done.send(()).unwrap();
+    }
+    let handed = MAX_HANDOVERS as usize;
+    assert!(
+        tokens[..handed].iter().all(|&t| t == 1),
+        "handed over without a new acquire: {tokens:?}"
+    );
+    assert!(
+        tokens[handed] > 1,
+        "given back after {handed} hand-overs: {tokens:?}"
+    );
+    // Idle: given back, so another replica gets it without waiting for a lease to run out.
+    let other = PostgresQueue::connect(&url).await.unwrap().key_locks();
+    tokio::time::timeout(Duration::from_secs(2), other.acquire("org-a"))
+        .await
+        .expect("the idle key was not given back");
+}
+
 async fn recover_cursors_survive_a_reopen_and_never_go_back(s: Subject) {
     let hook = "groups/50/hooks/7";
     let first = s.cursors().await;

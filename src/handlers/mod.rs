@@ -239,10 +239,28 @@ async fn route(
 /// the guard fences the writes: handlers run the executor with [`Executor::run_locked`] and the
 /// guard, so a replica whose shared lease ran out writes nothing (the event is retried). The
 /// in-process lock alone (SQLite's one process) is always held.
+///
+/// While local events of one key wait for each other, the shared lock is handed from one to the
+/// next without giving it back to the database (at most [`MAX_HANDOVERS`] times in a row, so
+/// other replicas get their turn): one acquire and one release per run of events instead of per
+/// event, and no retry pause between them.
 #[derive(Debug, Clone, Default)]
 pub struct KeyedLocks {
-    inner: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    // Weak: a key's slot lives while someone holds or waits for it; when the last one goes, the
+    // slot and the shared lock in it are dropped (given back).
+    inner: Arc<Mutex<HashMap<String, std::sync::Weak<tokio::sync::Mutex<Slot>>>>>,
     shared: Option<Arc<dyn crate::queue::SharedKeyLocks>>,
+}
+
+/// Local holders in a row that one shared lock is handed to before it is given back.
+pub const MAX_HANDOVERS: u32 = 8;
+
+/// The shared lock of one key while this process has it (`None` with the in-process lock only).
+type Slot = Option<Held>;
+
+struct Held {
+    guard: Box<dyn crate::queue::SharedKeyGuard>,
+    handovers: u32,
 }
 
 impl KeyedLocks {
@@ -257,19 +275,31 @@ impl KeyedLocks {
     pub async fn lock(&self, key: &str) -> KeyGuard {
         let m = {
             let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            // Drop locks nobody holds or waits for, so the map stays small.
-            map.retain(|_, m| Arc::strong_count(m) > 1);
-            map.entry(key.to_owned()).or_default().clone()
+            // Forget keys nobody holds or waits for, so the map stays small.
+            map.retain(|_, m| m.strong_count() > 0);
+            match map.get(key).and_then(std::sync::Weak::upgrade) {
+                Some(m) => m,
+                None => {
+                    let m = Arc::new(tokio::sync::Mutex::new(None));
+                    map.insert(key.to_owned(), Arc::downgrade(&m));
+                    m
+                }
+            }
         };
-        let local = m.lock_owned().await;
-        let shared = match &self.shared {
-            Some(shared) => Some(shared.acquire(key).await),
-            None => None,
-        };
+        let mut slot = m.lock_owned().await;
+        if let Some(shared) = &self.shared {
+            // Handed over by the previous local holder, if its lease is still surely held.
+            if !slot.as_ref().is_some_and(|held| held.guard.held()) {
+                *slot = None; // gives a lost lock back before taking it again
+                *slot = Some(Held {
+                    guard: shared.acquire(key).await,
+                    handovers: 0,
+                });
+            }
+        }
         KeyGuard {
             key: key.to_owned(),
-            shared,
-            _guard: local,
+            slot,
         }
     }
 }
@@ -277,16 +307,26 @@ impl KeyedLocks {
 /// Held while one organization's work runs.
 pub struct KeyGuard {
     key: String,
-    // Released first (fields drop in order), then the in-process lock.
-    shared: Option<Box<dyn crate::queue::SharedKeyGuard>>,
-    _guard: tokio::sync::OwnedMutexGuard<()>,
+    slot: tokio::sync::OwnedMutexGuard<Slot>,
+}
+
+impl Drop for KeyGuard {
+    fn drop(&mut self) {
+        // Someone else in this process waits for the key: hand the shared lock over (a bounded
+        // number of times). Else give it back now, before the in-process lock.
+        let waiting = Arc::strong_count(tokio::sync::OwnedMutexGuard::mutex(&self.slot)) > 1;
+        match self.slot.as_mut() {
+            Some(held) if waiting && held.handovers < MAX_HANDOVERS => held.handovers += 1,
+            _ => *self.slot = None,
+        }
+    }
 }
 
 impl KeyGuard {
     /// Whether the key is surely still this process's (the in-process lock always is; the
     /// shared one while its lease is surely held).
     pub fn held(&self) -> bool {
-        self.shared.as_ref().is_none_or(|s| s.held())
+        self.slot.as_ref().is_none_or(|held| held.guard.held())
     }
 }
 
@@ -300,6 +340,6 @@ impl crate::gitlab::WriteLock for KeyGuard {
     }
 
     fn reservations(&self) -> Option<&dyn crate::queue::TrackingReservations> {
-        self.shared.as_ref().map(|s| s.reservations())
+        self.slot.as_ref().map(|held| held.guard.reservations())
     }
 }
