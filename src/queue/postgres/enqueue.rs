@@ -1,6 +1,6 @@
 //! Group commit of enqueues on PostgreSQL: the receiver's enqueues wait in a channel, one task
 //! takes every enqueue waiting there (up to [`MAX_BATCH`]) and stores them with one multi-row
-//! `INSERT … ON CONFLICT (dedupe_key) DO NOTHING` in one transaction, then answers each caller
+//! `INSERT … ON CONFLICT (dedupe_key) DO NOTHING` (one statement), then answers each caller
 //! after the commit. One commit (one WAL flush, one notification) per batch instead of per
 //! delivery, as the SQLite writer does (`src/queue/sqlite/writer.rs`).
 //!
@@ -159,20 +159,27 @@ async fn store(
         received.push(p.event.received_at_ms);
         serial_keys.push(p.event.serial_key.as_deref());
     }
-    let mut tx = pool.begin().await?;
-    // `WITH ORDINALITY … ORDER BY` keeps the arrival order for the ids; a key twice in the batch
-    // is stored once (the second row conflicts with the first and is skipped).
+    // One statement, so one round trip and one (implicit) transaction. `WITH ORDINALITY …
+    // ORDER BY` keeps the arrival order for the ids; a key twice in the batch is stored once
+    // (the second row conflicts with the first and is skipped). The notification, sent at the
+    // commit, is made once for the batch and only when something was stored.
     let inserted: Vec<(String, EventId)> = sqlx::query_as(
-        "INSERT INTO events
-             (dedupe_key, kind, headers, body, received_at, state, attempts, next_attempt_at,
-              serial_key)
-         SELECT u.dedupe_key, u.kind, u.headers, u.body, u.received_at, 'pending', 0, $7,
-                u.serial_key
-         FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BYTEA[], $5::BIGINT[], $6::TEXT[])
-              WITH ORDINALITY AS u(dedupe_key, kind, headers, body, received_at, serial_key, n)
-         ORDER BY u.n
-         ON CONFLICT (dedupe_key) DO NOTHING
-         RETURNING dedupe_key, id",
+        "WITH ins AS (
+             INSERT INTO events
+                 (dedupe_key, kind, headers, body, received_at, state, attempts,
+                  next_attempt_at, serial_key)
+             SELECT u.dedupe_key, u.kind, u.headers, u.body, u.received_at, 'pending', 0, $7,
+                    u.serial_key
+             FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BYTEA[], $5::BIGINT[],
+                         $6::TEXT[])
+                  WITH ORDINALITY AS u(dedupe_key, kind, headers, body, received_at,
+                                       serial_key, n)
+             ORDER BY u.n
+             ON CONFLICT (dedupe_key) DO NOTHING
+             RETURNING dedupe_key, id),
+         note AS (
+             SELECT pg_notify($8, '') FROM (SELECT 1) AS one WHERE EXISTS (SELECT 1 FROM ins))
+         SELECT ins.dedupe_key, ins.id FROM ins CROSS JOIN (SELECT COUNT(*) FROM note) AS n",
     )
     .bind(&keys)
     .bind(&kinds)
@@ -181,19 +188,12 @@ async fn store(
     .bind(&received)
     .bind(&serial_keys)
     .bind(now)
-    .fetch_all(&mut *tx)
+    .bind(NOTIFY_CHANNEL)
+    .fetch_all(pool)
     .await?;
     let mut new: HashMap<String, EventId> = inserted.into_iter().collect();
-    if !new.is_empty() {
-        // Sent at the commit, once for the batch.
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(NOTIFY_CHANNEL)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
     // Keys not inserted were there already (committed before, or by a concurrent batch that
-    // the insert waited for): read their ids after our commit, when both are visible.
+    // the insert waited for): read their ids after the commit, when both are visible.
     let missing: Vec<&str> = keys
         .iter()
         .copied()
