@@ -662,20 +662,9 @@ async fn load_benchmark(args: &Args) {
     println!("\n{drain_report}");
 }
 
-/// `replicas` `serve` processes on one fresh PostgreSQL database, the load spread evenly over
-/// them (one connection set per replica, as a load balancer would), workers live against the
-/// fake GitLab; then the drain, measured in the shared queue.
-async fn postgres_phase(
-    args: &Args,
-    tmp: &tempfile::TempDir,
-    gitlab: &FakeGitLab,
-    bodies: &[Arc<Vec<u8>>],
-    server: &str,
-    name: &'static str,
-    replicas: usize,
-) -> (Phase, String) {
+/// A new, empty database `cocreate_bench_<tag>_<pid>` on `server`; its URL.
+async fn fresh_bench_database(server: &str, tag: &str) -> String {
     use sqlx::Connection;
-    let tag = format!("pg{replicas}");
     let database = format!("cocreate_bench_{tag}_{}", std::process::id());
     let mut admin = sqlx::PgConnection::connect(server)
         .await
@@ -692,7 +681,23 @@ async fn postgres_phase(
         .expect("create database");
     let mut url = url::Url::parse(server).expect("BENCH_POSTGRES_URL is a URL");
     url.set_path(&format!("/{database}"));
-    let url = url.to_string();
+    url.to_string()
+}
+
+/// `replicas` `serve` processes on one fresh PostgreSQL database, the load spread evenly over
+/// them (one connection set per replica, as a load balancer would), workers live against the
+/// fake GitLab; then the drain, measured in the shared queue.
+async fn postgres_phase(
+    args: &Args,
+    tmp: &tempfile::TempDir,
+    gitlab: &FakeGitLab,
+    bodies: &[Arc<Vec<u8>>],
+    server: &str,
+    name: &'static str,
+    replicas: usize,
+) -> (Phase, String) {
+    let tag = format!("pg{replicas}");
+    let url = fresh_bench_database(server, &tag).await;
     let max = Duration::from_secs(args.max_secs);
     let mut cmds = Vec::new();
     let mut serves = Vec::new();
@@ -900,15 +905,32 @@ async fn breakdown(args: &Args) {
     // The durable queue alone: enqueue from `concurrency` tasks (group commit, fsync); then
     // the same while a worker loop claims and acknowledges what arrives, one event at a time
     // (as `serve`'s worker does, without any handler work).
+    // The same on PostgreSQL, when a server is given.
+    let postgres = std::env::var("BENCH_POSTGRES_URL")
+        .ok()
+        .filter(|s| !s.is_empty());
     for with_worker in [false, true] {
-        queue_alone(args, body, with_worker).await;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let queue: Arc<dyn Queue> = Arc::new(SqliteQueue::open(tmp.path()).expect("queue"));
+        queue_alone(args, body, with_worker, queue, "SQLite").await;
+        if let Some(server) = &postgres {
+            let tag = format!("alone{}", u8::from(with_worker));
+            let url = fresh_bench_database(server, &tag).await;
+            let pg = PostgresQueue::connect(&url).await.expect("PostgreSQL queue");
+            queue_alone(args, body, with_worker, Arc::new(pg.clone()), "PostgreSQL").await;
+            pg.close().await;
+        }
     }
 }
 
-async fn queue_alone(args: &Args, body: &[u8], with_worker: bool) {
+async fn queue_alone(
+    args: &Args,
+    body: &[u8],
+    with_worker: bool,
+    queue: Arc<dyn Queue>,
+    engine: &str,
+) {
     use cocreate::queue::NewEvent;
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let queue: Arc<dyn Queue> = Arc::new(SqliteQueue::open(tmp.path()).expect("queue"));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let worker = with_worker.then(|| {
         let (queue, stop) = (queue.clone(), stop.clone());
@@ -976,7 +998,7 @@ async fn queue_alone(args: &Args, body: &[u8], with_worker: bool) {
         None => String::new(),
     };
     println!(
-        "- durable queue alone ({} enqueues from {} tasks{acked}): {:.0} enqueues/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "- durable {engine} queue alone ({} enqueues from {} tasks{acked}): {:.0} enqueues/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         lat.len(),
         args.concurrency,
         lat.len() as f64 / elapsed,
