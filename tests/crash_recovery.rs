@@ -71,19 +71,34 @@ async fn an_event_acknowledged_before_a_kill_is_processed_after_restart() {
     let data = tempfile::tempdir().expect("tempdir");
     let mut serve = spawn_serve(&gitlab, data.path()).await;
 
-    // GitLab is slow, so the worker is mid-event when the process dies.
-    gitlab.push_fault(Fault::Delay(Duration::from_secs(5)));
+    // GitLab is slow to answer the event's first request, so the worker is mid-event when
+    // the process dies. The delay is for a request made on the event's behalf: the service's
+    // own background calls at start (the overdue gauge, the hook check) cannot take it.
+    let uuid = new_uuid();
+    gitlab.push_fault_for_event(&uuid, Fault::Delay(Duration::from_secs(20)));
     let r = reqwest::Client::new()
         .post(format!("{}/webhook", serve.url))
         .header("X-Gitlab-Event", "Merge Request Hook")
         .header("X-Gitlab-Token", SECRET)
-        .header("X-Gitlab-Event-UUID", new_uuid())
+        .header("X-Gitlab-Event-UUID", &uuid)
         .body(mr_event(16, AERO_DEV, AERO_DEV, "open"))
         .send()
         .await
         .expect("deliver");
     assert_eq!(r.status(), 200, "acknowledged = durably stored");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Kill once the worker is inside the event (its first GitLab request is waiting).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !gitlab
+        .calls()
+        .iter()
+        .any(|c| c.event_uuid.as_deref() == Some(uuid.as_str()))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker did not start the event"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     serve.child.kill().expect("SIGKILL");
     let _ = serve.child.wait();
     assert!(

@@ -937,6 +937,42 @@ async fn status_and_delay_faults() {
 }
 
 #[tokio::test]
+async fn a_fault_for_an_event_waits_for_a_request_made_on_its_behalf() {
+    let api = world().await;
+    let fake = &api.fake;
+    let uuid = "c0ffee00-0000-4000-8000-000000000002";
+    let get_as = |event: Option<&'static str>| {
+        let mut req = api
+            .http
+            .get(format!("{}/api/v4/user", fake.url()))
+            .header("PRIVATE-TOKEN", DEFAULT_TOKEN);
+        if let Some(event) = event {
+            req = req.header("X-Gitlab-Event-UUID", event);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    fake.push_fault_for_event(uuid, Fault::Status(503));
+    // A background call (no event) and another event's call pass it by.
+    assert_eq!(get_as(None).await, 200);
+    assert_eq!(
+        get_as(Some("c0ffee00-0000-4000-8000-000000000003")).await,
+        200
+    );
+    assert_eq!(
+        get_as(Some(uuid)).await,
+        503,
+        "the event's request takes it"
+    );
+    assert_eq!(get_as(Some(uuid)).await, 200, "once");
+    let statuses: Vec<(Option<String>, u16)> = fake
+        .calls()
+        .into_iter()
+        .map(|c| (c.event_uuid, c.status))
+        .collect();
+    assert_eq!(statuses[2], (Some(uuid.to_owned()), 503));
+}
+
+#[tokio::test]
 async fn a_fixed_latency_delays_every_answer_and_concurrent_calls_wait_together() {
     let api = world().await;
     let fake = &api.fake;

@@ -196,10 +196,17 @@ async fn readyz_writes_nothing_to_the_database() {
 
 /// A full disk is reported as it is: deliveries get 503, `/readyz` names the cause, and the
 /// background probe does not call it writable again because a tiny write fits again (the test
-/// frees 300 KiB; the refused delivery was 700 KiB). Once space is back, the next delivery is
-/// stored and `/readyz` is ready again, without a restart. The
-/// data directory is a 4 MiB tmpfs in a private mount namespace (`unshare`); where user
-/// namespaces are not allowed the test says so and does nothing.
+/// leaves exactly 300 KiB free; the refused delivery was 700 KiB). Once space is back, the next
+/// delivery is stored and `/readyz` is ready again, without a restart. The data directory is a
+/// 16 MiB tmpfs (13 MiB of it taken by a filler file) in a private mount namespace
+/// (`unshare`); where user namespaces are not allowed the test says so and does nothing.
+///
+/// The free space the test leaves must be all the room SQLite has, whatever its checkpoints
+/// did meanwhile: a completed checkpoint lets SQLite rewrite its log from the start, and a log
+/// of a few MiB holds a 700 KiB write without a byte of new space. So a reader (as a backup or
+/// `cocreate queue status` would) holds a snapshot from before the first delivery, which keeps
+/// SQLite from rewinding its log, and after the refusal the test fills what is left of the
+/// file system before it frees the 300 KiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_is_reported_truthfully() {
     let can_unshare = Command::new("unshare")
@@ -222,7 +229,7 @@ async fn a_full_disk_is_reported_truthfully() {
     #[allow(clippy::zombie_processes)] // killed and waited for below
     let mut child = Command::new("unshare")
         .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
-        .arg("mount -t tmpfs -o size=4m tmpfs \"$1\" && head -c 1048576 /dev/zero > \"$1/filler\" && exec \"$0\" serve")
+        .arg("mount -t tmpfs -o size=16m tmpfs \"$1\" && head -c 13631488 /dev/zero > \"$1/filler\" && exec \"$0\" serve")
         .arg(env!("CARGO_BIN_EXE_cocreate"))
         .arg(&data)
         .env_clear()
@@ -249,7 +256,20 @@ async fn a_full_disk_is_reported_truthfully() {
     }
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
     assert!(up, "serve did not come up: {}", log_text());
-    // ~700 KiB deliveries until the 4 MiB file system is full.
+    // The data directory as the process sees it (its private tmpfs).
+    let inside = std::path::PathBuf::from(format!("/proc/{}/root", child.id()))
+        .join(data.strip_prefix("/").expect("absolute"));
+    let filler = inside.join("filler");
+    // A reader's snapshot: SQLite appends to its log from here on, never rewinds it.
+    let mut reader = match SnapshotReader::start(child.id(), &data.join("queue.sqlite3")) {
+        Ok(reader) => reader,
+        Err(error) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{error}; serve log:\n{}", log_text());
+        }
+    };
+    // ~700 KiB deliveries until the file system (3 MiB left) is full.
     let mut v: serde_json::Value = serde_json::from_slice(&support::harness::mr_event(
         16,
         support::harness::AERO_DEV,
@@ -257,24 +277,19 @@ async fn a_full_disk_is_reported_truthfully() {
         "open",
     ))
     .expect("json");
-    let mut refused = false;
-    for i in 0..12 {
-        v["object_attributes"]["description"] = format!("{i}{}", "x".repeat(700 * 1024)).into();
-        let r = http
+    let deliver = |uuid: String, body: Vec<u8>| {
+        let request = http
             .post(format!("{url}/webhook"))
             .header("X-Gitlab-Event", "Merge Request Hook")
             .header("X-Gitlab-Token", SECRET)
-            .header("X-Gitlab-Event-UUID", format!("full-disk-{i}"))
-            .body(serde_json::to_vec(&v).expect("json"))
-            .send()
-            .await
-            .expect("send");
-        if r.status() == 503 {
-            refused = true;
-            break;
-        }
-        assert_eq!(r.status(), 200);
-    }
+            .header("X-Gitlab-Event-UUID", uuid)
+            .body(body);
+        async move { request.send().await.expect("send").status().as_u16() }
+    };
+    let big = |v: &mut serde_json::Value, i: usize| {
+        v["object_attributes"]["description"] = format!("{i}{}", "x".repeat(700 * 1024)).into();
+        serde_json::to_vec(v).expect("json")
+    };
     let readyz = || async {
         let r = http
             .get(format!("{url}/readyz"))
@@ -283,12 +298,43 @@ async fn a_full_disk_is_reported_truthfully() {
             .expect("readyz");
         (r.status().as_u16(), r.text().await.expect("text"))
     };
-    // The process's view of its private tmpfs, to free a little space on it.
-    let filler = std::path::PathBuf::from(format!("/proc/{}/root", child.id()))
-        .join(data.strip_prefix("/").expect("absolute"))
-        .join("filler");
+    let rest = inside.join("filler-rest");
     let result = async {
-        assert!(refused, "12 deliveries of 700 KiB fit into 4 MiB?");
+        let mut refused = false;
+        for i in 0..12 {
+            let status = deliver(format!("full-disk-{i}"), big(&mut v, i)).await;
+            if status == 503 {
+                refused = true;
+                break;
+            }
+            assert_eq!(status, 200);
+        }
+        assert!(refused, "12 deliveries of 700 KiB fit into 3 MiB?");
+        // Whatever the refused delivery left free is taken too: the file system is full.
+        fill_up(&rest);
+        // The refused write's pages stay allocated in SQLite's log for the next write (up to
+        // 700 KiB of room the file system does not show): small deliveries take it until one
+        // of them is refused too. Then a big one again, the last refused.
+        let mut small_refused = false;
+        for j in 0..2000 {
+            let body = support::harness::mr_event(
+                16,
+                support::harness::AERO_DEV,
+                support::harness::AERO_DEV,
+                "update",
+            );
+            let status = deliver(format!("full-disk-small-{j}"), body).await;
+            if status == 503 {
+                small_refused = true;
+                break;
+            }
+            assert_eq!(status, 200);
+        }
+        assert!(small_refused, "2000 small deliveries fit into a full disk?");
+        assert_eq!(
+            deliver("full-disk-big".to_owned(), big(&mut v, 99)).await,
+            503
+        );
         let (status, body) = readyz().await;
         assert_eq!(status, 503, "{body}");
         assert!(body.contains("full"), "{body}");
@@ -296,7 +342,7 @@ async fn a_full_disk_is_reported_truthfully() {
         std::fs::OpenOptions::new()
             .write(true)
             .open(&filler)
-            .and_then(|f| f.set_len(724 * 1024))
+            .and_then(|f| f.set_len(13 * 1024 * 1024 - 300 * 1024))
             .expect("shrink the filler");
         // The probe runs meanwhile (every 5 s): still not writable.
         tokio::time::sleep(Duration::from_secs(6)).await;
@@ -313,7 +359,9 @@ async fn a_full_disk_is_reported_truthfully() {
         assert!(metrics.contains("cocreate_queue_writable 0"), "{metrics}");
         assert!(metrics.contains("cocreate_queue_healthy 0"), "{metrics}");
         // Space is back: the next delivery is stored and the receiver is ready, no restart.
+        reader.finish();
         std::fs::remove_file(&filler).expect("remove the filler");
+        std::fs::remove_file(&rest).expect("remove the rest filler");
         let r = http
             .post(format!("{url}/webhook"))
             .header("X-Gitlab-Event", "Merge Request Hook")
@@ -333,10 +381,98 @@ async fn a_full_disk_is_reported_truthfully() {
         assert_eq!(status, 200, "after space was freed: {body}");
     };
     let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(result)).await;
+    reader.kill();
     let _ = child.kill();
     let _ = child.wait();
     if let Err(panic) = outcome {
         eprintln!("serve log:\n{}", log_text());
         std::panic::resume_unwind(panic);
     }
+}
+
+/// Writes zeros to `path` until the file system is full (ENOSPC).
+fn fill_up(path: &std::path::Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).expect("create the rest filler");
+    let zeros = vec![0u8; 4096];
+    loop {
+        match f.write_all(&zeros) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => return,
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
+}
+
+/// A process in serve's mount namespace (SQLite resolves `/proc/PID/root` to `/`, so the test
+/// cannot open the database from outside) holding a read transaction on the queue: this test
+/// binary again, running [`hold_a_read_snapshot`].
+struct SnapshotReader(
+    std::process::Child,
+    /// Its stdout, kept open so that its last words do not meet a closed pipe.
+    Option<std::io::Lines<std::io::BufReader<std::process::ChildStdout>>>,
+);
+
+impl SnapshotReader {
+    fn start(pid: u32, db: &std::path::Path) -> Result<Self, String> {
+        use std::io::BufRead;
+        let mut child = Command::new("nsenter")
+            .args(["-t", &pid.to_string(), "--user", "--mount", "--"])
+            .arg(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "hold_a_read_snapshot",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("COCREATE_TEST_SNAPSHOT_DB", db)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("spawn nsenter: {e}"))?;
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let held = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|line| line.ends_with("snapshot held"));
+        let mut reader = Self(child, Some(lines));
+        if !held {
+            reader.kill();
+            return Err("the reader did not take its snapshot".to_owned());
+        }
+        Ok(reader)
+    }
+
+    /// Ends the transaction (the reader commits when its stdin closes) and waits for it.
+    fn finish(&mut self) {
+        drop(self.0.stdin.take());
+        // Read its last words to the end (it exits after them).
+        self.1.take().into_iter().flatten().for_each(drop);
+        let status = self.0.wait().expect("wait for the reader");
+        assert!(status.success(), "the reader failed: {status}");
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Not a test on its own: the reader [`SnapshotReader`] runs (inside serve's mount namespace).
+/// Holds a read transaction on `COCREATE_TEST_SNAPSHOT_DB` until its stdin closes.
+#[test]
+#[ignore = "a helper process of a_full_disk_is_reported_truthfully"]
+fn hold_a_read_snapshot() {
+    use std::io::{Read, Write};
+    let Some(db) = std::env::var_os("COCREATE_TEST_SNAPSHOT_DB") else {
+        return;
+    };
+    let conn = rusqlite::Connection::open(db).expect("open the queue");
+    conn.execute_batch("BEGIN; SELECT count(*) FROM events;")
+        .expect("take a read snapshot");
+    println!("snapshot held");
+    std::io::stdout().flush().expect("flush");
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    conn.execute_batch("COMMIT").expect("end the snapshot");
 }

@@ -792,6 +792,7 @@ impl FakeGitLab {
         self.world().faults.push_back(FaultRule {
             method: None,
             path_prefix: None,
+            event_uuid: None,
             fault,
         });
     }
@@ -802,6 +803,19 @@ impl FakeGitLab {
         self.world().faults.push_back(FaultRule {
             method: Some(method.to_ascii_uppercase()),
             path_prefix: Some(path_prefix.to_owned()),
+            event_uuid: None,
+            fault,
+        });
+    }
+
+    /// Queues a fault for the next request made on behalf of the event `uuid` (carrying
+    /// `X-Gitlab-Event-UUID: uuid`, as cocreate's client sends it), whatever its path: a
+    /// background call of the service (a gauge refresh, a hook check) cannot take it.
+    pub fn push_fault_for_event(&self, uuid: &str, fault: Fault) {
+        self.world().faults.push_back(FaultRule {
+            method: None,
+            path_prefix: None,
+            event_uuid: Some(uuid.to_owned()),
             fault,
         });
     }

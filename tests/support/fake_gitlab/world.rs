@@ -156,6 +156,8 @@ impl Clock {
 pub(super) struct FaultRule {
     pub(super) method: Option<String>,
     pub(super) path_prefix: Option<String>,
+    /// Only a request carrying this `X-Gitlab-Event-UUID` (made on behalf of that event).
+    pub(super) event_uuid: Option<String>,
     pub(super) fault: Fault,
 }
 
@@ -166,6 +168,10 @@ impl FaultRule {
                 .path_prefix
                 .as_deref()
                 .is_none_or(|p| ctx.path.starts_with(p))
+            && self
+                .event_uuid
+                .as_deref()
+                .is_none_or(|u| ctx.header("x-gitlab-event-uuid") == Some(u))
     }
 }
 
