@@ -916,7 +916,9 @@ async fn breakdown(args: &Args) {
         if let Some(server) = &postgres {
             let tag = format!("alone{}", u8::from(with_worker));
             let url = fresh_bench_database(server, &tag).await;
-            let pg = PostgresQueue::connect(&url).await.expect("PostgreSQL queue");
+            let pg = PostgresQueue::connect(&url)
+                .await
+                .expect("PostgreSQL queue");
             queue_alone(args, body, with_worker, Arc::new(pg.clone()), "PostgreSQL").await;
             pg.close().await;
         }
