@@ -7,7 +7,8 @@ DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_settings
                WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)) THEN
-        ALTER TABLE events ALTER COLUMN body SET COMPRESSION lz4;
+        -- Dynamic, so that servers older than 14 (no such syntax) never parse it.
+        EXECUTE 'ALTER TABLE events ALTER COLUMN body SET COMPRESSION lz4';
     END IF;
 END
 $$;
