@@ -713,3 +713,33 @@ async fn postgres_bodies_are_compressed_with_lz4_where_the_server_has_it() {
     let claimed = queue.claim(1, LEASE).await.unwrap();
     assert_eq!(claimed[0].body, body);
 }
+
+/// A database that stops answering (here: a table lock another session holds) fails the
+/// receivers' enqueues after a bound instead of holding their answers for ever; GitLab's resend
+/// of the delivery, once the database answers again, leaves it stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_enqueue_the_database_does_not_answer_fails_and_its_resend_is_stored_once() {
+    use sqlx::Connection;
+    let url = support::postgres::fresh_database().await;
+    let queue = PostgresQueue::connect(&url).await.unwrap();
+    let mut blocker = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
+    sqlx::query("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let stalled = tokio::time::timeout(
+        Duration::from_secs(60),
+        queue.enqueue(event("stalled", None)),
+    )
+    .await
+    .expect("the enqueue was never answered");
+    let error = stalled.expect_err("stored while the table was locked");
+    assert!(
+        error.to_string().contains("did not answer"),
+        "says why: {error}"
+    );
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    queue.enqueue(event("stalled", None)).await.unwrap();
+    assert_eq!(queue.stats().await.unwrap().pending, 1, "stored once");
+}

@@ -30,6 +30,9 @@ pub(super) const MAX_BATCH: usize = 256;
 /// deadlock over it, PostgreSQL aborts one, which is tried again).
 const BATCHES_IN_FLIGHT: usize = 2;
 
+/// Longest a batch may take to be stored before its callers are answered with an error.
+const STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Enqueues waiting for the batcher at most; further callers wait for room (back-pressure
 /// instead of unbounded memory).
 const CHANNEL_CAPACITY: usize = 4 * MAX_BATCH;
@@ -102,10 +105,10 @@ async fn run(pool: PgPool, clock: Clock, mut rx: mpsc::Receiver<Pending>) {
 
 /// Stores one batch (trying once more after a transient conflict) and answers its callers.
 async fn commit_batch(pool: &PgPool, clock: &Clock, batch: Vec<Pending>) {
-    let mut result = store(pool, clock.now_ms(), &batch).await;
+    let mut result = store_within(pool, clock.now_ms(), &batch).await;
     if matches!(&result, Err(error) if is_transient(error)) {
         tracing::debug!("queue group commit conflicted with another; trying it again");
-        result = store(pool, clock.now_ms(), &batch).await;
+        result = store_within(pool, clock.now_ms(), &batch).await;
     }
     match result {
         Ok(outcomes) => {
@@ -126,6 +129,26 @@ async fn commit_batch(pool: &PgPool, clock: &Clock, batch: Vec<Pending>) {
                 }));
             }
         }
+    }
+}
+
+/// [`store`], given up after [`STORE_TIMEOUT`] (a database that stopped answering must not hold
+/// the receivers' answers for ever; what it still commits later is a duplicate for GitLab's
+/// resend).
+async fn store_within(
+    pool: &PgPool,
+    now: i64,
+    batch: &[Pending],
+) -> Result<Vec<Option<Enqueued>>, sqlx::Error> {
+    match tokio::time::timeout(STORE_TIMEOUT, store(pool, now, batch)).await {
+        Ok(result) => result,
+        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "PostgreSQL did not answer within {} s",
+                STORE_TIMEOUT.as_secs()
+            ),
+        ))),
     }
 }
 
